@@ -1,0 +1,105 @@
+"""The REST application: ``create_app(runtime)`` wires routes, errors and middleware."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+
+from http_api.errors import install_error_handlers
+from http_api.middleware import BodyLimitMiddleware, MetricsMiddleware
+from http_api.routes import agents, health, memories, sessions
+from memtrace import __version__
+from memtrace.models import ErrorBody
+from memtrace.runtime import Runtime
+
+
+def create_app(
+    runtime: Runtime,
+    *,
+    bootstrap_key: bool = False,
+    on_started: Callable[[str | None], None] | None = None,
+    manage_runtime: bool = True,
+) -> FastAPI:
+    """Build the REST app around a runtime.
+
+    Args:
+        runtime: the process's runtime (one per app).
+        bootstrap_key: create and report an admin key on a deployment without keys.
+        on_started: called with that key (or ``None``) once the runtime is up.
+        manage_runtime: start and stop the runtime with the app's lifespan; tests that drive
+            the app through ``httpx.ASGITransport`` (which has no lifespan) start it themselves.
+    """
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if manage_runtime:
+            key = await runtime.start(bootstrap_key=bootstrap_key)
+            if on_started is not None:
+                on_started(key)
+        try:
+            yield
+        finally:
+            if manage_runtime:
+                await runtime.close()
+
+    app = FastAPI(
+        title="memtrace",
+        version=__version__,
+        summary="Temporal memory for fleets of AI agents",
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    for router in (health.router, memories.router, agents.router, sessions.router):
+        app.include_router(router)
+    install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=runtime.settings.limits.max_body_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=runtime.metrics)
+    _document_extra_schemas(app)
+    return app
+
+
+_API_ERRORS = {
+    "400": "Invalid input; `error` names the field",
+    "401": "Missing, malformed, unknown or revoked API key",
+    "403": "The API key lacks the permission",
+    "404": "Not found (also for other orgs' objects)",
+    "409": "Conflict or duplicate",
+    "413": "Request body too large",
+    "429": "Rate limited",
+    "503": "Storage unavailable",
+}
+
+
+def _document_extra_schemas(app: FastAPI) -> None:
+    """Finish the OpenAPI schema: models that routes parse by hand (single-or-batch writes),
+    and the real error responses (400 with ``{"error"}``, never FastAPI's default 422)."""
+    base_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = base_openapi()
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            for model in (*memories.EXTRA_SCHEMAS, ErrorBody):
+                definition = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                for name, sub in definition.pop("$defs", {}).items():
+                    components.setdefault(name, sub)
+                components.setdefault(model.__name__, definition)
+            for name in ("HTTPValidationError", "ValidationError"):
+                components.pop(name, None)
+            error_ref = {"$ref": "#/components/schemas/ErrorBody"}
+            for path, operations in schema["paths"].items():
+                for operation in operations.values():
+                    responses = operation.setdefault("responses", {})
+                    responses.pop("422", None)
+                    if not path.startswith("/api/"):
+                        continue
+                    for status, description in _API_ERRORS.items():
+                        responses.setdefault(status, {"description": description})
+                        responses[status]["content"] = {"application/json": {"schema": error_ref}}
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

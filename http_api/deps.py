@@ -1,0 +1,70 @@
+"""Request dependencies: the runtime, the caller's principal, and the org-bound service."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Annotated, Any
+
+import orjson
+from fastapi import Depends, Request
+from starlette.responses import Response
+
+from memtrace.auth import Principal
+from memtrace.errors import InvalidInput
+from memtrace.runtime import Runtime
+from memtrace.service import MemoryService
+
+
+def json_response(
+    content: Any, status_code: int = 200, headers: Mapping[str, str] | None = None
+) -> Response:
+    """A JSON response encoded with orjson (fast, and exact for floats and unicode)."""
+    return Response(
+        orjson.dumps(content), status_code, headers=headers, media_type="application/json"
+    )
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+def presented_key(headers: Mapping[str, str]) -> str | None:
+    """The API key from ``x-api-key`` or ``Authorization: Bearer …``."""
+    key = headers.get("x-api-key")
+    if key:
+        return key.strip()
+    authorization = headers.get("authorization", "")
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return None
+
+
+async def get_principal(request: Request) -> Principal:
+    return await get_runtime(request).authenticate(presented_key(request.headers))
+
+
+def _service_with(permission: str) -> Callable[..., Awaitable[MemoryService]]:
+    async def dependency(
+        request: Request, principal: Annotated[Principal, Depends(get_principal)]
+    ) -> MemoryService:
+        principal.require(permission)
+        return await get_runtime(request).service(principal.org_id)
+
+    return dependency
+
+
+ReadService = Annotated[MemoryService, Depends(_service_with("read"))]
+WriteService = Annotated[MemoryService, Depends(_service_with("write"))]
+
+
+async def read_json(request: Request) -> Any:
+    """The request body parsed as JSON (an empty body is ``None``)."""
+    body = await request.body()
+    if not body.strip():
+        return None
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise InvalidInput("body: invalid JSON") from None

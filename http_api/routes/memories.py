@@ -1,0 +1,96 @@
+"""Memories: write (single or batch), list, get by id, and structured search."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from starlette.responses import Response
+
+from http_api.deps import ReadService, WriteService, json_response, read_json
+from memtrace.models import (
+    ListParams,
+    Memory,
+    MemoryBatchCreate,
+    MemoryBatchResult,
+    MemoryCreate,
+    MemoryList,
+    SearchRequest,
+    SearchResult,
+    parse_model,
+)
+from memtrace.service import MemoryPage
+
+router = APIRouter(prefix="/api/v1", tags=["memories"])
+
+_WRITE_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "oneOf": [
+                        {"$ref": "#/components/schemas/MemoryCreate"},
+                        {"$ref": "#/components/schemas/MemoryBatchCreate"},
+                    ]
+                }
+            }
+        },
+    }
+}
+EXTRA_SCHEMAS = (MemoryCreate, MemoryBatchCreate)
+
+
+def page_response(page: MemoryPage) -> Response:
+    return json_response(
+        {
+            "memories": [m.to_wire() for m in page.memories],
+            "count": len(page.memories),
+            "has_more": page.has_more,
+        }
+    )
+
+
+@router.post(
+    "/memories",
+    status_code=201,
+    response_model=Memory | MemoryBatchResult,
+    openapi_extra=_WRITE_BODY,
+    summary="Store one memory, or a batch of 1-1000 as {'memories': [...]}",
+    responses={409: {"description": "Duplicate memory (single write); body has existing_id"}},
+)
+async def create_memories(request: Request, service: WriteService) -> Response:
+    payload: Any = await read_json(request)
+    if isinstance(payload, dict) and "memories" in payload:
+        batch = parse_model(MemoryBatchCreate, payload)
+        result = await service.remember_batch(batch.memories)
+        body = {
+            "count": len(result.memories),
+            "memories": [m.to_wire() for m in result.memories],
+            "duplicates": [d.model_dump() for d in result.duplicates],
+        }
+        return json_response(body, 201)
+    record = await service.remember(parse_model(MemoryCreate, payload))
+    return json_response(record.to_wire(), 201)
+
+
+@router.get("/memories", response_model=MemoryList, summary="List memories, newest first")
+async def list_memories(service: ReadService, params: Annotated[ListParams, Query()]) -> Response:
+    return page_response(await service.list_memories(params))
+
+
+@router.get("/memories/{memory_id}", response_model=Memory, summary="One memory by id")
+async def get_memory(memory_id: str, service: ReadService) -> Response:
+    return json_response((await service.get_memory(memory_id)).to_wire())
+
+
+@router.post("/search", response_model=SearchResult, summary="Search with structured filters")
+async def search(service: ReadService, body: SearchRequest | None = None) -> Response:
+    outcome = await service.search(body or SearchRequest())
+    return json_response(
+        {
+            "results": [m.to_wire() for m in outcome.results],
+            "count": len(outcome.results),
+            "query_time_ms": outcome.query_time_ms,
+        }
+    )

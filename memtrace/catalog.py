@@ -1,0 +1,169 @@
+"""The running server's async view of the metadata DB (agents, sessions, orgs, keys).
+
+Agent auto-registration is awaited (a new agent exists before its first memory is
+acknowledged), but ``last_active_at`` updates of known agents are coalesced in memory and
+flushed every tick (see :class:`memtrace.runtime.Runtime`): a memory write does not pay a second
+fsync. Reads overlay the pending activity, so the process itself never shows a stale value.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from memtrace import metadata as md
+from memtrace.ids import new_session_id
+from memtrace.storage.sqlite import SQLiteDatabase, Synchronous, connect
+
+
+class Catalog:
+    """Metadata operations for the server, on one group-committing SQLite database."""
+
+    def __init__(self, path: Path, *, synchronous: Synchronous = "FULL") -> None:
+        self.db = SQLiteDatabase(path, setup=md.migrate, synchronous=synchronous)
+        self._known: dict[str, set[str]] = {}
+        self._pending: dict[tuple[str, str], int] = {}
+        self._watch: sqlite3.Connection | None = None
+        self._watch_version = -1
+
+    async def open(self) -> None:
+        await self.db.open()
+        self._watch = await asyncio.to_thread(connect, self.db.path, readonly=True)
+        await self.changed()
+
+    async def close(self) -> None:
+        await self.flush_activity()
+        if self._watch is not None:
+            self._watch.close()
+            self._watch = None
+        await self.db.close()
+
+    async def changed(self) -> bool:
+        """True when another connection (any process, or our writer) committed since last call."""
+        watch = self._watch
+        if watch is None:
+            return False
+        version = await asyncio.to_thread(
+            lambda: int(watch.execute("PRAGMA data_version").fetchone()[0])
+        )
+        if version == self._watch_version:
+            return False
+        self._watch_version = version
+        return True
+
+    # -- orgs and keys ------------------------------------------------------------------------
+
+    async def list_orgs(self) -> list[md.Org]:
+        return await self.db.read(md.list_orgs)
+
+    async def list_keys(self) -> list[md.ApiKeyRecord]:
+        return await self.db.read(md.list_keys)
+
+    def forget_org(self, org_id: str) -> None:
+        """Drop caches of an org that was deleted."""
+        self._known.pop(org_id, None)
+        for key in [k for k in self._pending if k[0] == org_id]:
+            del self._pending[key]
+
+    # -- agent activity -----------------------------------------------------------------------
+
+    async def note_activity(self, org_id: str, agent_ids: Iterable[str], at: int) -> None:
+        """Register unknown agents (awaited) and record activity of known ones (coalesced)."""
+        agents = tuple(agent_ids)
+        known = self._known.setdefault(org_id, set())
+        unknown = {agent: at for agent in agents if agent not in known}
+        for agent in agents:
+            key = (org_id, agent)
+            if agent in known and self._pending.get(key, -1) < at:
+                self._pending[key] = at
+        if unknown:
+            await self.db.write(lambda conn: md.touch_agents(conn, org_id, unknown))
+            known.update(unknown)
+
+    async def flush_activity(self) -> None:
+        """Persist coalesced ``last_active_at`` updates."""
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, {}
+        by_org: dict[str, dict[str, int]] = {}
+        for (org_id, agent), at in pending.items():
+            by_org.setdefault(org_id, {})[agent] = at
+
+        def flush(conn: sqlite3.Connection) -> None:
+            for org_id, activity in by_org.items():
+                md.touch_agents(conn, org_id, activity)
+
+        await self.db.write(flush)
+
+    def _overlay(self, row: md.AgentRow) -> md.AgentRow:
+        pending = self._pending.get((row.org_id, row.id))
+        if pending is not None and (row.last_active_at or 0) < pending:
+            row.last_active_at = pending
+        return row
+
+    # -- agents -------------------------------------------------------------------------------
+
+    async def register_agent(
+        self,
+        org_id: str,
+        agent_id: str,
+        description: str | None,
+        config: dict[str, Any] | None,
+        now: int,
+    ) -> md.AgentRow:
+        row = await self.db.write(
+            lambda conn: md.insert_agent(conn, org_id, agent_id, description, config, now)
+        )
+        self._known.setdefault(org_id, set()).add(agent_id)
+        return row
+
+    async def get_agent(self, org_id: str, agent_id: str) -> md.AgentRow | None:
+        row = await self.db.read(lambda conn: md.get_agent(conn, org_id, agent_id))
+        return self._overlay(row) if row else None
+
+    async def list_agents(self, org_id: str, limit: int, offset: int) -> list[md.AgentRow]:
+        rows = await self.db.read(lambda conn: md.list_agents(conn, org_id, limit, offset))
+        return [self._overlay(row) for row in rows]
+
+    async def delete_agent(self, org_id: str, agent_id: str) -> None:
+        self._pending.pop((org_id, agent_id), None)
+        self._known.get(org_id, set()).discard(agent_id)
+        await self.db.write(lambda conn: md.delete_agent(conn, org_id, agent_id))
+
+    # -- sessions -----------------------------------------------------------------------------
+
+    async def create_session(
+        self, org_id: str, agent_id: str, metadata: dict[str, Any] | None, now: int
+    ) -> md.SessionRow:
+        await self.note_activity(org_id, (agent_id,), now)
+        row = md.SessionRow(new_session_id(), org_id, agent_id, "active", metadata, now, now, None)
+        await self.db.write(lambda conn: md.insert_session(conn, row))
+        return row
+
+    async def get_session(self, org_id: str, session_id: str) -> md.SessionRow | None:
+        return await self.db.read(lambda conn: md.get_session(conn, org_id, session_id))
+
+    async def list_sessions(
+        self, org_id: str, agent_id: str | None, status: str | None, limit: int, offset: int
+    ) -> list[md.SessionRow]:
+        return await self.db.read(
+            lambda conn: md.list_sessions(conn, org_id, agent_id, status, limit, offset)
+        )
+
+    async def update_session(
+        self,
+        org_id: str,
+        session_id: str,
+        status: str | None,
+        metadata: dict[str, Any] | None,
+        now: int,
+    ) -> md.SessionRow:
+        return await self.db.write(
+            lambda conn: md.update_session(conn, org_id, session_id, status, metadata, now)
+        )
+
+    async def session_counts(self, org_id: str, agent_id: str) -> tuple[int, int]:
+        return await self.db.read(lambda conn: md.session_counts(conn, org_id, agent_id))

@@ -1,0 +1,172 @@
+"""Settings: ``memtrace.toml`` plus ``MEMTRACE_<SECTION>_<KEY>`` environment overrides.
+
+The single source of every default. Loaded once at start; invalid values fail with a message
+naming the key (``limits.max_batch: …``). Precedence: explicit arguments (CLI flags) >
+environment > the first toml file found > defaults.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal, cast
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from memtrace.errors import ConfigError
+from memtrace.models import error_field
+
+CONFIG_FILENAME = "memtrace.toml"
+
+
+def config_search_path() -> list[Path]:
+    """Where a config file is looked for when ``--config`` is not given (first found wins)."""
+    return [
+        Path.cwd() / CONFIG_FILENAME,
+        Path("/etc/memtrace") / CONFIG_FILENAME,
+        Path.home() / ".memtrace" / CONFIG_FILENAME,
+    ]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=9100, ge=0, le=65535)
+    graceful_timeout_s: float = Field(default=10.0, ge=0, description="Drain time on SIGTERM.")
+    keepalive_timeout_s: float = Field(default=5.0, gt=0)
+
+
+class LogSettings(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["console", "json"] = "console"
+
+
+class StorageSettings(_Section):
+    data_dir: Path = Path("./data")
+    default_backend: Literal["embedded", "none"] = "embedded"
+    synchronous: Literal["FULL", "NORMAL"] = Field(
+        default="FULL",
+        description="FULL fsyncs each group commit (survives power loss); NORMAL survives "
+        "process crashes only.",
+    )
+
+
+class AuthSettings(_Section):
+    enabled: bool = True
+    db_path: Path | None = None
+    bcrypt_rounds: int = Field(default=12, ge=4, le=16)
+
+
+class DedupSettings(_Section):
+    enabled: bool = True
+    window_hours: float = Field(default=24.0, gt=0, le=24 * 365)
+
+
+class LimitsSettings(_Section):
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    max_batch: int = Field(default=1000, ge=1, le=10_000)
+    max_content_bytes: int = Field(default=64 * 1024, ge=1, le=16 * 1024 * 1024)
+    max_context_memories: int = Field(
+        default=10_000, ge=100, description="Memories read to build one context."
+    )
+
+
+class Settings(BaseSettings):
+    """All of memtrace's configuration."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MEMTRACE_",
+        env_nested_delimiter="_",
+        env_nested_max_split=1,
+        extra="forbid",
+        frozen=True,
+    )
+
+    server: ServerSettings = ServerSettings()
+    log: LogSettings = LogSettings()
+    storage: StorageSettings = StorageSettings()
+    auth: AuthSettings = AuthSettings()
+    dedup: DedupSettings = DedupSettings()
+    limits: LimitsSettings = LimitsSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if settings_cls.model_config.get("toml_file"):
+            sources.append(TomlConfigSettingsSource(settings_cls))
+        return tuple(sources)
+
+    @property
+    def data_dir(self) -> Path:
+        return self.storage.data_dir
+
+    @property
+    def metadata_path(self) -> Path:
+        return self.auth.db_path or self.storage.data_dir / "memtrace.db"
+
+    @property
+    def dedup_window_us(self) -> int | None:
+        if not self.dedup.enabled:
+            return None
+        return int(self.dedup.window_hours * 3_600_000_000)
+
+
+def _deep_set(target: dict[str, Any], dotted: str, value: Any) -> None:
+    section, _, key = dotted.partition(".")
+    target.setdefault(section, {})[key] = value
+
+
+def load_settings(config: Path | None = None, overrides: dict[str, Any] | None = None) -> Settings:
+    """Read settings once.
+
+    Args:
+        config: explicit toml file (``--config``); must exist. Otherwise the search path.
+        overrides: dotted keys from CLI flags, e.g. ``{"server.port": 9200}``; ``None`` values
+            are ignored.
+
+    Raises:
+        ConfigError: the file is missing or unreadable, or a value is invalid (the message
+            names the key).
+    """
+    if config is not None and not config.is_file():
+        raise ConfigError(f"config file not found: {config}")
+    toml_file = config or next((p for p in config_search_path() if p.is_file()), None)
+    init: dict[str, Any] = {}
+    alias = os.environ.get("MEMTRACE_DATA_DIR")
+    if alias and not os.environ.get("MEMTRACE_STORAGE_DATA_DIR"):
+        _deep_set(init, "storage.data_dir", alias)
+    for dotted, value in (overrides or {}).items():
+        if value is not None:
+            _deep_set(init, dotted, value)
+    settings_cls: type[Settings] = Settings
+    if toml_file is not None:  # the file is part of the class config in pydantic-settings
+        config_dict = SettingsConfigDict(**{**Settings.model_config, "toml_file": toml_file})
+        settings_cls = cast(
+            "type[Settings]", type("Settings", (Settings,), {"model_config": config_dict})
+        )
+    try:
+        return settings_cls(**init)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = f" (in {toml_file})" if toml_file else ""
+        raise ConfigError(
+            f"invalid configuration{where}: {error_field(first['loc'])}: {first['msg']}"
+        ) from None
+    except (OSError, ValueError) as exc:  # unreadable or malformed toml
+        raise ConfigError(f"cannot read config file {toml_file}: {exc}") from None

@@ -1,0 +1,140 @@
+"""LLM-ready markdown context (SPEC §6), as pure functions over memory records.
+
+Layout: a ``## <Title> (<id>)`` header, then sections in a fixed order (empty ones left out),
+newest first inside each section. Tokens are estimated as ``ceil(characters / 4)``, the usual
+rule of thumb for English text with GPT/Claude tokenizers. When the whole context does not fit
+``max_tokens``, items longer than 500 characters are cut with ``…`` and items are kept by
+priority (errors and decisions, then higher importance, then newer) until the budget is used;
+a footer says how many memories were left out.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from memtrace.models import MemoryRecord
+from memtrace.timeutil import format_seconds
+
+SECTIONS: tuple[tuple[str, str], ...] = (
+    ("actions", "Recent Actions"),
+    ("decisions", "Decisions Made"),
+    ("errors", "Errors"),
+    ("entities", "Known Entities"),
+    ("notes", "Session Notes"),
+)
+_SECTION_OF_TYPE = {
+    "episodic": "actions",
+    "decision": "decisions",
+    "entity": "entities",
+    "session": "notes",
+}
+ITEM_CUT = 500
+CHARS_PER_TOKEN = 4
+NEUTRAL_IMPORTANCE = 0.5  # ranking of memories stored without an importance
+
+
+def estimate_tokens(text: str) -> int:
+    """Estimated token count: one token per four characters, rounded up."""
+    return math.ceil(len(text) / CHARS_PER_TOKEN)
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedContext:
+    text: str
+    memory_count: int
+    token_estimate: int
+    truncated: bool
+    omitted_count: int
+
+
+def section_of(memory: MemoryRecord) -> str:
+    """Errors (by event type) win over the memory type; unknown types count as actions."""
+    if memory.event_type == "error":
+        return "errors"
+    return _SECTION_OF_TYPE.get(memory.memory_type, "actions")
+
+
+def _body(memory: MemoryRecord) -> str:
+    body = memory.content
+    if memory.memory_type == "decision" and memory.metadata:
+        reasoning = memory.metadata.get("reasoning")
+        if reasoning not in (None, ""):
+            body += f" — reasoning: {reasoning}"
+    return body
+
+
+def _line(memory: MemoryRecord, *, cut: bool) -> str:
+    body = _body(memory)
+    if cut and len(body) > ITEM_CUT:
+        body = body[:ITEM_CUT] + "…"
+    # Continuation lines are indented so a multi-line memory stays one list item.
+    body = body.replace("\r\n", "\n").replace("\n", "\n  ")
+    return f"- [{format_seconds(memory.time)}] {memory.event_type}: {body}"
+
+
+def _render(header: str, items: Sequence[tuple[MemoryRecord, str]], omitted: int) -> str:
+    grouped: dict[str, list[tuple[int, str, str]]] = {key: [] for key, _ in SECTIONS}
+    for memory, line in items:
+        grouped[section_of(memory)].append((memory.time, memory.id, line))
+    blocks = [header]
+    for key, title in SECTIONS:
+        entries = grouped[key]
+        if entries:
+            entries.sort(reverse=True)  # newest first; ids break ties like the stores do
+            lines = "\n".join(line for _, _, line in entries)
+            blocks.append(f"### {title} ({len(entries)})\n{lines}")
+    if omitted:
+        blocks.append(footer(omitted))
+    return "\n\n".join(blocks)
+
+
+def footer(omitted: int) -> str:
+    return f"_({omitted} older memories omitted)_"
+
+
+def _priority(memory: MemoryRecord) -> tuple[int, float, int, str]:
+    important_kind = memory.event_type == "error" or memory.memory_type == "decision"
+    importance = memory.importance if memory.importance is not None else NEUTRAL_IMPORTANCE
+    return (0 if important_kind else 1, -importance, -memory.time, memory.id)
+
+
+def render_context(
+    header: str, memories: Sequence[MemoryRecord], max_tokens: int, *, unseen: int = 0
+) -> RenderedContext:
+    """Render memories as markdown within ``max_tokens``.
+
+    Args:
+        header: the first line, e.g. ``## Session Context (sess_abc)``.
+        memories: candidate memories (any order).
+        max_tokens: the budget, in estimated tokens.
+        unseen: matching memories that were not even read (beyond the read cap); they count
+            as omitted.
+    """
+    full = _render(header, [(m, _line(m, cut=False)) for m in memories], unseen)
+    if unseen == 0 and estimate_tokens(full) <= max_tokens:
+        return RenderedContext(full, len(memories), estimate_tokens(full), False, 0)
+
+    budget = max_tokens * CHARS_PER_TOKEN
+    total = len(memories) + unseen
+    # Reserve room for the footer with the largest count it could show.
+    used = len(header) + len(footer(total)) + 2
+    section_cost = {key: len(f"\n\n### {title} (000000)\n") for key, title in SECTIONS}
+    opened: set[str] = set()
+    kept: list[tuple[MemoryRecord, str]] = []
+    cut_any = False
+    for memory in sorted(memories, key=_priority):
+        line = _line(memory, cut=True)
+        section = section_of(memory)
+        cost = len(line) + 1 + (0 if section in opened else section_cost[section])
+        if used + cost > budget:
+            break
+        used += cost
+        opened.add(section)
+        kept.append((memory, line))
+        cut_any = cut_any or len(_body(memory)) > ITEM_CUT
+    omitted = total - len(kept)
+    text = _render(header, kept, omitted)
+    truncated = cut_any or omitted > 0
+    return RenderedContext(text, len(kept), estimate_tokens(text), truncated, omitted)

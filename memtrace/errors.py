@@ -1,0 +1,157 @@
+"""One exception tree for the whole project, mapped once per transport.
+
+REST maps ``status_code`` to the response status and ``to_body()`` to the JSON body; MCP turns
+the message into an ``is_error`` result; the client SDK raises the same classes from responses.
+The SDK-compatible names of the published ``memtrace-sdk`` (``AuthenticationError``,
+``NotFoundError``, ``ConflictError``, ``NoArcInstanceError``) are aliases or subclasses here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class MemtraceError(Exception):
+    """Base of every error memtrace raises on purpose.
+
+    Args:
+        message: Human-readable, safe to show to a client (never contains secrets).
+        status_code: HTTP status this error maps to; defaults to the class's status.
+        hint: Optional suggestion for the caller on how to fix the problem.
+        details: Optional structured extra information.
+    """
+
+    status: int = 500
+    default_message = "internal error"
+
+    def __init__(
+        self,
+        message: str | None = None,
+        status_code: int | None = None,
+        *,
+        hint: str | None = None,
+        details: Any = None,
+    ) -> None:
+        self.message = message or self.default_message
+        self.status_code = status_code if status_code is not None else self.status
+        self.hint = hint
+        self.details = details
+        super().__init__(self.message)
+
+    def to_body(self) -> dict[str, Any]:
+        """The ``{"error": …}`` body, with optional ``hint`` and ``details``."""
+        body: dict[str, Any] = {"error": self.message}
+        if self.hint:
+            body["hint"] = self.hint
+        if self.details is not None:
+            body["details"] = self.details
+        return body
+
+
+class InvalidInput(MemtraceError):
+    """A request field is invalid; the message starts with the field name."""
+
+    status = 400
+    default_message = "invalid input"
+
+
+class Unauthorized(MemtraceError):
+    """Missing, malformed, unknown or revoked API key."""
+
+    status = 401
+    default_message = "Invalid or missing API key"
+
+
+class Forbidden(MemtraceError):
+    """The key is valid but lacks the permission the operation needs."""
+
+    status = 403
+    default_message = "API key lacks the required permission"
+
+
+class NotFound(MemtraceError):
+    """The object does not exist in the caller's org (also for other orgs' objects)."""
+
+    status = 404
+    default_message = "Resource not found"
+
+
+class Conflict(MemtraceError):
+    """The object already exists; ``existing_id`` names it when known."""
+
+    status = 409
+    default_message = "Conflict"
+
+    def __init__(
+        self,
+        message: str | None = None,
+        status_code: int | None = None,
+        *,
+        existing_id: str | None = None,
+        hint: str | None = None,
+        details: Any = None,
+    ) -> None:
+        super().__init__(message, status_code, hint=hint, details=details)
+        self.existing_id = existing_id
+
+    def to_body(self) -> dict[str, Any]:
+        body = super().to_body()
+        if self.existing_id:
+            body["existing_id"] = self.existing_id
+        return body
+
+
+class DuplicateMemory(Conflict):
+    """A memory with the same dedup key exists inside the dedup window."""
+
+    default_message = "duplicate memory"
+
+
+class PayloadTooLarge(MemtraceError):
+    """The request body exceeds ``limits.max_body_bytes``."""
+
+    status = 413
+    default_message = "request body too large"
+
+
+class RateLimited(MemtraceError):
+    """Too many requests for this key; retry after ``retry_after`` seconds."""
+
+    status = 429
+    default_message = "rate limit exceeded"
+
+    def __init__(
+        self,
+        message: str | None = None,
+        status_code: int | None = None,
+        *,
+        retry_after: float = 1.0,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, status_code, hint=hint)
+        self.retry_after = retry_after
+
+
+class StorageUnavailable(MemtraceError):
+    """The org's store cannot serve the request right now (disk full, Arc down, locked)."""
+
+    status = 503
+    default_message = "storage unavailable"
+
+
+class NoArcInstanceError(StorageUnavailable):
+    """The org is bound to no store at all (``storage.default_backend = none``)."""
+
+    default_message = "no arc instance configured for this org"
+
+
+class ConfigError(MemtraceError):
+    """Invalid configuration; the message names the offending key."""
+
+    default_message = "invalid configuration"
+
+
+# Names used by the published memtrace-sdk 0.2.0, kept so its users' code runs unchanged.
+AuthenticationError = Unauthorized
+NotFoundError = NotFound
+ConflictError = Conflict

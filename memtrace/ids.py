@@ -1,0 +1,71 @@
+"""Identifier generation: memory ids (ULID), session ids, org ids and key ids."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+import time
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_RANDOM_BITS = 80
+_RANDOM_MAX = (1 << _RANDOM_BITS) - 1
+
+MEMORY_PREFIX = "mem_"
+SESSION_PREFIX = "sess_"
+
+
+def _encode_ulid(value: int) -> str:
+    """Encode a 128-bit integer as 26 Crockford base32 characters."""
+    chars = []
+    for _ in range(26):
+        chars.append(_CROCKFORD[value & 31])
+        value >>= 5
+    return "".join(reversed(chars))
+
+
+class MonotonicUlid:
+    """Thread-safe ULID generator whose output is strictly increasing within a process.
+
+    Stores assign ids in their single writer, so id order equals insertion order. That makes
+    "ORDER BY time, id" (Arc) and "ORDER BY time, rowid" (SQLite) the same order for ties.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last_ms = -1
+        self._last_random = 0
+
+    def new(self) -> str:
+        """Return a new ``mem_``-prefixed ULID."""
+        with self._lock:
+            now_ms = time.time_ns() // 1_000_000
+            if now_ms <= self._last_ms:
+                now_ms = self._last_ms
+                self._last_random += 1
+                if self._last_random > _RANDOM_MAX:  # 2^80 ids in one ms: move the clock on
+                    now_ms += 1
+                    self._last_random = int.from_bytes(os.urandom(10), "big") >> 1
+            else:
+                # Half the random space leaves room to increment without overflow.
+                self._last_random = int.from_bytes(os.urandom(10), "big") >> 1
+            self._last_ms = now_ms
+            return MEMORY_PREFIX + _encode_ulid((now_ms << _RANDOM_BITS) | self._last_random)
+
+
+memory_ids = MonotonicUlid()
+
+
+def new_session_id() -> str:
+    """``sess_`` + 24 lowercase hex characters."""
+    return SESSION_PREFIX + secrets.token_hex(12)
+
+
+def new_org_id() -> str:
+    """``org_`` + 16 lowercase hex characters."""
+    return "org_" + secrets.token_hex(8)
+
+
+def new_key_id() -> str:
+    """Public identifier of an API key (not the secret): ``key_`` + 16 hex characters."""
+    return "key_" + secrets.token_hex(8)

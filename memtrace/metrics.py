@@ -1,0 +1,52 @@
+"""Prometheus metrics of one runtime (its own registry, so several runtimes can coexist)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class Metrics:
+    """Counters the core and the transports update; exported at ``GET /metrics``."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "memtrace_http_requests",
+            "HTTP requests by method, route template and status.",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "memtrace_http_request_duration_seconds",
+            "HTTP request latency by route template.",
+            ["method", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.memories_written = Counter(
+            "memtrace_memories_written",
+            "Memories durably stored, by backend.",
+            ["backend"],
+            registry=self.registry,
+        )
+        self.dedup_hits = Counter(
+            "memtrace_dedup_hits", "Writes skipped as duplicates.", registry=self.registry
+        )
+        self.outbox_pending = Gauge(
+            "memtrace_outbox_pending",
+            "Memories acknowledged but not yet shipped to Arc, by org.",
+            ["org_id"],
+            registry=self.registry,
+        )
+        self.arc_errors = Counter(
+            "memtrace_arc_errors",
+            "Failed requests to Arc, by operation.",
+            ["operation"],
+            registry=self.registry,
+        )
+
+    def render(self) -> bytes:
+        """Prometheus text exposition format."""
+        return bytes(generate_latest(self.registry))

@@ -1,0 +1,397 @@
+"""Every wire model (pydantic): requests with their validation rules, and responses.
+
+Shared by REST (bodies and OpenAPI), MCP tools and the client SDK. Rules that depend on
+configuration (content size, batch size) are checked in the service, not here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any, Literal, TypeVar
+
+import orjson
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    StringConstraints,
+    ValidationError,
+)
+
+from memtrace.errors import InvalidInput
+from memtrace.timeutil import format_dt, format_us
+
+MemoryType = Literal["episodic", "decision", "entity", "session"]
+MEMORY_TYPES: tuple[str, ...] = ("episodic", "decision", "entity", "session")
+SessionStatus = Literal["active", "closed"]
+Order = Literal["asc", "desc"]
+
+AGENT_ID_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]{0,127}$"
+EVENT_TYPE_PATTERN = r"^[A-Za-z][A-Za-z0-9_]{0,63}$"
+TAG_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
+REF_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+MAX_TAGS = 32
+MAX_METADATA_BYTES = 16 * 1024
+MAX_DEDUP_KEY = 128
+MAX_DESCRIPTION = 4096
+MAX_CONTAINS = 1024
+DEFAULT_LIST_LIMIT = 100
+DEFAULT_SEARCH_LIMIT = 50
+MAX_LIMIT = 1000
+DEFAULT_MAX_TOKENS = 2000
+MAX_TOKENS = 100_000
+
+
+def _blank_to_none(value: Any) -> Any:
+    """Treat ``""`` like an absent optional field (clients often send empty strings)."""
+    return None if value == "" else value
+
+
+def _check_json_object_size(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    if value is not None and len(orjson.dumps(value)) > MAX_METADATA_BYTES:
+        raise ValueError(f"must be at most {MAX_METADATA_BYTES} bytes when serialized")
+    return value
+
+
+def _dedupe_tags(value: list[str] | None) -> list[str] | None:
+    if value is None:
+        return None
+    unique = list(dict.fromkeys(value))
+    if len(unique) > MAX_TAGS:
+        raise ValueError(f"at most {MAX_TAGS} distinct tags are allowed")
+    return unique or None
+
+
+AgentId = Annotated[str, StringConstraints(pattern=AGENT_ID_PATTERN)]
+OptionalRef = Annotated[AgentId | None, BeforeValidator(_blank_to_none)]
+EventType = Annotated[str, StringConstraints(pattern=EVENT_TYPE_PATTERN)]
+Tag = Annotated[str, StringConstraints(pattern=TAG_PATTERN)]
+DedupKey = Annotated[str, StringConstraints(max_length=MAX_DEDUP_KEY)]
+RefId = Annotated[str, StringConstraints(pattern=REF_ID_PATTERN)]
+Needle = Annotated[str, StringConstraints(max_length=MAX_CONTAINS)]
+TagList = Annotated[list[Tag] | None, AfterValidator(_dedupe_tags)]
+JsonObject = Annotated[dict[str, Any] | None, AfterValidator(_check_json_object_size)]
+Importance = Annotated[float | None, Field(ge=0.0, le=1.0)]
+Timestamp = Annotated[datetime, PlainSerializer(format_dt, return_type=str)]
+
+
+class _Request(BaseModel):
+    # Unknown request fields are ignored (SPEC §3), so newer clients keep working.
+    model_config = ConfigDict(extra="ignore")
+
+
+# --- memories -------------------------------------------------------------------------------
+
+
+class MemoryCreate(_Request):
+    """One memory to store."""
+
+    agent_id: AgentId
+    content: str = Field(min_length=1, description="What happened, at most 64 KiB UTF-8.")
+    session_id: OptionalRef = None
+    memory_type: Annotated[MemoryType, BeforeValidator(lambda v: v or "episodic")] = "episodic"
+    event_type: Annotated[EventType, BeforeValidator(lambda v: v or "general")] = "general"
+    metadata: JsonObject = None
+    tags: TagList = None
+    importance: Importance = None
+    dedup_key: Annotated[DedupKey | None, BeforeValidator(_blank_to_none)] = None
+    parent_id: Annotated[RefId | None, BeforeValidator(_blank_to_none)] = None
+    time: datetime | None = Field(
+        default=None, description="Event time for backfill (at most 5 min in the future)."
+    )
+
+
+class MemoryBatchCreate(_Request):
+    """Several memories written all-or-nothing (validation is done on the whole batch first)."""
+
+    memories: list[MemoryCreate] = Field(min_length=1)
+
+
+class Memory(BaseModel):
+    """A stored memory as every endpoint returns it (absent optional fields are omitted)."""
+
+    id: str
+    time: Timestamp
+    org_id: str
+    agent_id: str
+    session_id: str | None = None
+    memory_type: str
+    event_type: str
+    content: str
+    metadata: dict[str, Any] | None = None
+    tags: list[str] | None = None
+    importance: float | None = None
+    dedup_key: str
+    parent_id: str | None = None
+
+
+class DuplicateEntry(BaseModel):
+    index: int
+    existing_id: str
+
+
+class MemoryBatchResult(BaseModel):
+    count: int
+    memories: list[Memory]
+    duplicates: list[DuplicateEntry]
+
+
+class MemoryList(BaseModel):
+    memories: list[Memory]
+    count: int
+    has_more: bool
+
+
+class ListParams(_Request):
+    """Filters of ``GET /memories`` (and the agent/session memory lists)."""
+
+    agent_id: OptionalRef = None
+    session_id: OptionalRef = None
+    memory_type: Annotated[MemoryType | None, BeforeValidator(_blank_to_none)] = None
+    event_type: Annotated[EventType | None, BeforeValidator(_blank_to_none)] = None
+    tags: Annotated[
+        str | None, Field(max_length=MAX_TAGS * 65, description="Comma list; all must match.")
+    ] = None
+    since: str | None = None
+    until: str | None = None
+    limit: int = Field(default=DEFAULT_LIST_LIMIT, ge=1, le=MAX_LIMIT)
+    offset: int = Field(default=0, ge=0)
+    order: Order = "desc"
+
+
+class SearchRequest(_Request):
+    """Body of ``POST /search``: every given filter must match (AND)."""
+
+    agent_id: OptionalRef = None
+    session_id: OptionalRef = None
+    memory_types: list[MemoryType] | None = Field(default=None, max_length=len(MEMORY_TYPES))
+    event_types: list[EventType] | None = Field(default=None, max_length=64)
+    tags: TagList = None
+    content_contains: Annotated[
+        Needle | None,
+        BeforeValidator(_blank_to_none),
+        Field(description="Case-insensitive substring of content."),
+    ] = None
+    min_importance: Importance = None
+    since: str | None = None
+    until: str | None = None
+    limit: int = Field(default=DEFAULT_SEARCH_LIMIT, ge=1, le=MAX_LIMIT)
+    offset: int = Field(default=0, ge=0)
+    order: Order = "desc"
+
+
+class SearchResult(BaseModel):
+    results: list[Memory]
+    count: int
+    query_time_ms: int = Field(description="Server-side query time, whole milliseconds.")
+
+
+# --- agents ---------------------------------------------------------------------------------
+
+
+class AgentCreate(_Request):
+    name: AgentId
+    description: Annotated[str | None, Field(max_length=MAX_DESCRIPTION)] = None
+    config: JsonObject = None
+
+
+class Agent(BaseModel):
+    id: str
+    org_id: str
+    name: str
+    description: str | None = None
+    config: dict[str, Any] | None = None
+    created_at: Timestamp
+    last_active_at: Timestamp | None = None
+
+
+class AgentList(BaseModel):
+    agents: list[Agent]
+    count: int
+
+
+class AgentStats(BaseModel):
+    agent_id: str
+    memory_count: int
+    memories_24h: int
+    errors_24h: int
+    session_count: int
+    active_sessions: int
+    last_active_at: Timestamp | None = None
+    memory_types: dict[str, int]
+
+
+class PageParams(_Request):
+    limit: int = Field(default=DEFAULT_LIST_LIMIT, ge=1, le=MAX_LIMIT)
+    offset: int = Field(default=0, ge=0)
+
+
+# --- sessions -------------------------------------------------------------------------------
+
+
+class SessionCreate(_Request):
+    agent_id: AgentId
+    metadata: JsonObject = None
+
+
+class SessionUpdate(_Request):
+    status: SessionStatus | None = None
+    metadata: JsonObject = None
+
+
+class Session(BaseModel):
+    id: str
+    org_id: str
+    agent_id: str
+    status: str
+    metadata: dict[str, Any] | None = None
+    created_at: Timestamp
+    updated_at: Timestamp
+    closed_at: Timestamp | None = None
+
+
+class SessionList(BaseModel):
+    sessions: list[Session]
+    count: int
+
+
+class SessionListParams(PageParams):
+    agent_id: OptionalRef = None
+    status: Annotated[SessionStatus | None, BeforeValidator(_blank_to_none)] = None
+
+
+class ContextRequest(_Request):
+    """Options of session and agent context (SPEC §6)."""
+
+    since: str | None = None
+    until: str | None = None
+    include_types: list[MemoryType] | None = Field(default=None, max_length=len(MEMORY_TYPES))
+    max_tokens: int = Field(default=DEFAULT_MAX_TOKENS, ge=1, le=MAX_TOKENS)
+
+
+class _ContextResult(BaseModel):
+    context: str = Field(description="Markdown to paste into a prompt.")
+    memory_count: int = Field(description="Memories shown in the context.")
+    token_estimate: int = Field(description="ceil(characters / 4).")
+    truncated: bool = Field(description="True when items were cut or left out for the budget.")
+    omitted_count: int
+
+
+class SessionContext(_ContextResult):
+    session_id: str
+
+
+class AgentContext(_ContextResult):
+    agent_id: str
+
+
+class ErrorBody(BaseModel):
+    """Every error response: ``error`` always, the other fields when they apply."""
+
+    error: str
+    hint: str | None = None
+    existing_id: str | None = Field(default=None, description="Set on duplicate memory (409).")
+    details: Any = None
+
+
+# --- service-level records --------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class MemoryRecord:
+    """A memory as the core handles it: time in integer microseconds, tags as a tuple."""
+
+    id: str
+    time: int
+    org_id: str
+    agent_id: str
+    session_id: str | None
+    memory_type: str
+    event_type: str
+    content: str
+    metadata: dict[str, Any] | None
+    tags: tuple[str, ...]
+    importance: float | None
+    dedup_key: str
+    parent_id: str | None
+
+    def to_wire(self) -> dict[str, Any]:
+        """The JSON shape of :class:`Memory`, with empty optional fields left out."""
+        out: dict[str, Any] = {
+            "id": self.id,
+            "time": format_us(self.time),
+            "org_id": self.org_id,
+            "agent_id": self.agent_id,
+        }
+        if self.session_id:
+            out["session_id"] = self.session_id
+        out["memory_type"] = self.memory_type
+        out["event_type"] = self.event_type
+        out["content"] = self.content
+        if self.metadata:
+            out["metadata"] = self.metadata
+        if self.tags:
+            out["tags"] = list(self.tags)
+        if self.importance is not None:
+            out["importance"] = self.importance
+        out["dedup_key"] = self.dedup_key
+        if self.parent_id:
+            out["parent_id"] = self.parent_id
+        return out
+
+
+@dataclass(slots=True)
+class WriteOutcome:
+    """Result of writing one memory: the stored record, or the id of the duplicate it matched."""
+
+    record: MemoryRecord | None = None
+    existing_id: str | None = None
+
+
+def error_field(loc: Sequence[int | str]) -> str:
+    """``("memories", 3, "content")`` → ``memories[3].content`` (how errors name a field).
+
+    Union-branch labels pydantic puts in locations (``function-after[…]``, ``str``) are left
+    out, so the name is the field the client sent.
+    """
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif "[" in part or part in _BRANCH_LABELS:
+            continue
+        else:
+            out += ("." if out else "") + part
+    return out or "body"
+
+
+_BRANCH_LABELS = {"str", "int", "float", "bool", "list", "dict", "none", "constrained-str"}
+
+
+def invalid_input(errors: Sequence[Mapping[str, Any]]) -> InvalidInput:
+    """Pydantic-style errors as ``InvalidInput("<field>: <what is wrong>")`` for the first,
+    with every problem listed in ``details`` when there are several."""
+    problems = []
+    for error in errors:
+        message = str(error["msg"]).removeprefix("Value error, ")
+        problems.append({"field": error_field(error["loc"]), "message": message})
+    first = problems[0] if problems else {"field": "body", "message": "invalid"}
+    return InvalidInput(
+        f"{first['field']}: {first['message']}", details=problems if len(problems) > 1 else None
+    )
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse_model(model: type[M], data: Any) -> M:
+    """Validate ``data`` into ``model``; raise :class:`InvalidInput` naming the field."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise invalid_input(exc.errors(include_url=False, include_input=False)) from None

@@ -1,0 +1,148 @@
+"""The composition of one running memtrace process: settings, metadata, auth, stores, services.
+
+Transport-free: the REST app, the embedded MCP server and the tests all drive a
+:class:`Runtime`. A background task flushes coalesced agent activity and, whenever the metadata
+DB was changed (by this or another process: the CLI revoking a key, deleting an org, …),
+reloads the key snapshot and the org list. The tick is 0.5 s, so admin changes are seen well
+within the 2 seconds SPEC §2 allows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from memtrace import __version__
+from memtrace import metadata as md
+from memtrace.auth import ALL_PERMISSIONS, Authenticator, Principal, new_api_key
+from memtrace.catalog import Catalog
+from memtrace.config import Settings
+from memtrace.metrics import Metrics
+from memtrace.service import MemoryService
+from memtrace.tenancy import StoreRegistry
+from memtrace.timeutil import now_us
+
+log = logging.getLogger(__name__)
+
+RELOAD_INTERVAL_S = 0.5
+
+
+class Runtime:
+    """Everything a memtrace process needs, started and stopped as one unit."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.catalog = Catalog(settings.metadata_path, synchronous=settings.storage.synchronous)
+        self.auth = Authenticator(enabled=settings.auth.enabled)
+        self.stores = StoreRegistry(settings)
+        self.metrics = Metrics()
+        self.started_at = time.monotonic()
+        self._watcher: asyncio.Task[None] | None = None
+
+    async def start(self, *, bootstrap_key: bool = False) -> str | None:
+        """Open the metadata DB (running migrations), make sure ``org_default`` exists, and
+        start watching for admin changes.
+
+        Args:
+            bootstrap_key: create an admin key for ``org_default`` if the deployment has no
+                key at all (first ``memtrace serve``).
+
+        Returns:
+            The plaintext of a newly created admin key (to print once), else ``None``.
+        """
+        await self.catalog.open()
+        key = await self._bootstrap(bootstrap_key and self.settings.auth.enabled)
+        await self.reload()
+        self._watcher = asyncio.create_task(self._watch(), name="memtrace-metadata-watch")
+        return key
+
+    async def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            await asyncio.gather(self._watcher, return_exceptions=True)
+            self._watcher = None
+        await self.stores.close()
+        await self.catalog.close()
+
+    async def _bootstrap(self, create_key: bool) -> str | None:
+        now = now_us()
+        record, plain = None, None
+        if create_key:  # bcrypt is slow: hash outside the write transaction
+            record, plain = new_api_key(
+                md.DEFAULT_ORG_ID,
+                "bootstrap-admin",
+                ALL_PERMISSIONS,
+                rounds=self.settings.auth.bcrypt_rounds,
+                now=now,
+            )
+
+        def bootstrap(conn: Any) -> bool:
+            no_orgs = conn.execute("SELECT count(*) FROM orgs").fetchone()[0] == 0
+            needs_default = no_orgs or not self.settings.auth.enabled
+            if needs_default and md.find_org(conn, md.DEFAULT_ORG_ID) is None:
+                md.insert_org(conn, md.DEFAULT_ORG_ID, "default", now)
+            no_keys = conn.execute("SELECT count(*) FROM api_keys").fetchone()[0] == 0
+            if record is not None and no_keys and md.find_org(conn, md.DEFAULT_ORG_ID):
+                md.insert_key(conn, record)
+                return True
+            return False
+
+        created = await self.catalog.db.write(bootstrap)
+        return plain if created else None
+
+    async def reload(self) -> None:
+        """Re-read keys and orgs; close the stores of deleted orgs."""
+        self.auth.load(await self.catalog.list_keys())
+        live = {org.id for org in await self.catalog.list_orgs()}
+        for org_id in await self.stores.retain(live):
+            self.catalog.forget_org(org_id)
+            log.info("org %s was deleted; its store is closed", org_id)
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(RELOAD_INTERVAL_S)
+            try:
+                await self.catalog.flush_activity()
+                if await self.catalog.changed():
+                    await self.reload()
+            except Exception:
+                log.exception("metadata watch tick failed; retrying")
+
+    async def authenticate(self, presented: str | None) -> Principal:
+        return await self.auth.authenticate(presented)
+
+    async def service(self, org_id: str) -> MemoryService:
+        """The service bound to ``org_id``'s store."""
+        store = await self.stores.get(org_id)
+        return MemoryService(org_id, store, self.catalog, self.settings, self.metrics)
+
+    async def health(self) -> tuple[bool, dict[str, Any]]:
+        """(ready, body of ``/health``): metadata DB reachable and every open store healthy."""
+        metadata_ok = True
+        try:
+            await self.catalog.db.read(lambda conn: conn.execute("SELECT 1").fetchone())
+        except Exception:
+            metadata_ok = False
+        stores = await self.stores.health()
+        for org_id, health in stores.items():
+            self.metrics.outbox_pending.labels(org_id).set(health.outbox_pending)
+        body = {
+            "status": "ok" if metadata_ok else "degraded",
+            "service": "memtrace",
+            "version": __version__,
+            "uptime_s": round(time.monotonic() - self.started_at, 3),
+            "metadata": {"healthy": metadata_ok},
+            "stores": {
+                org: {
+                    "backend": h.backend,
+                    "healthy": h.healthy,
+                    "outbox_pending": h.outbox_pending,
+                    **({"detail": h.detail} if h.detail else {}),
+                }
+                for org, h in stores.items()
+            },
+        }
+        ready = metadata_ok and all(h.healthy for h in stores.values())
+        return ready, body

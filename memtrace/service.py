@@ -1,0 +1,351 @@
+"""MemoryService: all of memtrace's business logic for one org, transport-free and async.
+
+Adapters (REST routes, MCP tools, the CLI) validate input into the models of
+:mod:`memtrace.models`, make one call here, and render the result. The service never imports a
+concrete storage backend: it receives the org's :class:`~memtrace.storage.base.MemoryStore`.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from memtrace import metadata as md
+from memtrace.catalog import Catalog
+from memtrace.config import Settings
+from memtrace.context import render_context
+from memtrace.dedup import derive_dedup_key
+from memtrace.errors import DuplicateMemory, InvalidInput, NotFound
+from memtrace.metrics import Metrics
+from memtrace.models import (
+    TAG_PATTERN,
+    Agent,
+    AgentContext,
+    AgentCreate,
+    AgentStats,
+    ContextRequest,
+    DuplicateEntry,
+    ListParams,
+    MemoryCreate,
+    MemoryRecord,
+    SearchRequest,
+    Session,
+    SessionContext,
+    SessionCreate,
+    SessionListParams,
+    SessionUpdate,
+)
+from memtrace.storage.base import MemoryQuery, MemoryStore, NewMemory
+from memtrace.timeutil import from_us, now_us, to_us
+from memtrace.timewindow import parse_window
+
+MAX_FUTURE_US = 5 * 60 * 1_000_000
+DAY_US = 86_400_000_000
+_TAG = re.compile(TAG_PATTERN)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    memories: list[MemoryRecord]
+    duplicates: list[DuplicateEntry]
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryPage:
+    memories: list[MemoryRecord]
+    has_more: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SearchOutcome:
+    results: list[MemoryRecord]
+    query_time_ms: int
+
+
+def _agent_model(row: md.AgentRow) -> Agent:
+    return Agent(
+        id=row.id,
+        org_id=row.org_id,
+        name=row.id,
+        description=row.description,
+        config=row.config,
+        created_at=from_us(row.created_at),
+        last_active_at=from_us(row.last_active_at) if row.last_active_at else None,
+    )
+
+
+def _session_model(row: md.SessionRow) -> Session:
+    return Session(
+        id=row.id,
+        org_id=row.org_id,
+        agent_id=row.agent_id,
+        status=row.status,
+        metadata=row.metadata,
+        created_at=from_us(row.created_at),
+        updated_at=from_us(row.updated_at),
+        closed_at=from_us(row.closed_at) if row.closed_at else None,
+    )
+
+
+def _parse_tags(text: str | None) -> tuple[str, ...]:
+    if not text:
+        return ()
+    tags = tuple(dict.fromkeys(t.strip() for t in text.split(",") if t.strip()))
+    for tag in tags:
+        if not _TAG.match(tag):
+            raise InvalidInput(f"tags: {tag!r} is not a valid tag (letters, digits, _ . -)")
+    return tags
+
+
+class MemoryService:
+    """Operations of one org. Cheap to construct; holds no per-request state."""
+
+    def __init__(
+        self,
+        org_id: str,
+        store: MemoryStore,
+        catalog: Catalog,
+        settings: Settings,
+        metrics: Metrics,
+    ) -> None:
+        self.org_id = org_id
+        self.store = store
+        self.catalog = catalog
+        self.settings = settings
+        self.metrics = metrics
+
+    def _count_writes(self, stored: int, duplicates: int) -> None:
+        if stored:
+            self.metrics.memories_written.labels(self.store.backend).inc(stored)
+        if duplicates:
+            self.metrics.dedup_hits.inc(duplicates)
+
+    # -- writes -------------------------------------------------------------------------------
+
+    def _prepare(self, item: MemoryCreate, now: int, field: str) -> NewMemory:
+        limit = self.settings.limits.max_content_bytes
+        if len(item.content) > limit // 4 and len(item.content.encode()) > limit:
+            raise InvalidInput(f"{field}content: must be at most {limit} bytes of UTF-8")
+        if item.time is not None:
+            at = to_us(item.time)
+            if at > now + MAX_FUTURE_US:
+                raise InvalidInput(f"{field}time: must not be more than 5 minutes in the future")
+            if at < 0:
+                raise InvalidInput(f"{field}time: must not be before 1970-01-01")
+        else:
+            at = now
+        return NewMemory(
+            time=at,
+            agent_id=item.agent_id,
+            session_id=item.session_id,
+            memory_type=item.memory_type,
+            event_type=item.event_type,
+            content=item.content,
+            metadata=item.metadata or None,
+            tags=tuple(item.tags or ()),
+            importance=item.importance,
+            dedup_key=item.dedup_key
+            or derive_dedup_key(item.agent_id, item.event_type, item.session_id, item.content),
+            parent_id=item.parent_id,
+        )
+
+    async def remember(self, item: MemoryCreate) -> MemoryRecord:
+        """Store one memory durably.
+
+        Raises:
+            InvalidInput: a limit from the configuration is exceeded.
+            DuplicateMemory: the same dedup key exists in the window (``existing_id`` set).
+        """
+        now = now_us()
+        new = self._prepare(item, now, "")
+        await self.catalog.note_activity(self.org_id, (new.agent_id,), now)
+        (outcome,) = await self.store.write([new], self.settings.dedup_window_us)
+        if outcome.record is None:
+            self._count_writes(0, 1)
+            raise DuplicateMemory(existing_id=outcome.existing_id)
+        self._count_writes(1, 0)
+        return outcome.record
+
+    async def remember_batch(self, items: Sequence[MemoryCreate]) -> BatchResult:
+        """Validate the whole batch first (nothing is written if one item is bad), then store
+        it; duplicates (also within the batch) are skipped and reported by index."""
+        max_batch = self.settings.limits.max_batch
+        if len(items) > max_batch:
+            raise InvalidInput(f"memories: at most {max_batch} items per batch")
+        now = now_us()
+        prepared = [self._prepare(item, now, f"memories[{i}].") for i, item in enumerate(items)]
+        await self.catalog.note_activity(self.org_id, {m.agent_id for m in prepared}, now)
+        outcomes = await self.store.write(prepared, self.settings.dedup_window_us)
+        stored = [o.record for o in outcomes if o.record is not None]
+        duplicates = [
+            DuplicateEntry(index=i, existing_id=o.existing_id)
+            for i, o in enumerate(outcomes)
+            if o.record is None and o.existing_id is not None
+        ]
+        self._count_writes(len(stored), len(duplicates))
+        return BatchResult(stored, duplicates)
+
+    # -- reads --------------------------------------------------------------------------------
+
+    async def get_memory(self, memory_id: str) -> MemoryRecord:
+        record = await self.store.get(memory_id)
+        if record is None or record.org_id != self.org_id:
+            raise NotFound(f"memory {memory_id!r} not found")
+        return record
+
+    async def list_memories(
+        self,
+        params: ListParams,
+        *,
+        agent_id: str | None = None,
+        session_id: str | None = None,
+    ) -> MemoryPage:
+        """The list endpoint; ``agent_id``/``session_id`` fix a filter (nested routes), and the
+        agent or session must then exist."""
+        if agent_id is not None:
+            await self.get_agent(agent_id)
+        if session_id is not None:
+            await self.get_session(session_id)
+        since, until = parse_window(params.since, params.until, now_us())
+        query = MemoryQuery(
+            org_id=self.org_id,
+            agent_id=agent_id or params.agent_id,
+            session_id=session_id or params.session_id,
+            memory_types=(params.memory_type,) if params.memory_type else (),
+            event_types=(params.event_type,) if params.event_type else (),
+            tags=_parse_tags(params.tags),
+            since=since,
+            until=until,
+            limit=params.limit + 1,  # one more row tells whether there is a next page
+            offset=params.offset,
+            order=params.order,
+        )
+        rows = await self.store.query(query)
+        return MemoryPage(rows[: params.limit], len(rows) > params.limit)
+
+    async def search(self, request: SearchRequest) -> SearchOutcome:
+        started = time.perf_counter()
+        since, until = parse_window(request.since, request.until, now_us())
+        query = MemoryQuery(
+            org_id=self.org_id,
+            agent_id=request.agent_id,
+            session_id=request.session_id,
+            memory_types=tuple(dict.fromkeys(request.memory_types or ())),
+            event_types=tuple(dict.fromkeys(request.event_types or ())),
+            tags=tuple(request.tags or ()),
+            content_contains=request.content_contains,
+            min_importance=request.min_importance,
+            since=since,
+            until=until,
+            limit=request.limit,
+            offset=request.offset,
+            order=request.order,
+        )
+        rows = await self.store.query(query)
+        return SearchOutcome(rows, round((time.perf_counter() - started) * 1000))
+
+    # -- agents -------------------------------------------------------------------------------
+
+    async def register_agent(self, body: AgentCreate) -> Agent:
+        row = await self.catalog.register_agent(
+            self.org_id, body.name, body.description, body.config, now_us()
+        )
+        return _agent_model(row)
+
+    async def get_agent(self, agent_id: str) -> Agent:
+        row = await self.catalog.get_agent(self.org_id, agent_id)
+        if row is None:
+            raise NotFound(f"agent {agent_id!r} not found")
+        return _agent_model(row)
+
+    async def list_agents(self, limit: int, offset: int) -> list[Agent]:
+        rows = await self.catalog.list_agents(self.org_id, limit, offset)
+        return [_agent_model(row) for row in rows]
+
+    async def delete_agent(self, agent_id: str) -> None:
+        await self.catalog.delete_agent(self.org_id, agent_id)
+
+    async def agent_stats(self, agent_id: str) -> AgentStats:
+        agent = await self.get_agent(agent_id)
+        memory = await self.store.agent_stats(agent_id, now_us() - DAY_US)
+        sessions, active = await self.catalog.session_counts(self.org_id, agent_id)
+        return AgentStats(
+            agent_id=agent_id,
+            memory_count=memory.memory_count,
+            memories_24h=memory.memories_since,
+            errors_24h=memory.errors_since,
+            session_count=sessions,
+            active_sessions=active,
+            last_active_at=agent.last_active_at,
+            memory_types=memory.memory_types,
+        )
+
+    async def agent_context(self, agent_id: str, request: ContextRequest) -> AgentContext:
+        """Context over the agent's memories across sessions (default window: last 24h)."""
+        await self.get_agent(agent_id)
+        base = MemoryQuery(org_id=self.org_id, agent_id=agent_id)
+        rendered = await self._context(f"## Agent Context ({agent_id})", base, request, "24h")
+        return AgentContext(agent_id=agent_id, **rendered)
+
+    # -- sessions -----------------------------------------------------------------------------
+
+    async def create_session(self, body: SessionCreate) -> Session:
+        row = await self.catalog.create_session(self.org_id, body.agent_id, body.metadata, now_us())
+        return _session_model(row)
+
+    async def get_session(self, session_id: str) -> Session:
+        row = await self.catalog.get_session(self.org_id, session_id)
+        if row is None:
+            raise NotFound(f"session {session_id!r} not found")
+        return _session_model(row)
+
+    async def list_sessions(self, params: SessionListParams) -> list[Session]:
+        rows = await self.catalog.list_sessions(
+            self.org_id, params.agent_id, params.status, params.limit, params.offset
+        )
+        return [_session_model(row) for row in rows]
+
+    async def update_session(self, session_id: str, body: SessionUpdate) -> Session:
+        row = await self.catalog.update_session(
+            self.org_id, session_id, body.status, body.metadata, now_us()
+        )
+        return _session_model(row)
+
+    async def session_context(self, session_id: str, request: ContextRequest) -> SessionContext:
+        await self.get_session(session_id)
+        base = MemoryQuery(org_id=self.org_id, session_id=session_id)
+        rendered = await self._context(f"## Session Context ({session_id})", base, request, None)
+        return SessionContext(session_id=session_id, **rendered)
+
+    async def _context(
+        self,
+        header: str,
+        base: MemoryQuery,
+        request: ContextRequest,
+        default_since: str | None,
+    ) -> dict[str, Any]:
+        since, until = parse_window(
+            request.since, request.until, now_us(), default_since=default_since
+        )
+        cap = self.settings.limits.max_context_memories
+        query = replace(
+            base,
+            memory_types=tuple(dict.fromkeys(request.include_types or ())),
+            since=since,
+            until=until,
+            limit=cap,
+            order="desc",
+        )
+        memories = await self.store.query(query)
+        unseen = (await self.store.count(query)) - cap if len(memories) == cap else 0
+        rendered = render_context(header, memories, request.max_tokens, unseen=max(unseen, 0))
+        return {
+            "context": rendered.text,
+            "memory_count": rendered.memory_count,
+            "token_estimate": rendered.token_estimate,
+            "truncated": rendered.truncated,
+            "omitted_count": rendered.omitted_count,
+        }

@@ -1,0 +1,115 @@
+"""The storage protocol: one query object, one store interface, two backends (embedded, Arc).
+
+A store holds exactly one org's memories. Every method is scoped to that org by construction
+(the store's file or database belongs to the org) and every query also filters on ``org_id``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from memtrace.models import MemoryRecord, WriteOutcome
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryQuery:
+    """Everything a read can filter on. Bounds are microseconds, half-open: since <= t < until.
+
+    Every filter that is set must match (AND); ``tags`` must all be present on the memory;
+    ``content_contains`` is a case-insensitive substring (Python ``str.lower`` on both sides).
+    """
+
+    org_id: str
+    agent_id: str | None = None
+    session_id: str | None = None
+    memory_types: tuple[str, ...] = ()
+    event_types: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    content_contains: str | None = None
+    min_importance: float | None = None
+    since: int | None = None
+    until: int | None = None
+    limit: int = 100
+    offset: int = 0
+    order: Literal["asc", "desc"] = "desc"
+
+
+@dataclass(frozen=True, slots=True)
+class NewMemory:
+    """A validated memory about to be stored; the store assigns ``id`` unless one is given."""
+
+    time: int
+    agent_id: str
+    session_id: str | None
+    memory_type: str
+    event_type: str
+    content: str
+    metadata: dict[str, Any] | None
+    tags: tuple[str, ...]
+    importance: float | None
+    dedup_key: str
+    parent_id: str | None
+    id: str | None = None  # set only when copying existing memories between stores
+
+
+@dataclass(frozen=True, slots=True)
+class AgentMemoryStats:
+    """Memory-side part of ``GET /agents/{id}/stats``."""
+
+    memory_count: int
+    memories_since: int
+    errors_since: int
+    memory_types: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class StoreHealth:
+    backend: str
+    healthy: bool
+    outbox_pending: int = 0
+    detail: str | None = None
+
+
+class MemoryStore(Protocol):
+    """What the service needs from a backend. Implementations must be safe for concurrent use."""
+
+    backend: str
+    org_id: str
+
+    async def write(
+        self, items: Sequence[NewMemory], dedup_window_us: int | None
+    ) -> list[WriteOutcome]:
+        """Durably store ``items`` (all-or-nothing), skipping exact duplicates.
+
+        An item is a duplicate when a memory with the same ``dedup_key`` exists (already stored,
+        or earlier in the same call) whose time is less than ``dedup_window_us`` away from the
+        item's time. ``None`` disables dedup. Returns one outcome per item, in order. Returns
+        only after the rows are durable (committed locally).
+        """
+        ...
+
+    async def query(self, q: MemoryQuery) -> list[MemoryRecord]:
+        """Memories matching ``q``, ordered by (time, id) in ``q.order``, paged."""
+        ...
+
+    async def count(self, q: MemoryQuery) -> int:
+        """How many memories match ``q`` (limit and offset ignored)."""
+        ...
+
+    async def get(self, memory_id: str) -> MemoryRecord | None:
+        """One memory by id, or ``None``."""
+        ...
+
+    async def agent_stats(self, agent_id: str, since: int) -> AgentMemoryStats:
+        """Totals for one agent; ``memories_since``/``errors_since`` count times >= ``since``."""
+        ...
+
+    async def health(self) -> StoreHealth:
+        """Backend name, reachability and backlog; never raises."""
+        ...
+
+    async def close(self) -> None:
+        """Finish pending writes and release files and connections."""
+        ...

@@ -1,0 +1,320 @@
+"""Embedded backend: one SQLite file (WAL) per org, written by a single group-committing writer.
+
+Index-backed reads: (agent_id, time), (session_id, time), (time), (dedup_key, time), a
+(tag, time) table for tag filters, and a contentless FTS5 trigram index that narrows
+``content_contains`` candidates before the exact case-insensitive check.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from memtrace.ids import memory_ids
+from memtrace.models import MemoryRecord, WriteOutcome
+from memtrace.storage.base import AgentMemoryStats, MemoryQuery, NewMemory, StoreHealth
+from memtrace.storage.sqlite import SQLiteDatabase, Synchronous
+
+SCHEMA_VERSION = 1
+
+_SCHEMA_V1 = """
+CREATE TABLE memories (
+    rowid INTEGER PRIMARY KEY,
+    id TEXT NOT NULL,
+    time INTEGER NOT NULL,
+    org_id TEXT NOT NULL,
+    agent_id TEXT NOT NULL,
+    session_id TEXT,
+    memory_type TEXT NOT NULL,
+    event_type TEXT NOT NULL,
+    content TEXT NOT NULL,
+    metadata TEXT,
+    tags TEXT,
+    importance REAL,
+    dedup_key TEXT NOT NULL,
+    parent_id TEXT
+);
+CREATE UNIQUE INDEX memories_id ON memories(id);
+CREATE INDEX memories_time ON memories(time);
+CREATE INDEX memories_agent_time ON memories(agent_id, time);
+CREATE INDEX memories_session_time ON memories(session_id, time) WHERE session_id IS NOT NULL;
+CREATE INDEX memories_dedup_time ON memories(dedup_key, time);
+CREATE TABLE memory_tags (
+    tag TEXT NOT NULL,
+    time INTEGER NOT NULL,
+    mem INTEGER NOT NULL,
+    PRIMARY KEY (tag, time, mem)
+) WITHOUT ROWID;
+CREATE VIRTUAL TABLE memories_fts USING fts5(
+    content, content='', tokenize='trigram', detail=none, columnsize=0
+);
+CREATE TABLE agent_type_counts (
+    agent_id TEXT NOT NULL,
+    memory_type TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    PRIMARY KEY (agent_id, memory_type)
+) WITHOUT ROWID;
+"""
+
+_COLUMNS = (
+    "rowid, id, time, org_id, agent_id, session_id, memory_type, event_type, content, "
+    "metadata, tags, importance, dedup_key, parent_id"
+)
+_INSERT = (
+    "INSERT INTO memories (id, time, org_id, agent_id, session_id, memory_type, event_type, "
+    "content, metadata, tags, importance, dedup_key, parent_id) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring a new or older store file to ``SCHEMA_VERSION`` (versions in ``user_version``)."""
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise RuntimeError(f"store schema {version}, newer than this memtrace supports")
+    if version < 1:
+        # One script = one transaction: a crash mid-migration leaves the old version intact.
+        conn.executescript(f"BEGIN IMMEDIATE;\n{_SCHEMA_V1}\nPRAGMA user_version = 1;\nCOMMIT;")
+
+
+def _lower(value: str | None) -> str | None:
+    return value.lower() if value is not None else None
+
+
+def _prepare_reader(conn: sqlite3.Connection) -> None:
+    conn.create_function("mt_lower", 1, _lower, deterministic=True)
+
+
+def _fts_expression(needle: str) -> str | None:
+    """An FTS5 query whose matches are a superset of rows containing ``needle``.
+
+    Only for ASCII needles of 3+ characters: the trigram tokenizer's case folding agrees with
+    ``str.lower`` there. Other needles are checked by a scan bounded by the other filters.
+    """
+    if len(needle) < 3 or not needle.isascii():
+        return None
+    grams = dict.fromkeys(needle[i : i + 3] for i in range(len(needle) - 2))
+    return " AND ".join('"' + g.replace('"', '""') + '"' for g in grams)
+
+
+def build_where(q: MemoryQuery) -> tuple[str, list[Any]]:
+    """SQL ``WHERE`` clause (alias ``m``) and parameters for a query; values are never inlined."""
+    clauses = ["m.org_id = ?"]
+    params: list[Any] = [q.org_id]
+    if q.agent_id is not None:
+        clauses.append("m.agent_id = ?")
+        params.append(q.agent_id)
+    if q.session_id is not None:
+        clauses.append("m.session_id = ?")
+        params.append(q.session_id)
+    for column, values in (("memory_type", q.memory_types), ("event_type", q.event_types)):
+        if values:
+            clauses.append(f"m.{column} IN ({', '.join('?' * len(values))})")
+            params.extend(values)
+    if q.since is not None:
+        clauses.append("m.time >= ?")
+        params.append(q.since)
+    if q.until is not None:
+        clauses.append("m.time < ?")
+        params.append(q.until)
+    if q.min_importance is not None:
+        clauses.append("m.importance >= ?")
+        params.append(q.min_importance)
+    for tag in q.tags:
+        sub = "SELECT mem FROM memory_tags WHERE tag = ?"
+        params.append(tag)
+        if q.since is not None:
+            sub += " AND time >= ?"
+            params.append(q.since)
+        if q.until is not None:
+            sub += " AND time < ?"
+            params.append(q.until)
+        clauses.append(f"m.rowid IN ({sub})")
+    if q.content_contains:
+        needle = q.content_contains.lower()
+        expression = _fts_expression(needle)
+        if expression is not None:
+            clauses.append("m.rowid IN (SELECT rowid FROM memories_fts WHERE memories_fts MATCH ?)")
+            params.append(expression)
+        clauses.append("instr(mt_lower(m.content), ?) > 0")
+        params.append(needle)
+    return " AND ".join(clauses), params
+
+
+def _row_to_record(row: tuple[Any, ...]) -> MemoryRecord:
+    return MemoryRecord(
+        id=row[1],
+        time=row[2],
+        org_id=row[3],
+        agent_id=row[4],
+        session_id=row[5],
+        memory_type=row[6],
+        event_type=row[7],
+        content=row[8],
+        metadata=orjson.loads(row[9]) if row[9] else None,
+        tags=tuple(row[10].split(",")) if row[10] else (),
+        importance=row[11],
+        dedup_key=row[12],
+        parent_id=row[13],
+    )
+
+
+class EmbeddedStore:
+    """The org's memories in ``<data_dir>/orgs/<org_id>/memories.db``."""
+
+    backend = "embedded"
+
+    def __init__(self, path: Path, org_id: str, *, synchronous: Synchronous = "FULL") -> None:
+        self.org_id = org_id
+        self.path = path
+        self._db = SQLiteDatabase(
+            path, setup=_migrate, synchronous=synchronous, prepare_reader=_prepare_reader
+        )
+
+    async def open(self) -> None:
+        await self._db.open()
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    # -- writes -------------------------------------------------------------------------------
+
+    async def write(
+        self, items: Sequence[NewMemory], dedup_window_us: int | None
+    ) -> list[WriteOutcome]:
+        return await self._db.write(lambda conn: self._insert(conn, items, dedup_window_us))
+
+    def _insert(
+        self, conn: sqlite3.Connection, items: Sequence[NewMemory], window: int | None
+    ) -> list[WriteOutcome]:
+        outcomes: list[WriteOutcome] = []
+        counts: Counter[tuple[str, str]] = Counter()
+        org = self.org_id
+        for item in items:
+            if window is not None:
+                hit = conn.execute(
+                    "SELECT id FROM memories WHERE dedup_key = ? AND time > ? AND time < ? LIMIT 1",
+                    (item.dedup_key, item.time - window, item.time + window),
+                ).fetchone()
+                if hit is not None:
+                    outcomes.append(WriteOutcome(existing_id=hit[0]))
+                    continue
+            memory_id = item.id or memory_ids.new()
+            rowid = conn.execute(
+                _INSERT,
+                (
+                    memory_id,
+                    item.time,
+                    org,
+                    item.agent_id,
+                    item.session_id,
+                    item.memory_type,
+                    item.event_type,
+                    item.content,
+                    orjson.dumps(item.metadata).decode() if item.metadata else None,
+                    ",".join(item.tags) if item.tags else None,
+                    item.importance,
+                    item.dedup_key,
+                    item.parent_id,
+                ),
+            ).lastrowid
+            conn.execute(
+                "INSERT INTO memories_fts (rowid, content) VALUES (?, ?)", (rowid, item.content)
+            )
+            if item.tags:
+                conn.executemany(
+                    "INSERT INTO memory_tags (tag, time, mem) VALUES (?, ?, ?)",
+                    [(tag, item.time, rowid) for tag in item.tags],
+                )
+            counts[(item.agent_id, item.memory_type)] += 1
+            outcomes.append(
+                WriteOutcome(
+                    record=MemoryRecord(
+                        id=memory_id,
+                        time=item.time,
+                        org_id=org,
+                        agent_id=item.agent_id,
+                        session_id=item.session_id,
+                        memory_type=item.memory_type,
+                        event_type=item.event_type,
+                        content=item.content,
+                        metadata=item.metadata,
+                        tags=item.tags,
+                        importance=item.importance,
+                        dedup_key=item.dedup_key,
+                        parent_id=item.parent_id,
+                    )
+                )
+            )
+        if counts:
+            conn.executemany(
+                "INSERT INTO agent_type_counts (agent_id, memory_type, n) VALUES (?, ?, ?) "
+                "ON CONFLICT (agent_id, memory_type) DO UPDATE SET n = n + excluded.n",
+                [(agent, mtype, n) for (agent, mtype), n in counts.items()],
+            )
+        return outcomes
+
+    # -- reads --------------------------------------------------------------------------------
+
+    async def query(self, q: MemoryQuery) -> list[MemoryRecord]:
+        where, params = build_where(q)
+        direction = "DESC" if q.order == "desc" else "ASC"
+        sql = (
+            f"SELECT {_COLUMNS} FROM memories m WHERE {where} "  # noqa: S608 (placeholders only)
+            f"ORDER BY m.time {direction}, m.rowid {direction} LIMIT ? OFFSET ?"
+        )
+        params += [q.limit, q.offset]
+
+        def run(conn: sqlite3.Connection) -> list[MemoryRecord]:
+            return [_row_to_record(row) for row in conn.execute(sql, params)]
+
+        return await self._db.read(run)
+
+    async def count(self, q: MemoryQuery) -> int:
+        where, params = build_where(q)
+        sql = f"SELECT count(*) FROM memories m WHERE {where}"  # noqa: S608 (placeholders only)
+        return await self._db.read(lambda conn: int(conn.execute(sql, params).fetchone()[0]))
+
+    async def get(self, memory_id: str) -> MemoryRecord | None:
+        sql = f"SELECT {_COLUMNS} FROM memories m WHERE m.id = ? AND m.org_id = ?"  # noqa: S608
+
+        def run(conn: sqlite3.Connection) -> MemoryRecord | None:
+            row = conn.execute(sql, (memory_id, self.org_id)).fetchone()
+            return _row_to_record(row) if row else None
+
+        return await self._db.read(run)
+
+    async def agent_stats(self, agent_id: str, since: int) -> AgentMemoryStats:
+        def run(conn: sqlite3.Connection) -> AgentMemoryStats:
+            types = dict(
+                conn.execute(
+                    "SELECT memory_type, n FROM agent_type_counts WHERE agent_id = ? "
+                    "ORDER BY memory_type",
+                    (agent_id,),
+                ).fetchall()
+            )
+            recent, errors = conn.execute(
+                "SELECT count(*), coalesce(sum(event_type = 'error'), 0) FROM memories "
+                "WHERE org_id = ? AND agent_id = ? AND time >= ?",
+                (self.org_id, agent_id, since),
+            ).fetchone()
+            return AgentMemoryStats(
+                memory_count=sum(types.values()),
+                memories_since=int(recent),
+                errors_since=int(errors),
+                memory_types=types,
+            )
+
+        return await self._db.read(run)
+
+    async def health(self) -> StoreHealth:
+        try:
+            await self._db.read(lambda conn: conn.execute("SELECT 1").fetchone())
+        except Exception as exc:
+            return StoreHealth(backend=self.backend, healthy=False, detail=str(exc))
+        return StoreHealth(backend=self.backend, healthy=True)

@@ -1,0 +1,238 @@
+"""SQLite access for async code: one writer thread that group-commits, pooled readers.
+
+Every SQLite file memtrace owns (the metadata DB, each org's embedded store, each Arc outbox)
+goes through :class:`SQLiteDatabase`. Write jobs are plain functions ``fn(conn) -> T`` queued to
+the single writer thread, which runs every queued job inside one ``BEGIN IMMEDIATE`` transaction
+(each job in its own savepoint, so one failing job does not undo the others) and commits once:
+concurrent writers share one fsync. A job's awaiter resumes only after that commit.
+Readers run ``fn(conn)`` on a shared thread pool with pooled read-only connections, so blocking
+SQLite work never runs on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from memtrace.errors import MemtraceError, StorageUnavailable
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Synchronous = Literal["FULL", "NORMAL"]
+
+_READ_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="sqlite-read")
+_MAX_GROUP = 512  # jobs per group commit; bounds one transaction's size and latency
+
+
+@dataclass(slots=True)
+class _Job:
+    fn: Callable[[sqlite3.Connection], Any]
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[Any]
+
+
+def _deliver(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.cancelled():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+def storage_error(exc: sqlite3.Error) -> StorageUnavailable:
+    """Map an SQLite failure to a clean 503 (the message never carries data or secrets)."""
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if isinstance(exc, sqlite3.OperationalError) and "locked" in text:
+        return StorageUnavailable("storage is busy (database locked); retry shortly")
+    return StorageUnavailable(f"storage error: {text}")
+
+
+def connect(
+    path: Path, *, synchronous: Synchronous = "FULL", readonly: bool = False
+) -> sqlite3.Connection:
+    """Open a connection in autocommit mode (transactions are explicit) with WAL settings."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=5.0)
+    conn.execute("PRAGMA busy_timeout = 5000")
+    if readonly:
+        conn.execute("PRAGMA query_only = 1")
+    else:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(f"PRAGMA synchronous = {synchronous}")
+    return conn
+
+
+class SQLiteDatabase:
+    """One SQLite file with a single group-committing writer thread and pooled readers.
+
+    Args:
+        path: the database file (its directory is created).
+        setup: runs once on the writer connection before any job (schema, migrations); it
+            manages its own transactions.
+        synchronous: ``FULL`` fsyncs every commit (survives power loss); ``NORMAL`` survives a
+            process crash but may lose the last commits on power loss.
+        prepare_reader: runs on each new reader connection (e.g. to register SQL functions).
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        setup: Callable[[sqlite3.Connection], None] | None = None,
+        synchronous: Synchronous = "FULL",
+        prepare_reader: Callable[[sqlite3.Connection], None] | None = None,
+    ) -> None:
+        self.path = path
+        self._setup = setup
+        self._synchronous = synchronous
+        self._prepare_reader = prepare_reader
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
+        self._all_readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Create the file, apply ``setup`` and start the writer thread."""
+        started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        self._thread = threading.Thread(
+            target=self._run,
+            args=(loop, started),
+            name=f"sqlite-writer:{self.path.name}",
+            daemon=True,
+        )
+        self._thread.start()
+        await started
+
+    async def close(self) -> None:
+        """Finish every queued write, then close all connections."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(None)
+        if self._thread is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
+        with self._readers_lock:
+            for conn in self._all_readers:
+                conn.close()
+            self._all_readers.clear()
+
+    # -- public API ---------------------------------------------------------------------------
+
+    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` in the writer's next group transaction; return after it is committed."""
+        if self._closed:
+            raise StorageUnavailable("store is closed")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._queue.put(_Job(fn, loop, future))
+        return await future
+
+    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` on a pooled read-only connection in the shared reader thread pool."""
+        if self._closed:
+            raise StorageUnavailable("store is closed")
+        return await asyncio.get_running_loop().run_in_executor(_READ_POOL, self._read_sync, fn)
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _read_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        try:
+            conn = self._readers.get_nowait()
+        except queue.Empty:
+            conn = connect(self.path, readonly=True)
+            if self._prepare_reader:
+                self._prepare_reader(conn)
+            with self._readers_lock:
+                self._all_readers.append(conn)
+        try:
+            return fn(conn)
+        except sqlite3.Error as exc:
+            raise storage_error(exc) from None
+        finally:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            self._readers.put(conn)
+
+    def _run(self, loop: asyncio.AbstractEventLoop, started: asyncio.Future[None]) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = connect(self.path, synchronous=self._synchronous)
+            if self._setup:
+                self._setup(conn)
+        except BaseException as exc:
+            failure = storage_error(exc) if isinstance(exc, sqlite3.Error) else exc
+            loop.call_soon_threadsafe(_deliver, started, None, failure)
+            return
+        loop.call_soon_threadsafe(_deliver, started, None, None)
+        try:
+            self._loop(conn)
+        finally:
+            conn.close()
+
+    def _loop(self, conn: sqlite3.Connection) -> None:
+        stop = False
+        while not stop:
+            job = self._queue.get()
+            if job is None:
+                break
+            jobs = [job]
+            while len(jobs) < _MAX_GROUP:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stop = True
+                    break
+                jobs.append(nxt)
+            self._commit_group(conn, jobs)
+
+    def _commit_group(self, conn: sqlite3.Connection, jobs: list[_Job]) -> None:
+        outcomes: list[tuple[Any, BaseException | None]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for job in jobs:
+                conn.execute("SAVEPOINT job")
+                try:
+                    outcomes.append((job.fn(conn), None))
+                    conn.execute("RELEASE job")
+                except (MemtraceError, ValueError, sqlite3.IntegrityError) as exc:
+                    # The job's own problem: undo just this job, keep the group going.
+                    conn.execute("ROLLBACK TO job")
+                    conn.execute("RELEASE job")
+                    outcomes.append((None, exc))
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    log.exception("rollback failed on %s", self.path.name)
+            log.warning("write transaction on %s failed: %s", self.path.name, exc)
+            unavailable = storage_error(exc)
+            for job in jobs:
+                job.loop.call_soon_threadsafe(_deliver, job.future, None, unavailable)
+            return
+        except BaseException as exc:  # a bug in a job: fail the group, keep the writer alive
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            log.exception("write job crashed on %s", self.path.name)
+            for job in jobs:
+                job.loop.call_soon_threadsafe(_deliver, job.future, None, exc)
+            return
+        for job, (result, error) in zip(jobs, outcomes, strict=True):
+            job.loop.call_soon_threadsafe(_deliver, job.future, result, error)

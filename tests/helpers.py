@@ -1,0 +1,150 @@
+"""Shared test helpers: keys for new orgs, and a real ``memtrace serve`` subprocess."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from memtrace import metadata as md
+from memtrace.auth import new_api_key, parse_permissions
+from memtrace.ids import new_org_id
+from memtrace.runtime import Runtime
+from memtrace.timeutil import now_us
+
+KEY_RE = re.compile(r"mtk_[A-Za-z0-9_-]{43}")
+TEST_ENV = {"MEMTRACE_AUTH_BCRYPT_ROUNDS": "4", "MEMTRACE_STORAGE_SYNCHRONOUS": "NORMAL"}
+
+
+async def create_org_key(
+    runtime: Runtime,
+    org_name: str | None = None,
+    permissions: str = "read,write",
+    *,
+    org_id: str | None = None,
+) -> tuple[str, str]:
+    """Create an org (unless ``org_id`` names an existing one) and a key; returns both."""
+    now = now_us()
+    target = org_id or new_org_id()
+    record, plain = new_api_key(
+        target,
+        "test",
+        parse_permissions(permissions),
+        rounds=runtime.settings.auth.bcrypt_rounds,
+        now=now,
+    )
+
+    def write(conn: Any) -> None:
+        if org_id is None:
+            md.insert_org(conn, target, org_name or target, now)
+        md.insert_key(conn, record)
+
+    await runtime.catalog.db.write(write)
+    await runtime.reload()
+    return target, plain
+
+
+def wait_until(check: Callable[[], bool], timeout: float = 10.0, interval: float = 0.05) -> None:
+    """Poll ``check`` until it is true or the deadline passes (no blind sleeps in tests)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def memtrace_cmd(*args: str) -> list[str]:
+    """The installed ``memtrace`` console script of this interpreter's environment."""
+    return [str(Path(sys.executable).parent / "memtrace"), *args]
+
+
+def run_cli(
+    *args: str, data_dir: Path, env: dict[str, str] | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """Run a CLI command in a subprocess against ``data_dir``."""
+    full_env = {**os.environ, **TEST_ENV, **(env or {})}
+    result = subprocess.run(
+        memtrace_cmd(*args, "--data-dir", str(data_dir)),
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=60,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"memtrace {' '.join(args)} failed: {result.stderr}")
+    return result
+
+
+class ServerProcess:
+    """A real ``memtrace serve`` on 127.0.0.1 and a free port, started as a subprocess."""
+
+    def __init__(
+        self, data_dir: Path, *, env: dict[str, str] | None = None, args: tuple[str, ...] = ()
+    ) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.env = {**os.environ, **TEST_ENV, **(env or {})}
+        self.args = args
+        self.proc: subprocess.Popen[str] | None = None
+        self.output = ""
+        self.admin_key: str | None = None
+        self.log_path = data_dir.parent / f"server-{self.port}.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> ServerProcess:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("a")
+        self.proc = subprocess.Popen(
+            memtrace_cmd(
+                "serve", "--data-dir", str(self.data_dir), "--port", str(self.port), *self.args
+            ),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=self.env,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"server exited early:\n{self.log_path.read_text()}")
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1.0).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        else:
+            raise AssertionError(f"server did not start:\n{self.log_path.read_text()}")
+        self.output = self.log_path.read_text()
+        found = KEY_RE.search(self.output)
+        if found and self.admin_key is None:
+            self.admin_key = found.group(0)
+        return self
+
+    def kill(self, sig: int = signal.SIGKILL) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        return self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.kill(signal.SIGTERM)
