@@ -52,17 +52,41 @@ class BatchResult:
     memories: list[MemoryRecord]
     duplicates: list[DuplicateEntry]
 
+    def to_wire(self) -> dict[str, Any]:
+        """The JSON shape of :class:`~memtrace.models.MemoryBatchResult`."""
+        return {
+            "count": len(self.memories),
+            "memories": [m.to_wire() for m in self.memories],
+            "duplicates": [d.model_dump() for d in self.duplicates],
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class MemoryPage:
     memories: list[MemoryRecord]
     has_more: bool
 
+    def to_wire(self) -> dict[str, Any]:
+        """The JSON shape of :class:`~memtrace.models.MemoryList`."""
+        return {
+            "memories": [m.to_wire() for m in self.memories],
+            "count": len(self.memories),
+            "has_more": self.has_more,
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class SearchOutcome:
     results: list[MemoryRecord]
     query_time_ms: int
+
+    def to_wire(self) -> dict[str, Any]:
+        """The JSON shape of :class:`~memtrace.models.SearchResult`."""
+        return {
+            "results": [m.to_wire() for m in self.results],
+            "count": len(self.results),
+            "query_time_ms": self.query_time_ms,
+        }
 
 
 def _agent_model(row: md.AgentRow) -> Agent:

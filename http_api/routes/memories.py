@@ -42,13 +42,7 @@ EXTRA_SCHEMAS = (MemoryCreate, MemoryBatchCreate)
 
 
 def page_response(page: MemoryPage) -> Response:
-    return json_response(
-        {
-            "memories": [m.to_wire() for m in page.memories],
-            "count": len(page.memories),
-            "has_more": page.has_more,
-        }
-    )
+    return json_response(page.to_wire())
 
 
 @router.post(
@@ -64,12 +58,7 @@ async def create_memories(request: Request, service: WriteService) -> Response:
     if isinstance(payload, dict) and "memories" in payload:
         batch = parse_model(MemoryBatchCreate, payload)
         result = await service.remember_batch(batch.memories)
-        body = {
-            "count": len(result.memories),
-            "memories": [m.to_wire() for m in result.memories],
-            "duplicates": [d.model_dump() for d in result.duplicates],
-        }
-        return json_response(body, 201)
+        return json_response(result.to_wire(), 201)
     record = await service.remember(parse_model(MemoryCreate, payload))
     return json_response(record.to_wire(), 201)
 
@@ -87,10 +76,4 @@ async def get_memory(memory_id: str, service: ReadService) -> Response:
 @router.post("/search", response_model=SearchResult, summary="Search with structured filters")
 async def search(service: ReadService, body: SearchRequest | None = None) -> Response:
     outcome = await service.search(body or SearchRequest())
-    return json_response(
-        {
-            "results": [m.to_wire() for m in outcome.results],
-            "count": len(outcome.results),
-            "query_time_ms": outcome.query_time_ms,
-        }
-    )
+    return json_response(outcome.to_wire())

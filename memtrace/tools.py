@@ -1,0 +1,475 @@
+"""The seven memtrace tools, defined once: name, description for the model, argument model,
+permission and handler.
+
+Handlers are written against :class:`MemoryOps`, the few operations the tools need, which has
+two implementations: :class:`ServiceOps` (in process, bound to one org's service) and the HTTP
+client's (remote mode, in :mod:`memtrace.client`). Renderers turn the same definitions into
+MCP tools (``mcp_server``), Anthropic ``tools=``, OpenAI function calling and OpenAI Agents SDK
+tools. Nothing here depends on MCP or any LLM SDK.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from memtrace.errors import Conflict, InvalidInput
+from memtrace.models import (
+    DEFAULT_MAX_TOKENS,
+    DEFAULT_SEARCH_LIMIT,
+    MAX_LIMIT,
+    MAX_TOKENS,
+    AgentCreate,
+    AgentId,
+    ContextRequest,
+    EventType,
+    Importance,
+    JsonObject,
+    ListParams,
+    MemoryCreate,
+    MemoryType,
+    OptionalRef,
+    SearchRequest,
+    SessionCreate,
+    TagList,
+    invalid_input,
+)
+from memtrace.service import MemoryService
+
+Json = dict[str, Any]
+CONTENT_IN_LINE = 1000
+
+
+class MemoryOps(Protocol):
+    """What the tools need from memtrace. Results are the REST API's JSON shapes."""
+
+    async def remember(self, item: MemoryCreate) -> Json:
+        """Store a memory; raise :class:`~memtrace.errors.Conflict` (with ``existing_id``)
+        for a duplicate."""
+        ...
+
+    async def list_memories(self, params: ListParams) -> Json: ...
+
+    async def search(self, request: SearchRequest) -> Json: ...
+
+    async def create_session(self, body: SessionCreate) -> Json: ...
+
+    async def session_context(self, session_id: str, request: ContextRequest) -> Json: ...
+
+    async def register_agent(self, body: AgentCreate) -> Json: ...
+
+
+class ServiceOps:
+    """:class:`MemoryOps` over the in-process service of one org (no HTTP hop)."""
+
+    def __init__(self, service: MemoryService) -> None:
+        self.service = service
+
+    async def remember(self, item: MemoryCreate) -> Json:
+        return (await self.service.remember(item)).to_wire()
+
+    async def list_memories(self, params: ListParams) -> Json:
+        return (await self.service.list_memories(params)).to_wire()
+
+    async def search(self, request: SearchRequest) -> Json:
+        return (await self.service.search(request)).to_wire()
+
+    async def create_session(self, body: SessionCreate) -> Json:
+        return (await self.service.create_session(body)).model_dump(mode="json", exclude_none=True)
+
+    async def session_context(self, session_id: str, request: ContextRequest) -> Json:
+        context = await self.service.session_context(session_id, request)
+        return context.model_dump(mode="json")
+
+    async def register_agent(self, body: AgentCreate) -> Json:
+        agent = await self.service.register_agent(body)
+        return agent.model_dump(mode="json", exclude_none=True)
+
+
+# --- argument models (descriptions are read by the model that calls the tool) ----------------
+
+
+class _Args(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+_AGENT = "Your agent id (letters, digits, _ or -; starts with a letter), e.g. 'researcher'."
+_SESSION = "Session id (sess_…) to scope this to one task; omit for agent-wide."
+_SINCE = "Start of the time window: a duration back from now (30m, 2h, 7d) or an ISO 8601 time."
+_UNTIL = "End of the time window (exclusive): a duration back from now, an ISO time, or 'now'."
+_TAGS = "Short labels; a memory must have all of them to match (letters, digits, _ . -)."
+
+
+class RememberArgs(_Args):
+    agent_id: AgentId = Field(description=_AGENT)
+    content: str = Field(min_length=1, description="What happened or what you learned.")
+    memory_type: MemoryType = Field(
+        default="episodic",
+        description="episodic = something that happened; entity = a fact about a person, "
+        "company or thing; session = a note about the current task; decision = use "
+        "memtrace_decide instead.",
+    )
+    event_type: EventType = Field(
+        default="general",
+        description="A short label for the kind of event, e.g. page_crawled, email_sent, "
+        "customer; use 'error' for failures (they are listed first in context).",
+    )
+    session_id: OptionalRef = Field(default=None, description=_SESSION)
+    tags: TagList = Field(default=None, description=_TAGS)
+    importance: Importance = Field(default=None, description="0.0 (trivial) to 1.0 (critical).")
+    metadata: JsonObject = Field(default=None, description="Any extra structured details.")
+    dedup_key: str | None = Field(
+        default=None,
+        max_length=128,
+        description="Optional: the same key within 24h is treated as the same memory.",
+    )
+    parent_id: str | None = Field(
+        default=None, description="Id (mem_…) of a memory this one follows up on."
+    )
+
+
+class RecallArgs(_Args):
+    agent_id: AgentId = Field(description=_AGENT)
+    since: str = Field(default="24h", description=_SINCE)
+    until: str | None = Field(default=None, description=_UNTIL)
+    session_id: OptionalRef = Field(default=None, description=_SESSION)
+    memory_type: MemoryType | None = Field(default=None, description="Only this memory type.")
+    event_type: EventType | None = Field(default=None, description="Only this event type.")
+    tags: TagList = Field(default=None, description=_TAGS)
+    limit: int = Field(default=50, ge=1, le=MAX_LIMIT, description="Most memories to return.")
+
+
+class SearchArgs(_Args):
+    agent_id: OptionalRef = Field(
+        default=None, description="Only this agent's memories; omit to search every agent."
+    )
+    session_id: OptionalRef = Field(default=None, description=_SESSION)
+    content_contains: str | None = Field(
+        default=None, max_length=1024, description="Case-insensitive text the content contains."
+    )
+    memory_types: list[MemoryType] | None = Field(
+        default=None, description="Any of: episodic, decision, entity, session."
+    )
+    event_types: list[EventType] | None = Field(default=None, description="Any of these.")
+    tags: TagList = Field(default=None, description=_TAGS)
+    since: str | None = Field(default=None, description=_SINCE)
+    until: str | None = Field(default=None, description=_UNTIL)
+    min_importance: Importance = Field(default=None, description="Only at least this important.")
+    limit: int = Field(
+        default=DEFAULT_SEARCH_LIMIT, ge=1, le=MAX_LIMIT, description="Most results to return."
+    )
+
+
+class DecideArgs(_Args):
+    agent_id: AgentId = Field(description=_AGENT)
+    decision: str = Field(min_length=1, description="What you decided, in one sentence.")
+    reasoning: str = Field(min_length=1, description="Why: the facts and trade-offs behind it.")
+    session_id: OptionalRef = Field(default=None, description=_SESSION)
+    tags: TagList = Field(default=None, description=_TAGS)
+    importance: Importance = Field(default=None, description="0.0 (trivial) to 1.0 (critical).")
+
+
+class SessionCreateArgs(_Args):
+    agent_id: AgentId = Field(description=_AGENT)
+    metadata: JsonObject = Field(default=None, description="E.g. the goal or ticket of the task.")
+
+
+class SessionContextArgs(_Args):
+    session_id: str = Field(min_length=1, max_length=128, description="The session (sess_…).")
+    since: str | None = Field(default=None, description=_SINCE)
+    until: str | None = Field(default=None, description=_UNTIL)
+    include_types: list[MemoryType] | None = Field(
+        default=None, description="Only these memory types (default: all)."
+    )
+    max_tokens: int = Field(
+        default=DEFAULT_MAX_TOKENS, ge=1, le=MAX_TOKENS, description="Budget for the context."
+    )
+
+
+class AgentRegisterArgs(_Args):
+    name: AgentId = Field(description="The agent's id and name, e.g. 'support_bot'.")
+    description: str | None = Field(default=None, max_length=4096, description="What it does.")
+    config: JsonObject = Field(default=None, description="Any configuration worth keeping.")
+
+
+# --- results ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ToolResult:
+    """What a tool returns: compact text for the model and the structured JSON behind it."""
+
+    text: str
+    data: Json
+
+
+def memory_line(memory: Json) -> str:
+    """One line per memory: time, type/event, content, tags, id."""
+    content = " ".join(str(memory.get("content", "")).split())
+    if len(content) > CONTENT_IN_LINE:
+        content = content[:CONTENT_IN_LINE] + "…"
+    line = f"- [{str(memory.get('time', ''))[:19]}Z] {memory.get('memory_type')}/"
+    line += f"{memory.get('event_type')}: {content}"
+    reasoning = (memory.get("metadata") or {}).get("reasoning")
+    if memory.get("memory_type") == "decision" and reasoning:
+        line += f" — reasoning: {reasoning}"
+    if memory.get("tags"):
+        line += f" [tags: {', '.join(memory['tags'])}]"
+    if memory.get("agent_id"):
+        line += f" (agent {memory['agent_id']}, {memory.get('id')})"
+    return line
+
+
+def _listing(title: str, memories: Sequence[Json], more: bool) -> str:
+    if not memories:
+        return f"{title}: none found."
+    lines = [f"{title} ({len(memories)}{', more available' if more else ''}):"]
+    lines += [memory_line(m) for m in memories]
+    return "\n".join(lines)
+
+
+# --- handlers -------------------------------------------------------------------------------
+
+
+async def _remember(ops: MemoryOps, args: RememberArgs) -> ToolResult:
+    item = MemoryCreate.model_validate(args.model_dump(exclude_none=True))
+    return await _store(ops, item, "Remembered")
+
+
+async def _decide(ops: MemoryOps, args: DecideArgs) -> ToolResult:
+    item = MemoryCreate(
+        agent_id=args.agent_id,
+        content=args.decision,
+        memory_type="decision",
+        event_type="decision",
+        session_id=args.session_id,
+        tags=args.tags,
+        importance=args.importance,
+        metadata={"reasoning": args.reasoning},
+    )
+    return await _store(ops, item, "Decision recorded")
+
+
+async def _store(ops: MemoryOps, item: MemoryCreate, verb: str) -> ToolResult:
+    try:
+        memory = await ops.remember(item)
+    except Conflict as exc:
+        if not exc.existing_id:
+            raise
+        text = f"Already remembered as {exc.existing_id} (same memory within the dedup window)."
+        return ToolResult(text, {"id": exc.existing_id, "duplicate": True})
+    text = f"{verb} as {memory['id']} ({memory['memory_type']}/{memory['event_type']})."
+    return ToolResult(text, {"id": memory["id"], "duplicate": False, "memory": memory})
+
+
+async def _recall(ops: MemoryOps, args: RecallArgs) -> ToolResult:
+    params = ListParams(
+        agent_id=args.agent_id,
+        session_id=args.session_id,
+        memory_type=args.memory_type,
+        event_type=args.event_type,
+        tags=",".join(args.tags) if args.tags else None,
+        since=args.since,
+        until=args.until,
+        limit=args.limit,
+    )
+    page = await ops.list_memories(params)
+    title = f"Memories of {args.agent_id} since {args.since}"
+    return ToolResult(_listing(title, page["memories"], page["has_more"]), page)
+
+
+async def _search(ops: MemoryOps, args: SearchArgs) -> ToolResult:
+    result = await ops.search(SearchRequest.model_validate(args.model_dump(exclude_none=True)))
+    return ToolResult(_listing("Search results", result["results"], False), result)
+
+
+async def _session_create(ops: MemoryOps, args: SessionCreateArgs) -> ToolResult:
+    session = await ops.create_session(
+        SessionCreate(agent_id=args.agent_id, metadata=args.metadata)
+    )
+    text = f"Session {session['id']} created for {args.agent_id}; pass it as session_id."
+    return ToolResult(text, session)
+
+
+async def _session_context(ops: MemoryOps, args: SessionContextArgs) -> ToolResult:
+    request = ContextRequest.model_validate(
+        args.model_dump(exclude_none=True, exclude={"session_id"})
+    )
+    context = await ops.session_context(args.session_id, request)
+    return ToolResult(context["context"], context)
+
+
+async def _agent_register(ops: MemoryOps, args: AgentRegisterArgs) -> ToolResult:
+    body = AgentCreate(name=args.name, description=args.description, config=args.config)
+    try:
+        agent = await ops.register_agent(body)
+    except Conflict:
+        return ToolResult(f"Agent {args.name} is already registered.", {"id": args.name})
+    return ToolResult(f"Agent {agent['id']} registered.", agent)
+
+
+# --- the registry ---------------------------------------------------------------------------
+
+
+Handler = Callable[[MemoryOps, Any], Awaitable[ToolResult]]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolSpec:
+    name: str
+    description: str
+    args: type[BaseModel]
+    permission: Literal["read", "write"]
+    handler: Handler
+
+    def input_schema(self, default_agent_id: str | None = None) -> Json:
+        """JSON schema of the arguments; with a default agent, ``agent_id`` is optional."""
+        schema = copy.deepcopy(self.args.model_json_schema())
+        schema.pop("title", None)
+        props = schema.get("properties", {})
+        if default_agent_id and "agent_id" in props:
+            schema["required"] = [n for n in schema.get("required", []) if n != "agent_id"]
+            props["agent_id"]["default"] = default_agent_id
+        for prop in props.values():
+            prop.pop("title", None)
+        return schema
+
+
+TOOLS: tuple[ToolSpec, ...] = (
+    ToolSpec(
+        "memtrace_remember",
+        "Store a memory: something you did, saw or learned, so you (or other agents of your "
+        "team) can recall it later. Use event_type 'error' for failures and memory_type "
+        "'entity' for facts about people, companies or things. Returns the memory id.",
+        RememberArgs,
+        "write",
+        _remember,
+    ),
+    ToolSpec(
+        "memtrace_recall",
+        "Recall your recent memories, newest first: what you did, decided and saw in a time "
+        "window (default: the last 24 hours). Filter by session, type, event or tags.",
+        RecallArgs,
+        "read",
+        _recall,
+    ),
+    ToolSpec(
+        "memtrace_search",
+        "Search memories of every agent in your organisation by text, type, event, tags, "
+        "importance and time. Use it to find what teammates already found or decided.",
+        SearchArgs,
+        "read",
+        _search,
+    ),
+    ToolSpec(
+        "memtrace_decide",
+        "Record a decision and the reasoning behind it, so later runs and other agents "
+        "understand why and do not contradict it.",
+        DecideArgs,
+        "write",
+        _decide,
+    ),
+    ToolSpec(
+        "memtrace_session_create",
+        "Start a session (a bounded task such as one ticket or one crawl) and get its id; "
+        "pass that id as session_id when you remember and decide during the task.",
+        SessionCreateArgs,
+        "write",
+        _session_create,
+    ),
+    ToolSpec(
+        "memtrace_session_context",
+        "Get a session's memories as a markdown briefing: recent actions, decisions with "
+        "reasoning, errors, known entities and notes. Read it before continuing a task.",
+        SessionContextArgs,
+        "read",
+        _session_context,
+    ),
+    ToolSpec(
+        "memtrace_agent_register",
+        "Register an agent by name with an optional description. Optional: remembering "
+        "as a new agent registers it automatically.",
+        AgentRegisterArgs,
+        "write",
+        _agent_register,
+    ),
+)
+TOOLS_BY_NAME = {tool.name: tool for tool in TOOLS}
+
+
+def parse_arguments(
+    tool: ToolSpec, arguments: Json | None, default_agent_id: str | None = None
+) -> BaseModel:
+    """Validate raw tool arguments (the default agent fills a missing ``agent_id``).
+
+    Raises:
+        InvalidInput: the message names the argument.
+    """
+    raw = dict(arguments or {})
+    if default_agent_id and "agent_id" in tool.args.model_fields and not raw.get("agent_id"):
+        raw["agent_id"] = default_agent_id
+    try:
+        return tool.args.model_validate(raw)
+    except ValidationError as exc:
+        raise invalid_input(exc.errors(include_url=False, include_input=False)) from None
+
+
+async def call_tool(
+    name: str, arguments: Json | None, ops: MemoryOps, *, default_agent_id: str | None = None
+) -> ToolResult:
+    """Run a tool by name.
+
+    Raises:
+        InvalidInput: unknown tool or invalid arguments.
+        MemtraceError: whatever the operation raises (not found, forbidden, unavailable…).
+    """
+    tool = TOOLS_BY_NAME.get(name)
+    if tool is None:
+        raise InvalidInput(f"unknown tool {name!r}; available: {', '.join(TOOLS_BY_NAME)}")
+    args = parse_arguments(tool, arguments, default_agent_id)
+    return await tool.handler(ops, args)
+
+
+def select(names: Sequence[str] | None = None) -> list[ToolSpec]:
+    """The tools with the given names (all seven when ``None``), in definition order."""
+    if names is None:
+        return list(TOOLS)
+    unknown = set(names) - set(TOOLS_BY_NAME)
+    if unknown:
+        raise InvalidInput(f"unknown tools: {', '.join(sorted(unknown))}")
+    return [tool for tool in TOOLS if tool.name in names]
+
+
+def anthropic_tools(
+    names: Sequence[str] | None = None, default_agent_id: str | None = None
+) -> list[Json]:
+    """The tools as Anthropic Messages API ``tools=`` entries."""
+    return [
+        {
+            "name": t.name,
+            "description": t.description,
+            "input_schema": t.input_schema(default_agent_id),
+        }
+        for t in select(names)
+    ]
+
+
+def openai_tools(
+    names: Sequence[str] | None = None, default_agent_id: str | None = None
+) -> list[Json]:
+    """The tools as OpenAI chat-completions function-calling ``tools=`` entries."""
+    return [
+        {
+            "type": "function",
+            "function": {
+                "name": t.name,
+                "description": t.description,
+                "parameters": t.input_schema(default_agent_id),
+            },
+        }
+        for t in select(names)
+    ]
