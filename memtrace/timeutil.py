@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -26,9 +27,17 @@ def from_us(us: int) -> datetime:
     return _EPOCH + timedelta(microseconds=us)
 
 
+@lru_cache(maxsize=8192)
+def _second(seconds: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+
+
 def format_us(us: int) -> str:
-    """RFC 3339 UTC with microseconds and a ``Z`` suffix (the wire format of ``time``)."""
-    return (_EPOCH + timedelta(microseconds=us)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """RFC 3339 UTC with microseconds and a ``Z`` suffix (the wire format of ``time``).
+
+    Hot on every read; the per-second prefix is cached."""
+    seconds, fraction = divmod(us, 1_000_000)
+    return f"{_second(seconds)}.{fraction:06d}Z"
 
 
 def format_dt(value: datetime) -> str:

@@ -66,10 +66,11 @@ _COLUMNS = (
     "metadata, tags, importance, dedup_key, parent_id"
 )
 _INSERT = (
-    "INSERT INTO memories (id, time, org_id, agent_id, session_id, memory_type, event_type, "
-    "content, metadata, tags, importance, dedup_key, parent_id) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO memories (rowid, id, time, org_id, agent_id, session_id, memory_type, "
+    "event_type, content, metadata, tags, importance, dedup_key, parent_id) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+_KEYS_PER_QUERY = 500
 
 
 def _migrate(conn: sqlite3.Connection) -> None:
@@ -146,6 +147,26 @@ def build_where(q: MemoryQuery) -> tuple[str, list[Any]]:
     return " AND ".join(clauses), params
 
 
+def _existing_keys(
+    conn: sqlite3.Connection, items: Sequence[NewMemory], window: int
+) -> dict[str, list[tuple[int, str]]]:
+    """Stored (time, id) pairs for the batch's dedup keys near the batch's times, in one query
+    per 500 keys (instead of one per memory)."""
+    keys = list(dict.fromkeys(item.dedup_key for item in items))
+    low = min(item.time for item in items) - window
+    high = max(item.time for item in items) + window
+    found: dict[str, list[tuple[int, str]]] = {}
+    for start in range(0, len(keys), _KEYS_PER_QUERY):
+        chunk = keys[start : start + _KEYS_PER_QUERY]
+        sql = (
+            "SELECT dedup_key, time, id FROM memories WHERE time > ? AND time < ? "  # noqa: S608
+            f"AND dedup_key IN ({', '.join('?' * len(chunk))}) ORDER BY time"
+        )
+        for key, at, memory_id in conn.execute(sql, [low, high, *chunk]):
+            found.setdefault(key, []).append((at, memory_id))
+    return found
+
+
 def _row_to_record(row: tuple[Any, ...]) -> MemoryRecord:
     return MemoryRecord(
         id=row[1],
@@ -192,22 +213,32 @@ class EmbeddedStore:
     def _insert(
         self, conn: sqlite3.Connection, items: Sequence[NewMemory], window: int | None
     ) -> list[WriteOutcome]:
-        outcomes: list[WriteOutcome] = []
-        counts: Counter[tuple[str, str]] = Counter()
+        """Runs in the writer's transaction: dedup, then bulk inserts (rows, FTS, tags)."""
+        seen = _existing_keys(conn, items, window) if window is not None else {}
         org = self.org_id
+        # The writer holds the write lock, so rowids can be assigned up front for bulk inserts.
+        next_rowid = conn.execute("SELECT coalesce(max(rowid), 0) + 1 FROM memories").fetchone()[0]
+        outcomes: list[WriteOutcome] = []
+        rows: list[tuple[Any, ...]] = []
+        tag_rows: list[tuple[str, int, int]] = []
+        counts: Counter[tuple[str, str]] = Counter()
         for item in items:
             if window is not None:
-                hit = conn.execute(
-                    "SELECT id FROM memories WHERE dedup_key = ? AND time > ? AND time < ? LIMIT 1",
-                    (item.dedup_key, item.time - window, item.time + window),
-                ).fetchone()
-                if hit is not None:
-                    outcomes.append(WriteOutcome(existing_id=hit[0]))
+                previous = seen.setdefault(item.dedup_key, [])
+                duplicate = next(
+                    (mid for at, mid in previous if abs(at - item.time) < window), None
+                )
+                if duplicate is not None:
+                    outcomes.append(WriteOutcome(existing_id=duplicate))
                     continue
             memory_id = item.id or memory_ids.new()
-            rowid = conn.execute(
-                _INSERT,
+            if window is not None:
+                previous.append((item.time, memory_id))
+            rowid = next_rowid
+            next_rowid += 1
+            rows.append(
                 (
+                    rowid,
                     memory_id,
                     item.time,
                     org,
@@ -221,37 +252,36 @@ class EmbeddedStore:
                     item.importance,
                     item.dedup_key,
                     item.parent_id,
-                ),
-            ).lastrowid
-            conn.execute(
-                "INSERT INTO memories_fts (rowid, content) VALUES (?, ?)", (rowid, item.content)
-            )
-            if item.tags:
-                conn.executemany(
-                    "INSERT INTO memory_tags (tag, time, mem) VALUES (?, ?, ?)",
-                    [(tag, item.time, rowid) for tag in item.tags],
                 )
+            )
+            tag_rows.extend((tag, item.time, rowid) for tag in item.tags)
             counts[(item.agent_id, item.memory_type)] += 1
             outcomes.append(
                 WriteOutcome(
                     record=MemoryRecord(
-                        id=memory_id,
-                        time=item.time,
-                        org_id=org,
-                        agent_id=item.agent_id,
-                        session_id=item.session_id,
-                        memory_type=item.memory_type,
-                        event_type=item.event_type,
-                        content=item.content,
-                        metadata=item.metadata,
-                        tags=item.tags,
-                        importance=item.importance,
-                        dedup_key=item.dedup_key,
-                        parent_id=item.parent_id,
+                        memory_id,
+                        item.time,
+                        org,
+                        item.agent_id,
+                        item.session_id,
+                        item.memory_type,
+                        item.event_type,
+                        item.content,
+                        item.metadata,
+                        item.tags,
+                        item.importance,
+                        item.dedup_key,
+                        item.parent_id,
                     )
                 )
             )
-        if counts:
+        if rows:
+            conn.executemany(_INSERT, rows)
+            conn.executemany(
+                "INSERT INTO memories_fts (rowid, content) VALUES (?, ?)",
+                [(row[0], row[8]) for row in rows],
+            )
+            conn.executemany("INSERT INTO memory_tags (tag, time, mem) VALUES (?, ?, ?)", tag_rows)
             conn.executemany(
                 "INSERT INTO agent_type_counts (agent_id, memory_type, n) VALUES (?, ?, ?) "
                 "ON CONFLICT (agent_id, memory_type) DO UPDATE SET n = n + excluded.n",

@@ -1,0 +1,208 @@
+"""Shared benchmark plumbing: a real `memtrace serve`, realistic data, latency statistics."""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+
+KEY_RE = re.compile(r"mtk_[A-Za-z0-9_-]{43}")
+WORDS = [
+    "crawl",
+    "page",
+    "product",
+    "price",
+    "customer",
+    "ticket",
+    "refund",
+    "invoice",
+    "order",
+    "shipment",
+    "email",
+    "call",
+    "meeting",
+    "plan",
+    "report",
+    "summary",
+    "error",
+    "timeout",
+    "retry",
+    "deploy",
+    "alert",
+    "metric",
+    "latency",
+    "cache",
+    "database",
+    "query",
+    "user",
+    "account",
+    "login",
+    "payment",
+    "subscription",
+    "renewal",
+    "churn",
+    "upgrade",
+    "feature",
+    "bug",
+    "fix",
+    "test",
+    "release",
+    "review",
+    "draft",
+    "publish",
+    "research",
+    "source",
+    "article",
+    "quote",
+    "lead",
+    "prospect",
+]
+EVENTS = ["general", "page_crawled", "email_sent", "call_logged", "ticket_updated", "error"]
+TYPES = ["episodic"] * 6 + ["decision", "entity", "session"]
+TAGS = ["billing", "support", "sales", "crawl", "urgent", "vip", "eu", "us", "beta", "infra"]
+DAY_US = 86_400_000_000
+RARE_WORD = "zanzibarite"  # appears in about 1 in 20,000 memories
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Server:
+    """A `memtrace serve` subprocess on a temporary (or given) data dir."""
+
+    url: str
+    key: str
+    proc: subprocess.Popen[bytes] | None = None
+    data_dir: Path | None = None
+    _tmp: Any = field(default=None, repr=False)
+
+    @classmethod
+    def start(cls, data_dir: Path | None = None, env: dict[str, str] | None = None) -> Server:
+        tmp = None
+        if data_dir is None:
+            tmp = tempfile.TemporaryDirectory(prefix="memtrace-bench-")
+            data_dir = Path(tmp.name) / "data"
+        port = free_port()
+        log = data_dir.parent / f"serve-{port}.log"
+        data_dir.parent.mkdir(parents=True, exist_ok=True)
+        exe = str(Path(sys.executable).parent / "memtrace")
+        proc = subprocess.Popen(
+            [exe, "serve", "--data-dir", str(data_dir), "--port", str(port)],
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+        )
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.05)
+        found = KEY_RE.search(log.read_text())
+        if not found:
+            proc.kill()
+            raise RuntimeError(f"server did not start or printed no key:\n{log.read_text()}")
+        return cls(url, found.group(0), proc, data_dir, tmp)
+
+    def peak_rss_mb(self) -> float:
+        """Peak resident set size of the server process (VmHWM), in MiB."""
+        assert self.proc is not None
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout=60)
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+
+def memory(i: int, rng: random.Random, now_us: int, days: int, agents: int) -> dict[str, Any]:
+    """One realistic memory: agent, optional session, type, event, tags, content, time."""
+    agent = f"agent_{rng.randrange(agents):03d}"
+    content = " ".join(rng.choices(WORDS, k=rng.randint(8, 30)))
+    if rng.randrange(20_000) == 0:
+        content += f" {RARE_WORD}"
+    item: dict[str, Any] = {
+        "agent_id": agent,
+        "content": f"{content} #{i}",
+        "memory_type": rng.choice(TYPES),
+        "event_type": rng.choice(EVENTS),
+        "time": _iso(now_us - rng.randrange(days * DAY_US)),
+        "importance": round(rng.random(), 2),
+    }
+    if rng.random() < 0.5:
+        item["tags"] = rng.sample(TAGS, rng.randint(1, 3))
+    if rng.random() < 0.7:
+        item["session_id"] = f"{agent}_s{rng.randrange(20)}"
+    if item["memory_type"] == "decision":
+        item["metadata"] = {"reasoning": " ".join(rng.choices(WORDS, k=8))}
+    return item
+
+
+def _iso(us: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(us // 1_000_000)) + (
+        f".{us % 1_000_000:06d}Z"
+    )
+
+
+def batches(
+    total: int, size: int, *, seed: int = 7, days: int = 30, agents: int = 100
+) -> Iterator[bytes]:
+    """Pre-encoded `{"memories": [...]}` request bodies (the client should cost little)."""
+    rng = random.Random(seed)
+    now = time.time_ns() // 1000 - 60_000_000
+    for start in range(0, total, size):
+        items = [memory(i, rng, now, days, agents) for i in range(start, min(total, start + size))]
+        yield orjson.dumps({"memories": items})
+
+
+def percentile(values: list[float], pct: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(pct / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def measure(call: Callable[[], object], repeat: int, warmup: int = 10) -> dict[str, float]:
+    """Latency of ``call`` in milliseconds: p50, p99, mean."""
+    for _ in range(warmup):
+        call()
+    samples = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        call()
+        samples.append((time.perf_counter() - started) * 1000)
+    return {
+        "p50_ms": round(percentile(samples, 50), 3),
+        "p99_ms": round(percentile(samples, 99), 3),
+        "mean_ms": round(statistics.fmean(samples), 3),
+    }
+
+
+def print_table(rows: list[tuple[str, str]]) -> None:
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        print(f"  {name.ljust(width)}  {value}")
