@@ -218,6 +218,7 @@ class EmbeddedStore:
         org = self.org_id
         # The writer holds the write lock, so rowids can be assigned up front for bulk inserts.
         next_rowid = conn.execute("SELECT coalesce(max(rowid), 0) + 1 FROM memories").fetchone()[0]
+        # (rows are appended above every existing rowid, so "rowid >= first" is this batch)
         outcomes: list[WriteOutcome] = []
         rows: list[tuple[Any, ...]] = []
         tag_rows: list[tuple[str, int, int]] = []
@@ -277,9 +278,11 @@ class EmbeddedStore:
             )
         if rows:
             conn.executemany(_INSERT, rows)
-            conn.executemany(
-                "INSERT INTO memories_fts (rowid, content) VALUES (?, ?)",
-                [(row[0], row[8]) for row in rows],
+            # Indexing from the table runs entirely inside SQLite (no per-row Python, no GIL).
+            conn.execute(
+                "INSERT INTO memories_fts (rowid, content) "
+                "SELECT rowid, content FROM memories WHERE rowid >= ?",
+                (rows[0][0],),
             )
             conn.executemany("INSERT INTO memory_tags (tag, time, mem) VALUES (?, ?, ?)", tag_rows)
             conn.executemany(
