@@ -34,8 +34,13 @@ def test_readme_shows_the_two_commands_first() -> None:
 
 def test_start_command_and_walkthrough(tmp_path: Path) -> None:
     port = free_port()
+    # `make test ARGS=...` exports its command-line variables to sub-makes through MAKEFLAGS;
+    # the user's `make serve` runs without them.
+    inherited = {
+        k: v for k, v in os.environ.items() if k not in {"MAKEFLAGS", "MFLAGS", "MAKELEVEL", "ARGS"}
+    }
     env = {
-        **os.environ,
+        **inherited,
         **TEST_ENV,
         "MEMTRACE_DATA_DIR": str(tmp_path / "data"),
         "MEMTRACE_SERVER_PORT": str(port),
