@@ -193,7 +193,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     meta = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "commit": _commit(),
-        "machine": f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}",
+        "machine": f"{os.cpu_count()} cores, {platform.machine()}, "
+        f"Python {platform.python_version()}",
         "quick": args.quick,
         "load_at_start": _load(),
     }
