@@ -99,8 +99,11 @@ async def ingest_figure(server: Server, memories: int, clients: int) -> dict[str
         if status != 201:
             raise RuntimeError(f"batch ingest -> {status}: {payload[:300]!r}")
 
+    cpu = server.cpu_seconds()
     result = await closed_loop(server.url, clients, len(bodies), call)
+    cpu = server.cpu_seconds() - cpu
     return {
+        "server_cpu_us_per_memory": round(cpu / memories * 1e6, 1),
         "memories_per_s": round(memories / result.seconds),
         "memories": memories,
         "batch": 1000,
@@ -131,8 +134,11 @@ async def remember_figure(server: Server, requests: int, clients: int) -> dict[s
 
     await closed_loop(server.url, clients, min(500, requests), call)  # warm up
     offset = requests
+    cpu = server.cpu_seconds()
     result = await closed_loop(server.url, clients, requests, call)
+    cpu = server.cpu_seconds() - cpu
     return {
+        "server_cpu_us_per_request": round(cpu / requests * 1e6),
         "requests_per_s": round(result.rate),
         **_stats(result.latencies_ms),
         "clients": clients,
@@ -255,9 +261,15 @@ def _cell(name: str, r: dict[str, Any]) -> str:
     if "unavailable" in r:
         return f"n/a ({r['unavailable']})"
     if "memories_per_s" in r:
-        return f"{r['memories_per_s']:,} memories/s"
+        return (
+            f"{r['memories_per_s']:,} memories/s "
+            f"(server CPU {r['server_cpu_us_per_memory']} us/memory)"
+        )
     if "requests_per_s" in r:
-        return f"{r['requests_per_s']:,} req/s, p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms"
+        return (
+            f"{r['requests_per_s']:,} req/s, p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms "
+            f"(server CPU {r['server_cpu_us_per_request']} us/request)"
+        )
     if "ratio" in r:
         return f"{r['ratio']:.2f}x ({r['small']:,} -> {r['big']:,} memories)"
     if "peak_mb" in r:
