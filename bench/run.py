@@ -166,13 +166,21 @@ async def query_figures(server: Server, session_id: str, repeat: int) -> dict[st
 
 
 def mcp_figure(data_dir: Path, repeat: int) -> dict[str, Any]:
-    """MCP stdio round trip (remember, recall) in embedded mode, if the MCP server exists."""
+    """MCP stdio round trip (remember, recall) in embedded mode, through bench/mcp_stdio.py
+    (a real ``memtrace-mcp`` subprocess driven by the MCP SDK's stdio client)."""
     try:
-        from bench import mcp_stdio  # type: ignore[attr-defined]  # lands with the MCP server
+        from bench import mcp_stdio
     except ImportError:
-        return {"unavailable": "bench/mcp_stdio.py (MCP server) is not on this branch yet"}
-    result: dict[str, Any] = mcp_stdio.round_trip(data_dir, repeat)
-    return result
+        return {"unavailable": "bench/mcp_stdio.py (the MCP server) is not on this branch"}
+    data_dir.mkdir(parents=True, exist_ok=True)
+    tools = asyncio.run(mcp_stdio.run(repeat, "FULL", data_dir))
+    remember = next(r for name, r in tools.items() if name.startswith("remember"))
+    recall = next(r for name, r in tools.items() if name.startswith("recall"))
+    return {
+        "p50_ms": max(remember["p50_ms"], recall["p50_ms"]),
+        "p99_ms": max(remember["p99_ms"], recall["p99_ms"]),
+        "tools": tools,
+    }
 
 
 def _commit() -> str:
@@ -214,7 +222,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         small = generate(root / "small", args.small, days=1)
         meta["generate_s"] = round(big.seconds, 1)
         meta["generate_per_s"] = round(big.memories / big.seconds)
-        print(f"  {big.memories:,} in {big.seconds:.1f} s", flush=True)
+        meta["generate_cpu_us_per_memory"] = round(big.cpu_seconds / big.memories * 1e6, 1)
+        print(
+            f"  {big.memories:,} in {big.seconds:.1f} s "
+            f"({big.cpu_seconds / big.memories * 1e6:.0f} us CPU per memory)",
+            flush=True,
+        )
 
         print("recall at the small org ...", flush=True)
         server = Server.start(small.data_dir, key=small.key)
@@ -271,6 +284,11 @@ def _cell(name: str, r: dict[str, Any]) -> str:
         return (
             f"{r['requests_per_s']:,} req/s, p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms "
             f"(server CPU {r['server_cpu_us_per_request']} us/request)"
+        )
+    if "tools" in r:
+        return ", ".join(
+            f"{name.split(' ')[0]} p50 {t['p50_ms']:.2f} ms, p99 {t['p99_ms']:.2f} ms"
+            for name, t in r["tools"].items()
         )
     if "ratio" in r:
         return f"{r['ratio']:.2f}x ({r['small']:,} -> {r['big']:,} memories)"
