@@ -1,0 +1,87 @@
+"""Tag-filtered queries are driven by ``memory_tags`` (a faster plan): same rows, same order.
+
+Every combination is checked against a plain Python filter over all stored memories.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from pathlib import Path
+
+from memtrace.storage.base import MemoryQuery, NewMemory
+from memtrace.storage.embedded import EmbeddedStore
+
+TAGS = ("a", "b", "c", "d")
+TYPES = ("episodic", "decision", "entity")
+
+
+def _items(count: int) -> list[NewMemory]:
+    rng = random.Random(5)
+    items = []
+    for i in range(count):
+        tags = tuple(rng.sample(TAGS, rng.randint(0, 3)))
+        items.append(
+            NewMemory(
+                time=1_000_000 + rng.randrange(200) * 1000,  # many equal times: rowid breaks ties
+                agent_id=f"agent_{i % 3}",
+                session_id=None,
+                memory_type=rng.choice(TYPES),
+                event_type="general",
+                content=f"memory {i}",
+                metadata=None,
+                tags=tags,
+                importance=None,
+                dedup_key=f"k{i}",
+                parent_id=None,
+            )
+        )
+    return items
+
+
+def _expected(rows: list[NewMemory], ids: list[str], q: MemoryQuery) -> list[str]:
+    hits = [
+        (m.time, n, ids[n])
+        for n, m in enumerate(rows)
+        if all(t in m.tags for t in q.tags)
+        and (not q.memory_types or m.memory_type in q.memory_types)
+        and (q.agent_id is None or m.agent_id == q.agent_id)
+        and (q.since is None or m.time >= q.since)
+        and (q.until is None or m.time < q.until)
+    ]
+    hits.sort(reverse=q.order == "desc")
+    return [memory_id for _, _, memory_id in hits][q.offset : q.offset + q.limit]
+
+
+async def test_tag_queries_match_a_plain_filter(tmp_path: Path) -> None:
+    store = EmbeddedStore(tmp_path / "m.db", "org_t", synchronous="NORMAL")
+    await store.open()
+    try:
+        rows = _items(600)
+        outcomes = await store.write(rows, None)
+        ids = [o.record.id for o in outcomes if o.record is not None]
+        assert len(ids) == len(rows)
+        tag_sets = [("a",), ("b", "c"), ("d", "a", "b")]
+        for tags, types, agent, window, order, page in itertools.product(
+            tag_sets,
+            [(), ("decision",)],
+            [None, "agent_1"],
+            [(None, None), (1_050_000, 1_150_000)],
+            ["desc", "asc"],
+            [(50, 0), (20, 7)],
+        ):
+            q = MemoryQuery(
+                org_id="org_t",
+                tags=tags,
+                memory_types=types,
+                agent_id=agent,
+                since=window[0],
+                until=window[1],
+                order=order,  # type: ignore[arg-type]
+                limit=page[0],
+                offset=page[1],
+            )
+            got = [m.id for m in await store.query(q)]
+            assert got == _expected(rows, ids, q), q
+    finally:
+        await store.close()
