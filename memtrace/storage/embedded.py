@@ -18,6 +18,7 @@ import orjson
 from memtrace.ids import memory_ids
 from memtrace.models import MemoryRecord, WriteOutcome
 from memtrace.storage.base import AgentMemoryStats, MemoryQuery, NewMemory, StoreHealth
+from memtrace.storage.records import row_to_record
 from memtrace.storage.sqlite import SQLiteDatabase, Synchronous
 
 SCHEMA_VERSION = 1
@@ -168,21 +169,7 @@ def _existing_keys(
 
 
 def _row_to_record(row: tuple[Any, ...]) -> MemoryRecord:
-    return MemoryRecord(
-        id=row[1],
-        time=row[2],
-        org_id=row[3],
-        agent_id=row[4],
-        session_id=row[5],
-        memory_type=row[6],
-        event_type=row[7],
-        content=row[8],
-        metadata=orjson.loads(row[9]) if row[9] else None,
-        tags=tuple(row[10].split(",")) if row[10] else (),
-        importance=row[11],
-        dedup_key=row[12],
-        parent_id=row[13],
-    )
+    return row_to_record(row[1:])  # row[0] is the rowid
 
 
 class EmbeddedStore:
@@ -305,6 +292,15 @@ class EmbeddedStore:
 
         def run(conn: sqlite3.Connection) -> list[MemoryRecord]:
             return [_row_to_record(row) for row in conn.execute(sql, params)]
+
+        return await self._db.read(run)
+
+    async def scan(self, after_rowid: int, limit: int) -> list[tuple[int, MemoryRecord]]:
+        """Up to ``limit`` memories in insertion order after ``after_rowid`` (for migrations)."""
+        sql = f"SELECT {_COLUMNS} FROM memories m WHERE m.rowid > ? ORDER BY m.rowid LIMIT ?"  # noqa: S608
+
+        def run(conn: sqlite3.Connection) -> list[tuple[int, MemoryRecord]]:
+            return [(row[0], _row_to_record(row)) for row in conn.execute(sql, (after_rowid, limit))]
 
         return await self._db.read(run)
 
