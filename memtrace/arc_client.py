@@ -9,7 +9,7 @@ carry the API key.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -80,12 +80,13 @@ class ArcClient:
         if response.status_code >= 500:
             raise ArcUnavailable(f"Arc {operation} failed with {response.status_code}")
         if response.status_code >= 400:
-            raise ArcRejected(f"Arc {operation} rejected ({response.status_code}): {_error(response)}")
+            detail = _error(response)
+            raise ArcRejected(f"Arc {operation} rejected ({response.status_code}): {detail}")
         return response
 
-    async def write(self, measurement: str, columns: dict[str, Sequence[Any]]) -> None:
+    async def write(self, measurement: str, columns: Mapping[str, Sequence[Any]]) -> None:
         """One columnar msgpack write (all columns the same length); 204 = buffered in Arc."""
-        body = msgpack.packb({"m": measurement, "columns": columns}, use_bin_type=True)
+        body = msgpack.packb({"m": measurement, "columns": dict(columns)}, use_bin_type=True)
         await self._post(
             "write",
             "/api/v1/write/msgpack",

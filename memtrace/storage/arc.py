@@ -50,7 +50,7 @@ class ArcTarget:
     api_key: str | None
 
     def __repr__(self) -> str:  # never print the key
-        return f"ArcTarget(url={self.url!r}, database={self.database!r}, measurement={self.measurement!r})"
+        return f"ArcTarget({self.url!r}, {self.database!r}, {self.measurement!r})"
 
 
 def arc_columns(records: Sequence[MemoryRecord]) -> dict[str, list[Any]]:

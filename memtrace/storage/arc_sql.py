@@ -95,7 +95,8 @@ def where_clause(q: MemoryQuery) -> str:
         clauses.append(f"TRY_CAST(importance AS DOUBLE) >= {number(float(q.min_importance))}")
     for tag in q.tags:
         # tags are stored comma-joined; the tag pattern excludes commas, so this is exact
-        clauses.append(f"list_contains(string_split(coalesce(tags, ''), ','), {quote_literal(tag)})")
+        tag_list = "string_split(coalesce(tags, ''), ',')"
+        clauses.append(f"list_contains({tag_list}, {quote_literal(tag)})")
     if q.content_contains:
         # Same rule as the embedded store: Python's str.lower on the needle, lower() on content.
         clauses.append(f"contains(lower(content), {quote_literal(q.content_contains.lower())})")

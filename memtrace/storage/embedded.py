@@ -300,7 +300,8 @@ class EmbeddedStore:
         sql = f"SELECT {_COLUMNS} FROM memories m WHERE m.rowid > ? ORDER BY m.rowid LIMIT ?"  # noqa: S608
 
         def run(conn: sqlite3.Connection) -> list[tuple[int, MemoryRecord]]:
-            return [(row[0], _row_to_record(row)) for row in conn.execute(sql, (after_rowid, limit))]
+            rows = conn.execute(sql, (after_rowid, limit))
+            return [(row[0], _row_to_record(row)) for row in rows]
 
         return await self._db.read(run)
 

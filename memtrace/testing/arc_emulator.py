@@ -35,6 +35,7 @@ _FORBIDDEN = re.compile(
 )
 _QUALIFIED_TABLE = re.compile(r"\b(FROM|JOIN)\s+\"?[A-Za-z_]\w*\"?\s*\.\s*\"?[A-Za-z_]", re.I)
 _STRIP_QUOTED = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"")
+TEST_TOKEN = "arc-test-token"  # noqa: S105 (a fixture's well-known token, not a secret)
 Fault = Literal["500", "503"] | None
 
 
@@ -84,7 +85,7 @@ class _Buffer:
 class ArcEmulator:
     """State and behaviour of the emulated Arc server (thread-safe)."""
 
-    def __init__(self, token: str | None = "arc-test-token", flush_delay_s: float = 0.0) -> None:
+    def __init__(self, token: str | None = TEST_TOKEN, flush_delay_s: float = 0.0) -> None:
         self.token = token
         self.flush_delay_s = flush_delay_s
         self.fault: Fault = None
@@ -137,7 +138,8 @@ class ArcEmulator:
         now = time.monotonic()
         with self._lock:
             for name, buffer in list(self._buffers.items()):
-                if buffer.first_write is not None and now - buffer.first_write >= self.flush_delay_s:
+                started = buffer.first_write
+                if started is not None and now - started >= self.flush_delay_s:
                     self._flush_db(name)
 
     def _flush_db(self, name: str) -> int:
@@ -150,23 +152,22 @@ class ArcEmulator:
             types = self._types[(name, measurement)]
             columns = list(types)
             conn.execute(
-                f'CREATE TABLE IF NOT EXISTS "{measurement}" ('  # noqa: S608
-                + ", ".join(
-                    f'"{c}" {"TIMESTAMP" if c == "time" else types[c]}' for c in columns
-                )
+                f'CREATE TABLE IF NOT EXISTS "{measurement}" ('
+                + ", ".join(f'"{c}" {"TIMESTAMP" if c == "time" else types[c]}' for c in columns)
                 + ")"
             )
             existing = {r[0] for r in conn.execute(f'DESCRIBE "{measurement}"').fetchall()}
             for column in columns:
                 if column not in existing:
-                    conn.execute(f'ALTER TABLE "{measurement}" ADD COLUMN "{column}" {types[column]}')
+                    kind = types[column]
+                    conn.execute(f'ALTER TABLE "{measurement}" ADD COLUMN "{column}" {kind}')
             values = [[row.get(c) for row in rows] for c in columns]
             select = ", ".join(
                 "make_timestamp(UNNEST(?))" if c == "time" else f"UNNEST(?::{types[c]}[])"
                 for c in columns
             )
             quoted = ", ".join(f'"{c}"' for c in columns)
-            conn.execute(f'INSERT INTO "{measurement}" ({quoted}) SELECT {select}', values)  # noqa: S608
+            conn.execute(f'INSERT INTO "{measurement}" ({quoted}) SELECT {select}', values)
             flushed += len(rows)
         return flushed
 
