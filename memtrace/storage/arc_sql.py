@@ -95,7 +95,7 @@ def where_clause(q: MemoryQuery) -> str:
         clauses.append(f"TRY_CAST(importance AS DOUBLE) >= {number(float(q.min_importance))}")
     for tag in q.tags:
         # tags are stored comma-joined; the tag pattern excludes commas, so this is exact
-        tag_list = "string_split(coalesce(tags, ''), ',')"
+        tag_list = "string_split(tags, ',')"
         clauses.append(f"list_contains({tag_list}, {quote_literal(tag)})")
     if q.content_contains:
         # Same rule as the embedded store: Python's str.lower on the needle, lower() on content.
