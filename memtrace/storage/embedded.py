@@ -95,11 +95,11 @@ def _prepare_reader(conn: sqlite3.Connection) -> None:
 def _fts_expression(needle: str) -> str | None:
     """An FTS5 query whose matches are a superset of rows containing ``needle``.
 
-    Only for ASCII needles of 3+ characters: the trigram tokenizer's case folding agrees with
-    ``str.lower`` there. Other needles are checked by a scan bounded by the other filters.
+    Only for ASCII needles of 3+ characters without NUL: the trigram tokenizer's case folding
+    agrees with ``str.lower`` there. Other needles are checked by a scan bounded by the other filters.
     """
-    if len(needle) < 3 or not needle.isascii():
-        return None
+    if len(needle) < 3 or not needle.isascii() or "\x00" in needle:
+        return None  # (FTS5 query strings end at a NUL: "unterminated string")
     grams = dict.fromkeys(needle[i : i + 3] for i in range(len(needle) - 2))
     return " AND ".join('"' + g.replace('"', '""') + '"' for g in grams)
 
