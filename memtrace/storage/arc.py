@@ -127,7 +127,7 @@ class ArcStore:
 
     async def _ship_loop(self) -> None:
         interval = self.settings.flush_interval_ms / 1000
-        await self._seed_dedup_index()
+        seeded = False
         last_prune = 0.0
         loop = asyncio.get_running_loop()
         while not self._closing:
@@ -137,6 +137,8 @@ class ArcStore:
             except TimeoutError:
                 pass
             self._wakeup.clear()
+            if not seeded:
+                seeded = await self._seed_dedup_index()
             while not self._closing and await self._ship_once():
                 pass
             if loop.time() - last_prune > 5:
@@ -187,25 +189,21 @@ class ArcStore:
         except StorageUnavailable:
             log.warning("arc outbox of %s could not be pruned; will retry", self.org_id)
 
-    async def _seed_dedup_index(self) -> None:
-        """Once per outbox file: load recent dedup keys already in Arc into the window index."""
+    async def _seed_dedup_index(self) -> bool:
+        """Once per outbox file: load recent dedup keys already in Arc into the window index
+        (a binding to a database that has data). One attempt; True once done."""
         if self._dedup_window_us is None or await self.outbox.get_state("seeded"):
-            return
+            return True
         since = now_us() - self._dedup_window_us
-        failures = 0
-        while not self._closing:
-            try:
-                rows = await self.client.query(
-                    arc_sql.dedup_seed_sql(self.target.measurement, self.org_id, since)
-                )
-                break
-            except (ArcUnavailable, ArcRejected):
-                failures += 1
-                await asyncio.sleep(min(self.settings.retry_max_s, 0.05 * 2 ** min(failures, 20)))
-        else:
-            return
+        try:
+            rows = await self.client.query(
+                arc_sql.dedup_seed_sql(self.target.measurement, self.org_id, since)
+            )
+        except (ArcUnavailable, ArcRejected):
+            return False
         await self.outbox.remember_keys([(str(k), int(t), str(i)) for k, t, i in rows])
         await self.outbox.set_state("seeded", "1")
+        return True
 
     # -- reads --------------------------------------------------------------------------------
 

@@ -84,7 +84,10 @@ async def loaded(
     else:
         arc_server.emulator.flush_delay_s = 3600.0
         store = arc_store(
-            arc_server, tmp_path, ORG, settings=FAST_ARC.model_copy(update={"visibility_grace_s": 3600.0})
+            arc_server,
+            tmp_path,
+            ORG,
+            settings=FAST_ARC.model_copy(update={"visibility_grace_s": 3600.0}),
         )
     await store.open()  # type: ignore[attr-defined]
     items = dataset()

@@ -17,7 +17,9 @@ async def test_nul_in_content_contains_is_a_plain_substring(tmp_path: Path) -> N
     store = EmbeddedStore(tmp_path / "m.db", "org_x", synchronous="NORMAL")
     await store.open()
     try:
-        await store.write([memory("left\x00right", time_us=1), memory("leftright", time_us=2)], None)
+        await store.write(
+            [memory("left\x00right", time_us=1), memory("leftright", time_us=2)], None
+        )
         q = MemoryQuery(org_id="org_x", content_contains="T\x00R")
         assert [r.content for r in await store.query(q)] == ["left\x00right"]
         assert await store.count(q) == 1
