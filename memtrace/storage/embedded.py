@@ -96,7 +96,8 @@ def _fts_expression(needle: str) -> str | None:
     """An FTS5 query whose matches are a superset of rows containing ``needle``.
 
     Only for ASCII needles of 3+ characters without NUL: the trigram tokenizer's case folding
-    agrees with ``str.lower`` there. Other needles are checked by a scan bounded by the other filters.
+    agrees with ``str.lower`` there. Other needles are checked by a scan bounded by the other
+    filters.
     """
     if len(needle) < 3 or not needle.isascii() or "\x00" in needle:
         return None  # (FTS5 query strings end at a NUL: "unterminated string")

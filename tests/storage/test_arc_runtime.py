@@ -262,7 +262,7 @@ async def test_wrong_master_key_gives_a_clear_503(
     arc_server: EmulatorServer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    org_id, headers = await arc_org(arc_runtime, arc_server)
+    _, headers = await arc_org(arc_runtime, arc_server)
     await arc_runtime.stores.retain(set())  # close the open store; it reopens on next use
     monkeypatch.setenv("MEMTRACE_MASTER_KEY", generate_master_key())
     response = await http.post(MEM, json={"agent_id": "a", "content": "x"}, headers=headers)
