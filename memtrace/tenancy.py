@@ -8,17 +8,26 @@ store: the org comes from its API key.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import shutil
 from pathlib import Path
 
 from memtrace.arc_bindings import ArcBinding
 from memtrace.config import Settings
-from memtrace.errors import ConfigError, NoArcInstanceError, NotFound, StorageUnavailable
+from memtrace.errors import (
+    ConfigError,
+    MemtraceError,
+    NoArcInstanceError,
+    NotFound,
+    StorageUnavailable,
+)
 from memtrace.metrics import Metrics
 from memtrace.storage.arc import ArcStore
 from memtrace.storage.base import MemoryStore, StoreHealth
 from memtrace.storage.embedded import EmbeddedStore
+
+log = logging.getLogger(__name__)
 
 _ORG_ID = re.compile(r"^org_[A-Za-z0-9_]{1,64}$")
 
@@ -63,6 +72,13 @@ class StoreRegistry:
             for org in stale:
                 self._opened_with.pop(org, None)
                 await self._stores.pop(org).close()
+        # Arc stores open eagerly: their shippers must resume unshipped rows after a restart.
+        for org in bindings:
+            if org not in self._stores:
+                try:
+                    await self.get(org)
+                except MemtraceError as exc:
+                    log.warning("Arc store of %s cannot open: %s", org, exc.message)
         return stale
 
     async def get(self, org_id: str) -> MemoryStore:

@@ -89,6 +89,7 @@ class ArcEmulator:
         self.token = token
         self.flush_delay_s = flush_delay_s
         self.fault: Fault = None
+        self.fail_writes_after: int | None = None  # answer 503 to writes once this many succeeded
         self.writes = 0
         self._dbs: dict[str, duckdb.DuckDBPyConnection] = {}
         self._types: dict[tuple[str, str], dict[str, str]] = {}
@@ -203,6 +204,8 @@ class ArcEmulator:
     async def _write(self, request: Request) -> Response:
         if (denied := self._guard(request)) is not None:
             return denied
+        if self.fail_writes_after is not None and self.writes >= self.fail_writes_after:
+            return JSONResponse({"success": False, "error": "emulated write fault"}, 503)
         database = self._database(request)
         if database is None:
             return JSONResponse({"success": False, "error": "invalid database name"}, 400)
