@@ -30,7 +30,7 @@ from memtrace.storage.arc import ArcStore, ArcTarget
 from memtrace.storage.base import NewMemory
 from memtrace.timeutil import now_us
 
-TOKEN = "bench-token"  # noqa: S105 (the emulator's throwaway token)
+TOKEN = "bench-token"
 
 
 def new_memories(total: int, seed: int = 11) -> list[NewMemory]:
