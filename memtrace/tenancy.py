@@ -58,12 +58,20 @@ class StoreRegistry:
         self._lock = asyncio.Lock()
         self._bindings: dict[str, ArcBinding] = {}
         self._opened_with: dict[str, tuple[object, ...] | None] = {}
+        # bound orgs whose store cannot open: (binding fingerprint, why)
+        self._unusable: dict[str, tuple[tuple[object, ...] | None, str]] = {}
 
     async def apply_bindings(self, bindings: dict[str, ArcBinding]) -> list[str]:
         """Adopt the current Arc bindings: close stores whose binding was added, changed or
         removed (the next request reopens them on the right backend). Returns those orgs."""
         async with self._lock:
             self._bindings = dict(bindings)
+            # a changed binding gets a fresh chance to open
+            self._unusable = {
+                org: entry
+                for org, entry in self._unusable.items()
+                if entry[0] == _fingerprint(bindings.get(org)) and org in bindings
+            }
             stale = [
                 org
                 for org in self._stores
@@ -74,7 +82,7 @@ class StoreRegistry:
                 await self._stores.pop(org).close()
         # Arc stores open eagerly: their shippers must resume unshipped rows after a restart.
         for org in bindings:
-            if org not in self._stores:
+            if org not in self._stores and org not in self._unusable:
                 try:
                     await self.get(org)
                 except MemtraceError as exc:
@@ -119,9 +127,10 @@ class StoreRegistry:
         try:
             target = binding.target()
         except ConfigError as exc:  # missing/wrong master key: a clear 503, no secret in it
-            raise StorageUnavailable(
-                f"the Arc binding of this org cannot be used: {exc.message}"
-            ) from None
+            message = f"the Arc binding of this org cannot be used: {exc.message}"
+            self._unusable[org_id] = (_fingerprint(binding), message)
+            raise StorageUnavailable(message) from None
+        self._unusable.pop(org_id, None)
         store = ArcStore(
             org_id,
             target,
@@ -145,7 +154,10 @@ class StoreRegistry:
     async def health(self) -> dict[str, StoreHealth]:
         stores = list(self._stores.items())
         results = await asyncio.gather(*(store.health() for _, store in stores))
-        return {org: result for (org, _), result in zip(stores, results, strict=True)}
+        report = {org: result for (org, _), result in zip(stores, results, strict=True)}
+        for org, (_, message) in list(self._unusable.items()):
+            report.setdefault(org, StoreHealth(backend="arc", healthy=False, detail=message))
+        return report
 
     async def close(self) -> None:
         stores, self._stores = self._stores, {}

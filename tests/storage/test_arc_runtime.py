@@ -262,10 +262,13 @@ async def test_wrong_master_key_gives_a_clear_503(
     arc_server: EmulatorServer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    _, headers = await arc_org(arc_runtime, arc_server)
+    org_id, headers = await arc_org(arc_runtime, arc_server)
     await arc_runtime.stores.retain(set())  # close the open store; it reopens on next use
     monkeypatch.setenv("MEMTRACE_MASTER_KEY", generate_master_key())
     response = await http.post(MEM, json={"agent_id": "a", "content": "x"}, headers=headers)
     assert response.status_code == 503
     assert "MEMTRACE_MASTER_KEY" in response.json()["error"]
     assert TEST_TOKEN not in response.text
+    ready = await http.get("/ready")
+    assert ready.status_code == 503
+    assert "MEMTRACE_MASTER_KEY" in ready.json()["stores"][org_id]["detail"]
