@@ -103,17 +103,29 @@ def where_clause(q: MemoryQuery) -> str:
     return " AND ".join(clauses)
 
 
+def _checked(sql: str) -> str:
+    """Arc refuses statements over 10,000 characters: say so as a 400, not a 503."""
+    if len(sql) > MAX_SQL_CHARS:
+        raise InvalidInput(
+            "query: too many or too long filters for this org's Arc backend "
+            f"(the SQL would exceed {MAX_SQL_CHARS} characters)"
+        )
+    return sql
+
+
 def select_sql(measurement: str, q: MemoryQuery, *, limit: int, offset: int) -> str:
     """Rows matching ``q`` ordered by (time, id) in ``q.order``."""
     direction = "DESC" if q.order == "desc" else "ASC"
-    return (
+    return _checked(
         f"SELECT {SELECT_LIST} FROM {quote_ident(measurement)} WHERE {where_clause(q)} "  # noqa: S608
         f"ORDER BY time {direction}, id {direction} LIMIT {number(limit)} OFFSET {number(offset)}"
     )
 
 
 def count_sql(measurement: str, q: MemoryQuery) -> str:
-    return f"SELECT count(*) AS n FROM {quote_ident(measurement)} WHERE {where_clause(q)}"  # noqa: S608
+    return _checked(
+        f"SELECT count(*) AS n FROM {quote_ident(measurement)} WHERE {where_clause(q)}"  # noqa: S608
+    )
 
 
 def ids_present_sql(measurement: str, org_id: str, ids: Iterable[str]) -> str:

@@ -272,3 +272,18 @@ async def test_wrong_master_key_gives_a_clear_503(
     ready = await http.get("/ready")
     assert ready.status_code == 503
     assert "MEMTRACE_MASTER_KEY" in ready.json()["stores"][org_id]["detail"]
+
+
+async def test_filters_too_long_for_arc_are_a_400(
+    http: httpx.AsyncClient, arc_runtime: Runtime, arc_server: EmulatorServer
+) -> None:
+    _, headers = await arc_org(arc_runtime, arc_server)
+    await write(http, headers, "quote ' and NUL \x00 inside")
+    ok = await http.post(
+        "/api/v1/search", json={"content_contains": "' AND NUL \x00 IN"}, headers=headers
+    )
+    assert ok.status_code == 200 and ok.json()["count"] == 1
+    huge = await http.post(
+        "/api/v1/search", json={"content_contains": "\x00" * 1000}, headers=headers
+    )
+    assert huge.status_code == 400 and huge.json()["error"].startswith("query:")
