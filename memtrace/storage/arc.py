@@ -224,7 +224,7 @@ class ArcStore:
 
     async def _overlay(self, q: MemoryQuery) -> list[MemoryRecord]:
         since = now_us() - int(self.settings.visibility_grace_s * 1e6)
-        return [r for r in await self.outbox.overlay(since) if matches(r, q)]
+        return [r for r in await self.outbox.overlay(since, q) if matches(r, q)]
 
     async def _present(self, ids: Sequence[str]) -> set[str]:
         found: set[str] = set()

@@ -16,7 +16,7 @@ from typing import Any
 
 from memtrace.ids import memory_ids
 from memtrace.models import MemoryRecord, WriteOutcome
-from memtrace.storage.base import NewMemory
+from memtrace.storage.base import MemoryQuery, NewMemory
 from memtrace.storage.records import record_from_new, record_to_row, row_to_record
 from memtrace.storage.sqlite import SQLiteDatabase, Synchronous
 
@@ -203,16 +203,25 @@ class Outbox:
 
         return await self.db.read(run)
 
-    async def overlay(self, shipped_since: int) -> list[MemoryRecord]:
-        """Rows Arc may not show yet: pending ones and those shipped after ``shipped_since``."""
+    async def overlay(self, shipped_since: int, q: MemoryQuery) -> list[MemoryRecord]:
+        """Rows Arc may not show yet (pending, or shipped after ``shipped_since``), narrowed in
+        SQL by the query's cheap filters; callers apply the full predicate."""
+        where = ["(shipped_at IS NULL OR shipped_at >= ?)"]
+        params: list[object] = [shipped_since]
+        for column, value in (("agent_id", q.agent_id), ("session_id", q.session_id)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if q.since is not None:
+            where.append("time >= ?")
+            params.append(q.since)
+        if q.until is not None:
+            where.append("time < ?")
+            params.append(q.until)
+        sql = f"SELECT {_ROW} FROM outbox WHERE {' AND '.join(where)}"  # noqa: S608
 
         def run(conn: sqlite3.Connection) -> list[MemoryRecord]:
-            rows = conn.execute(
-                f"SELECT {_ROW} FROM outbox WHERE shipped_at IS NULL "  # noqa: S608
-                f"UNION ALL SELECT {_ROW} FROM outbox WHERE shipped_at >= ?",
-                (shipped_since,),
-            )
-            return [row_to_record(row) for row in rows]
+            return [row_to_record(row) for row in conn.execute(sql, params)]
 
         return await self.db.read(run)
 
