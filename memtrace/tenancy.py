@@ -112,7 +112,7 @@ class StoreRegistry:
             return await self._open_arc(org_id, binding)
         if self._settings.storage.default_backend == "none":
             raise NoArcInstanceError(
-                "no storage configured for this org",
+                "no arc instance configured for this org (no storage backend)",
                 hint=f"an administrator must run: memtrace org add-arc {org_id} …",
             )
         store = EmbeddedStore(
