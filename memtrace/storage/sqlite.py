@@ -81,6 +81,10 @@ class SQLiteDatabase:
         synchronous: ``FULL`` fsyncs every commit (survives power loss); ``NORMAL`` survives a
             process crash but may lose the last commits on power loss.
         prepare_reader: runs on each new reader connection (e.g. to register SQL functions).
+        on_begin: runs on the writer connection right after each group's ``BEGIN``.
+        before_commit: runs once per group after every job, inside the transaction, just
+            before ``COMMIT`` (work that is cheaper once per group than once per job); if it
+            raises, the whole group fails and is rolled back.
     """
 
     def __init__(
@@ -90,11 +94,15 @@ class SQLiteDatabase:
         setup: Callable[[sqlite3.Connection], None] | None = None,
         synchronous: Synchronous = "FULL",
         prepare_reader: Callable[[sqlite3.Connection], None] | None = None,
+        on_begin: Callable[[sqlite3.Connection], None] | None = None,
+        before_commit: Callable[[sqlite3.Connection], None] | None = None,
     ) -> None:
         self.path = path
         self._setup = setup
         self._synchronous = synchronous
         self._prepare_reader = prepare_reader
+        self._on_begin = on_begin
+        self._before_commit = before_commit
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
         self._all_readers: list[sqlite3.Connection] = []
@@ -205,6 +213,8 @@ class SQLiteDatabase:
         outcomes: list[tuple[Any, BaseException | None]] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
+            if self._on_begin is not None:
+                self._on_begin(conn)
             for job in jobs:
                 conn.execute("SAVEPOINT job")
                 try:
@@ -215,6 +225,8 @@ class SQLiteDatabase:
                     conn.execute("ROLLBACK TO job")
                     conn.execute("RELEASE job")
                     outcomes.append((None, exc))
+            if self._before_commit is not None:
+                self._before_commit(conn)
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             if conn.in_transaction:

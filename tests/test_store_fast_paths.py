@@ -1,12 +1,15 @@
-"""Tag-filtered queries are driven by ``memory_tags`` (a faster plan): same rows, same order.
+"""Query plans and FTS indexing of the embedded store: faster paths, same answers.
 
 Every combination is checked against a plain Python filter over all stored memories.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import random
+import sqlite3
+from dataclasses import replace
 from pathlib import Path
 
 from memtrace.storage.base import MemoryQuery, NewMemory
@@ -83,5 +86,35 @@ async def test_tag_queries_match_a_plain_filter(tmp_path: Path) -> None:
             )
             got = [m.id for m in await store.query(q)]
             assert got == _expected(rows, ids, q), q
+    finally:
+        await store.close()
+
+
+async def test_fts_is_indexed_once_per_group_and_skips_rolled_back_jobs(tmp_path: Path) -> None:
+    """Concurrent single writes share a group; FTS rows are added at its end. A job that fails
+    (an id collision) is rolled back and must not be found; every other write is searchable as
+    soon as it is acknowledged."""
+    store = EmbeddedStore(tmp_path / "m.db", "org_t", synchronous="NORMAL")
+    await store.open()
+    try:
+        (first,) = await store.write(
+            [replace(_items(1)[0], content="needle zero", dedup_key="z")], None
+        )
+        assert first.record is not None
+        batch = [
+            replace(item, content=f"needle number {i}", dedup_key=f"n{i}")
+            for i, item in enumerate(_items(40))
+        ]
+        batch[7] = replace(batch[7], id=first.record.id, content="needle collide")
+        results = await asyncio.gather(
+            *(store.write([item], None) for item in batch), return_exceptions=True
+        )
+        assert isinstance(results[7], sqlite3.IntegrityError)
+        assert all(not isinstance(r, BaseException) for i, r in enumerate(results) if i != 7)
+        for needle, expected in (("needle number", 39), ("needle collide", 0), ("zero", 1)):
+            found = await store.query(MemoryQuery(org_id="org_t", content_contains=needle))
+            assert len(found) == expected, needle
+        found = await store.query(MemoryQuery(org_id="org_t", content_contains="needle number 12"))
+        assert [m.content for m in found] == ["needle number 12"]
     finally:
         await store.close()
