@@ -81,7 +81,7 @@ def _row_count(body: Any) -> int:
     for field in ("memories", "results"):
         if isinstance(body, dict) and field in body:
             return len(body[field])
-    if isinstance(body, dict) and "memory_count" in body:  # a rendered context
+    if isinstance(body, dict) and "context" in body:  # a rendered context
         return int(body["memory_count"])
     return 0
 
