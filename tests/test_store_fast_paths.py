@@ -9,9 +9,13 @@ import asyncio
 import itertools
 import random
 import sqlite3
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
+from memtrace.storage import sqlite as sqlite_module
 from memtrace.storage.base import MemoryQuery, NewMemory
 from memtrace.storage.embedded import EmbeddedStore
 
@@ -118,3 +122,32 @@ async def test_fts_is_indexed_once_per_group_and_skips_rolled_back_jobs(tmp_path
         assert [m.content for m in found] == ["needle number 12"]
     finally:
         await store.close()
+
+
+async def test_an_idle_writer_releases_its_page_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After writing, a writer left idle shrinks its cache once (not again until it writes),
+    and keeps serving writes afterwards."""
+    monkeypatch.setattr(sqlite_module, "IDLE_RELEASE_S", 0.05)
+    store = EmbeddedStore(tmp_path / "m.db", "org_t", synchronous="NORMAL")
+    await store.open()
+    try:
+        assert store._db.idle_releases == 0
+        await store.write(_items(20), None)
+        await _poll(lambda: store._db.idle_releases == 1)
+        more = [replace(item, dedup_key=f"again{i}") for i, item in enumerate(_items(5))]
+        outcomes = await store.write(more, None)
+        assert all(o.record is not None for o in outcomes)
+        await _poll(lambda: store._db.idle_releases == 2)
+        assert await store.count(MemoryQuery(org_id="org_t")) == 25
+    finally:
+        await store.close()
+
+
+async def _poll(check: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Like tests.helpers.wait_until, without blocking the event loop."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not check():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached"
+        await asyncio.sleep(0.02)

@@ -31,6 +31,7 @@ Synchronous = Literal["FULL", "NORMAL"]
 
 _READ_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="sqlite-read")
 _MAX_GROUP = 512  # jobs per group commit; bounds one transaction's size and latency
+IDLE_RELEASE_S = 30.0  # a writer idle this long after writing releases its page cache
 
 
 @dataclass(slots=True)
@@ -109,6 +110,7 @@ class SQLiteDatabase:
         self._readers_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._closed = False
+        self.idle_releases = 0  # times the idle writer released its page cache
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -193,10 +195,20 @@ class SQLiteDatabase:
 
     def _loop(self, conn: sqlite3.Connection) -> None:
         stop = False
+        dirty = False  # wrote since the cache was last released
         while not stop:
-            job = self._queue.get()
+            try:
+                job = self._queue.get(timeout=IDLE_RELEASE_S if dirty else None)
+            except queue.Empty:
+                # Idle: hand the page cache back (a busy store's cache may be 64 MiB, and a
+                # process serves many orgs); the next write re-reads what it needs.
+                conn.execute("PRAGMA shrink_memory")
+                self.idle_releases += 1
+                dirty = False
+                continue
             if job is None:
                 break
+            dirty = True
             jobs = [job]
             while len(jobs) < _MAX_GROUP:
                 try:
