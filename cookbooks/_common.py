@@ -26,7 +26,8 @@ from typing import Any
 
 import httpx
 
-from memtrace import AsyncMemtrace, ContextOptions
+from memtrace import AsyncMemtrace
+from memtrace.client.models import ContextOptions
 from memtrace.errors import MemtraceError, NotFound
 from memtrace.tools import MemoryOps, call_tool
 
