@@ -29,6 +29,7 @@ from memtrace.errors import (
     ConfigError,
     MemtraceConnectionError,
     MemtraceError,
+    NoArcInstanceError,
     RateLimited,
     StorageUnavailable,
     error_from_response,
@@ -154,8 +155,11 @@ def wrap_transport_error(exc: httpx.TransportError) -> MemtraceConnectionError:
 def is_retryable(exc: BaseException, call: Call) -> bool:
     """429 and 503 always; connection errors when the request was not sent or is idempotent.
 
-    Never any other 4xx: the same request would fail the same way.
+    Never any other 4xx: the same request would fail the same way. Nor an org without a
+    store (:class:`NoArcInstanceError`): only an administrator can fix that.
     """
+    if isinstance(exc, NoArcInstanceError):
+        return False
     if isinstance(exc, RateLimited | StorageUnavailable):
         return True
     if isinstance(exc, MemtraceConnectionError):
