@@ -26,8 +26,7 @@ from typing import Any
 
 import httpx
 
-from memtrace import AsyncMemtrace
-from memtrace.client.models import ContextOptions
+from memtrace import AsyncMemtrace, ContextOptions
 from memtrace.errors import MemtraceError, NotFound
 from memtrace.tools import MemoryOps, call_tool
 

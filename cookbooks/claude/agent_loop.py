@@ -8,6 +8,7 @@ Errors (unknown tool, invalid arguments, server refusals) go back to Claude as
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from anthropic import AsyncAnthropic
@@ -56,7 +57,7 @@ async def run_agent(
         for block in response.content:
             if block.type != "tool_use":
                 continue
-            show(f"{agent_id} → {block.name}", str(block.input))
+            show(f"{agent_id} → {block.name}", json.dumps(block.input))
             output, is_error = await run_tool(block.name, block.input, ops, agent_id)
             show("memtrace", output)
             results.append(

@@ -21,8 +21,7 @@ from cookbooks._common import earlier_memories, memtrace_server, parse_args, req
 from cookbooks._offline import OfflineEndpoint
 from cookbooks._scenarios import MULTI_GOAL, TEAM, multi_agent_script, multi_agent_system
 from cookbooks.openai.agent_loop import run_agent
-from memtrace import AsyncMemtrace
-from memtrace.client.models import ContextOptions, CreateSessionRequest
+from memtrace import AsyncMemtrace, ContextOptions, CreateSessionRequest
 from memtrace.client.ops import ClientOps
 
 DEFAULT_MODEL = "gpt-5.4-mini"
