@@ -125,12 +125,14 @@ def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log_path: Path) -> No
         except httpx.TransportError:
             pass
         time.sleep(0.1)
-    raise CookbookError(f"memtrace serve did not start within {START_TIMEOUT_S:.0f}s; see {log_path}")
+    raise CookbookError(
+        f"memtrace serve did not start within {START_TIMEOUT_S:.0f}s; see {log_path}"
+    )
 
 
 @contextmanager
 def memtrace_server() -> Iterator[MemtraceTarget]:
-    """The memtrace server to use: ``MEMTRACE_URL``, or one started for the run and stopped after."""
+    """The server to use: ``MEMTRACE_URL``, or one started for this run and stopped after."""
     url = os.environ.get("MEMTRACE_URL")
     if url:
         api_key = os.environ.get("MEMTRACE_API_KEY")
@@ -148,8 +150,16 @@ def memtrace_server() -> Iterator[MemtraceTarget]:
     log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     with os.fdopen(log_fd, "ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "memtrace.cli", "serve", "--data-dir", str(data_dir)]
-            + ["--port", str(port)],
+            [
+                sys.executable,
+                "-m",
+                "memtrace.cli",
+                "serve",
+                "--data-dir",
+                str(data_dir),
+                "--port",
+                str(port),
+            ],
             stdout=log,
             stderr=subprocess.STDOUT,
         )

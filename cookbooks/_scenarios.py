@@ -38,7 +38,9 @@ def single_agent_script(agent_id: str, *, raw_json: bool) -> list[Step]:
         else ToolCall("memtrace_remember", {"agent_id": agent_id, "importance": "very"})
     )
     return [
-        Step("Let me check what I remember first.", [ToolCall("memtrace_recall", {"since": "30d"})]),
+        Step(
+            "Let me check what I remember first.", [ToolCall("memtrace_recall", {"since": "30d"})]
+        ),
         Step(
             "I'll store the facts about Acme.",
             [

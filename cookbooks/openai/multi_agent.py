@@ -1,4 +1,5 @@
-"""Three OpenAI agents (chat completions + function calling) — researcher, writer, reviewer — sharing one org's memory.
+"""Three OpenAI agents — researcher, writer, reviewer — sharing one org's memory
+(chat completions with function calling).
 
 Run from the repository root (see cookbooks/openai/README.md):
 

@@ -1,4 +1,5 @@
-"""An OpenAI model (chat completions + function calling) with memtrace memory: remember, decide, recall — and the next run starts from it.
+"""An OpenAI model with memtrace memory: remember, decide, recall — and the next run starts
+from it (chat completions with function calling).
 
 Run from the repository root (see cookbooks/openai/README.md):
 

@@ -94,7 +94,8 @@ async def test_scripted_endpoint_speaks_openai_and_reports_exhaustion() -> None:
     with OfflineEndpoint([Step(tool_calls=[ToolCall("x", "{broken")])]) as endpoint:
         llm = openai.AsyncOpenAI(base_url=f"{endpoint.url}/v1", api_key="k", max_retries=0)
         reply = await llm.chat.completions.create(
-            model="m", messages=[{"role": "system", "content": "s"}, {"role": "user", "content": "u"}]
+            model="m",
+            messages=[{"role": "system", "content": "s"}, {"role": "user", "content": "u"}],
         )
         call = reply.choices[0].message.tool_calls[0]  # type: ignore[index]
         assert call.function.arguments == "{broken"  # type: ignore[union-attr]
@@ -105,4 +106,3 @@ async def test_scripted_endpoint_speaks_openai_and_reports_exhaustion() -> None:
         with pytest.raises(openai.BadRequestError, match="only 1 steps"):
             await llm.chat.completions.create(model="m", messages=messages)
         await llm.close()
-
