@@ -164,7 +164,7 @@ class ScriptedModel:
                 raise ScriptError(f"messages: tool_calls without a tool message: {missing}")
             step = self._next_step()
             conversation = json.dumps(body)
-            tool_calls = []
+            tool_calls: list[Json] = []
             for call in step.tool_calls:
                 arguments = self._arguments(call, conversation)
                 text = arguments if isinstance(arguments, str) else json.dumps(arguments)
