@@ -79,8 +79,9 @@ def cookbook_api_key(data_dir: Path) -> str:
     return (data_dir / KEY_FILE).read_text().strip()
 
 
-def claimed_writes(script: list[Step]) -> list[tuple[str, str]]:
-    """(agent_id, content) of every valid remember/decide call in an offline script."""
+def claimed_writes(script: list[Step], agent_id: str | None = None) -> list[tuple[str, str]]:
+    """(agent_id, content) of every valid remember/decide call in an offline script
+    (``agent_id``: the agent of calls that leave it to the integration)."""
     writes = []
     for step in script:
         for call in step.tool_calls:
@@ -92,6 +93,8 @@ def claimed_writes(script: list[Step]) -> list[tuple[str, str]]:
                 k: "sess_scripted" if v == SESSION_PLACEHOLDER else v
                 for k, v in call.arguments.items()
             }
+            if agent_id:
+                raw.setdefault("agent_id", agent_id)
             try:
                 args = parse_arguments(TOOLS_BY_NAME[call.name], raw)
             except InvalidInput:

@@ -9,6 +9,7 @@ for every memory the scripts claim to write; the recorded requests show what the
 from __future__ import annotations
 
 import importlib
+import json
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ import pytest
 from cookbooks._common import FIRST_RUN
 from cookbooks._offline import system_prompts
 from cookbooks._scenarios import ACME_FACT, RESEARCH_FACTS
+from cookbooks.openai_agents import support_agent
 from memtrace import Memtrace, SearchQuery
 from tests.cookbooks.helpers import (
     Run,
@@ -30,7 +32,14 @@ from tests.helpers import ServerProcess
 FOLDERS = {
     "claude": ("single_agent", "multi_agent"),
     "openai": ("single_agent", "multi_agent"),
+    "openai_agents": ("support_agent",),
 }
+
+
+def _claims(module: str) -> list[tuple[str, str]]:
+    """What a cookbook's offline script stores: (agent_id, content)."""
+    cookbook = importlib.import_module(module)
+    return claimed_writes(cookbook.OFFLINE_SCRIPT, getattr(cookbook, "AGENT_ID", None))
 
 
 def _run_readme(folder: str, tmp_path: Path) -> list[Run]:
@@ -54,7 +63,7 @@ def _assert_claimed_writes_stored(modules: set[str], data_dir: Path) -> None:
     try:
         with Memtrace(server.url, cookbook_api_key(data_dir)) as client:
             for module in sorted(modules):
-                claims = claimed_writes(importlib.import_module(module).OFFLINE_SCRIPT)
+                claims = _claims(module)
                 assert claims, module
                 for agent_id, content in claims:
                     found = client.search_memories(
@@ -68,25 +77,40 @@ def _assert_claimed_writes_stored(modules: set[str], data_dir: Path) -> None:
 def _assert_second_run_remembers(runs: list[Run]) -> None:
     for module in {run.module for run in runs}:
         first, second = [run for run in runs if run.module == module][:2]
-        claims = [c for _, c in claimed_writes(importlib.import_module(module).OFFLINE_SCRIPT)]
+        claims = [content for _, content in _claims(module)]
         first_prompt = system_prompts(first.requests)[0]
         second_prompt = system_prompts(second.requests)[0]
-        assert FIRST_RUN in first_prompt
         assert not [c for c in claims if c in first_prompt]
-        assert FIRST_RUN not in second_prompt
         assert [c for c in claims if c in second_prompt], (module, second_prompt)
 
 
-@pytest.mark.parametrize("folder", sorted(FOLDERS))
+@pytest.mark.parametrize("folder", ["claude", "openai"])
 def test_readme_commands_run_offline_store_and_remember(folder: str, tmp_path: Path) -> None:
     runs = _run_readme(folder, tmp_path)
     _assert_claimed_writes_stored({run.module for run in runs}, tmp_path / "cookbook-data")
     _assert_second_run_remembers(runs)
 
-    single = next(r for r in runs if r.module.endswith("single_agent"))
+    first_single, second_single = [r for r in runs if r.module.endswith("single_agent")][:2]
+    assert FIRST_RUN in system_prompts(first_single.requests)[0]
+    assert FIRST_RUN not in system_prompts(second_single.requests)[0]
+    single = first_single
     assert ACME_FACT in single.result.stdout  # the transcript shows the tool results
     assert "unknown tool 'memtrace_forget_everything'" in single.result.stdout
     multi = next(r for r in runs if r.module.endswith("multi_agent"))
     writer_prompt = next(p for p in system_prompts(multi.requests) if "You are the writer" in p)
     # the writer starts with what the researcher stored in the shared session
     assert all(fact in writer_prompt for fact in RESEARCH_FACTS)
+
+
+def test_support_agent_readme_commands_continue_the_conversation(tmp_path: Path) -> None:
+    runs = _run_readme("openai_agents", tmp_path)
+    _assert_claimed_writes_stored({run.module for run in runs}, tmp_path / "cookbook-data")
+    _assert_second_run_remembers(runs)
+
+    first, second = runs[:2]
+    assert "Tool 'crm_lookup' not found" in first.result.stdout  # unknown tool: run goes on
+    # The persistent MemtraceSession replays the first run's conversation into the second.
+    replayed = json.dumps(second.requests[0]["body"]["messages"])
+    assert json.dumps(support_agent.FIRST_CONTACT)[1:-1] in replayed
+    assert json.dumps(support_agent.FOLLOW_UP)[1:-1] in replayed
+    assert support_agent.DANA_FACT in system_prompts(second.requests)[0]
