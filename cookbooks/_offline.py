@@ -260,9 +260,12 @@ def _handler(model: ScriptedModel) -> type[BaseHTTPRequestHandler]:
             if not (self.headers.get("x-api-key") or self.headers.get("authorization")):
                 self._error(401, "missing API key header", anthropic)
                 return
-            length = int(self.headers.get("content-length") or 0)
-            if length > MAX_REQUEST_BYTES:
-                self._error(413, "request too large", anthropic)
+            try:
+                length = int(self.headers.get("content-length") or 0)
+            except ValueError:
+                length = -1
+            if not 0 <= length <= MAX_REQUEST_BYTES:
+                self._error(413, f"content-length must be 0 to {MAX_REQUEST_BYTES}", anthropic)
                 return
             try:
                 body = json.loads(self.rfile.read(length) or b"{}")
