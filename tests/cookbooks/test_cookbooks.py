@@ -9,7 +9,9 @@ for every memory the scripts claim to write; the recorded requests show what the
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -20,6 +22,7 @@ from cookbooks._scenarios import ACME_FACT, RESEARCH_FACTS
 from cookbooks.openai_agents import support_agent
 from memtrace import Memtrace, SearchQuery
 from tests.cookbooks.helpers import (
+    COOKBOOKS,
     Run,
     claimed_writes,
     cookbook_api_key,
@@ -114,3 +117,12 @@ def test_support_agent_readme_commands_continue_the_conversation(tmp_path: Path)
     assert json.dumps(support_agent.FIRST_CONTACT)[1:-1] in replayed
     assert json.dumps(support_agent.FOLLOW_UP)[1:-1] in replayed
     assert support_agent.DANA_FACT in system_prompts(second.requests)[0]
+
+
+def test_every_readme_command_names_a_cookbook_that_exists() -> None:
+    for folder in FOLDERS:
+        text = (COOKBOOKS / folder / "README.md").read_text()
+        modules = set(re.findall(r"python -m (cookbooks\.[\w.]+)", text))
+        assert modules == {f"cookbooks.{folder}.{name}" for name in FOLDERS[folder]}, folder
+        for module in modules:
+            assert importlib.util.find_spec(module) is not None, module
