@@ -164,16 +164,28 @@ class MemtraceSession:
     Use :meth:`create` to start a new session or attach to an existing one.
     """
 
-    session_settings: Any = None
-
-    def __init__(self, client: AsyncMemtrace, agent_id: str, session_id: str) -> None:
+    def __init__(
+        self,
+        client: AsyncMemtrace,
+        agent_id: str,
+        session_id: str,
+        *,
+        session_settings: Any = None,
+    ) -> None:
         self.client = client
         self.agent_id = agent_id
         self.session_id = session_id
+        # An agents ``SessionSettings``: its ``limit`` applies when get_items gets none.
+        self.session_settings = session_settings
 
     @classmethod
     async def create(
-        cls, client: AsyncMemtrace, agent_id: str, session_id: str | None = None
+        cls,
+        client: AsyncMemtrace,
+        agent_id: str,
+        session_id: str | None = None,
+        *,
+        session_settings: Any = None,
     ) -> MemtraceSession:
         """A new server session, or (given an id) the existing conversation with that id.
 
@@ -184,10 +196,10 @@ class MemtraceSession:
             created = await client.create_session(
                 CreateSessionRequest(agent_id=agent_id, metadata={"source": "openai-agents"})
             )
-            return cls(client, agent_id, created.id)
+            return cls(client, agent_id, created.id, session_settings=session_settings)
         with contextlib.suppress(NotFound):  # fails early on a bad key or an unreachable server
             await client.get_session(session_id)
-        return cls(client, agent_id, session_id)
+        return cls(client, agent_id, session_id, session_settings=session_settings)
 
     def instructions(self, base: str, *, since: str = "7d", max_tokens: int = 1500) -> Instructions:
         """Instructions with the agent's prior context (see :func:`memtrace_instructions`)."""

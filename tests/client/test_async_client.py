@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -28,7 +29,20 @@ from memtrace.config import load_settings
 from memtrace.errors import DuplicateMemory
 from memtrace.runtime import Runtime
 from tests.client.conftest import BASE
-from tests.helpers import create_org_key
+from tests.helpers import ServerProcess, create_org_key
+
+
+@pytest.fixture(params=["asgi", "uvicorn"])
+async def anyclient(
+    request: pytest.FixtureRequest, aclient: AsyncMemtrace
+) -> AsyncIterator[AsyncMemtrace]:
+    """The async client on the real app in process, and on a real ``memtrace serve``."""
+    if request.param == "asgi":
+        yield aclient
+        return
+    server: ServerProcess = request.getfixturevalue("server")
+    async with AsyncMemtrace(server.url, server.admin_key, backoff=0.01) as client:
+        yield client
 
 
 def _req(content: str, **fields: object) -> AddMemoryRequest:
@@ -43,7 +57,8 @@ def _req(content: str, **fields: object) -> AddMemoryRequest:
     )
 
 
-async def test_memory_methods(aclient: AsyncMemtrace) -> None:
+async def test_memory_methods(anyclient: AsyncMemtrace) -> None:
+    aclient = anyclient
     m = await aclient.remember(
         "writer",
         "drafted the intro",
@@ -105,7 +120,8 @@ async def test_memory_methods(aclient: AsyncMemtrace) -> None:
     assert steps == ["step 0", "step 1", "step 2", "step 9"]
 
 
-async def test_agent_and_session_methods(aclient: AsyncMemtrace) -> None:
+async def test_agent_and_session_methods(anyclient: AsyncMemtrace) -> None:
+    aclient = anyclient
     agent = await aclient.register_agent(
         RegisterAgentRequest(name="reviewer", description="reviews drafts")
     )

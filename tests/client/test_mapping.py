@@ -3,9 +3,10 @@ the same way for our SDK and for memtrace-sdk 0.2.0 (which matches "arc instance
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
-from memtrace import ListOptions, Memory, MemoryList, SearchQuery
+from memtrace import ListOptions, Memory, MemoryList, Memtrace, SearchQuery
 from memtrace.errors import (
     Conflict,
     DuplicateMemory,
@@ -84,3 +85,13 @@ def test_the_server_no_store_error_maps_back_for_both_sdks() -> None:
     assert "arc instance" in body["error"].lower()
     mapped = error_from_response(503, body)
     assert isinstance(mapped, NoArcInstanceError) and mapped.hint == "run memtrace org add-arc"
+
+
+def test_a_response_of_the_wrong_shape_is_a_memtrace_error() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"hello": "world"})
+
+    client = Memtrace("http://x", "mtk_x", transport=httpx.MockTransport(handler))
+    with client, pytest.raises(MemtraceError) as info:
+        client.get_memory("mem_1")
+    assert info.value.message.startswith("unexpected response from the server: Memory.")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from memtrace import (
@@ -21,6 +23,19 @@ from memtrace import (
 from memtrace.errors import DuplicateMemory
 from tests.client.conftest import SyncApp
 from tests.client.test_async_client import _req
+from tests.helpers import ServerProcess
+
+
+@pytest.fixture(params=["asgi", "uvicorn"])
+def sclient(request: pytest.FixtureRequest) -> Iterator[Memtrace]:
+    """The sync client on the real app in process, and on a real ``memtrace serve``."""
+    if request.param == "asgi":
+        client = request.getfixturevalue("sync_app").client()
+    else:
+        server: ServerProcess = request.getfixturevalue("server")
+        client = Memtrace(server.url, server.admin_key, backoff=0.01)
+    with client:
+        yield client
 
 
 def test_memory_methods(sclient: Memtrace) -> None:
@@ -124,9 +139,8 @@ def test_agent_and_session_methods(sclient: Memtrace) -> None:
         sclient.get_agent("reviewer")
 
 
-def test_error_statuses_map_to_the_documented_exceptions(
-    sclient: Memtrace, sync_app: SyncApp
-) -> None:
+def test_error_statuses_map_to_the_documented_exceptions(sync_app: SyncApp) -> None:
+    sclient = sync_app.client()
     with pytest.raises(NotFoundError) as missing:
         sclient.get_memory("mem_01ARZ3NDEKTSV4RRFFQ69G5FAV")
     assert missing.value.status_code == 404

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 from agents import Agent, Runner, SQLiteSession, set_tracing_disabled
+from agents.memory import Session, SessionSettings
 from agents.testing import ScriptedModel, assistant_message, function_call
 
 from http_api.app import create_app
@@ -205,7 +206,13 @@ async def test_pop_and_clear_match_the_sdk_sqlite_session(
     finally:
         reference.close()
     ours = await MemtraceSession.create(mt, "support", "conv_1")
+    assert isinstance(ours, Session)  # the SDK's runtime-checkable protocol
     assert await _replay(ours) == expected
+    limited = MemtraceSession(mt, "support", "conv_2", session_settings=SessionSettings(limit=2))
+    await limited.add_items([{"role": "user", "content": str(n)} for n in range(3)])
+    assert [i["content"] for i in await limited.get_items()] == ["1", "2"]
+    assert len(await limited.get_items(limit=3)) == 3
+
     # Nothing was deleted: every item and marker is still in memtrace.
     history = [m async for m in mt.iter_memories(ListOptions(session_id="conv_1"))]
     assert len([m for m in history if m.event_type == "conversation_item"]) == 7
