@@ -73,8 +73,22 @@ def _assert_claimed_writes_stored(modules: set[str], data_dir: Path) -> None:
                         SearchQuery(agent_id=agent_id, content_contains=content, limit=10)
                     )
                     assert [m for m in found.results if m.content == content], (module, content)
+            if any(module.endswith("multi_agent") for module in modules):
+                _assert_team_shares_sessions(client)
     finally:
         server.stop()
+
+
+def _assert_team_shares_sessions(client: Memtrace) -> None:
+    """Team decisions are session-scoped, in the session holding the researcher's facts."""
+    decisions = client.search_memories(SearchQuery(memory_types=["decision"], limit=100))
+    team = [d for d in decisions.results if d.agent_id in ("writer", "reviewer")]
+    assert {d.agent_id for d in team} == {"writer", "reviewer"}
+    for decision in team:
+        assert decision.session_id, decision
+        session = client.get_session_memories(decision.session_id)
+        assert {m.agent_id for m in session.memories} == {"researcher", "writer", "reviewer"}
+        assert set(RESEARCH_FACTS) <= {m.content for m in session.memories}
 
 
 def _assert_second_run_remembers(runs: list[Run]) -> None:
