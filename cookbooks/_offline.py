@@ -79,6 +79,12 @@ class ScriptedModel:
             with self.record_path.open("a", encoding="utf-8") as out:
                 out.write(json.dumps(entry) + "\n")
 
+    def _new_conversation(self, messages: list[Any]) -> None:
+        """A request without assistant turns starts a new conversation: nothing is pending
+        (an agent stopped by its turn limit leaves its last tool calls unanswered)."""
+        if not any(isinstance(m, dict) and m.get("role") == "assistant" for m in messages):
+            self._pending = []
+
     def _next_step(self) -> Step:
         if self.position >= len(self.steps):
             raise ScriptError(f"the offline script has only {len(self.steps)} steps")
@@ -110,6 +116,7 @@ class ScriptedModel:
                 raise ScriptError("messages: a non-empty list is required")
             if not isinstance(body.get("max_tokens"), int):
                 raise ScriptError("max_tokens: required")
+            self._new_conversation(messages)
             answered = {
                 block.get("tool_use_id")
                 for block in _blocks(messages[-1])
@@ -154,6 +161,7 @@ class ScriptedModel:
                 raise ScriptError("messages: a non-empty list is required")
             if body.get("stream"):
                 raise ScriptError("stream: the offline model does not stream")
+            self._new_conversation(messages)
             answered = {
                 m.get("tool_call_id")
                 for m in messages

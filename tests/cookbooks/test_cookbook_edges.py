@@ -47,12 +47,20 @@ def test_uses_the_server_named_by_memtrace_url(server: ServerProcess, tmp_path: 
     assert {m.memory_type for m in found.results} == {"entity", "episodic", "decision"}
 
 
-def test_max_turns_stops_the_loop_cleanly(tmp_path: Path) -> None:
-    command = ["python", "-m", "cookbooks.claude.single_agent", "--offline", "--max-turns", "2"]
+@pytest.mark.parametrize(
+    ("module", "message"),
+    [
+        ("cookbooks.claude.single_agent", "stopped after 2 model calls"),
+        ("cookbooks.openai.multi_agent", "stopped after 2 model calls"),
+        ("cookbooks.openai_agents.support_agent", "stopped: too many model calls"),
+    ],
+)
+def test_max_turns_stops_the_loop_cleanly(module: str, message: str, tmp_path: Path) -> None:
+    command = ["python", "-m", module, "--offline", "--max-turns", "2"]
     run = run_command(command, cookbook_env(tmp_path), tmp_path / "r.jsonl")
     assert run.result.returncode == 0, run.result.stderr
-    assert "stopped after 2 model calls" in run.result.stdout
-    assert len(run.requests) == 2
+    assert message in run.result.stdout
+    assert "Traceback" not in run.result.stderr
 
 
 def test_memtrace_url_without_key_is_refused(tmp_path: Path) -> None:
