@@ -74,13 +74,37 @@ _KEYS_PER_QUERY = 500
 
 
 def _migrate(conn: sqlite3.Connection) -> None:
-    """Bring a new or older store file to ``SCHEMA_VERSION`` (versions in ``user_version``)."""
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    if version > SCHEMA_VERSION:
-        raise RuntimeError(f"store schema {version}, newer than this memtrace supports")
-    if version < 1:
-        # One script = one transaction: a crash mid-migration leaves the old version intact.
-        conn.executescript(f"BEGIN IMMEDIATE;\n{_SCHEMA_V1}\nPRAGMA user_version = 1;\nCOMMIT;")
+    """Bring a new or older store file to ``SCHEMA_VERSION`` (versions in ``user_version``).
+
+    One transaction (a crash mid-migration leaves the old version intact) that reads the
+    version only once it holds the write lock, so two processes opening the same store at once
+    cannot both create the schema."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise RuntimeError(f"store schema {version}, newer than this memtrace supports")
+        if version < 1:
+            for statement in schema_statements(_SCHEMA_V1):
+                conn.execute(statement)
+            conn.execute("PRAGMA user_version = 1")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def schema_statements(script: str) -> list[str]:
+    """Split a DDL script into statements (``executescript`` would commit our transaction)."""
+    statements, pending = [], ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            statements.append(pending.strip())
+            pending = ""
+    if pending.strip():
+        raise ValueError("schema script ends inside a statement")
+    return statements
 
 
 def _lower(value: str | None) -> str | None:
