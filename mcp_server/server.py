@@ -66,9 +66,7 @@ def _render(spec: ToolSpec, ops_for: OpsForCall, default_agent_id: str | None) -
     async def run(arguments: dict[str, Any], ctx: Context[Any, Any]) -> CallToolResult:
         try:
             ops = await ops_for(spec, ctx)
-            result = await call_tool(
-                spec.name, arguments, ops, default_agent_id=default_agent_id
-            )
+            result = await call_tool(spec.name, arguments, ops, default_agent_id=default_agent_id)
         except MemtraceError as exc:
             log.info("tool %s refused: %s", spec.name, exc.message)
             return error_result(exc)

@@ -31,7 +31,9 @@ from mcp_server.server import build_server, fixed_ops
 
 
 @asynccontextmanager
-async def embedded_ops(settings: Settings, org_id: str = md.DEFAULT_ORG_ID) -> AsyncIterator[MemoryOps]:
+async def embedded_ops(
+    settings: Settings, org_id: str = md.DEFAULT_ORG_ID
+) -> AsyncIterator[MemoryOps]:
     """Operations on the local data directory, in process (no server needed)."""
     runtime = Runtime(settings)
     await runtime.start()

@@ -27,14 +27,23 @@ class Deployment:
                 "key", "create", "--org", org, "--name", "rw", data_dir=data_dir
             ).stdout.strip()
         self.keys["reader"] = run_cli(
-            "key", "create", "--org", "acme", "--name", "ro", "--permissions", "read",
+            "key",
+            "create",
+            "--org",
+            "acme",
+            "--name",
+            "ro",
+            "--permissions",
+            "read",
             data_dir=data_dir,
         ).stdout.strip()
         self.keys["revoked"] = run_cli(
             "key", "create", "--org", "acme", "--name", "gone", data_dir=data_dir
         ).stdout.strip()
         listing = run_cli("key", "list", "--org", "acme", data_dir=data_dir).stdout
-        revoked_id = next(line.split("\t")[0] for line in listing.splitlines() if "\tgone\t" in line)
+        revoked_id = next(
+            line.split("\t")[0] for line in listing.splitlines() if "\tgone\t" in line
+        )
         run_cli("key", "revoke", revoked_id, data_dir=data_dir)
         # Admin changes reach the running server through its metadata watcher.
         wait_until(lambda: self.status("/mcp", self.keys["globex"]) != 401)
