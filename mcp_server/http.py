@@ -20,10 +20,10 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from http_api.deps import json_response, presented_key
+from mcp_server.server import build_server
 from memtrace.errors import Unauthorized
 from memtrace.runtime import Runtime
 from memtrace.tools import MemoryOps, ServiceOps, ToolSpec
-from mcp_server.server import build_server
 
 MCP_PATH = "/mcp"
 SSE_PATH = "/sse"

@@ -21,13 +21,13 @@ from contextlib import asynccontextmanager
 
 import anyio
 
+from mcp_server.server import build_server, fixed_ops
 from memtrace import metadata as md
 from memtrace.config import Settings, load_settings
 from memtrace.errors import ConfigError, MemtraceError
 from memtrace.logs import configure_logging
 from memtrace.runtime import Runtime
 from memtrace.tools import MemoryOps, ServiceOps
-from mcp_server.server import build_server, fixed_ops
 
 
 @asynccontextmanager

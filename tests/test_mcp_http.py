@@ -101,7 +101,7 @@ def test_missing_or_revoked_key_is_refused(deployment: Deployment, path: str) ->
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_a_revoked_key_cannot_connect(deployment: Deployment, transport: str) -> None:
-    with pytest.raises(Exception):  # noqa: B017 - the SDK surfaces the 401 as its own error
+    with pytest.raises(Exception):
         async with http_client(transport, deployment.server.url, deployment.keys["revoked"]) as c:
             await c.list_tools()
 
