@@ -34,7 +34,7 @@ async def call(client: Client, name: str, arguments: dict[str, Any]) -> Any:
 
 
 async def research_flow(params: StdioServerParameters) -> dict[str, Any]:
-    """register → session_create → remember ×3 → decide → recall → search → session_context."""
+    """register → session_create → remember (3) → decide → recall → search → session_context."""
     async with Client(params) as client:
         assert len((await client.list_tools()).tools) == 7
         await call(client, "memtrace_agent_register", {"name": "researcher"})
