@@ -150,3 +150,31 @@ async def test_mcp_and_rest_see_the_same_memories(deployment: Deployment, transp
         ]
         assert created.json()["id"] in text(recalled)
     rest.close()
+
+
+async def test_a_key_revoked_during_a_session_stops_working(deployment: Deployment) -> None:
+    data_dir = deployment.server.data_dir
+    key = run_cli("key", "create", "--org", "acme", "--name", "brief", data_dir=data_dir)
+    plain = key.stdout.strip()
+    wait_until(lambda: deployment.status("/mcp", plain) != 401)
+    async with http_client("streamable-http", deployment.server.url, plain) as client:
+        first = await client.call_tool("memtrace_recall", {"agent_id": "bot", "since": "1h"})
+        assert not first.is_error
+        listing = run_cli("key", "list", "--org", "acme", data_dir=data_dir).stdout
+        key_id = next(line.split("\t")[0] for line in listing.splitlines() if "\tbrief\t" in line)
+        run_cli("key", "revoke", key_id, data_dir=data_dir)
+        wait_until(lambda: deployment.status("/mcp", plain) == 401)
+        try:
+            refused = await client.call_tool(
+                "memtrace_remember", {"agent_id": "bot", "content": "after revocation"}
+            )
+        except Exception:
+            pass  # the SDK raises for the 401 of the call's POST
+        else:
+            assert refused.is_error, text(refused)
+    rest = httpx.get(
+        f"{deployment.server.url}/api/v1/memories",
+        params={"agent_id": "bot", "since": "1h"},
+        headers={"x-api-key": deployment.keys["acme"]},
+    )
+    assert "after revocation" not in rest.text
