@@ -8,6 +8,8 @@ HTTP) and maps :class:`~memtrace.errors.MemtraceError` to ``is_error`` results, 
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -62,11 +64,37 @@ def success_result(result: ToolResult) -> CallToolResult:
     return CallToolResult(content=[TextContent(text=result.text)], structured_content=result.data)
 
 
+def _json_valued(schema: dict[str, Any]) -> set[str]:
+    """Arguments that take an array or object and never a string."""
+    names = set()
+    for name, prop in schema.get("properties", {}).items():
+        types = {prop.get("type")} | {option.get("type") for option in prop.get("anyOf", [])}
+        if types & {"array", "object"} and "string" not in types:
+            names.add(name)
+    return names
+
+
+def _unquote_json(arguments: dict[str, Any], names: set[str]) -> dict[str, Any]:
+    """Some clients (Claude Desktop among them) send list and object arguments as JSON text;
+    decode those, and leave anything else for validation to report."""
+    fixed = dict(arguments)
+    for name in names & fixed.keys():
+        value = fixed[name]
+        if isinstance(value, str) and value.lstrip()[:1] in ("[", "{"):
+            with contextlib.suppress(ValueError):
+                fixed[name] = json.loads(value)
+    return fixed
+
+
 def _render(spec: ToolSpec, ops_for: OpsForCall, default_agent_id: str | None) -> Tool:
+    schema = spec.input_schema(default_agent_id)
+    json_valued = _json_valued(schema)
+
     async def run(arguments: dict[str, Any], ctx: Context[Any, Any]) -> CallToolResult:
         try:
             ops = await ops_for(spec, ctx)
-            result = await call_tool(spec.name, arguments, ops, default_agent_id=default_agent_id)
+            fixed = _unquote_json(arguments, json_valued)
+            result = await call_tool(spec.name, fixed, ops, default_agent_id=default_agent_id)
         except MemtraceError as exc:
             log.info("tool %s refused: %s", spec.name, exc.message)
             return error_result(exc)
@@ -76,7 +104,7 @@ def _render(spec: ToolSpec, ops_for: OpsForCall, default_agent_id: str | None) -
         fn=run,
         name=spec.name,
         description=spec.description,
-        parameters=spec.input_schema(default_agent_id),
+        parameters=schema,
         fn_metadata=FuncMetadata(arg_model=_RawArguments),
         is_async=True,
         context_kwarg="ctx",

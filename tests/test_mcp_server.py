@@ -239,3 +239,28 @@ async def test_unknown_tool_is_an_error_result(ops: ServiceOps) -> None:
         result = await mcp.call_tool("memtrace_forget", {})
         assert result.is_error
         assert "memtrace_forget" in text(result)
+
+
+async def test_list_and_object_arguments_sent_as_json_text_are_accepted(ops: ServiceOps) -> None:
+    async with connect(ops) as mcp:
+        stored = await call(
+            mcp,
+            "memtrace_remember",
+            {
+                "agent_id": "desktop",
+                "content": "tags as text",
+                "tags": '["a", "b"]',
+                "metadata": '{"k": 1}',
+            },
+        )
+        memory = data(stored)["memory"]
+        assert memory["tags"] == ["a", "b"]
+        assert memory["metadata"] == {"k": 1}
+        # Strings stay strings, and broken JSON is still reported by validation.
+        kept = await call(mcp, "memtrace_remember", {"agent_id": "desktop", "content": "[1]"})
+        assert data(kept)["memory"]["content"] == "[1]"
+        broken = await mcp.call_tool(
+            "memtrace_remember", {"agent_id": "desktop", "content": "x", "tags": "[oops"}
+        )
+        assert broken.is_error
+        assert "tags" in text(broken)
