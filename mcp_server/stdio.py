@@ -38,6 +38,11 @@ async def embedded_ops(
     runtime = Runtime(settings)
     await runtime.start()
     try:
+        if org_id not in {org.id for org in await runtime.catalog.list_orgs()}:
+            raise ConfigError(
+                f"{org_id} does not exist in {settings.metadata_path}; embedded mode acts as "
+                "that org (use remote mode with MEMTRACE_URL for another org)"
+            )
         yield ServiceOps(await runtime.service(org_id))
     finally:
         await runtime.close()

@@ -14,7 +14,7 @@ import httpx
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
-from tests.helpers import TEST_ENV, ServerProcess, memtrace_cmd
+from tests.helpers import TEST_ENV, ServerProcess, memtrace_cmd, run_cli
 from tests.mcp_helpers import data, text
 
 MEMTRACE_MCP = str(Path(sys.executable).parent / "memtrace-mcp")
@@ -166,3 +166,19 @@ def test_remote_mode_without_a_key_fails_with_one_line() -> None:
         "memtrace-mcp: MEMTRACE_API_KEY is required when MEMTRACE_URL is set (remote mode)"
     ]
     assert result.stdout == ""
+
+
+def test_embedded_mode_without_org_default_fails_with_one_line(tmp_path: Path) -> None:
+    data_dir = tmp_path / "d"
+    run_cli("org", "create", "acme", data_dir=data_dir)  # a deployment without org_default
+    result = subprocess.run(
+        [MEMTRACE_MCP],
+        env={**os.environ, **TEST_ENV, "MEMTRACE_DATA_DIR": str(data_dir)},
+        input="",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "org_default does not exist" in lines[0]
