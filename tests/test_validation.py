@@ -43,7 +43,7 @@ BAD_MEMORIES = [
     ({**OK, "dedup_key": "k" * 129}, "dedup_key"),
     ({**OK, "parent_id": "../../etc"}, "parent_id"),
     ({**OK, "time": "not a time"}, "time"),
-    ({**OK, "time": (datetime.now(UTC) + timedelta(minutes=6)).isoformat()}, "time"),
+    ({**OK, "time": (datetime.now(UTC) + timedelta(hours=1)).isoformat()}, "time"),
 ]
 
 

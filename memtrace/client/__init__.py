@@ -1,5 +1,74 @@
-"""The Python client SDK: :class:`AsyncMemtrace` now, the sync client alongside."""
+"""The Python client SDK: :class:`Memtrace` and :class:`AsyncMemtrace`, with the models and
+exceptions of the published ``memtrace-sdk`` 0.2.0 under the same names."""
 
 from memtrace.client.async_ import AsyncMemtrace
+from memtrace.client.models import (
+    AddMemoryRequest,
+    Agent,
+    AgentContext,
+    AgentList,
+    AgentStats,
+    ContextOptions,
+    CreateSessionRequest,
+    ListOptions,
+    Memory,
+    MemoryBatchResult,
+    MemoryList,
+    RegisterAgentRequest,
+    SearchQuery,
+    SearchResult,
+    Session,
+    SessionContext,
+    SessionList,
+    UpdateSessionRequest,
+)
+from memtrace.client.sync import Memtrace
+from memtrace.errors import (
+    AuthenticationError,
+    ConflictError,
+    DuplicateMemory,
+    Forbidden,
+    InvalidInput,
+    MemtraceConnectionError,
+    MemtraceError,
+    NoArcInstanceError,
+    NotFoundError,
+    PayloadTooLarge,
+    RateLimited,
+    StorageUnavailable,
+)
 
-__all__ = ["AsyncMemtrace"]
+__all__ = [
+    "AddMemoryRequest",
+    "Agent",
+    "AgentContext",
+    "AgentList",
+    "AgentStats",
+    "AsyncMemtrace",
+    "AuthenticationError",
+    "ConflictError",
+    "ContextOptions",
+    "CreateSessionRequest",
+    "DuplicateMemory",
+    "Forbidden",
+    "InvalidInput",
+    "ListOptions",
+    "Memory",
+    "MemoryBatchResult",
+    "MemoryList",
+    "Memtrace",
+    "MemtraceConnectionError",
+    "MemtraceError",
+    "NoArcInstanceError",
+    "NotFoundError",
+    "PayloadTooLarge",
+    "RateLimited",
+    "RegisterAgentRequest",
+    "SearchQuery",
+    "SearchResult",
+    "Session",
+    "SessionContext",
+    "SessionList",
+    "StorageUnavailable",
+    "UpdateSessionRequest",
+]

@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 import httpx
 import orjson
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from tenacity import (
     RetryCallState,
     retry_if_exception,
@@ -29,6 +29,7 @@ from memtrace.errors import (
     ConfigError,
     MemtraceConnectionError,
     MemtraceError,
+    NoArcInstanceError,
     RateLimited,
     StorageUnavailable,
     error_from_response,
@@ -134,8 +135,19 @@ def _body(response: httpx.Response) -> Any:
 
 
 def parse(model: type[M], data: Any) -> M:
-    """Validate a response body into a wire model (unknown fields are ignored)."""
-    return model.model_validate(data)
+    """Validate a response body into a wire model (unknown fields are ignored).
+
+    Raises:
+        MemtraceError: the body does not have the model's shape (not a memtrace server?).
+    """
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problem = exc.errors(include_url=False, include_input=False)[0]
+        where = ".".join(map(str, problem["loc"])) or "body"
+        raise MemtraceError(
+            f"unexpected response from the server: {model.__name__}.{where}: {problem['msg']}"
+        ) from None
 
 
 # --- retries --------------------------------------------------------------------------------
@@ -154,8 +166,11 @@ def wrap_transport_error(exc: httpx.TransportError) -> MemtraceConnectionError:
 def is_retryable(exc: BaseException, call: Call) -> bool:
     """429 and 503 always; connection errors when the request was not sent or is idempotent.
 
-    Never any other 4xx: the same request would fail the same way.
+    Never any other 4xx: the same request would fail the same way. Nor an org without a
+    store (:class:`NoArcInstanceError`): only an administrator can fix that.
     """
+    if isinstance(exc, NoArcInstanceError):
+        return False
     if isinstance(exc, RateLimited | StorageUnavailable):
         return True
     if isinstance(exc, MemtraceConnectionError):
