@@ -14,7 +14,7 @@ import httpx
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
-from tests.helpers import TEST_ENV, ServerProcess, memtrace_cmd, run_cli
+from tests.helpers import TEST_ENV, ServerProcess, free_port, memtrace_cmd, run_cli
 from tests.mcp_helpers import data, text
 
 MEMTRACE_MCP = str(Path(sys.executable).parent / "memtrace-mcp")
@@ -182,3 +182,12 @@ def test_embedded_mode_without_org_default_fails_with_one_line(tmp_path: Path) -
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "org_default does not exist" in lines[0]
+
+
+async def test_remote_mode_with_the_server_down_reports_a_tool_error() -> None:
+    env = {"MEMTRACE_URL": f"http://127.0.0.1:{free_port()}", "MEMTRACE_API_KEY": "mtk_" + "A" * 43}
+    async with Client(stdio_params(env)) as client:
+        result = await client.call_tool("memtrace_recall", {"agent_id": "bot"})
+        assert result.is_error
+        assert "Traceback" not in text(result)
+        assert result.structured_content["status"] >= 500
