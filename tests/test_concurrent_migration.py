@@ -17,8 +17,8 @@ import pytest
 import sqlite_utils
 
 from memtrace import metadata as md
-from memtrace.storage import embedded
-from memtrace.storage.sqlite import connect
+from memtrace.storage import embedded, outbox
+from memtrace.storage.sqlite import connect, schema_statements
 
 
 def _race(
@@ -77,7 +77,7 @@ def test_embedded_store_migrates_once_when_two_processes_start_together(tmp_path
     path = tmp_path / "memories.db"
 
     def apply_v1(conn: sqlite3.Connection) -> None:
-        for statement in embedded.schema_statements(embedded._SCHEMA_V1):
+        for statement in schema_statements(embedded._SCHEMA_V1):
             conn.execute(statement)
         conn.execute("PRAGMA user_version = 1")
 
@@ -85,6 +85,20 @@ def test_embedded_store_migrates_once_when_two_processes_start_together(tmp_path
     conn = connect(path)
     assert conn.execute("PRAGMA user_version").fetchone()[0] == embedded.SCHEMA_VERSION
     assert conn.execute("SELECT count(*) FROM memories").fetchone()[0] == 0
+    conn.close()
+
+
+def test_arc_outbox_migrates_once_when_two_processes_start_together(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.db"
+
+    def apply_v1(conn: sqlite3.Connection) -> None:
+        for statement in schema_statements(outbox._SCHEMA_V1):
+            conn.execute(statement)
+        conn.execute("PRAGMA user_version = 1")
+
+    _race(path, outbox._migrate, apply_v1)
+    conn = connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == outbox.SCHEMA_VERSION
     conn.close()
 
 

@@ -18,7 +18,8 @@ import orjson
 from memtrace.ids import memory_ids
 from memtrace.models import MemoryRecord, WriteOutcome
 from memtrace.storage.base import AgentMemoryStats, MemoryQuery, NewMemory, StoreHealth
-from memtrace.storage.sqlite import SQLiteDatabase, Synchronous
+from memtrace.storage.records import row_to_record
+from memtrace.storage.sqlite import SQLiteDatabase, Synchronous, create_schema
 
 SCHEMA_VERSION = 1
 
@@ -74,37 +75,8 @@ _KEYS_PER_QUERY = 500
 
 
 def _migrate(conn: sqlite3.Connection) -> None:
-    """Bring a new or older store file to ``SCHEMA_VERSION`` (versions in ``user_version``).
-
-    One transaction (a crash mid-migration leaves the old version intact) that reads the
-    version only once it holds the write lock, so two processes opening the same store at once
-    cannot both create the schema."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise RuntimeError(f"store schema {version}, newer than this memtrace supports")
-        if version < 1:
-            for statement in schema_statements(_SCHEMA_V1):
-                conn.execute(statement)
-            conn.execute("PRAGMA user_version = 1")
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-
-
-def schema_statements(script: str) -> list[str]:
-    """Split a DDL script into statements (``executescript`` would commit our transaction)."""
-    statements, pending = [], ""
-    for line in script.splitlines(keepends=True):
-        pending += line
-        if sqlite3.complete_statement(pending):
-            statements.append(pending.strip())
-            pending = ""
-    if pending.strip():
-        raise ValueError("schema script ends inside a statement")
-    return statements
+    """Bring a new or older store file to ``SCHEMA_VERSION`` (versions in ``user_version``)."""
+    create_schema(conn, _SCHEMA_V1, version=SCHEMA_VERSION, what="store")
 
 
 def _lower(value: str | None) -> str | None:
@@ -118,11 +90,12 @@ def _prepare_reader(conn: sqlite3.Connection) -> None:
 def _fts_expression(needle: str) -> str | None:
     """An FTS5 query whose matches are a superset of rows containing ``needle``.
 
-    Only for ASCII needles of 3+ characters: the trigram tokenizer's case folding agrees with
-    ``str.lower`` there. Other needles are checked by a scan bounded by the other filters.
+    Only for ASCII needles of 3+ characters without NUL: the trigram tokenizer's case folding
+    agrees with ``str.lower`` there. Other needles are checked by a scan bounded by the other
+    filters.
     """
-    if len(needle) < 3 or not needle.isascii():
-        return None
+    if len(needle) < 3 or not needle.isascii() or "\x00" in needle:
+        return None  # (FTS5 query strings end at a NUL: "unterminated string")
     grams = dict.fromkeys(needle[i : i + 3] for i in range(len(needle) - 2))
     return " AND ".join('"' + g.replace('"', '""') + '"' for g in grams)
 
@@ -192,21 +165,7 @@ def _existing_keys(
 
 
 def _row_to_record(row: tuple[Any, ...]) -> MemoryRecord:
-    return MemoryRecord(
-        id=row[1],
-        time=row[2],
-        org_id=row[3],
-        agent_id=row[4],
-        session_id=row[5],
-        memory_type=row[6],
-        event_type=row[7],
-        content=row[8],
-        metadata=orjson.loads(row[9]) if row[9] else None,
-        tags=tuple(row[10].split(",")) if row[10] else (),
-        importance=row[11],
-        dedup_key=row[12],
-        parent_id=row[13],
-    )
+    return row_to_record(row[1:])  # row[0] is the rowid
 
 
 class EmbeddedStore:
@@ -329,6 +288,16 @@ class EmbeddedStore:
 
         def run(conn: sqlite3.Connection) -> list[MemoryRecord]:
             return [_row_to_record(row) for row in conn.execute(sql, params)]
+
+        return await self._db.read(run)
+
+    async def scan(self, after_rowid: int, limit: int) -> list[tuple[int, MemoryRecord]]:
+        """Up to ``limit`` memories in insertion order after ``after_rowid`` (for migrations)."""
+        sql = f"SELECT {_COLUMNS} FROM memories m WHERE m.rowid > ? ORDER BY m.rowid LIMIT ?"  # noqa: S608
+
+        def run(conn: sqlite3.Connection) -> list[tuple[int, MemoryRecord]]:
+            rows = conn.execute(sql, (after_rowid, limit))
+            return [(row[0], _row_to_record(row)) for row in rows]
 
         return await self._db.read(run)
 
