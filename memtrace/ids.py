@@ -15,13 +15,15 @@ MEMORY_PREFIX = "mem_"
 SESSION_PREFIX = "sess_"
 
 
+# Every 10-bit value as its two Crockford characters: 13 lookups instead of 26 shifts.
+_PAIRS = [high + low for high in _CROCKFORD for low in _CROCKFORD]
+_SHIFTS = (120, 110, 100, 90, 80, 70, 60, 50, 40, 30, 20, 10, 0)
+
+
 def _encode_ulid(value: int) -> str:
-    """Encode a 128-bit integer as 26 Crockford base32 characters."""
-    chars = []
-    for _ in range(26):
-        chars.append(_CROCKFORD[value & 31])
-        value >>= 5
-    return "".join(reversed(chars))
+    """Encode a 128-bit integer as 26 Crockford base32 characters (hot: one per memory)."""
+    pairs = _PAIRS
+    return "".join([pairs[(value >> shift) & 1023] for shift in _SHIFTS])
 
 
 class MonotonicUlid:

@@ -92,15 +92,27 @@ class _Request(BaseModel):
         memtrace-sdk 0.2.0 models send e.g. ``ListOptions(limit=None)``)."""
         if not isinstance(data, dict):
             return data
-        fields = cls.model_fields
-        return {
-            k: v
-            for k, v in data.items()
-            if v is not None
-            or k not in fields
-            or fields[k].is_required()
-            or fields[k].default is None
-        }
+        droppable = _null_droppable(cls)
+        # Hot (once per memory of a batch): copy only when a null must be dropped.
+        if not any(data.get(name, 0) is None for name in droppable):
+            return data
+        return {k: v for k, v in data.items() if v is not None or k not in droppable}
+
+
+_DROPPABLE: dict[type[BaseModel], frozenset[str]] = {}
+
+
+def _null_droppable(model: type[BaseModel]) -> frozenset[str]:
+    """The fields of ``model`` where ``null`` means "use the (non-null) default"."""
+    names = _DROPPABLE.get(model)
+    if names is None:
+        names = frozenset(
+            name
+            for name, info in model.model_fields.items()
+            if not info.is_required() and info.default is not None
+        )
+        _DROPPABLE[model] = names
+    return names
 
 
 # --- memories -------------------------------------------------------------------------------
