@@ -234,29 +234,7 @@ class EmbeddedStore:
     async def write(
         self, items: Sequence[NewMemory], dedup_window_us: int | None
     ) -> list[WriteOutcome]:
-        # Concurrent writes queued together (e.g. many single remembers) become one bulk insert.
-        outcomes: list[WriteOutcome] = await self._db.write_merged(
-            self._insert_merged, (items, dedup_window_us)
-        )
-        return outcomes
-
-    def _insert_merged(
-        self,
-        conn: sqlite3.Connection,
-        writes: list[tuple[Sequence[NewMemory], int | None]],
-    ) -> list[list[WriteOutcome]]:
-        """Several queued writes as one :meth:`_insert`, in queue order: a later write sees an
-        earlier one's rows for dedup, exactly as if each ran in turn."""
-        if len(writes) == 1 or len({window for _, window in writes}) > 1:
-            return [self._insert(conn, items, window) for items, window in writes]
-        joined = [item for items, _ in writes for item in items]
-        outcomes = self._insert(conn, joined, writes[0][1])
-        split: list[list[WriteOutcome]] = []
-        start = 0
-        for items, _ in writes:
-            split.append(outcomes[start : start + len(items)])
-            start += len(items)
-        return split
+        return await self._db.write(lambda conn: self._insert(conn, items, dedup_window_us))
 
     def _insert(
         self, conn: sqlite3.Connection, items: Sequence[NewMemory], window: int | None

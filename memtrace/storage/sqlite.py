@@ -5,9 +5,6 @@ goes through :class:`SQLiteDatabase`. Write jobs are plain functions ``fn(conn) 
 the single writer thread, which runs every queued job inside one ``BEGIN IMMEDIATE`` transaction
 (each job in its own savepoint, so one failing job does not undo the others) and commits once:
 concurrent writers share one fsync. A job's awaiter resumes only after that commit.
-Mergeable jobs (:meth:`SQLiteDatabase.write_merged`) that sit next to each other in a group run
-as one call over all their payloads (one bulk insert instead of one per job); if that call
-fails, each of them runs again alone, so a bad job still fails on its own.
 Readers run ``fn(conn)`` on a shared thread pool with pooled read-only connections, so blocking
 SQLite work never runs on the event loop.
 """
@@ -42,9 +39,6 @@ class _Job:
     fn: Callable[[sqlite3.Connection], Any]
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[Any]
-    # Set for write_merged jobs: merge(conn, [payload, ...]) -> [result, ...]
-    merge: Callable[[sqlite3.Connection, list[Any]], list[Any]] | None = None
-    payload: Any = None
 
 
 def _deliver(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
@@ -54,42 +48,6 @@ def _deliver(future: asyncio.Future[Any], result: Any, error: BaseException | No
         future.set_exception(error)
     else:
         future.set_result(result)
-
-
-_JOB_ERRORS = (MemtraceError, ValueError, sqlite3.IntegrityError)
-
-
-def _run_job(conn: sqlite3.Connection, job: _Job) -> tuple[Any, BaseException | None]:
-    """One job in its own savepoint; its own problem undoes just this job."""
-    conn.execute("SAVEPOINT job")
-    try:
-        result = job.fn(conn)
-    except _JOB_ERRORS as exc:
-        conn.execute("ROLLBACK TO job")
-        conn.execute("RELEASE job")
-        return None, exc
-    conn.execute("RELEASE job")
-    return result, None
-
-
-def _run_merged(
-    conn: sqlite3.Connection,
-    merge: Callable[[sqlite3.Connection, list[Any]], list[Any]],
-    jobs: list[_Job],
-) -> list[Any] | None:
-    """Consecutive mergeable jobs as one call in one savepoint; ``None`` (and nothing kept)
-    if it failed, so the caller runs each job alone and only the bad one fails."""
-    conn.execute("SAVEPOINT merged")
-    try:
-        results = merge(conn, [job.payload for job in jobs])
-        if len(results) != len(jobs):
-            raise ValueError("merged write returned the wrong number of results")
-    except _JOB_ERRORS:
-        conn.execute("ROLLBACK TO merged")
-        conn.execute("RELEASE merged")
-        return None
-    conn.execute("RELEASE merged")
-    return results
 
 
 def storage_error(exc: sqlite3.Error) -> StorageUnavailable:
@@ -228,19 +186,6 @@ class SQLiteDatabase:
         self._queue.put(_Job(fn, loop, future))
         return await future
 
-    async def write_merged(
-        self, merge: Callable[[sqlite3.Connection, list[Any]], list[T]], payload: Any
-    ) -> T:
-        """Like :meth:`write` for ``merge(conn, [payload])[0]``, except that consecutive queued
-        jobs with the same ``merge`` run as one ``merge(conn, [p1, p2, ...])`` call, which must
-        return one result per payload, in order, and behave like running them one by one."""
-        if self._closed:
-            raise StorageUnavailable("store is closed")
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
-        self._queue.put(_Job(lambda conn: merge(conn, [payload])[0], loop, future, merge, payload))
-        return await future
-
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` on a pooled read-only connection in the shared reader thread pool."""
         if self._closed:
@@ -317,22 +262,16 @@ class SQLiteDatabase:
             conn.execute("BEGIN IMMEDIATE")
             if self._on_begin is not None:
                 self._on_begin(conn)
-            start = 0
-            while start < len(jobs):
-                merge = jobs[start].merge
-                end = start + 1
-                if merge is not None:
-                    while end < len(jobs) and jobs[end].merge == merge:
-                        end += 1
-                if end - start > 1 and merge is not None:
-                    merged = _run_merged(conn, merge, jobs[start:end])
-                    if merged is not None:
-                        outcomes.extend((result, None) for result in merged)
-                        start = end
-                        continue
-                for job in jobs[start:end]:
-                    outcomes.append(_run_job(conn, job))
-                start = end
+            for job in jobs:
+                conn.execute("SAVEPOINT job")
+                try:
+                    outcomes.append((job.fn(conn), None))
+                    conn.execute("RELEASE job")
+                except (MemtraceError, ValueError, sqlite3.IntegrityError) as exc:
+                    # The job's own problem: undo just this job, keep the group going.
+                    conn.execute("ROLLBACK TO job")
+                    conn.execute("RELEASE job")
+                    outcomes.append((None, exc))
             if self._before_commit is not None:
                 self._before_commit(conn)
             conn.execute("COMMIT")
