@@ -114,6 +114,13 @@ class PayloadTooLarge(MemtraceError):
     default_message = "request body too large"
 
 
+class RequestTimeout(MemtraceError):
+    """The request body did not arrive within ``server.body_timeout_s`` (slow client)."""
+
+    status = 408
+    default_message = "request body not received in time"
+
+
 class RateLimited(MemtraceError):
     """Too many requests for this key; retry after ``retry_after`` seconds."""
 
