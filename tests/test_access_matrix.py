@@ -1,4 +1,4 @@
-"""Access-control matrix: every route (and, later, every MCP tool) × every kind of caller.
+"""Access-control matrix: every route (and, later, every MCP tool) by every kind of caller.
 
 ``MATRIX`` is the one table. Each row names an entry point and the status expected for each
 caller column. The test fails when the app has a route without a row (or a row without a
