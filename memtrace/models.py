@@ -43,6 +43,8 @@ MAX_CONTAINS = 1024
 DEFAULT_LIST_LIMIT = 100
 DEFAULT_SEARCH_LIMIT = 50
 MAX_LIMIT = 1000
+# Hard bound on every offset (SQLite integers are 64-bit; limits.max_offset is usually lower).
+MAX_OFFSET = 1_000_000_000
 DEFAULT_MAX_TOKENS = 2000
 MAX_TOKENS = 100_000
 
@@ -50,6 +52,17 @@ MAX_TOKENS = 100_000
 def _blank_to_none(value: Any) -> Any:
     """Treat ``""`` like an absent optional field (clients often send empty strings)."""
     return None if value == "" else value
+
+
+def _document_blank(schema: dict[str, Any]) -> None:
+    """Say in the JSON schema what ``_blank_to_none`` accepts: ``""`` means absent."""
+    options = schema.get("anyOf")
+    if isinstance(options, list) and {"const": ""} not in options:
+        options.append({"const": ""})
+
+
+# Attach to every optional field that goes through ``_blank_to_none``.
+BlankMeansAbsent = Field(json_schema_extra=_document_blank)
 
 
 def _check_json_object_size(value: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -68,7 +81,7 @@ def _dedupe_tags(value: list[str] | None) -> list[str] | None:
 
 
 AgentId = Annotated[str, StringConstraints(pattern=AGENT_ID_PATTERN)]
-OptionalRef = Annotated[AgentId | None, BeforeValidator(_blank_to_none)]
+OptionalRef = Annotated[AgentId | None, BeforeValidator(_blank_to_none), BlankMeansAbsent]
 EventType = Annotated[str, StringConstraints(pattern=EVENT_TYPE_PATTERN)]
 Tag = Annotated[str, StringConstraints(pattern=TAG_PATTERN)]
 DedupKey = Annotated[str, StringConstraints(max_length=MAX_DEDUP_KEY)]
@@ -99,8 +112,8 @@ class MemoryCreate(_Request):
     metadata: JsonObject = None
     tags: TagList = None
     importance: Importance = None
-    dedup_key: Annotated[DedupKey | None, BeforeValidator(_blank_to_none)] = None
-    parent_id: Annotated[RefId | None, BeforeValidator(_blank_to_none)] = None
+    dedup_key: Annotated[DedupKey | None, BeforeValidator(_blank_to_none), BlankMeansAbsent] = None
+    parent_id: Annotated[RefId | None, BeforeValidator(_blank_to_none), BlankMeansAbsent] = None
     time: datetime | None = Field(
         default=None, description="Event time for backfill (at most 5 min in the future)."
     )
@@ -152,15 +165,19 @@ class ListParams(_Request):
 
     agent_id: OptionalRef = None
     session_id: OptionalRef = None
-    memory_type: Annotated[MemoryType | None, BeforeValidator(_blank_to_none)] = None
-    event_type: Annotated[EventType | None, BeforeValidator(_blank_to_none)] = None
+    memory_type: Annotated[MemoryType | None, BeforeValidator(_blank_to_none), BlankMeansAbsent] = (
+        None
+    )
+    event_type: Annotated[EventType | None, BeforeValidator(_blank_to_none), BlankMeansAbsent] = (
+        None
+    )
     tags: Annotated[
         str | None, Field(max_length=MAX_TAGS * 65, description="Comma list; all must match.")
     ] = None
     since: str | None = None
     until: str | None = None
     limit: int = Field(default=DEFAULT_LIST_LIMIT, ge=1, le=MAX_LIMIT)
-    offset: int = Field(default=0, ge=0)
+    offset: int = Field(default=0, ge=0, le=MAX_OFFSET)
     order: Order = "desc"
 
 
@@ -175,13 +192,14 @@ class SearchRequest(_Request):
     content_contains: Annotated[
         Needle | None,
         BeforeValidator(_blank_to_none),
+        BlankMeansAbsent,
         Field(description="Case-insensitive substring of content."),
     ] = None
     min_importance: Importance = None
     since: str | None = None
     until: str | None = None
     limit: int = Field(default=DEFAULT_SEARCH_LIMIT, ge=1, le=MAX_LIMIT)
-    offset: int = Field(default=0, ge=0)
+    offset: int = Field(default=0, ge=0, le=MAX_OFFSET)
     order: Order = "desc"
 
 
@@ -228,7 +246,7 @@ class AgentStats(BaseModel):
 
 class PageParams(_Request):
     limit: int = Field(default=DEFAULT_LIST_LIMIT, ge=1, le=MAX_LIMIT)
-    offset: int = Field(default=0, ge=0)
+    offset: int = Field(default=0, ge=0, le=MAX_OFFSET)
 
 
 # --- sessions -------------------------------------------------------------------------------
@@ -262,7 +280,9 @@ class SessionList(BaseModel):
 
 class SessionListParams(PageParams):
     agent_id: OptionalRef = None
-    status: Annotated[SessionStatus | None, BeforeValidator(_blank_to_none)] = None
+    status: Annotated[SessionStatus | None, BeforeValidator(_blank_to_none), BlankMeansAbsent] = (
+        None
+    )
 
 
 class ContextRequest(_Request):
