@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import sqlite3
+from pathlib import Path
+
 import httpx
 import pytest
 
 from http_api.app import create_app
+from memtrace.errors import StorageUnavailable
 from memtrace.runtime import Runtime
+from memtrace.storage.sqlite import SQLiteDatabase
 
 
 @pytest.mark.parametrize(
@@ -32,3 +37,26 @@ async def test_blank_optional_fields_are_documented_as_absent(
     assert {"const": ""} in agent_id["schema"]["anyOf"]
     session_id = schema["components"]["schemas"]["MemoryCreate"]["properties"]["session_id"]
     assert {"const": ""} in session_id["anyOf"]
+
+
+async def test_full_database_is_a_clear_503_and_nothing_is_written(tmp_path: Path) -> None:
+    # Found by the disk-full fault test: the 503 said only "storage error: disk I/O error".
+    db = SQLiteDatabase(tmp_path / "tiny.db", setup=_tiny_schema, synchronous="NORMAL")
+    await db.open()
+    try:
+        await db.write(lambda conn: conn.execute("INSERT INTO t VALUES (?)", ("x" * 100,)))
+        with pytest.raises(StorageUnavailable) as caught:
+            await db.write(lambda conn: conn.execute("INSERT INTO t VALUES (?)", ("y" * 50_000,)))
+        assert caught.value.message.startswith("storage is full")
+        assert caught.value.status_code == 503
+        rows = await db.read(lambda conn: conn.execute("SELECT count(*) FROM t").fetchone())
+        assert rows == (1,)
+        # The writer keeps working for writes that fit.
+        await db.write(lambda conn: conn.execute("INSERT INTO t VALUES ('z')"))
+    finally:
+        await db.close()
+
+
+def _tiny_schema(conn: sqlite3.Connection) -> None:
+    conn.execute("CREATE TABLE IF NOT EXISTS t (v TEXT)")
+    conn.execute("PRAGMA max_page_count = 8")  # a few KiB: the "disk" is full after one row
