@@ -6,6 +6,7 @@ configuration (content size, batch size) are checked in the service, not here.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -65,8 +66,29 @@ def _document_blank(schema: dict[str, Any]) -> None:
 BlankMeansAbsent = Field(json_schema_extra=_document_blank)
 
 
+_NUMERIC = re.compile(r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*")
+
+
+def _timestamp_text(value: Any) -> Any:
+    """``time`` is an RFC 3339 / ISO 8601 string (SPEC §3); lax pydantic would also take a
+    number, or a numeric string, as Unix seconds."""
+    if isinstance(value, bool | int | float) or (
+        isinstance(value, str) and _NUMERIC.fullmatch(value)
+    ):
+        raise ValueError("expected an RFC 3339 / ISO 8601 timestamp string")
+    return value
+
+
 def _check_json_object_size(value: dict[str, Any] | None) -> dict[str, Any] | None:
-    if value is not None and len(orjson.dumps(value)) > MAX_METADATA_BYTES:
+    if value is None:
+        return None
+    try:
+        size = len(orjson.dumps(value))
+    except TypeError:  # orjson: integers past 64 bits, or nesting deeper than 254
+        raise ValueError(
+            "must be JSON with integers within 64 bits and nesting at most 254 deep"
+        ) from None
+    if size > MAX_METADATA_BYTES:
         raise ValueError(f"must be at most {MAX_METADATA_BYTES} bytes when serialized")
     return value
 
@@ -89,7 +111,8 @@ RefId = Annotated[str, StringConstraints(pattern=REF_ID_PATTERN)]
 Needle = Annotated[str, StringConstraints(max_length=MAX_CONTAINS)]
 TagList = Annotated[list[Tag] | None, AfterValidator(_dedupe_tags)]
 JsonObject = Annotated[dict[str, Any] | None, AfterValidator(_check_json_object_size)]
-Importance = Annotated[float | None, Field(ge=0.0, le=1.0)]
+# JSON bodies: numbers must be numbers (lax mode would take true as 1 and "0.5" as 0.5).
+Importance = Annotated[float | None, Field(ge=0.0, le=1.0, strict=True)]
 Timestamp = Annotated[datetime, PlainSerializer(format_dt, return_type=str)]
 
 
@@ -114,7 +137,7 @@ class MemoryCreate(_Request):
     importance: Importance = None
     dedup_key: Annotated[DedupKey | None, BeforeValidator(_blank_to_none), BlankMeansAbsent] = None
     parent_id: Annotated[RefId | None, BeforeValidator(_blank_to_none), BlankMeansAbsent] = None
-    time: datetime | None = Field(
+    time: Annotated[datetime | None, BeforeValidator(_timestamp_text)] = Field(
         default=None, description="Event time for backfill (at most 5 min in the future)."
     )
 
@@ -198,8 +221,8 @@ class SearchRequest(_Request):
     min_importance: Importance = None
     since: str | None = None
     until: str | None = None
-    limit: int = Field(default=DEFAULT_SEARCH_LIMIT, ge=1, le=MAX_LIMIT)
-    offset: int = Field(default=0, ge=0, le=MAX_OFFSET)
+    limit: int = Field(default=DEFAULT_SEARCH_LIMIT, ge=1, le=MAX_LIMIT, strict=True)
+    offset: int = Field(default=0, ge=0, le=MAX_OFFSET, strict=True)
     order: Order = "desc"
 
 
@@ -291,7 +314,7 @@ class ContextRequest(_Request):
     since: str | None = None
     until: str | None = None
     include_types: list[MemoryType] | None = Field(default=None, max_length=len(MEMORY_TYPES))
-    max_tokens: int = Field(default=DEFAULT_MAX_TOKENS, ge=1, le=MAX_TOKENS)
+    max_tokens: int = Field(default=DEFAULT_MAX_TOKENS, ge=1, le=MAX_TOKENS, strict=True)
 
 
 class _ContextResult(BaseModel):

@@ -60,3 +60,46 @@ async def test_full_database_is_a_clear_503_and_nothing_is_written(tmp_path: Pat
 def _tiny_schema(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE TABLE IF NOT EXISTS t (v TEXT)")
     conn.execute("PRAGMA max_page_count = 8")  # a few KiB: the "disk" is full after one row
+
+
+def _deep(levels: int) -> dict[str, object]:
+    value: dict[str, object] = {}
+    for _ in range(levels):
+        value = {"d": value}
+    return value
+
+
+@pytest.mark.parametrize(
+    ("url", "body", "field"),
+    [
+        # Found by schemathesis: orjson cannot encode integers past 64 bits (a 500).
+        # (A memory body is parsed by orjson, which reads such integers as floats: accepted.)
+        ("/api/v1/agents", {"name": "a1", "config": {"n": 2**64}}, "config"),
+        (
+            "/api/v1/memories",
+            {"agent_id": "a", "content": "x", "metadata": _deep(300)},
+            "metadata",
+        ),
+        ("/api/v1/sessions", {"agent_id": "a", "metadata": {"deep": _deep(300)}}, "metadata"),
+        # Found by schemathesis: lax parsing took true as 1.0 and "0" as a Unix time.
+        ("/api/v1/search", {"min_importance": True}, "min_importance"),
+        ("/api/v1/search", {"limit": True}, "limit"),
+        ("/api/v1/memories", {"agent_id": "a", "content": "x", "importance": "0.5"}, "importance"),
+        ("/api/v1/memories", {"agent_id": "a", "content": "x", "time": "0"}, "time"),
+        ("/api/v1/memories", {"agent_id": "a", "content": "x", "time": 1700000000}, "time"),
+    ],
+)
+async def test_schema_violations_are_400_naming_the_field(
+    api: httpx.AsyncClient, url: str, body: dict[str, object], field: str
+) -> None:
+    response = await api.post(url, json=body)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"].startswith(f"{field}:")
+
+
+async def test_session_update_with_huge_integer_metadata_is_400(api: httpx.AsyncClient) -> None:
+    session = (await api.post("/api/v1/sessions", json={"agent_id": "a"})).json()["id"]
+    response = await api.put(f"/api/v1/sessions/{session}", json={"metadata": {"n": 10**30}})
+    assert response.status_code == 400 and response.json()["error"].startswith("metadata:")
+    context = await api.post(f"/api/v1/sessions/{session}/context", json={"max_tokens": "500"})
+    assert context.status_code == 400 and context.json()["error"].startswith("max_tokens:")
