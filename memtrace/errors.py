@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from memtrace.redact import redact, redact_value
+
 
 class MemtraceError(Exception):
     """Base of every error memtrace raises on purpose.
@@ -40,11 +42,11 @@ class MemtraceError(Exception):
 
     def to_body(self) -> dict[str, Any]:
         """The ``{"error": …}`` body, with optional ``hint`` and ``details``."""
-        body: dict[str, Any] = {"error": self.message}
+        body: dict[str, Any] = {"error": redact(self.message)}
         if self.hint:
-            body["hint"] = self.hint
+            body["hint"] = redact(self.hint)
         if self.details is not None:
-            body["details"] = self.details
+            body["details"] = redact_value(self.details)
         return body
 
 

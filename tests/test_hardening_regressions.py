@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from pathlib import Path
 
@@ -9,7 +10,9 @@ import httpx
 import pytest
 
 from http_api.app import create_app
+from memtrace.config import LogSettings
 from memtrace.errors import StorageUnavailable
+from memtrace.logs import configure_logging
 from memtrace.runtime import Runtime
 from memtrace.storage.sqlite import SQLiteDatabase
 
@@ -103,3 +106,27 @@ async def test_session_update_with_huge_integer_metadata_is_400(api: httpx.Async
     assert response.status_code == 400 and response.json()["error"].startswith("metadata:")
     context = await api.post(f"/api/v1/sessions/{session}/context", json={"max_tokens": "500"})
     assert context.status_code == 400 and context.json()["error"].startswith("max_tokens:")
+
+
+async def test_key_shaped_input_is_redacted_from_error_bodies(api: httpx.AsyncClient) -> None:
+    # Found by the secrets test: a key pasted into a parameter came back in the 400 message.
+    key = "mtk_" + "Ab3_-" * 8 + "xyz"
+    response = await api.get("/api/v1/memories", params={"since": key})
+    assert response.status_code == 400
+    assert key not in response.text and "mtk_[redacted]" in response.text
+
+
+def test_log_lines_redact_key_shaped_text(capsys: pytest.CaptureFixture[str]) -> None:
+    # Found by the secrets test: the DEBUG access log printed a key a client put in a URL.
+    key = "mtk_" + "Q" * 43
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    try:
+        configure_logging(LogSettings(level="DEBUG"))
+        logging.getLogger("uvicorn.access").info('"GET /api/v1/memories?k=%s HTTP/1.1" 400', key)
+        configure_logging(LogSettings(level="DEBUG", format="json"))
+        logging.getLogger("memtrace.test").warning("bad key %s", key)
+    finally:
+        root.handlers[:], root.level = saved[0], saved[1]
+    err = capsys.readouterr().err
+    assert key not in err and err.count("mtk_[redacted]") == 2
