@@ -89,9 +89,9 @@ class LimitsSettings(_Section):
         default=10_000, ge=100, description="Memories read to build one context."
     )
     rate_per_s: float = Field(
-        default=100.0, ge=0, description="Requests per second per API key; 0 disables."
+        default=200.0, ge=0, description="Requests per second per API key; 0 disables."
     )
-    rate_burst: int = Field(default=200, ge=1, description="Token bucket size per API key.")
+    rate_burst: int = Field(default=400, ge=1, description="Token bucket size per API key.")
     max_window_days: float = Field(
         default=3660.0, gt=0, description="Longest explicit since..until query window."
     )

@@ -192,3 +192,25 @@ def test_oversized_headers_are_refused(slow_server: ServerProcess) -> None:
         reply = _read_all(sock)
     assert reply.startswith(b"HTTP/1.1 4")
     assert httpx.get(f"{slow_server.url}/health").status_code == 200
+
+
+def test_rate_limit_is_on_by_default(monkeypatch: pytest.MonkeyPatch, data_dir: Path) -> None:
+    monkeypatch.delenv("MEMTRACE_LIMITS_RATE_PER_S", raising=False)  # the test env turns it off
+    limits = load_settings(None, {"storage.data_dir": data_dir}).limits
+    assert limits.rate_per_s == 200 and limits.rate_burst == 400
+
+
+def test_rate_limit_on_a_real_server(tmp_path: Path) -> None:
+    env = {"MEMTRACE_LIMITS_RATE_PER_S": "0.001", "MEMTRACE_LIMITS_RATE_BURST": "2"}
+    server = ServerProcess(tmp_path / "data", env=env).start()
+    try:
+        assert server.admin_key
+        with httpx.Client(base_url=server.url, headers={"x-api-key": server.admin_key}) as c:
+            statuses = [c.get(MEM).status_code for _ in range(3)]
+            assert statuses == [200, 200, 429]
+            refused = c.get(MEM)
+            assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1
+            assert refused.json()["error"].startswith("rate limit exceeded")
+            assert c.get("/health").status_code == 200
+    finally:
+        server.stop()
