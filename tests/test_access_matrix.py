@@ -17,22 +17,31 @@ caller's key. Column meanings:
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
+import uvicorn
 from starlette.routing import BaseRoute, Mount
 
 from http_api.app import create_app
 from memtrace import metadata as md
+from memtrace import tools
 from memtrace.auth import new_api_key, parse_permissions
 from memtrace.config import load_settings
 from memtrace.runtime import Runtime
 from memtrace.timeutil import now_us
-from tests.helpers import create_org_key
+from tests.helpers import create_org_key, free_port
+
+try:
+    from mcp_server.http import McpHttpAddon
+except ImportError:  # a build without the MCP HTTP transports
+    McpHttpAddon = None
 
 COLUMNS = ("own", "other", "none", "malformed", "revoked", "readonly", "admin")
 SECRET = "org-b-secret-content"
@@ -48,14 +57,24 @@ class World:
     other_ids: dict[str, str]
 
 
-Call = Callable[[httpx.AsyncClient, World], Awaitable[httpx.Response]]
+Call = Callable[[httpx.AsyncClient, World], Awaitable[tuple[int, str]]]
 
 
 @dataclass(frozen=True)
 class Row:
+    """One entry point. ``route`` is the app route it exercises (several MCP tools share
+    ``/mcp``); ``json_errors`` is false for transport endpoints whose errors past the key gate
+    come from the MCP SDK as plain text."""
+
     name: str
     call: Call
     expect: dict[str, int]
+    route: str = ""
+    json_errors: bool = True
+
+    @property
+    def covers(self) -> str:
+        return self.route or self.name
 
 
 def _fill(template: Any, ids: dict[str, str]) -> Any:
@@ -85,29 +104,132 @@ def rest(
     """A REST row. ``perm`` is ``none``, ``read`` or ``write``; ``other`` is the status when
     org B's ids are used with org A's key (404 for routes addressing an object by id)."""
 
-    async def call(client: httpx.AsyncClient, world: World) -> httpx.Response:
-        return await client.request(
+    async def call(client: httpx.AsyncClient, world: World) -> tuple[int, str]:
+        response = await client.request(
             method,
             path.format(**world.ids),
             json=_fill(json, world.ids),
             params=_fill(params, world.ids),
             headers=_headers(world.key),
         )
+        return response.status_code, response.text
 
     if perm == "none":
-        expect = dict.fromkeys(COLUMNS, ok)
-    else:
-        by_id = "{" in path
-        expect = {
-            "own": ok,
-            "other": other if other is not None else (404 if by_id else ok),
-            "none": 401,
-            "malformed": 401,
-            "revoked": 401,
-            "readonly": ok if perm == "read" else 403,
-            "admin": ok,
+        return Row(f"{method} {path}", call, dict.fromkeys(COLUMNS, ok))
+    return Row(f"{method} {path}", call, _keyed(perm, ok, other, by_id="{" in path))
+
+
+def _keyed(perm: str, ok: int, other: int | None, *, by_id: bool) -> dict[str, int]:
+    """Expected statuses of an entry point that needs a key with ``perm``."""
+    return {
+        "own": ok,
+        "other": other if other is not None else (404 if by_id else ok),
+        "none": 401,
+        "malformed": 401,
+        "revoked": 401,
+        "readonly": ok if perm == "read" else 403,
+        "admin": ok,
+    }
+
+
+# --- MCP over Streamable HTTP: one row per tool ---------------------------------------------
+
+MCP_ACCEPT = "application/json, text/event-stream"
+
+
+def _jsonrpc_reply(text: str) -> dict[str, Any]:
+    """The JSON-RPC message of a Streamable HTTP reply (plain JSON or one SSE event)."""
+    if text.lstrip().startswith("{"):
+        return dict(orjson.loads(text))
+    for line in text.splitlines():
+        if line.startswith("data:"):
+            return dict(orjson.loads(line.removeprefix("data:").strip()))
+    raise AssertionError(f"no JSON-RPC message in {text[:200]!r}")
+
+
+def _tool_error_status(message: str) -> int:
+    """The REST status a tool error corresponds to (tools report errors as text)."""
+    lowered = message.lower()
+    if "api key" in lowered and "lacks" not in lowered:
+        return 401
+    if "lacks" in lowered or "permission" in lowered:
+        return 403
+    if "not found" in lowered:
+        return 404
+    return 400
+
+
+def mcp_tool(tool: str, perm: str, arguments: dict[str, Any], *, other: int = 200) -> Row:
+    """An MCP tool called with a raw JSON-RPC ``tools/call`` on ``/mcp`` (stateless), its
+    outcome mapped to the status REST would give."""
+
+    async def call(client: httpx.AsyncClient, world: World) -> tuple[int, str]:
+        request = {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "tools/call",
+            "params": {"name": tool, "arguments": _fill(arguments, world.ids)},
         }
-    return Row(f"{method} {path}", call, expect)
+        headers = {**_headers(world.key), "accept": MCP_ACCEPT}
+        response = await client.post("/mcp", json=request, headers=headers)
+        if response.status_code != 200:
+            return response.status_code, response.text
+        reply = _jsonrpc_reply(response.text)
+        if "error" in reply:
+            return 400, response.text
+        result = reply["result"]
+        if result.get("isError"):
+            text = "".join(block.get("text", "") for block in result.get("content", []))
+            return _tool_error_status(text), response.text
+        return 200, response.text
+
+    return Row(f"mcp:{tool}", call, _keyed(perm, 200, other, by_id=False), route=MCP_ROUTE)
+
+
+async def _sse_open(client: httpx.AsyncClient, world: World) -> tuple[int, str]:
+    """Open the legacy SSE stream and hang up after the status line."""
+    async with client.stream("GET", "/sse", headers=_headers(world.key)) as response:
+        if response.status_code != 200:
+            await response.aread()
+            return response.status_code, response.text
+        return 200, ""
+
+
+async def _sse_post(client: httpx.AsyncClient, world: World) -> tuple[int, str]:
+    """A message for an SSE session that does not exist: the key gate answers first."""
+    ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+    response = await client.post(
+        "/messages/",
+        params={"session_id": "0123456789abcdef0123456789abcdef"},
+        json=ping,
+        headers=_headers(world.key),
+    )
+    return response.status_code, response.text
+
+
+MCP_ROUTE = "ANY /mcp"
+MCP_ROWS: list[Row] = [
+    mcp_tool(
+        "memtrace_remember",
+        "write",
+        {"agent_id": "{agent_id}", "session_id": "{session_id}", "content": "mcp note"},
+    ),
+    mcp_tool("memtrace_recall", "read", {"agent_id": "{agent_id}", "since": "1h"}),
+    mcp_tool("memtrace_search", "read", {"session_id": "{session_id}"}),
+    mcp_tool(
+        "memtrace_decide", "write", {"agent_id": "{agent_id}", "decision": "d", "reasoning": "r"}
+    ),
+    mcp_tool("memtrace_session_create", "write", {"agent_id": "{agent_id}"}),
+    mcp_tool("memtrace_session_context", "read", {"session_id": "{session_id}"}, other=404),
+    mcp_tool("memtrace_agent_register", "write", {"name": "brand_new_mcp_agent"}),
+    Row("GET /sse", _sse_open, _keyed("read", 200, 200, by_id=False) | {"readonly": 200}),
+    Row(
+        "MOUNT /messages",
+        _sse_post,
+        _keyed("read", 404, 404, by_id=False),
+        json_errors=False,
+    ),
+]
 
 
 A = "/api/v1/agents/{agent_id}"
@@ -144,6 +266,8 @@ MATRIX: list[Row] = [
     rest("GET", S + "/memories", "read", 200),
     rest("POST", S + "/context", "read", 200, json={}),
 ]
+if McpHttpAddon is not None:  # the MCP transports are served by this build
+    MATRIX += MCP_ROWS
 
 
 def _flat_routes(routes: list[BaseRoute]) -> list[Any]:
@@ -164,8 +288,9 @@ def route_names(routes: list[BaseRoute]) -> set[str]:
             names.add(f"MOUNT {original.path}")
             continue
         methods = getattr(route, "methods", None)
-        if not methods:
-            raise AssertionError(f"route without methods: {route!r}")
+        if not methods:  # a raw ASGI endpoint (the MCP transport) takes every method
+            names.add(f"ANY {route.path}")
+            continue
         names.update(f"{m} {route.path}" for m in methods if m != "HEAD")
     return names
 
@@ -183,6 +308,7 @@ async def matrix_runtime(data_dir: Path) -> AsyncIterator[Runtime]:
 async def _seed(client: httpx.AsyncClient, key: str, agent: str, content: str) -> dict[str, str]:
     h = _headers(key)
     session = await client.post("/api/v1/sessions", headers=h, json={"agent_id": agent})
+    assert session.status_code == 201, session.text
     memory = await client.post(
         "/api/v1/memories",
         headers=h,
@@ -239,40 +365,64 @@ async def _org_b_intact(client: httpx.AsyncClient, world: World) -> list[str]:
     return problems
 
 
-async def test_every_route_has_a_row(matrix_runtime: Runtime) -> None:
-    app = create_app(matrix_runtime, manage_runtime=False)
-    rows = {row.name for row in MATRIX if not row.name.startswith("mcp:")}
-    assert len(rows) == len([r for r in MATRIX if not r.name.startswith("mcp:")]), "duplicate row"
+def build_app(runtime: Runtime) -> Any:
+    """The app as ``memtrace serve`` builds it (with the MCP transports when present)."""
+    if McpHttpAddon is None:
+        return create_app(runtime, manage_runtime=False)
+    return create_app(runtime, manage_runtime=False, addons=[McpHttpAddon(runtime)])
+
+
+@pytest.fixture
+async def matrix_url(matrix_runtime: Runtime) -> AsyncIterator[str]:
+    """A real uvicorn server on 127.0.0.1 serving the app (streams need a real socket)."""
+    port = free_port()
+    config = uvicorn.Config(
+        build_app(matrix_runtime), host="127.0.0.1", port=port, log_config=None, lifespan="on"
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    for _ in range(600):  # poll for start-up (at most 30 s)
+        if server.started or task.done():
+            break
+        await asyncio.sleep(0.05)
+    assert server.started, "uvicorn did not start"
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    await task
+
+
+async def test_every_route_and_tool_has_a_row(matrix_runtime: Runtime) -> None:
+    app = build_app(matrix_runtime)
+    names = [row.name for row in MATRIX]
+    assert len(names) == len(set(names)), "duplicate row"
+    covered = {row.covers for row in MATRIX}
     routes = route_names(app.routes)
-    assert routes - rows == set(), "routes without a row in MATRIX"
-    assert rows - routes == set(), "rows for routes that do not exist"
+    assert routes - covered == set(), "routes without a row in MATRIX"
+    assert covered - routes == set(), "rows for routes that do not exist"
     assert all(set(row.expect) == set(COLUMNS) for row in MATRIX)
+    if MCP_ROUTE in routes:  # every tool the MCP server offers has its own row
+        assert {f"mcp:{t.name}" for t in tools.TOOLS} <= set(names)
 
 
-async def test_access_control_matrix(matrix_runtime: Runtime) -> None:
-    app = create_app(matrix_runtime, manage_runtime=False)
-    transport = httpx.ASGITransport(app=app)
+async def test_access_control_matrix(matrix_runtime: Runtime, matrix_url: str) -> None:
     mismatches: list[str] = []
-    async with httpx.AsyncClient(transport=transport, base_url="http://matrix.test") as client:
+    async with httpx.AsyncClient(base_url=matrix_url, timeout=30) as client:
         for row in MATRIX:
             for column in COLUMNS:
                 world = await _world(matrix_runtime, client, column)
-                response = await row.call(client, world)
+                status, text = await row.call(client, world)
                 expected = row.expect[column]
-                if response.status_code != expected:
+                if status != expected:
                     mismatches.append(
-                        f"{row.name} [{column}]: expected {expected}, got "
-                        f"{response.status_code} {response.text[:120]}"
+                        f"{row.name} [{column}]: expected {expected}, got {status} {text[:160]}"
                     )
-                if response.status_code >= 400 and "error" not in response.json():
+                if status >= 400 and row.json_errors and "error" not in orjson.loads(text):
                     mismatches.append(f"{row.name} [{column}]: error without an 'error' field")
-                if column != "own" and SECRET in response.text:
+                if column != "own" and SECRET in text:
                     mismatches.append(f"{row.name} [{column}]: org B's content leaked")
-                if world.other_ids["memory_id"] in response.text and column != "other":
+                if column != "other" and world.other_ids["memory_id"] in text:
                     mismatches.append(f"{row.name} [{column}]: org B's memory id leaked")
                 if column == "other":
-                    if SECRET in response.text:
-                        mismatches.append(f"{row.name} [other]: org B's content leaked")
                     mismatches += [
                         f"{row.name} [other]: {p}" for p in await _org_b_intact(client, world)
                     ]

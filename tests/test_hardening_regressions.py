@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from http_api.app import create_app
+from memtrace import metadata as md
+from memtrace.auth import new_api_key, parse_permissions
 from memtrace.config import LogSettings
 from memtrace.errors import StorageUnavailable
 from memtrace.logs import configure_logging
 from memtrace.runtime import Runtime
 from memtrace.storage.sqlite import SQLiteDatabase
+from memtrace.timeutil import now_us
 
 
 @pytest.mark.parametrize(
@@ -130,3 +135,38 @@ def test_log_lines_redact_key_shaped_text(capsys: pytest.CaptureFixture[str]) ->
         root.handlers[:], root.level = saved[0], saved[1]
     err = capsys.readouterr().err
     assert key not in err and err.count("mtk_[redacted]") == 2
+
+
+async def test_overlapping_reloads_never_apply_an_older_key_snapshot(runtime: Runtime) -> None:
+    # Found by the access matrix (flaky 401s): a reload that read the keys before a new key
+    # was committed could finish after a newer reload and put the old snapshot back.
+    original = runtime.catalog.list_keys
+    first_read = asyncio.Event()
+    release = asyncio.Event()
+    calls = 0
+
+    async def list_keys_slow_first() -> list[Any]:
+        nonlocal calls
+        calls += 1
+        snapshot = await original()
+        if calls == 1:
+            first_read.set()
+            await release.wait()
+        return snapshot
+
+    runtime.catalog.list_keys = list_keys_slow_first  # type: ignore[method-assign]
+    stale = asyncio.create_task(runtime.reload())
+    await first_read.wait()  # the first reload holds a snapshot without the new key
+    record, key = new_api_key(
+        md.DEFAULT_ORG_ID, "new", parse_permissions("read"), rounds=4, now=now_us()
+    )
+    await runtime.catalog.db.write(lambda conn: md.insert_key(conn, record))
+    fresh = asyncio.create_task(runtime.reload())
+    for _ in range(100):  # give the newer reload every chance to finish first (it must not)
+        if fresh.done():
+            break
+        await asyncio.sleep(0.01)
+    release.set()
+    await asyncio.gather(stale, fresh)
+    principal = await runtime.authenticate(key)
+    assert principal.key_id == record.id
