@@ -183,7 +183,8 @@ def mcp_tool(tool: str, perm: str, arguments: dict[str, Any], *, other: int = 20
             return _tool_error_status(text), response.text
         return 200, response.text
 
-    return Row(f"mcp:{tool}", call, _keyed(perm, 200, other, by_id=False), route=MCP_ROUTE)
+    expect = _keyed(perm, 200, other, by_id=False)
+    return Row(f"mcp:{tool}", call, expect, route=MCP_ROUTE, json_errors=False)
 
 
 async def _sse_open(client: httpx.AsyncClient, world: World) -> tuple[int, str]:
@@ -365,6 +366,13 @@ async def _org_b_intact(client: httpx.AsyncClient, world: World) -> list[str]:
     return problems
 
 
+def _is_error_body(text: str) -> bool:
+    try:
+        return "error" in orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return False
+
+
 def build_app(runtime: Runtime) -> Any:
     """The app as ``memtrace serve`` builds it (with the MCP transports when present)."""
     if McpHttpAddon is None:
@@ -416,7 +424,7 @@ async def test_access_control_matrix(matrix_runtime: Runtime, matrix_url: str) -
                     mismatches.append(
                         f"{row.name} [{column}]: expected {expected}, got {status} {text[:160]}"
                     )
-                if status >= 400 and row.json_errors and "error" not in orjson.loads(text):
+                if status >= 400 and row.json_errors and not _is_error_body(text):
                     mismatches.append(f"{row.name} [{column}]: error without an 'error' field")
                 if column != "own" and SECRET in text:
                     mismatches.append(f"{row.name} [{column}]: org B's content leaked")
