@@ -8,6 +8,7 @@ The SDK-compatible names of the published ``memtrace-sdk`` (``AuthenticationErro
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from memtrace.redact import redact, redact_value
@@ -154,10 +155,73 @@ class NoArcInstanceError(StorageUnavailable):
     default_message = "no arc instance configured for this org"
 
 
+class MemtraceConnectionError(MemtraceError):
+    """The client could not reach the server (connection refused, timeout, broken response).
+
+    Raised by the client SDK after its retries, with the transport error as ``__cause__``.
+    """
+
+    status = 503
+    default_message = "could not reach the memtrace server"
+
+
 class ConfigError(MemtraceError):
     """Invalid configuration; the message names the offending key."""
 
     default_message = "invalid configuration"
+
+
+_BY_STATUS: dict[int, type[MemtraceError]] = {
+    400: InvalidInput,
+    401: Unauthorized,
+    403: Forbidden,
+    404: NotFound,
+    409: Conflict,
+    413: PayloadTooLarge,
+    429: RateLimited,
+    503: StorageUnavailable,
+}
+
+
+def _retry_after(value: str | None) -> float:
+    try:
+        return max(0.0, float(value)) if value else 1.0
+    except ValueError:  # an HTTP date: not worth parsing, fall back to the default pause
+        return 1.0
+
+
+def error_from_response(
+    status: int, body: Any, headers: Mapping[str, str] | None = None
+) -> MemtraceError:
+    """The exception for an error response (the inverse of the REST mapping).
+
+    Args:
+        status: The HTTP status (>= 400).
+        body: The decoded JSON body (``{"error", "hint"?, "existing_id"?, "details"?}``), or
+            the raw text when the body is not JSON.
+        headers: Response headers (``Retry-After`` is kept on :class:`RateLimited`).
+
+    Returns:
+        The matching class of this tree; a 503 whose message mentions "arc instance" is a
+        :class:`NoArcInstanceError`, as the published ``memtrace-sdk`` 0.2.0 maps it.
+    """
+    fields: dict[str, Any] = body if isinstance(body, dict) else {}
+    message = str(fields.get("error") or (body if isinstance(body, str) else "") or "")
+    message = message or f"HTTP {status}"
+    hint = fields.get("hint") if isinstance(fields.get("hint"), str) else None
+    details = fields.get("details")
+    if status == 409:
+        existing = fields.get("existing_id")
+        existing_id = existing if isinstance(existing, str) else None
+        conflict = DuplicateMemory if existing_id else Conflict
+        return conflict(message, existing_id=existing_id, hint=hint, details=details)
+    if status == 429:
+        retry_after = _retry_after((headers or {}).get("retry-after"))
+        return RateLimited(message, retry_after=retry_after, hint=hint)
+    if status == 503 and "arc instance" in message.lower():
+        return NoArcInstanceError(message, hint=hint, details=details)
+    cls = _BY_STATUS.get(status, MemtraceError)
+    return cls(message, status, hint=hint, details=details)
 
 
 # Names used by the published memtrace-sdk 0.2.0, kept so its users' code runs unchanged.

@@ -22,6 +22,7 @@ from pydantic import (
     PlainSerializer,
     StringConstraints,
     ValidationError,
+    model_validator,
 )
 
 from memtrace.errors import InvalidInput
@@ -119,6 +120,23 @@ Timestamp = Annotated[datetime, PlainSerializer(format_dt, return_type=str)]
 class _Request(BaseModel):
     # Unknown request fields are ignored (SPEC §3), so newer clients keep working.
     model_config = ConfigDict(extra="ignore")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_absent(cls, data: Any) -> Any:
+        """``null`` for an optional field with a default means "use the default" (the
+        memtrace-sdk 0.2.0 models send e.g. ``ListOptions(limit=None)``)."""
+        if not isinstance(data, dict):
+            return data
+        fields = cls.model_fields
+        return {
+            k: v
+            for k, v in data.items()
+            if v is not None
+            or k not in fields
+            or fields[k].is_required()
+            or fields[k].default is None
+        }
 
 
 # --- memories -------------------------------------------------------------------------------

@@ -63,7 +63,7 @@ class StoreRegistry:
     async def _open(self, org_id: str) -> MemoryStore:
         if self._settings.storage.default_backend == "none":
             raise NoArcInstanceError(
-                "no storage configured for this org",
+                "no arc instance configured for this org (no storage backend)",
                 hint=f"an administrator must run: memtrace org add-arc {org_id} …",
             )
         store = EmbeddedStore(

@@ -1,0 +1,321 @@
+"""Asynchronous memtrace client: :class:`AsyncMemtrace`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import httpx
+from tenacity import AsyncRetrying
+
+from memtrace.client import _endpoints as ep
+from memtrace.client._base import (
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_TIMEOUT,
+    Call,
+    build_headers,
+    build_request,
+    decode,
+    parse,
+    resolve_config,
+    retry_options,
+    wrap_transport_error,
+)
+from memtrace.client.models import (
+    AddMemoryRequest,
+    Agent,
+    AgentContext,
+    AgentList,
+    AgentStats,
+    ContextOptions,
+    CreateSessionRequest,
+    ListOptions,
+    Memory,
+    MemoryBatchResult,
+    MemoryList,
+    RegisterAgentRequest,
+    SearchQuery,
+    SearchResult,
+    Session,
+    SessionContext,
+    SessionList,
+    UpdateSessionRequest,
+)
+from memtrace.models import JsonObject
+
+
+class AsyncMemtrace:
+    """Asynchronous client for the memtrace REST API (drop-in for ``memtrace-sdk`` 0.2.0).
+
+    Usage::
+
+        async with AsyncMemtrace("http://localhost:9100", "mtk_...") as client:
+            await client.remember("agent_1", "User prefers dark mode")
+
+    Args:
+        base_url: Server URL; default ``MEMTRACE_URL`` or ``http://localhost:9100``.
+        api_key: API key; default ``MEMTRACE_API_KEY``.
+        timeout: Seconds per request.
+        max_retries: Retries after the first attempt on connection errors, 429 and 503.
+        backoff: Base of the jittered exponential pause between retries, in seconds.
+        transport: An ``httpx.AsyncBaseTransport`` (e.g. ``httpx.ASGITransport(app)``).
+
+    Raises:
+        ConfigError: no API key was given or found in the environment.
+    """
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        backoff: float = 0.5,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        url, key = resolve_config(base_url, api_key)
+        self.base_url = url
+        self.max_retries = max_retries
+        self.backoff = backoff
+        self._client = httpx.AsyncClient(
+            base_url=url, headers=build_headers(key), timeout=timeout, transport=transport
+        )
+
+    async def close(self) -> None:
+        """Close the underlying HTTP client."""
+        await self._client.aclose()
+
+    async def __aenter__(self) -> AsyncMemtrace:
+        return self
+
+    async def __aexit__(self, *args: object) -> None:
+        await self.close()
+
+    async def request(self, call: Call) -> Any:
+        """Send one call with retries; return its decoded JSON (``None`` for no content).
+
+        Raises:
+            MemtraceError: the mapped error response, or ``MemtraceConnectionError``.
+        """
+        async for attempt in AsyncRetrying(**retry_options(call, self.max_retries, self.backoff)):
+            with attempt:
+                return await self._send_once(call)
+        raise AssertionError("unreachable: tenacity re-raises the last error")
+
+    async def _send_once(self, call: Call) -> Any:
+        try:
+            response = await self._client.send(build_request(self._client, call))
+            await response.aread()
+        except httpx.TransportError as exc:
+            raise wrap_transport_error(exc) from exc
+        return decode(response, call)
+
+    # --- convenience ------------------------------------------------------------------------
+
+    async def remember(
+        self,
+        agent_id: str,
+        content: str,
+        *,
+        memory_type: str = "episodic",
+        event_type: str = "general",
+        session_id: str | None = None,
+        tags: Sequence[str] | None = None,
+        importance: float | None = None,
+        metadata: JsonObject = None,
+        dedup_key: str | None = None,
+        parent_id: str | None = None,
+    ) -> Memory:
+        """Store a memory (episodic/general unless told otherwise).
+
+        Raises:
+            DuplicateMemory: the same memory exists in the dedup window (``existing_id``).
+        """
+        return await self.add_memory(
+            ep.memory_request(
+                agent_id,
+                content,
+                memory_type=memory_type,
+                event_type=event_type,
+                session_id=session_id,
+                tags=tags,
+                importance=importance,
+                metadata=metadata,
+                dedup_key=dedup_key,
+                parent_id=parent_id,
+            )
+        )
+
+    async def recall(
+        self,
+        agent_id: str,
+        since: str = "24h",
+        *,
+        until: str | None = None,
+        session_id: str | None = None,
+        memory_type: str | None = None,
+        event_type: str | None = None,
+        tags: Sequence[str] | None = None,
+        limit: int = 100,
+    ) -> MemoryList:
+        """An agent's memories in a time window, newest first."""
+        opts = ep.recall_options(
+            agent_id,
+            since,
+            until=until,
+            session_id=session_id,
+            memory_type=memory_type,
+            event_type=event_type,
+            tags=tags,
+            limit=limit,
+        )
+        return await self.list_memories(opts)
+
+    async def decide(
+        self,
+        agent_id: str,
+        decision: str,
+        reasoning: str,
+        *,
+        session_id: str | None = None,
+        tags: Sequence[str] | None = None,
+        importance: float | None = None,
+        metadata: JsonObject = None,
+        event_type: str = "decision",
+    ) -> Memory:
+        """Record a decision; the reasoning is stored in ``metadata.reasoning``."""
+        return await self.add_memory(
+            ep.decision_request(
+                agent_id,
+                decision,
+                reasoning,
+                session_id=session_id,
+                tags=tags,
+                importance=importance,
+                metadata=metadata,
+                event_type=event_type,
+            )
+        )
+
+    # --- memories ---------------------------------------------------------------------------
+
+    async def add_memory(self, req: AddMemoryRequest) -> Memory:
+        """Store one memory."""
+        return parse(Memory, await self.request(ep.add_memory(req)))
+
+    async def add_memories(self, memories: list[AddMemoryRequest]) -> list[Memory]:
+        """Store a batch all-or-nothing; duplicates are skipped (see :meth:`add_memories_batch`)."""
+        return (await self.add_memories_batch(memories)).memories
+
+    async def add_memories_batch(self, memories: Sequence[AddMemoryRequest]) -> MemoryBatchResult:
+        """Store a batch; the result also lists the duplicates it skipped."""
+        return parse(MemoryBatchResult, await self.request(ep.add_memories(memories)))
+
+    async def get_memory(self, memory_id: str) -> Memory:
+        """One memory by id."""
+        return parse(Memory, await self.request(ep.get_memory(memory_id)))
+
+    async def list_memories(self, opts: ListOptions | None = None) -> MemoryList:
+        """One page of memories matching the filters."""
+        return parse(MemoryList, await self.request(ep.list_memories(opts)))
+
+    async def iter_memories(self, opts: ListOptions | None = None) -> AsyncIterator[Memory]:
+        """Every memory matching the filters, page after page (``opts.limit`` per page)."""
+        while True:
+            page = await self.list_memories(opts)
+            for memory in page.memories:
+                yield memory
+            if not page.has_more or not page.memories:
+                return
+            opts = ep.next_page(opts, ListOptions, len(page.memories))
+
+    async def search_memories(self, query: SearchQuery | None = None) -> SearchResult:
+        """One page of search results."""
+        return parse(SearchResult, await self.request(ep.search_memories(query)))
+
+    async def iter_search(self, query: SearchQuery | None = None) -> AsyncIterator[Memory]:
+        """Every search result, page after page (``query.limit`` per page)."""
+        query = query or SearchQuery()
+        while True:
+            page = await self.search_memories(query)
+            for memory in page.results:
+                yield memory
+            if len(page.results) < query.limit:
+                return
+            query = ep.next_page(query, SearchQuery, len(page.results))
+
+    # --- agents -----------------------------------------------------------------------------
+
+    async def register_agent(self, req: RegisterAgentRequest) -> Agent:
+        """Register an agent (409 ``ConflictError`` if the name exists)."""
+        return parse(Agent, await self.request(ep.register_agent(req)))
+
+    async def list_agents(
+        self, *, limit: int | None = None, offset: int | None = None
+    ) -> AgentList:
+        """The org's agents."""
+        return parse(AgentList, await self.request(ep.list_agents(limit, offset)))
+
+    async def get_agent(self, agent_id: str) -> Agent:
+        return parse(Agent, await self.request(ep.get_agent(agent_id)))
+
+    async def get_agent_stats(self, agent_id: str) -> AgentStats:
+        return parse(AgentStats, await self.request(ep.get_agent_stats(agent_id)))
+
+    async def get_agent_memories(
+        self, agent_id: str, opts: ListOptions | None = None
+    ) -> MemoryList:
+        return parse(MemoryList, await self.request(ep.get_agent_memories(agent_id, opts)))
+
+    async def get_agent_context(
+        self, agent_id: str, opts: ContextOptions | None = None
+    ) -> AgentContext:
+        """Markdown context over the agent's memories across sessions (default: last 24h)."""
+        return parse(AgentContext, await self.request(ep.get_agent_context(agent_id, opts)))
+
+    async def delete_agent(self, agent_id: str) -> None:
+        """Delete an agent and its sessions (its memories stay)."""
+        await self.request(ep.delete_agent(agent_id))
+
+    # --- sessions ---------------------------------------------------------------------------
+
+    async def create_session(self, req: CreateSessionRequest) -> Session:
+        return parse(Session, await self.request(ep.create_session(req)))
+
+    async def get_session(self, session_id: str) -> Session:
+        return parse(Session, await self.request(ep.get_session(session_id)))
+
+    async def get_session_context(
+        self, session_id: str, opts: ContextOptions | None = None
+    ) -> SessionContext:
+        """LLM-ready markdown of the session."""
+        call = ep.get_session_context(session_id, opts)
+        return parse(SessionContext, await self.request(call))
+
+    async def get_session_memories(
+        self, session_id: str, opts: ListOptions | None = None
+    ) -> MemoryList:
+        call = ep.get_session_memories(session_id, opts)
+        return parse(MemoryList, await self.request(call))
+
+    async def list_sessions(
+        self,
+        agent_id: str | None = None,
+        *,
+        status: str | None = None,
+        limit: int | None = None,
+        offset: int | None = None,
+    ) -> SessionList:
+        call = ep.list_sessions(agent_id, status=status, limit=limit, offset=offset)
+        return parse(SessionList, await self.request(call))
+
+    async def update_session(
+        self, session_id: str, *, status: str | None = None, metadata: JsonObject = None
+    ) -> Session:
+        """Change a session's status and/or replace its metadata."""
+        req = UpdateSessionRequest.model_validate({"status": status, "metadata": metadata})
+        return parse(Session, await self.request(ep.update_session(session_id, req)))
+
+    async def close_session(self, session_id: str) -> Session:
+        return await self.update_session(session_id, status="closed")

@@ -1,0 +1,52 @@
+"""The models of the client SDK under the names of the published ``memtrace-sdk`` 0.2.0.
+
+They are the server's own wire models (:mod:`memtrace.models`, the one source of truth), so a
+request the SDK builds is validated by the same rules the server applies, and response models
+ignore fields they do not know and accept any ``memory_type`` string.
+"""
+
+from __future__ import annotations
+
+from memtrace.models import (
+    Agent,
+    AgentContext,
+    AgentList,
+    AgentStats,
+    DuplicateEntry,
+    Memory,
+    MemoryBatchResult,
+    MemoryList,
+    SearchResult,
+    Session,
+    SessionContext,
+    SessionList,
+)
+from memtrace.models import AgentCreate as RegisterAgentRequest
+from memtrace.models import ContextRequest as ContextOptions
+from memtrace.models import ListParams as ListOptions
+from memtrace.models import MemoryCreate as AddMemoryRequest
+from memtrace.models import SearchRequest as SearchQuery
+from memtrace.models import SessionCreate as CreateSessionRequest
+from memtrace.models import SessionUpdate as UpdateSessionRequest
+
+__all__ = [
+    "AddMemoryRequest",
+    "Agent",
+    "AgentContext",
+    "AgentList",
+    "AgentStats",
+    "ContextOptions",
+    "CreateSessionRequest",
+    "DuplicateEntry",
+    "ListOptions",
+    "Memory",
+    "MemoryBatchResult",
+    "MemoryList",
+    "RegisterAgentRequest",
+    "SearchQuery",
+    "SearchResult",
+    "Session",
+    "SessionContext",
+    "SessionList",
+    "UpdateSessionRequest",
+]
