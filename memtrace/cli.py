@@ -306,5 +306,8 @@ def main(argv: list[str] | None = None) -> None:
     cli.main(args=argv, prog_name="memtrace")
 
 
+# Arc binding commands live in their own module; importing it registers them on ``org``.
+from memtrace import cli_arc as _cli_arc  # noqa: E402, F401
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -98,6 +98,24 @@ class LimitsSettings(_Section):
     max_offset: int = Field(default=100_000, ge=0, description="Deepest list/search offset.")
 
 
+class ArcSettings(_Section):
+    """Arc backend tuning (bindings themselves live in the metadata DB, see ``org add-arc``)."""
+
+    connect_timeout_s: float = Field(default=3.0, gt=0)
+    query_timeout_s: float = Field(default=30.0, gt=0)
+    write_timeout_s: float = Field(default=30.0, gt=0)
+    batch_size: int = Field(default=1000, ge=1, le=100_000, description="Rows per Arc write.")
+    flush_interval_ms: int = Field(
+        default=200, ge=1, le=600_000, description="Longest a row waits in the outbox."
+    )
+    visibility_grace_s: float = Field(
+        default=30.0,
+        ge=0,
+        description="How long shipped rows stay in the read overlay (cover Arc's flush delay).",
+    )
+    retry_max_s: float = Field(default=30.0, gt=0, description="Cap of the shipper's backoff.")
+
+
 class Settings(BaseSettings):
     """All of memtrace's configuration."""
 
@@ -115,6 +133,7 @@ class Settings(BaseSettings):
     auth: AuthSettings = AuthSettings()
     dedup: DedupSettings = DedupSettings()
     limits: LimitsSettings = LimitsSettings()
+    arc: ArcSettings = ArcSettings()
 
     @classmethod
     def settings_customise_sources(

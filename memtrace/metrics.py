@@ -47,6 +47,14 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.arc_ship_latency = Histogram(
+            "memtrace_arc_ship_latency_seconds",
+            "Time from a memory's acknowledgement to Arc accepting it, by org.",
+            ["org_id"],
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0),
+            registry=self.registry,
+        )
+
     def render(self) -> bytes:
         """Prometheus text exposition format."""
         return bytes(generate_latest(self.registry))

@@ -16,6 +16,7 @@ from typing import Any
 
 from memtrace import __version__
 from memtrace import metadata as md
+from memtrace.arc_bindings import list_bindings
 from memtrace.auth import ALL_PERMISSIONS, Authenticator, Principal, new_api_key
 from memtrace.catalog import Catalog
 from memtrace.config import Settings
@@ -36,8 +37,8 @@ class Runtime:
         self.settings = settings
         self.catalog = Catalog(settings.metadata_path, synchronous=settings.storage.synchronous)
         self.auth = Authenticator(enabled=settings.auth.enabled)
-        self.stores = StoreRegistry(settings)
         self.metrics = Metrics()
+        self.stores = StoreRegistry(settings, self.metrics)
         self.started_at = time.monotonic()
         self._watcher: asyncio.Task[None] | None = None
         # Reloads run one at a time: two overlapping ones could apply an older key snapshot
@@ -103,6 +104,8 @@ class Runtime:
     async def _reload(self) -> None:
         self.auth.load(await self.catalog.list_keys())
         live = {org.id for org in await self.catalog.list_orgs()}
+        for org_id in await self.stores.apply_bindings(await self.catalog.db.read(list_bindings)):
+            log.info("storage binding of %s changed; its store will be reopened", org_id)
         for org_id in await self.stores.retain(live):
             self.catalog.forget_org(org_id)
             log.info("org %s was deleted; its store is closed", org_id)

@@ -8,14 +8,26 @@ store: the org comes from its API key.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import shutil
 from pathlib import Path
 
+from memtrace.arc_bindings import ArcBinding
 from memtrace.config import Settings
-from memtrace.errors import NoArcInstanceError, NotFound
+from memtrace.errors import (
+    ConfigError,
+    MemtraceError,
+    NoArcInstanceError,
+    NotFound,
+    StorageUnavailable,
+)
+from memtrace.metrics import Metrics
+from memtrace.storage.arc import ArcStore
 from memtrace.storage.base import MemoryStore, StoreHealth
 from memtrace.storage.embedded import EmbeddedStore
+
+log = logging.getLogger(__name__)
 
 _ORG_ID = re.compile(r"^org_[A-Za-z0-9_]{1,64}$")
 
@@ -39,10 +51,43 @@ def purge_org_files(data_dir: Path, org_id: str) -> bool:
 class StoreRegistry:
     """The open stores of this process, one per org."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
         self._settings = settings
+        self._metrics = metrics
         self._stores: dict[str, MemoryStore] = {}
         self._lock = asyncio.Lock()
+        self._bindings: dict[str, ArcBinding] = {}
+        self._opened_with: dict[str, tuple[object, ...] | None] = {}
+        # bound orgs whose store cannot open: (binding fingerprint, why)
+        self._unusable: dict[str, tuple[tuple[object, ...] | None, str]] = {}
+
+    async def apply_bindings(self, bindings: dict[str, ArcBinding]) -> list[str]:
+        """Adopt the current Arc bindings: close stores whose binding was added, changed or
+        removed (the next request reopens them on the right backend). Returns those orgs."""
+        async with self._lock:
+            self._bindings = dict(bindings)
+            # a changed binding gets a fresh chance to open
+            self._unusable = {
+                org: entry
+                for org, entry in self._unusable.items()
+                if entry[0] == _fingerprint(bindings.get(org)) and org in bindings
+            }
+            stale = [
+                org
+                for org in self._stores
+                if self._opened_with.get(org) != _fingerprint(bindings.get(org))
+            ]
+            for org in stale:
+                self._opened_with.pop(org, None)
+                await self._stores.pop(org).close()
+        # Arc stores open eagerly: their shippers must resume unshipped rows after a restart.
+        for org in bindings:
+            if org not in self._stores and org not in self._unusable:
+                try:
+                    await self.get(org)
+                except MemtraceError as exc:
+                    log.warning("Arc store of %s cannot open: %s", org, exc.message)
+        return stale
 
     async def get(self, org_id: str) -> MemoryStore:
         """The org's store, opened on first use.
@@ -56,11 +101,15 @@ class StoreRegistry:
         async with self._lock:
             store = self._stores.get(org_id)
             if store is None:
-                store = await self._open(org_id)
+                binding = self._bindings.get(org_id)
+                store = await self._open(org_id, binding)
                 self._stores[org_id] = store
+                self._opened_with[org_id] = _fingerprint(binding)
         return store
 
-    async def _open(self, org_id: str) -> MemoryStore:
+    async def _open(self, org_id: str, binding: ArcBinding | None) -> MemoryStore:
+        if binding is not None:
+            return await self._open_arc(org_id, binding)
         if self._settings.storage.default_backend == "none":
             raise NoArcInstanceError(
                 "no arc instance configured for this org (no storage backend)",
@@ -74,19 +123,47 @@ class StoreRegistry:
         await store.open()
         return store
 
+    async def _open_arc(self, org_id: str, binding: ArcBinding) -> ArcStore:
+        try:
+            target = binding.target()
+        except ConfigError as exc:  # missing/wrong master key: a clear 503, no secret in it
+            message = f"the Arc binding of this org cannot be used: {exc.message}"
+            self._unusable[org_id] = (_fingerprint(binding), message)
+            raise StorageUnavailable(message) from None
+        self._unusable.pop(org_id, None)
+        store = ArcStore(
+            org_id,
+            target,
+            org_dir(self._settings.data_dir, org_id) / "arc_outbox.db",
+            self._settings.arc,
+            metrics=self._metrics,
+            synchronous=self._settings.storage.synchronous,
+            dedup_window_us=self._settings.dedup_window_us,
+        )
+        await store.open()
+        return store
+
     async def retain(self, live_org_ids: set[str]) -> list[str]:
         """Close the stores of orgs that no longer exist; returns their ids."""
         gone = [org for org in self._stores if org not in live_org_ids]
         for org in gone:
+            self._opened_with.pop(org, None)
             await self._stores.pop(org).close()
         return gone
 
     async def health(self) -> dict[str, StoreHealth]:
         stores = list(self._stores.items())
         results = await asyncio.gather(*(store.health() for _, store in stores))
-        return {org: result for (org, _), result in zip(stores, results, strict=True)}
+        report = {org: result for (org, _), result in zip(stores, results, strict=True)}
+        for org, (_, message) in list(self._unusable.items()):
+            report.setdefault(org, StoreHealth(backend="arc", healthy=False, detail=message))
+        return report
 
     async def close(self) -> None:
         stores, self._stores = self._stores, {}
         for store in stores.values():
             await store.close()
+
+
+def _fingerprint(binding: ArcBinding | None) -> tuple[object, ...] | None:
+    return binding.fingerprint() if binding is not None else None

@@ -18,6 +18,7 @@ import orjson
 from memtrace.ids import memory_ids
 from memtrace.models import MemoryRecord, WriteOutcome
 from memtrace.storage.base import AgentMemoryStats, MemoryQuery, NewMemory, StoreHealth
+from memtrace.storage.records import row_to_record
 from memtrace.storage.sqlite import SQLiteDatabase, Synchronous
 
 SCHEMA_VERSION = 1
@@ -94,11 +95,12 @@ def _prepare_reader(conn: sqlite3.Connection) -> None:
 def _fts_expression(needle: str) -> str | None:
     """An FTS5 query whose matches are a superset of rows containing ``needle``.
 
-    Only for ASCII needles of 3+ characters: the trigram tokenizer's case folding agrees with
-    ``str.lower`` there. Other needles are checked by a scan bounded by the other filters.
+    Only for ASCII needles of 3+ characters without NUL: the trigram tokenizer's case folding
+    agrees with ``str.lower`` there. Other needles are checked by a scan bounded by the other
+    filters.
     """
-    if len(needle) < 3 or not needle.isascii():
-        return None
+    if len(needle) < 3 or not needle.isascii() or "\x00" in needle:
+        return None  # (FTS5 query strings end at a NUL: "unterminated string")
     grams = dict.fromkeys(needle[i : i + 3] for i in range(len(needle) - 2))
     return " AND ".join('"' + g.replace('"', '""') + '"' for g in grams)
 
@@ -168,21 +170,7 @@ def _existing_keys(
 
 
 def _row_to_record(row: tuple[Any, ...]) -> MemoryRecord:
-    return MemoryRecord(
-        id=row[1],
-        time=row[2],
-        org_id=row[3],
-        agent_id=row[4],
-        session_id=row[5],
-        memory_type=row[6],
-        event_type=row[7],
-        content=row[8],
-        metadata=orjson.loads(row[9]) if row[9] else None,
-        tags=tuple(row[10].split(",")) if row[10] else (),
-        importance=row[11],
-        dedup_key=row[12],
-        parent_id=row[13],
-    )
+    return row_to_record(row[1:])  # row[0] is the rowid
 
 
 class EmbeddedStore:
@@ -305,6 +293,16 @@ class EmbeddedStore:
 
         def run(conn: sqlite3.Connection) -> list[MemoryRecord]:
             return [_row_to_record(row) for row in conn.execute(sql, params)]
+
+        return await self._db.read(run)
+
+    async def scan(self, after_rowid: int, limit: int) -> list[tuple[int, MemoryRecord]]:
+        """Up to ``limit`` memories in insertion order after ``after_rowid`` (for migrations)."""
+        sql = f"SELECT {_COLUMNS} FROM memories m WHERE m.rowid > ? ORDER BY m.rowid LIMIT ?"  # noqa: S608
+
+        def run(conn: sqlite3.Connection) -> list[tuple[int, MemoryRecord]]:
+            rows = conn.execute(sql, (after_rowid, limit))
+            return [(row[0], _row_to_record(row)) for row in rows]
 
         return await self._db.read(run)
 

@@ -1,0 +1,141 @@
+"""Ingest through ArcStore into the Arc emulator: acknowledged rows/s, shipped rows/s, ship latency.
+
+The emulator runs as its own process (`python -m memtrace.testing.arc_server`, real HTTP); the
+store runs here with its durable outbox (synchronous=FULL, the default) in a temp dir. Writes
+are batches of --batch memories, as the REST batch endpoint would hand them to the store.
+
+.venv/bin/python -m bench.arc_ingest --memories 100000 --batch 1000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from bench.common import DAY_US, free_port, percentile, print_table
+from bench.common import memory as sample_memory
+from memtrace.config import ArcSettings
+from memtrace.dedup import derive_dedup_key
+from memtrace.storage.arc import ArcStore, ArcTarget
+from memtrace.storage.base import NewMemory
+from memtrace.timeutil import now_us
+
+TOKEN = "bench-token"
+
+
+def new_memories(total: int, seed: int = 11) -> list[NewMemory]:
+    rng = random.Random(seed)
+    now = now_us()
+    out = []
+    for i in range(total):
+        item = sample_memory(i, rng, now, 30, 100)
+        at = now - rng.randrange(30 * DAY_US)
+        out.append(
+            NewMemory(
+                time=at,
+                agent_id=item["agent_id"],
+                session_id=item.get("session_id"),
+                memory_type=item["memory_type"],
+                event_type=item["event_type"],
+                content=item["content"],
+                metadata=item.get("metadata"),
+                tags=tuple(item.get("tags", ())),
+                importance=item["importance"],
+                dedup_key=derive_dedup_key(
+                    item["agent_id"], item["event_type"], item.get("session_id"), item["content"]
+                ),
+                parent_id=None,
+            )
+        )
+    return out
+
+
+async def run(total: int, batch: int, url: str, workdir: Path) -> list[tuple[str, str]]:
+    settings = ArcSettings(batch_size=1000, flush_interval_ms=50, visibility_grace_s=3600)
+    outbox = workdir / "arc_outbox.db"
+    store = ArcStore(
+        "org_bench",
+        ArcTarget(url, "bench", "events", TOKEN),
+        outbox,
+        settings,
+        dedup_window_us=24 * 3_600_000_000,
+    )
+    items = new_memories(total)
+    await store.open()
+    started = time.perf_counter()
+    for start in range(0, total, batch):
+        await store.write(items[start : start + batch], 24 * 3_600_000_000)
+    acked = time.perf_counter() - started
+    while await store.outbox.pending_count():
+        await asyncio.sleep(0.02)
+    shipped = time.perf_counter() - started
+    # Light load: single writes at ~200/s, the latency a lone agent's memory sees.
+    light = new_memories(500, seed=12)
+    for item in light:
+        await store.write([item], 24 * 3_600_000_000)
+        await asyncio.sleep(0.005)
+    while await store.outbox.pending_count():
+        await asyncio.sleep(0.02)
+    await store.close()
+    with sqlite3.connect(outbox) as conn:
+        rows = conn.execute("SELECT shipped_at - enqueued_at FROM outbox ORDER BY seq").fetchall()
+    lat = [r[0] / 1000 for r in rows[:total]]
+    light_lat = [r[0] / 1000 for r in rows[total:]]
+    return [
+        ("memories", f"{total:,} in batches of {batch}"),
+        ("acknowledged (outbox commit)", f"{total / acked:,.0f} rows/s ({acked:.2f} s)"),
+        ("shipped to Arc (end to end)", f"{total / shipped:,.0f} rows/s ({shipped:.2f} s)"),
+        (
+            "ship latency p50 / p99 / max",
+            f"{percentile(lat, 50):.0f} / {percentile(lat, 99):.0f} / {max(lat):.0f} ms",
+        ),
+        (
+            "ship latency at ~200 writes/s (p50/p99)",
+            f"{percentile(light_lat, 50):.0f} / {percentile(light_lat, 99):.0f} ms",
+        ),
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--memories", type=int, default=100_000)
+    parser.add_argument("--batch", type=int, default=1000)
+    args = parser.parse_args()
+    port = free_port()
+    emulator = subprocess.Popen(
+        [sys.executable, "-m", "memtrace.testing.arc_server", "--port", str(port),
+         "--token", TOKEN],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=os.environ.copy(),
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.05)
+        with tempfile.TemporaryDirectory(prefix="memtrace-arc-bench-") as tmp:
+            rows = asyncio.run(run(args.memories, args.batch, url, Path(tmp)))
+        print("Arc ingest through ArcStore → emulator")
+        print_table(rows)
+    finally:
+        emulator.terminate()
+        emulator.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()

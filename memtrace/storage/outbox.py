@@ -1,0 +1,243 @@
+"""The durable outbox of an Arc-backed org: ``<data_dir>/orgs/<org>/arc_outbox.db`` (SQLite).
+
+A write is acknowledged once its rows are committed here. The shipper reads pending rows in
+order, sends them to Arc, and marks them shipped only after Arc answered 204 (at-least-once:
+a crash between the two resends a batch; reads deduplicate by ``id``). Shipped rows stay for
+``visibility_grace_s`` so reads can overlay them until Arc has flushed them, then are pruned.
+``dedup_index`` is the local window index used for dedup (Arc is never queried per write).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from memtrace.ids import memory_ids
+from memtrace.models import MemoryRecord, WriteOutcome
+from memtrace.storage.base import MemoryQuery, NewMemory
+from memtrace.storage.records import record_from_new, record_to_row, row_to_record
+from memtrace.storage.sqlite import SQLiteDatabase, Synchronous
+
+SCHEMA_VERSION = 1
+_SCHEMA_V1 = """
+CREATE TABLE outbox (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    time INTEGER NOT NULL,
+    org_id TEXT NOT NULL,
+    agent_id TEXT NOT NULL,
+    session_id TEXT,
+    memory_type TEXT NOT NULL,
+    event_type TEXT NOT NULL,
+    content TEXT NOT NULL,
+    metadata TEXT,
+    tags TEXT,
+    importance REAL,
+    dedup_key TEXT NOT NULL,
+    parent_id TEXT,
+    enqueued_at INTEGER NOT NULL,
+    shipped_at INTEGER
+);
+CREATE INDEX outbox_pending ON outbox(seq) WHERE shipped_at IS NULL;
+CREATE INDEX outbox_shipped ON outbox(shipped_at) WHERE shipped_at IS NOT NULL;
+CREATE TABLE dedup_index (
+    dedup_key TEXT NOT NULL,
+    time INTEGER NOT NULL,
+    id TEXT NOT NULL,
+    PRIMARY KEY (dedup_key, time, id)
+) WITHOUT ROWID;
+CREATE INDEX dedup_index_time ON dedup_index(time);
+CREATE TABLE state (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+_ROW = (
+    "id, time, org_id, agent_id, session_id, memory_type, event_type, content, metadata, tags, "
+    "importance, dedup_key, parent_id"
+)
+_KEYS_PER_QUERY = 500
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise RuntimeError(f"outbox schema {version}, newer than this memtrace supports")
+    if version < 1:
+        conn.executescript(f"BEGIN IMMEDIATE;\n{_SCHEMA_V1}\nPRAGMA user_version = 1;\nCOMMIT;")
+
+
+def _known_keys(
+    conn: sqlite3.Connection, items: Sequence[NewMemory], window: int
+) -> dict[str, list[tuple[int, str]]]:
+    keys = list(dict.fromkeys(item.dedup_key for item in items))
+    low = min(item.time for item in items) - window
+    high = max(item.time for item in items) + window
+    found: dict[str, list[tuple[int, str]]] = {}
+    for start in range(0, len(keys), _KEYS_PER_QUERY):
+        chunk = keys[start : start + _KEYS_PER_QUERY]
+        sql = (
+            "SELECT dedup_key, time, id FROM dedup_index WHERE time > ? AND time < ? "  # noqa: S608
+            f"AND dedup_key IN ({', '.join('?' * len(chunk))})"
+        )
+        for key, at, memory_id in conn.execute(sql, [low, high, *chunk]):
+            found.setdefault(key, []).append((at, memory_id))
+    return found
+
+
+class Outbox:
+    """One org's outbox file: pending rows, recently shipped rows, the dedup window index."""
+
+    def __init__(self, path: Path, org_id: str, *, synchronous: Synchronous = "FULL") -> None:
+        self.path = path
+        self.org_id = org_id
+        self.db = SQLiteDatabase(path, setup=_migrate, synchronous=synchronous)
+
+    async def open(self) -> None:
+        await self.db.open()
+
+    async def close(self) -> None:
+        await self.db.close()
+
+    # -- writes -------------------------------------------------------------------------------
+
+    async def append(
+        self, items: Sequence[NewMemory], dedup_window_us: int | None, now: int
+    ) -> list[WriteOutcome]:
+        """Commit new rows (skipping duplicates inside the window); returns after the commit."""
+        return await self.db.write(lambda conn: self._append(conn, items, dedup_window_us, now))
+
+    def _append(
+        self,
+        conn: sqlite3.Connection,
+        items: Sequence[NewMemory],
+        window: int | None,
+        now: int,
+    ) -> list[WriteOutcome]:
+        seen = _known_keys(conn, items, window) if window is not None and items else {}
+        outcomes: list[WriteOutcome] = []
+        rows: list[tuple[Any, ...]] = []
+        for item in items:
+            if window is not None:
+                previous = seen.setdefault(item.dedup_key, [])
+                duplicate = next((m for at, m in previous if abs(at - item.time) < window), None)
+                if duplicate is not None:
+                    outcomes.append(WriteOutcome(existing_id=duplicate))
+                    continue
+            record = record_from_new(item, item.id or memory_ids.new(), self.org_id)
+            if window is not None:
+                previous.append((item.time, record.id))
+            rows.append(record_to_row(record))
+            outcomes.append(WriteOutcome(record=record))
+        if rows:
+            conn.executemany(
+                f"INSERT INTO outbox ({_ROW}, enqueued_at) "  # noqa: S608
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(*row, now) for row in rows],
+            )
+            conn.executemany(
+                "INSERT OR IGNORE INTO dedup_index (dedup_key, time, id) VALUES (?, ?, ?)",
+                [(row[11], row[1], row[0]) for row in rows],
+            )
+        return outcomes
+
+    async def remember_keys(self, entries: Sequence[tuple[str, int, str]]) -> None:
+        """Add (dedup_key, time, id) entries to the window index (seeding, migrations)."""
+
+        def run(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "INSERT OR IGNORE INTO dedup_index (dedup_key, time, id) VALUES (?, ?, ?)",
+                entries,
+            )
+
+        await self.db.write(run)
+
+    async def pending_batch(self, limit: int) -> list[tuple[int, int, MemoryRecord]]:
+        """The oldest unshipped rows: (seq, enqueued_at, record)."""
+
+        def run(conn: sqlite3.Connection) -> list[tuple[int, int, MemoryRecord]]:
+            rows = conn.execute(
+                f"SELECT seq, enqueued_at, {_ROW} FROM outbox "  # noqa: S608
+                "WHERE shipped_at IS NULL ORDER BY seq LIMIT ?",
+                (limit,),
+            )
+            return [(row[0], row[1], row_to_record(row[2:])) for row in rows]
+
+        return await self.db.read(run)
+
+    async def mark_shipped(self, seqs: Sequence[int], now: int) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "UPDATE outbox SET shipped_at = ? WHERE seq = ?", [(now, s) for s in seqs]
+            )
+
+        await self.db.write(run)
+
+    async def prune(self, shipped_before: int, keys_before: int) -> None:
+        """Forget shipped rows older than the grace period and index entries out of window."""
+
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "DELETE FROM outbox WHERE shipped_at IS NOT NULL AND shipped_at < ?",
+                (shipped_before,),
+            )
+            conn.execute("DELETE FROM dedup_index WHERE time < ?", (keys_before,))
+
+        await self.db.write(run)
+
+    async def set_state(self, name: str, value: str) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO state (name, value) VALUES (?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                (name, value),
+            )
+
+        await self.db.write(run)
+
+    # -- reads --------------------------------------------------------------------------------
+
+    async def get_state(self, name: str) -> str | None:
+        def run(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute("SELECT value FROM state WHERE name = ?", (name,)).fetchone()
+            return str(row[0]) if row else None
+
+        return await self.db.read(run)
+
+    async def overlay(self, shipped_since: int, q: MemoryQuery) -> list[MemoryRecord]:
+        """Rows Arc may not show yet (pending, or shipped after ``shipped_since``), narrowed in
+        SQL by the query's cheap filters; callers apply the full predicate."""
+        where = ["(shipped_at IS NULL OR shipped_at >= ?)"]
+        params: list[object] = [shipped_since]
+        for column, value in (("agent_id", q.agent_id), ("session_id", q.session_id)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if q.since is not None:
+            where.append("time >= ?")
+            params.append(q.since)
+        if q.until is not None:
+            where.append("time < ?")
+            params.append(q.until)
+        sql = f"SELECT {_ROW} FROM outbox WHERE {' AND '.join(where)}"  # noqa: S608
+
+        def run(conn: sqlite3.Connection) -> list[MemoryRecord]:
+            return [row_to_record(row) for row in conn.execute(sql, params)]
+
+        return await self.db.read(run)
+
+    async def get(self, memory_id: str) -> MemoryRecord | None:
+        def run(conn: sqlite3.Connection) -> MemoryRecord | None:
+            row = conn.execute(
+                f"SELECT {_ROW} FROM outbox WHERE id = ?",  # noqa: S608
+                (memory_id,),
+            ).fetchone()
+            return row_to_record(row) if row else None
+
+        return await self.db.read(run)
+
+    async def pending_count(self) -> int:
+        return await self.db.read(
+            lambda conn: int(
+                conn.execute("SELECT count(*) FROM outbox WHERE shipped_at IS NULL").fetchone()[0]
+            )
+        )

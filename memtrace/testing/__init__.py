@@ -1,0 +1,1 @@
+"""Test fixtures that ship with memtrace (the Arc emulator); not imported by the server."""

@@ -1,0 +1,320 @@
+"""An Arc emulator on DuckDB + msgpack, faithful to the behaviour in ARC.md (for tests and dev).
+
+Per database (``x-arc-database``) one in-memory DuckDB; per measurement one table, created by
+the first write with column types from each column's first non-null value. Writes land in a
+buffer that becomes queryable on flush: immediately (``flush_delay_s = 0``), after the delay,
+or on ``POST /api/v1/write/line-protocol/flush``. ``fault`` makes every API call answer 500 or
+503; stopping the server refuses connections. Run it: ``python -m memtrace.testing.arc_server``.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+import duckdb
+import msgpack
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+MAX_SQL = 10_000
+_FORBIDDEN = re.compile(
+    r"\b(DROP|DELETE\s+FROM|TRUNCATE|ALTER|CREATE|INSERT|UPDATE\b.*\bSET|ATTACH|DETACH|COPY|"
+    r"PRAGMA|SET|RESET|LOAD|INSTALL|CALL|read_parquet|read_csv|read_csv_auto|read_json|"
+    r"read_json_auto|glob|parquet_scan)\b",
+    re.IGNORECASE | re.DOTALL,
+)
+_QUALIFIED_TABLE = re.compile(r"\b(FROM|JOIN)\s+\"?[A-Za-z_]\w*\"?\s*\.\s*\"?[A-Za-z_]", re.I)
+_STRIP_QUOTED = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"")
+TEST_TOKEN = "arc-test-token"  # noqa: S105 (a fixture's well-known token, not a secret)
+Fault = Literal["500", "503"] | None
+
+
+def _duck_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "BOOLEAN"
+    if isinstance(value, int):
+        return "BIGINT"
+    if isinstance(value, float):
+        return "DOUBLE"
+    return "VARCHAR"
+
+
+def _to_us(first: int) -> int:
+    """Multiplier to microseconds, guessed from the first time value's magnitude (ARC.md)."""
+    magnitude = abs(first)
+    if magnitude < 10**10:
+        return 1_000_000
+    if magnitude < 10**13:
+        return 1000
+    if magnitude < 10**16:
+        return 1
+    return -1000  # nanoseconds: divide
+
+
+def _rfc3339(value: datetime) -> str:
+    text = value.strftime("%Y-%m-%dT%H:%M:%S")
+    if value.microsecond:
+        text += ("." + f"{value.microsecond:06d}").rstrip("0")
+    return text + "Z"
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return _rfc3339(value if value.tzinfo is None else value.astimezone(UTC))
+    if isinstance(value, Decimal):
+        return float(value)
+    return value
+
+
+@dataclass
+class _Buffer:
+    rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # measurement → rows
+    first_write: float | None = None
+
+
+class ArcEmulator:
+    """State and behaviour of the emulated Arc server (thread-safe)."""
+
+    def __init__(self, token: str | None = TEST_TOKEN, flush_delay_s: float = 0.0) -> None:
+        self.token = token
+        self.flush_delay_s = flush_delay_s
+        self.fault: Fault = None
+        self.fail_writes_after: int | None = None  # answer 503 to writes once this many succeeded
+        self.writes = 0
+        self._dbs: dict[str, duckdb.DuckDBPyConnection] = {}
+        self._types: dict[tuple[str, str], dict[str, str]] = {}
+        self._buffers: dict[str, _Buffer] = {}
+        self._lock = threading.RLock()
+        self.app = Starlette(
+            routes=[
+                Route("/health", self._health, methods=["GET"]),
+                Route("/ready", self._health, methods=["GET"]),
+                Route("/api/v1/write/msgpack", self._write, methods=["POST"]),
+                Route("/api/v1/write/line-protocol/flush", self._flush, methods=["POST"]),
+                Route("/api/v1/query", self._query, methods=["POST"]),
+            ]
+        )
+
+    # -- control (tests) ----------------------------------------------------------------------
+
+    def flush(self) -> int:
+        """Make every buffered row queryable now; returns how many rows were flushed."""
+        with self._lock:
+            return sum(self._flush_db(db) for db in list(self._buffers))
+
+    def buffered(self) -> int:
+        with self._lock:
+            return sum(len(r) for b in self._buffers.values() for r in b.rows.values())
+
+    def sql(self, database: str, sql: str) -> list[tuple[Any, ...]]:
+        """Run SQL directly on a database (flushed rows only); for test assertions."""
+        with self._lock:
+            conn = self._dbs.get(database)
+            if conn is None:
+                return []
+            try:
+                return conn.execute(sql).fetchall()
+            except duckdb.CatalogException:
+                return []
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _db(self, name: str) -> duckdb.DuckDBPyConnection:
+        conn = self._dbs.get(name)
+        if conn is None:
+            conn = self._dbs[name] = duckdb.connect(":memory:")
+        return conn
+
+    def _flush_due(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            for name, buffer in list(self._buffers.items()):
+                started = buffer.first_write
+                if started is not None and now - started >= self.flush_delay_s:
+                    self._flush_db(name)
+
+    def _flush_db(self, name: str) -> int:
+        buffer = self._buffers.pop(name, None)
+        if buffer is None:
+            return 0
+        conn = self._db(name)
+        flushed = 0
+        for measurement, rows in buffer.rows.items():
+            types = self._types[(name, measurement)]
+            columns = list(types)
+            conn.execute(
+                f'CREATE TABLE IF NOT EXISTS "{measurement}" ('
+                + ", ".join(f'"{c}" {"TIMESTAMP" if c == "time" else types[c]}' for c in columns)
+                + ")"
+            )
+            existing = {r[0] for r in conn.execute(f'DESCRIBE "{measurement}"').fetchall()}
+            for column in columns:
+                if column not in existing:
+                    kind = types[column]
+                    conn.execute(f'ALTER TABLE "{measurement}" ADD COLUMN "{column}" {kind}')
+            values = [[row.get(c) for row in rows] for c in columns]
+            select = ", ".join(
+                "make_timestamp(UNNEST(?))" if c == "time" else f"UNNEST(?::{types[c]}[])"
+                for c in columns
+            )
+            quoted = ", ".join(f'"{c}"' for c in columns)
+            conn.execute(f'INSERT INTO "{measurement}" ({quoted}) SELECT {select}', values)
+            flushed += len(rows)
+        return flushed
+
+    def _authorized(self, request: Request) -> bool:
+        if self.token is None:
+            return True
+        bearer = request.headers.get("authorization", "")
+        return bearer == f"Bearer {self.token}" or request.headers.get("x-api-key") == self.token
+
+    def _guard(self, request: Request) -> Response | None:
+        if self.fault is not None:
+            return JSONResponse({"success": False, "error": "emulated fault"}, int(self.fault))
+        if not self._authorized(request):
+            return JSONResponse({"success": False, "error": "invalid token"}, 401)
+        return None
+
+    def _database(self, request: Request) -> str | None:
+        name = request.headers.get("x-arc-database", "default")
+        return name if NAME_RE.match(name) else None
+
+    # -- endpoints ----------------------------------------------------------------------------
+
+    async def _health(self, request: Request) -> Response:
+        if self.fault is not None:
+            return JSONResponse({"status": "error"}, int(self.fault))
+        return JSONResponse({"status": "ok"})
+
+    async def _flush(self, request: Request) -> Response:
+        if (denied := self._guard(request)) is not None:
+            return denied
+        return JSONResponse({"flushed": self.flush()})
+
+    async def _write(self, request: Request) -> Response:
+        if (denied := self._guard(request)) is not None:
+            return denied
+        if self.fail_writes_after is not None and self.writes >= self.fail_writes_after:
+            return JSONResponse({"success": False, "error": "emulated write fault"}, 503)
+        database = self._database(request)
+        if database is None:
+            return JSONResponse({"success": False, "error": "invalid database name"}, 400)
+        try:
+            payload = msgpack.unpackb(await request.body(), raw=False)
+        except Exception:
+            return JSONResponse({"success": False, "error": "invalid msgpack"}, 400)
+        if not isinstance(payload, dict) or not isinstance(payload.get("columns"), dict):
+            return JSONResponse({"success": False, "error": "expected a columnar map"}, 400)
+        measurement = payload.get("m")
+        columns: dict[str, list[Any]] = payload["columns"]
+        if not isinstance(measurement, str) or not NAME_RE.match(measurement):
+            return JSONResponse({"success": False, "error": "invalid measurement"}, 400)
+        if "time" not in columns or not all(isinstance(v, list) for v in columns.values()):
+            return JSONResponse({"success": False, "error": "time column required"}, 400)
+        lengths = {len(v) for v in columns.values()}
+        if len(lengths) != 1 or not all(NAME_RE.match(c) for c in columns):
+            return JSONResponse({"success": False, "error": "ragged or bad columns"}, 400)
+        times = columns["time"]
+        if not times:
+            return Response(status_code=204)
+        if any(not isinstance(t, int) for t in times):
+            return JSONResponse({"success": False, "error": "time must be integers"}, 400)
+        factor = _to_us(times[0])
+        micros = [t * factor if factor > 0 else t // -factor for t in times]
+        with self._lock:
+            types = self._types.setdefault((database, measurement), {"time": "TIMESTAMP"})
+            for name, values in columns.items():
+                if name not in types:
+                    first = next((v for v in values if v is not None), "")
+                    types[name] = _duck_type(first)
+            rows = []
+            for i, at in enumerate(micros):
+                row: dict[str, Any] = {"time": at}
+                for name, values in columns.items():
+                    if name == "time":
+                        continue
+                    value = values[i]
+                    kind = types[name]
+                    if value is not None and kind == "BIGINT" and isinstance(value, float):
+                        value = int(value)  # Arc silently truncates floats in int columns
+                    elif value is not None and kind == "VARCHAR" and not isinstance(value, str):
+                        value = str(value)
+                    row[name] = value
+                rows.append(row)
+            buffer = self._buffers.setdefault(database, _Buffer())
+            buffer.rows.setdefault(measurement, []).extend(rows)
+            if buffer.first_write is None:
+                buffer.first_write = time.monotonic()
+            self.writes += 1
+            if self.flush_delay_s <= 0:
+                self._flush_db(database)
+        return Response(status_code=204)
+
+    async def _query(self, request: Request) -> Response:
+        if (denied := self._guard(request)) is not None:
+            return denied
+        database = self._database(request)
+        if database is None:
+            return JSONResponse({"success": False, "error": "invalid database name"}, 400)
+        try:
+            sql = orjson.loads(await request.body())["sql"]
+            if not isinstance(sql, str):
+                raise TypeError
+        except Exception:
+            return JSONResponse({"success": False, "error": 'body must be {"sql": "..."}'}, 400)
+        problem = _check_sql(sql)
+        if problem:
+            return JSONResponse({"success": False, "error": problem}, 400)
+        self._flush_due()
+        started = time.perf_counter()
+        with self._lock:
+            conn = self._db(database)
+            try:
+                cursor = conn.execute(sql)
+                names = [d[0] for d in cursor.description or []]
+                rows = cursor.fetchall()
+            except duckdb.CatalogException as exc:
+                if "does not exist" in str(exc) and "Table" in str(exc):
+                    names, rows = [], []
+                else:
+                    return _error(str(exc))
+            except duckdb.Error as exc:
+                return _error(str(exc))
+        body = {
+            "success": True,
+            "columns": names,
+            "data": [[_json_value(v) for v in row] for row in rows],
+            "row_count": len(rows),
+            "execution_time_ms": round((time.perf_counter() - started) * 1000, 3),
+            "timestamp": _rfc3339(datetime.now(UTC)),
+        }
+        return Response(orjson.dumps(body), media_type="application/json")
+
+
+def _error(message: str) -> Response:
+    return JSONResponse({"success": False, "error": message}, 500)
+
+
+def _check_sql(sql: str) -> str | None:
+    """Arc's statement rules: size, one statement, no DDL/DML/file access, bare table names."""
+    if len(sql) > MAX_SQL:
+        return f"query too long (max {MAX_SQL} characters)"
+    bare = _STRIP_QUOTED.sub("''", sql)
+    if ";" in bare.rstrip().rstrip(";"):
+        return "only one statement is allowed"
+    found = _FORBIDDEN.search(bare)
+    if found:
+        return f"forbidden statement or function: {found.group(1).split()[0].upper()}"
+    if _QUALIFIED_TABLE.search(bare):
+        return "use a bare table name with the x-arc-database header"
+    return None

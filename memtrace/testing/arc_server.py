@@ -1,0 +1,78 @@
+"""Run the Arc emulator on 127.0.0.1 (a developer's local Arc, and the tests' real-HTTP Arc).
+
+    python -m memtrace.testing.arc_server --port 8000 --token arc-dev --flush-delay-ms 100
+
+:class:`EmulatorServer` runs it under uvicorn in a background thread of the current process, so
+a test can flip the emulator's switches (``fault``, ``flush_delay_s``) and stop/restart it to
+refuse connections.
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import threading
+import time
+
+import uvicorn
+
+from memtrace.testing.arc_emulator import ArcEmulator
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class EmulatorServer:
+    """The emulator behind a real uvicorn server on 127.0.0.1 (stop/start keep the data)."""
+
+    def __init__(self, emulator: ArcEmulator, port: int | None = None) -> None:
+        self.emulator = emulator
+        self.port = port or _free_port()
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 10.0) -> EmulatorServer:
+        config = uvicorn.Config(
+            self.emulator.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, name="arc-emulator", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError(f"Arc emulator did not start on port {self.port}")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        """Shut the server down: connections are refused until :meth:`start` again."""
+        if self._server is not None and self._thread is not None:
+            self._server.should_exit = True
+            self._thread.join(timeout=10)
+            self._server = None
+            self._thread = None
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Arc emulator (DuckDB, in memory)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--token", default="arc-dev", help="accepted Bearer / x-api-key token")
+    parser.add_argument(
+        "--flush-delay-ms", type=int, default=0, help="rows become queryable after this delay"
+    )
+    args = parser.parse_args(argv)
+    emulator = ArcEmulator(token=args.token or None, flush_delay_s=args.flush_delay_ms / 1000)
+    uvicorn.run(emulator.app, host=args.host, port=args.port, log_level="info")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

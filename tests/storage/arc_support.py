@@ -1,0 +1,84 @@
+"""Helpers for Arc tests: an Arc emulator over real HTTP, stores on it, async polling."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from memtrace.config import ArcSettings
+from memtrace.storage.arc import ArcStore, ArcTarget
+from memtrace.storage.base import NewMemory
+from memtrace.testing.arc_emulator import TEST_TOKEN
+from memtrace.testing.arc_server import EmulatorServer
+
+FAST_ARC = ArcSettings(flush_interval_ms=10, retry_max_s=0.2, visibility_grace_s=0.0)
+
+
+async def eventually(
+    check: Callable[[], Awaitable[bool]], timeout: float = 15.0, interval: float = 0.05
+) -> None:
+    """Poll an async condition until it holds (no blind sleeps)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await check():
+            return
+        await asyncio.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s")
+
+
+def arc_store(
+    server: EmulatorServer,
+    tmp_path: Path,
+    org_id: str,
+    *,
+    database: str = "db1",
+    settings: ArcSettings = FAST_ARC,
+    dedup_window_us: int | None = 24 * 3_600_000_000,
+) -> ArcStore:
+    return ArcStore(
+        org_id,
+        ArcTarget(server.url, database, "events", TEST_TOKEN),
+        tmp_path / f"{org_id}-{database}-outbox.db",
+        settings,
+        synchronous="NORMAL",
+        dedup_window_us=dedup_window_us,
+    )
+
+
+async def drained(store: ArcStore) -> None:
+    """Wait until the store's outbox has shipped everything."""
+
+    async def empty() -> bool:
+        return await store.outbox.pending_count() == 0
+
+    await eventually(empty)
+
+
+def memory(
+    content: str = "did something",
+    *,
+    time_us: int,
+    agent_id: str = "crawler",
+    session_id: str | None = None,
+    memory_type: str = "episodic",
+    event_type: str = "general",
+    tags: tuple[str, ...] = (),
+    importance: float | None = None,
+    metadata: dict[str, object] | None = None,
+    dedup_key: str | None = None,
+) -> NewMemory:
+    return NewMemory(
+        time=time_us,
+        agent_id=agent_id,
+        session_id=session_id,
+        memory_type=memory_type,
+        event_type=event_type,
+        content=content,
+        metadata=metadata,
+        tags=tags,
+        importance=importance,
+        dedup_key=dedup_key or f"k{time_us}{content[:20]}{agent_id}",
+        parent_id=None,
+    )

@@ -1,0 +1,289 @@
+"""The Arc backend through the real app: read-your-writes, Arc outages, isolation, rebinding,
+health and metrics. The emulator runs under uvicorn on 127.0.0.1 (real HTTP)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from http_api.app import create_app
+from memtrace.arc_bindings import put_binding, remove_binding
+from memtrace.config import load_settings
+from memtrace.crypto import generate_master_key
+from memtrace.runtime import Runtime
+from memtrace.testing.arc_emulator import TEST_TOKEN
+from memtrace.testing.arc_server import EmulatorServer
+from memtrace.timeutil import now_us
+from tests.helpers import create_org_key
+from tests.storage.arc_support import eventually
+
+MEM = "/api/v1/memories"
+
+
+@pytest.fixture
+async def arc_runtime(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Runtime]:
+    monkeypatch.setenv("MEMTRACE_MASTER_KEY", generate_master_key())
+    settings = load_settings(
+        None,
+        {
+            "storage.data_dir": data_dir,
+            "arc.flush_interval_ms": 10,
+            "arc.retry_max_s": 0.2,
+            "arc.connect_timeout_s": 1.0,
+        },
+    )
+    rt = Runtime(settings)
+    await rt.start()
+    yield rt
+    await rt.close()
+
+
+@pytest.fixture
+async def http(arc_runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(arc_runtime, manage_runtime=False)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://memtrace.test"
+    ) as c:
+        yield c
+
+
+async def bind(
+    runtime: Runtime, org_id: str, server: EmulatorServer, database: str, *, reload: bool = True
+) -> None:
+    def write(conn: Any) -> None:
+        put_binding(
+            conn,
+            org_id,
+            url=server.url,
+            database=database,
+            measurement="events",
+            api_key=TEST_TOKEN,
+            now=now_us(),
+        )
+
+    await runtime.catalog.db.write(write)
+    if reload:
+        await runtime.reload()
+
+
+async def arc_org(
+    runtime: Runtime, server: EmulatorServer, database: str = "acme"
+) -> tuple[str, dict[str, str]]:
+    org_id, key = await create_org_key(runtime, database)
+    await bind(runtime, org_id, server, database)
+    return org_id, {"x-api-key": key}
+
+
+async def write(http: httpx.AsyncClient, headers: dict[str, str], content: str, **kw: Any) -> str:
+    body = {"agent_id": "crawler", "session_id": "sess_1", "content": content, **kw}
+    response = await http.post(MEM, json=body, headers=headers)
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
+
+
+async def backlog(http: httpx.AsyncClient, org_id: str) -> int:
+    stores = (await http.get("/health")).json()["stores"]
+    return int(stores[org_id]["outbox_pending"]) if org_id in stores else -1
+
+
+def ids_in_arc(server: EmulatorServer, database: str) -> list[str]:
+    return [row[0] for row in server.emulator.sql(database, "SELECT id FROM events ORDER BY id")]
+
+
+async def test_read_your_writes_with_arc_flush_delay(
+    http: httpx.AsyncClient, arc_runtime: Runtime, arc_server: EmulatorServer
+) -> None:
+    arc_server.emulator.flush_delay_s = 3600.0  # Arc shows nothing until flushed
+    org_id, headers = await arc_org(arc_runtime, arc_server)
+    session = await http.post("/api/v1/sessions", json={"agent_id": "crawler"}, headers=headers)
+    sid = session.json()["id"]
+    memory_id = await write(
+        http, headers, "Crawled example.com", event_type="page_crawled", session_id=sid
+    )
+    decision = await write(
+        http,
+        headers,
+        "Skip pagination",
+        memory_type="decision",
+        metadata={"reasoning": "2 deep"},
+        session_id=sid,
+    )
+
+    async def visible_everywhere() -> None:
+        listed = (await http.get(MEM, headers=headers)).json()
+        assert [m["id"] for m in listed["memories"]] == [decision, memory_id]
+        assert listed["has_more"] is False
+        found = (await http.post("/api/v1/search", json={"content_contains": "CRAWLED"},
+                                 headers=headers)).json()  # fmt: skip
+        assert [m["id"] for m in found["results"]] == [memory_id]
+        got = await http.get(f"{MEM}/{memory_id}", headers=headers)
+        assert got.status_code == 200 and got.json()["content"] == "Crawled example.com"
+        context = (await http.post(f"/api/v1/sessions/{sid}/context", json={},
+                                   headers=headers)).json()  # fmt: skip
+        assert context["memory_count"] == 2
+        assert (
+            "Crawled example.com" in context["context"]
+            and "reasoning: 2 deep" in context["context"]
+        )
+        stats = (await http.get("/api/v1/agents/crawler/stats", headers=headers)).json()
+        assert stats["memory_count"] == 2
+
+    await visible_everywhere()  # immediately after the 201s, before Arc shows anything
+    assert ids_in_arc(arc_server, "acme") == []
+
+    async def shipped() -> bool:
+        return await backlog(http, org_id) == 0
+
+    await eventually(shipped)
+    assert arc_server.emulator.flush() == 2
+    await visible_everywhere()  # now in Arc and still in the overlay: exactly once
+    assert ids_in_arc(arc_server, "acme") == sorted([memory_id, decision])
+    duplicate = await http.post(
+        MEM, json={"agent_id": "crawler", "session_id": sid, "content": "Skip pagination",
+                   "memory_type": "decision"}, headers=headers,
+    )  # fmt: skip
+    assert duplicate.status_code == 409 and duplicate.json()["existing_id"] == decision
+
+
+@pytest.mark.parametrize("outage", ["refused", "503", "500"])
+async def test_arc_down_writes_succeed_reads_503_then_backlog_drains(
+    outage: str, http: httpx.AsyncClient, arc_runtime: Runtime, arc_server: EmulatorServer
+) -> None:
+    org_id, headers = await arc_org(arc_runtime, arc_server)
+    before = await write(http, headers, "before the outage")
+    if outage == "refused":
+        arc_server.stop()
+    else:
+        arc_server.emulator.fault = outage  # type: ignore[assignment]
+    written = [await write(http, headers, f"during outage {i}") for i in range(25)]
+    batch = await http.post(
+        MEM,
+        json={"memories": [{"agent_id": "b", "content": f"batch {i}"} for i in range(50)]},
+        headers=headers,
+    )
+    assert batch.status_code == 201
+    written += [m["id"] for m in batch.json()["memories"]]
+    assert await backlog(http, org_id) >= 75
+    health = (await http.get("/health")).json()["stores"][org_id]
+    assert health["backend"] == "arc" and health["healthy"] is False
+    assert (await http.get("/ready")).status_code == 503
+    listed = await http.get(MEM, headers=headers)
+    assert listed.status_code == 503
+    assert "Arc" in listed.json()["error"] and "queued" in listed.json()["error"]
+    metrics = (await http.get("/metrics")).text
+    assert f'memtrace_outbox_pending{{org_id="{org_id}"}}' in metrics
+    assert 'memtrace_arc_errors_total{operation="query"}' in metrics
+
+    async def shipper_failed() -> bool:
+        return 'memtrace_arc_errors_total{operation="write"}' in (await http.get("/metrics")).text
+
+    await eventually(shipper_failed)
+
+    if outage == "refused":
+        arc_server.start()
+    else:
+        arc_server.emulator.fault = None
+
+    async def drained() -> bool:
+        return await backlog(http, org_id) == 0
+
+    await eventually(drained, timeout=30)
+    assert ids_in_arc(arc_server, "acme") == sorted([before, *written])  # each exactly once
+    assert (await http.get("/ready")).status_code == 200
+    listed = (await http.get(MEM, params={"limit": 1000}, headers=headers)).json()
+    assert len(listed["memories"]) == 76
+    assert "memtrace_arc_ship_latency_seconds_count" in (await http.get("/metrics")).text
+
+
+async def test_two_orgs_on_two_arc_databases_are_isolated(
+    http: httpx.AsyncClient, arc_runtime: Runtime, arc_server: EmulatorServer
+) -> None:
+    org_a, a = await arc_org(arc_runtime, arc_server, "alpha")
+    org_b, b = await arc_org(arc_runtime, arc_server, "beta")
+    ids_a = [await write(http, a, f"alpha secret {i}", tags=["shared"]) for i in range(3)]
+    ids_b = [await write(http, b, f"beta secret {i}", tags=["shared"]) for i in range(2)]
+    for headers, own, other in ((a, ids_a, ids_b), (b, ids_b, ids_a)):
+        listed = (await http.get(MEM, params={"tags": "shared"}, headers=headers)).json()
+        assert sorted(m["id"] for m in listed["memories"]) == sorted(own)
+        found = (await http.post("/api/v1/search", json={"content_contains": "secret"},
+                                 headers=headers)).json()  # fmt: skip
+        assert sorted(m["id"] for m in found["results"]) == sorted(own)
+        for memory_id in other:
+            assert (await http.get(f"{MEM}/{memory_id}", headers=headers)).status_code == 404
+
+    async def shipped() -> bool:
+        return await backlog(http, org_a) == 0 and await backlog(http, org_b) == 0
+
+    await eventually(shipped)
+    assert ids_in_arc(arc_server, "alpha") == sorted(ids_a)
+    assert ids_in_arc(arc_server, "beta") == sorted(ids_b)
+    orgs = {r[0] for r in arc_server.emulator.sql("alpha", "SELECT DISTINCT org_id FROM events")}
+    assert orgs == {org_a}
+
+
+async def test_binding_changes_apply_without_restart(
+    http: httpx.AsyncClient, arc_runtime: Runtime, arc_server: EmulatorServer
+) -> None:
+    org_id, key = await create_org_key(arc_runtime, "acme")
+    headers = {"x-api-key": key}
+    local = await write(http, headers, "embedded memory")
+    assert (await http.get("/health")).json()["stores"][org_id]["backend"] == "embedded"
+    await bind(arc_runtime, org_id, arc_server, "acme", reload=False)  # like the CLI would
+
+    async def on_arc() -> bool:
+        response = await http.get(MEM, headers=headers)
+        stores = (await http.get("/health")).json()["stores"]
+        return response.status_code == 200 and stores.get(org_id, {}).get("backend") == "arc"
+
+    await eventually(on_arc, timeout=2.0)
+    remote = await write(http, headers, "arc memory")
+    listed = (await http.get(MEM, headers=headers)).json()["memories"]
+    assert [m["id"] for m in listed] == [remote]  # embedded data stays put until migrated
+
+    await arc_runtime.catalog.db.write(lambda conn: remove_binding(conn, org_id))
+
+    async def back_on_embedded() -> bool:
+        response = await http.get(MEM, headers=headers)
+        stores = (await http.get("/health")).json()["stores"]
+        return response.status_code == 200 and stores.get(org_id, {}).get("backend") == "embedded"
+
+    await eventually(back_on_embedded, timeout=2.0)
+    listed = (await http.get(MEM, headers=headers)).json()["memories"]
+    assert [m["id"] for m in listed] == [local]
+
+
+async def test_wrong_master_key_gives_a_clear_503(
+    http: httpx.AsyncClient,
+    arc_runtime: Runtime,
+    arc_server: EmulatorServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    org_id, headers = await arc_org(arc_runtime, arc_server)
+    await arc_runtime.stores.retain(set())  # close the open store; it reopens on next use
+    monkeypatch.setenv("MEMTRACE_MASTER_KEY", generate_master_key())
+    response = await http.post(MEM, json={"agent_id": "a", "content": "x"}, headers=headers)
+    assert response.status_code == 503
+    assert "MEMTRACE_MASTER_KEY" in response.json()["error"]
+    assert TEST_TOKEN not in response.text
+    ready = await http.get("/ready")
+    assert ready.status_code == 503
+    assert "MEMTRACE_MASTER_KEY" in ready.json()["stores"][org_id]["detail"]
+
+
+async def test_filters_too_long_for_arc_are_a_400(
+    http: httpx.AsyncClient, arc_runtime: Runtime, arc_server: EmulatorServer
+) -> None:
+    _, headers = await arc_org(arc_runtime, arc_server)
+    await write(http, headers, "quote ' and NUL \x00 inside")
+    ok = await http.post(
+        "/api/v1/search", json={"content_contains": "' AND NUL \x00 IN"}, headers=headers
+    )
+    assert ok.status_code == 200 and ok.json()["count"] == 1
+    huge = await http.post(
+        "/api/v1/search", json={"content_contains": "\x00" * 1000}, headers=headers
+    )
+    assert huge.status_code == 400 and huge.json()["error"].startswith("query:")

@@ -1,0 +1,234 @@
+"""The storage contract: everything the service relies on holds on every backend.
+
+Parametrized over the embedded store, Arc through the emulator over real HTTP with rows read
+from Arc (outbox shipped and out of the overlay), and Arc with every row both in Arc and in the
+read overlay (exercises the merge and the dedup by id).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from memtrace.models import MemoryRecord
+from memtrace.storage.base import MemoryQuery, MemoryStore, NewMemory
+from memtrace.storage.embedded import EmbeddedStore
+from memtrace.storage.records import matches, sort_key
+from memtrace.testing.arc_server import EmulatorServer
+from memtrace.timeutil import now_us
+from tests.storage.arc_support import FAST_ARC, arc_store, drained, memory
+
+ORG = "org_contract"
+HOUR = 3_600_000_000
+T0 = now_us() - 2 * HOUR  # all data in the last 2 hours, so 24h stats see everything
+
+
+def dataset() -> list[NewMemory]:
+    s = 1_000_000
+    return [
+        memory("Started crawl of Example.com", time_us=T0, session_id="sess_a", tags=("crawl",)),
+        memory(
+            "Found 3 PRODUCT pages",
+            time_us=T0 + 10 * s,
+            session_id="sess_a",
+            event_type="page_crawled",
+            tags=("crawl", "products"),
+            importance=0.7,
+            metadata={"pages": 3, "nested": {"ok": None}},
+        ),
+        memory(
+            "Skip pagination",
+            time_us=T0 + 20 * s,
+            session_id="sess_a",
+            memory_type="decision",
+            event_type="decision",
+            importance=0.9,
+            metadata={"reasoning": "only 2 pages deep"},
+        ),
+        memory("429 from pricing API", time_us=T0 + 20 * s, event_type="error", tags=("api",)),
+        memory(
+            "Acme Corp, plan=enterprise",
+            time_us=T0 + 30 * s,
+            agent_id="planner",
+            memory_type="entity",
+            event_type="customer",
+            importance=0.2,
+        ),
+        memory(
+            "Goal: map the catalogue",
+            time_us=T0 + 40 * s,
+            agent_id="planner",
+            session_id="sess_b",
+            memory_type="session",
+            event_type="goal",
+            tags=("products",),
+        ),
+        memory("prod deploy done", time_us=T0 + 50 * s, tags=("production",)),
+        memory("late crawl retry", time_us=T0 + 60 * s, session_id="sess_a", tags=("crawl",)),
+    ]
+
+
+@pytest.fixture(params=["embedded", "arc", "arc-overlap"])
+async def loaded(
+    request: pytest.FixtureRequest, tmp_path: Path, arc_server: EmulatorServer
+) -> AsyncIterator[tuple[MemoryStore, list[MemoryRecord]]]:
+    """A store of each backend holding :func:`dataset`, and the stored records."""
+    store: MemoryStore
+    if request.param == "embedded":
+        store = EmbeddedStore(tmp_path / "memories.db", ORG, synchronous="NORMAL")
+    elif request.param == "arc":
+        store = arc_store(arc_server, tmp_path, ORG)
+    else:
+        arc_server.emulator.flush_delay_s = 3600.0
+        store = arc_store(
+            arc_server,
+            tmp_path,
+            ORG,
+            settings=FAST_ARC.model_copy(update={"visibility_grace_s": 3600.0}),
+        )
+    await store.open()  # type: ignore[attr-defined]
+    items = dataset()
+    outcomes = await store.write(items[:3], HOUR) + await store.write(items[3:], HOUR)
+    records = [o.record for o in outcomes if o.record is not None]
+    assert len(records) == len(items)
+    if request.param != "embedded":
+        await drained(store)  # type: ignore[arg-type]
+        if request.param == "arc-overlap":
+            assert arc_server.emulator.flush() == len(items)
+    yield store, records
+    await store.close()
+
+
+def expected(records: list[MemoryRecord], q: MemoryQuery) -> list[MemoryRecord]:
+    rows = sorted((r for r in records if matches(r, q)), key=sort_key, reverse=q.order == "desc")
+    return rows[q.offset : q.offset + q.limit]
+
+
+async def check(store: MemoryStore, records: list[MemoryRecord], q: MemoryQuery) -> list[str]:
+    got = await store.query(q)
+    assert got == expected(records, q)
+    assert await store.count(q) == len([r for r in records if matches(r, q)])
+    return [r.content for r in got]
+
+
+async def test_round_trip_keeps_every_field(loaded: tuple[MemoryStore, list[MemoryRecord]]) -> None:
+    store, records = loaded
+    got = await store.query(MemoryQuery(org_id=ORG, order="asc", limit=100))
+    assert got == records
+    assert got[1].metadata == {"pages": 3, "nested": {"ok": None}}
+    assert got[1].tags == ("crawl", "products") and got[1].importance == 0.7
+
+
+async def test_time_windows_are_half_open(loaded: tuple[MemoryStore, list[MemoryRecord]]) -> None:
+    store, records = loaded
+    s = 1_000_000
+    contents = await check(
+        store, records, MemoryQuery(org_id=ORG, since=T0 + 10 * s, until=T0 + 30 * s)
+    )
+    assert contents == ["429 from pricing API", "Skip pagination", "Found 3 PRODUCT pages"]
+    assert await check(store, records, MemoryQuery(org_id=ORG, since=T0 + 61 * s)) == []
+
+
+async def test_filters(loaded: tuple[MemoryStore, list[MemoryRecord]]) -> None:
+    store, records = loaded
+    q = MemoryQuery(org_id=ORG)
+    assert len(await check(store, records, replace(q, agent_id="planner"))) == 2
+    assert len(await check(store, records, replace(q, session_id="sess_a"))) == 4
+    assert await check(store, records, replace(q, memory_types=("decision", "entity"))) == [
+        "Acme Corp, plan=enterprise",
+        "Skip pagination",
+    ]
+    assert await check(store, records, replace(q, event_types=("error",))) == [
+        "429 from pricing API"
+    ]
+    # tags: AND, exact ("prod" never matches "production")
+    assert await check(store, records, replace(q, tags=("crawl", "products"))) == [
+        "Found 3 PRODUCT pages"
+    ]
+    assert await check(store, records, replace(q, tags=("prod",))) == []
+    assert await check(store, records, replace(q, min_importance=0.7)) == [
+        "Skip pagination",
+        "Found 3 PRODUCT pages",
+    ]
+    assert await check(store, records, replace(q, agent_id="nobody")) == []
+    assert await check(store, records, replace(q, org_id="org_other")) == []
+
+
+async def test_content_search_is_case_insensitive(
+    loaded: tuple[MemoryStore, list[MemoryRecord]],
+) -> None:
+    store, records = loaded
+    q = MemoryQuery(org_id=ORG)
+    assert await check(store, records, replace(q, content_contains="product")) == [
+        "Found 3 PRODUCT pages"
+    ]
+    assert len(await check(store, records, replace(q, content_contains="CRAWL"))) == 2
+    assert await check(store, records, replace(q, content_contains="zz")) == []
+
+
+async def test_ordering_ties_and_pagination(
+    loaded: tuple[MemoryStore, list[MemoryRecord]],
+) -> None:
+    store, records = loaded
+    q = MemoryQuery(org_id=ORG, limit=3)
+    pages = []
+    for order in ("asc", "desc"):
+        seen: list[str] = []
+        for offset in range(0, 9, 3):
+            seen += await check(store, records, replace(q, order=order, offset=offset))  # type: ignore[arg-type]
+        pages.append(seen)
+    assert pages[0] == list(reversed(pages[1])) and len(pages[0]) == 8
+    # two memories share T0+20s: ids break the tie, in the requested direction
+    assert pages[0][2:4] == ["Skip pagination", "429 from pricing API"]
+    # has_more by look-ahead: limit+1 rows tell whether another page exists
+    assert len(await store.query(replace(q, limit=8 + 1))) == 8
+
+
+async def test_get_by_id(loaded: tuple[MemoryStore, list[MemoryRecord]]) -> None:
+    store, records = loaded
+    for record in records:
+        assert await store.get(record.id) == record
+    assert await store.get("mem_01ZZZZZZZZZZZZZZZZZZZZZZZZ") is None
+
+
+async def test_agent_stats(loaded: tuple[MemoryStore, list[MemoryRecord]]) -> None:
+    store, _ = loaded
+    stats = await store.agent_stats("crawler", T0 + 15 * 1_000_000)
+    assert stats.memory_count == 6
+    assert stats.memory_types == {"decision": 1, "episodic": 5}
+    assert (stats.memories_since, stats.errors_since) == (4, 1)
+    empty = await store.agent_stats("nobody", T0)
+    assert (empty.memory_count, empty.memory_types) == (0, {})
+
+
+async def test_context_input(loaded: tuple[MemoryStore, list[MemoryRecord]]) -> None:
+    """What session/agent context reads: a session's memories of chosen types in a window."""
+    store, records = loaded
+    q = MemoryQuery(
+        org_id=ORG,
+        session_id="sess_a",
+        memory_types=("episodic", "decision"),
+        since=T0,
+        limit=2,
+    )
+    assert await check(store, records, q) == ["late crawl retry", "Skip pagination"]
+
+
+async def test_dedup_within_window_and_batch(
+    loaded: tuple[MemoryStore, list[MemoryRecord]],
+) -> None:
+    store, records = loaded
+    first = records[0]
+    again = memory("x", time_us=first.time + 1, dedup_key=first.dedup_key)
+    twin = memory("y", time_us=now_us(), dedup_key="fresh-key")
+    outcomes = await store.write([again, twin, replace(twin, content="z")], HOUR)
+    assert outcomes[0].existing_id == first.id
+    assert outcomes[1].record is not None
+    assert outcomes[2].existing_id == outcomes[1].record.id
+    # outside the window it is a new memory; with dedup off, always new
+    later = memory("x", time_us=first.time + 2 * HOUR, dedup_key=first.dedup_key)
+    assert (await store.write([later], HOUR))[0].record is not None
+    assert (await store.write([again], None))[0].record is not None
