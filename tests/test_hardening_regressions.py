@@ -18,8 +18,13 @@ from memtrace.config import LogSettings
 from memtrace.errors import StorageUnavailable
 from memtrace.logs import configure_logging
 from memtrace.runtime import Runtime
+from memtrace.storage.base import MemoryQuery
 from memtrace.storage.sqlite import SQLiteDatabase
+from memtrace.testing.arc_emulator import ArcEmulator
+from memtrace.testing.arc_server import EmulatorServer
 from memtrace.timeutil import now_us
+from tests.storage.arc_support import arc_store, drained
+from tests.storage.arc_support import memory as arc_memory
 
 
 @pytest.mark.parametrize(
@@ -128,7 +133,9 @@ def test_log_lines_redact_key_shaped_text(capsys: pytest.CaptureFixture[str]) ->
     saved = (root.handlers[:], root.level)
     try:
         configure_logging(LogSettings(level="DEBUG"))
-        logging.getLogger("uvicorn.access").info('"GET /api/v1/memories?k=%s HTTP/1.1" 400', key)
+        logging.getLogger("memtrace.test.access").info(
+            '"GET /api/v1/memories?k=%s HTTP/1.1" 400', key
+        )
         configure_logging(LogSettings(level="DEBUG", format="json"))
         logging.getLogger("memtrace.test").warning("bad key %s", key)
     finally:
@@ -170,3 +177,28 @@ async def test_overlapping_reloads_never_apply_an_older_key_snapshot(runtime: Ru
     await asyncio.gather(stale, fresh)
     principal = await runtime.authenticate(key)
     assert principal.key_id == record.id
+
+
+async def test_a_batch_arc_holds_twice_is_read_once(tmp_path: Path) -> None:
+    # Found by the Arc kill -9 loop: shipping is at-least-once, and a batch Arc accepted just
+    # before the kill is sent again; stats counted it twice, pages came back short and
+    # has_more could turn false early.
+    server = EmulatorServer(ArcEmulator()).start()
+    store = arc_store(server, tmp_path, "org_dup")
+    await store.open()
+    try:
+        base = now_us() - 60_000_000
+        await store.write([arc_memory(f"m{i}", time_us=base + i) for i in range(5)], None)
+        await drained(store)
+        server.emulator.sql("db1", "INSERT INTO events SELECT * FROM events")  # resent batch
+        assert len(server.emulator.sql("db1", "SELECT id FROM events")) == 10
+        first = await store.query(MemoryQuery(org_id="org_dup", limit=3))
+        second = await store.query(MemoryQuery(org_id="org_dup", limit=3, offset=3))
+        assert len(first) == 3 and len(second) == 2
+        assert len({r.id for r in first + second}) == 5
+        assert await store.count(MemoryQuery(org_id="org_dup")) == 5
+        stats = await store.agent_stats("crawler", base - 1)
+        assert stats.memory_count == 5 and stats.memories_since == 5
+    finally:
+        await store.close()
+        server.stop()
