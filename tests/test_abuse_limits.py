@@ -13,7 +13,7 @@ from http_api.app import create_app
 from memtrace.config import load_settings
 from memtrace.ratelimit import RateLimiter, caller_identity
 from memtrace.runtime import Runtime
-from tests.helpers import ServerProcess, create_org_key
+from tests.helpers import ServerProcess, create_org_key, wait_until
 
 MEM = "/api/v1/memories"
 
@@ -212,5 +212,19 @@ def test_rate_limit_on_a_real_server(tmp_path: Path) -> None:
             assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1
             assert refused.json()["error"].startswith("rate limit exceeded")
             assert c.get("/health").status_code == 200
+    finally:
+        server.stop()
+
+
+def test_connections_over_the_cap_get_503(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path / "data", env={"MEMTRACE_SERVER_MAX_CONNECTIONS": "2"})
+    server.start()
+    try:
+        with (
+            socket.create_connection(("127.0.0.1", server.port), timeout=20),
+            socket.create_connection(("127.0.0.1", server.port), timeout=20),
+        ):
+            wait_until(lambda: httpx.get(f"{server.url}/health").status_code == 503)
+        wait_until(lambda: httpx.get(f"{server.url}/health").status_code == 200)
     finally:
         server.stop()
