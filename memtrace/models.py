@@ -56,10 +56,20 @@ def _blank_to_none(value: Any) -> Any:
     return None if value == "" else value
 
 
+def _blank_to(default: str) -> Any:
+    """``""`` means the default (only the empty string: ``0`` or ``false`` stay invalid)."""
+    return lambda value: default if value == "" else value
+
+
 def _document_blank(schema: dict[str, Any]) -> None:
-    """Say in the JSON schema what ``_blank_to_none`` accepts: ``""`` means absent."""
+    """Say in the JSON schema what ``_blank_to_none``/``_blank_to`` accept: ``""`` means
+    absent (or the default)."""
     options = schema.get("anyOf")
-    if isinstance(options, list) and {"const": ""} not in options:
+    if options is None:
+        kept = ("default", "title", "description", "examples")
+        inner = {k: schema.pop(k) for k in list(schema) if k not in kept}
+        schema["anyOf"] = [inner, {"const": ""}]
+    elif isinstance(options, list) and {"const": ""} not in options:
         options.append({"const": ""})
 
 
@@ -148,8 +158,12 @@ class MemoryCreate(_Request):
     agent_id: AgentId
     content: str = Field(min_length=1, description="What happened, at most 64 KiB UTF-8.")
     session_id: OptionalRef = None
-    memory_type: Annotated[MemoryType, BeforeValidator(lambda v: v or "episodic")] = "episodic"
-    event_type: Annotated[EventType, BeforeValidator(lambda v: v or "general")] = "general"
+    memory_type: Annotated[MemoryType, BeforeValidator(_blank_to("episodic")), BlankMeansAbsent] = (
+        "episodic"
+    )
+    event_type: Annotated[EventType, BeforeValidator(_blank_to("general")), BlankMeansAbsent] = (
+        "general"
+    )
     metadata: JsonObject = None
     tags: TagList = None
     importance: Importance = None

@@ -202,3 +202,27 @@ async def test_a_batch_arc_holds_twice_is_read_once(tmp_path: Path) -> None:
     finally:
         await store.close()
         server.stop()
+
+
+async def test_blank_event_and_memory_type_mean_the_default_and_falsy_values_are_400(
+    api: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    # Found by schemathesis (150+ examples): `v or "general"` also turned 0, false and [] into
+    # the default, and the schema did not say that "" is accepted.
+    blank = await api.post(
+        "/api/v1/memories",
+        json={"agent_id": "a", "content": "x", "event_type": "", "memory_type": ""},
+    )
+    assert blank.status_code == 201
+    assert (blank.json()["event_type"], blank.json()["memory_type"]) == ("general", "episodic")
+    for field in ("event_type", "memory_type"):
+        for value in (0, False, []):
+            bad = await api.post(
+                "/api/v1/memories",
+                json={"agent_id": "a", "content": f"{field}{value}", field: value},
+            )
+            assert bad.status_code == 400 and bad.json()["error"].startswith(f"{field}:")
+    schema = create_app(runtime, manage_runtime=False).openapi()
+    props = schema["components"]["schemas"]["MemoryCreate"]["properties"]
+    assert {"const": ""} in props["event_type"]["anyOf"]
+    assert {"const": ""} in props["memory_type"]["anyOf"]
