@@ -56,6 +56,17 @@ def _blank_to_none(value: Any) -> Any:
     return None if value == "" else value
 
 
+def _add_option(prop: dict[str, Any], option: dict[str, Any]) -> None:
+    """Add ``option`` to a property schema's ``anyOf`` (wrapping a plain schema first)."""
+    options = prop.get("anyOf")
+    if options is None:
+        kept = ("default", "title", "description", "examples")
+        inner = {k: prop.pop(k) for k in list(prop) if k not in kept}
+        prop["anyOf"] = options = [inner]
+    if option not in options:
+        options.append(option)
+
+
 def _blank_to(default: str) -> Any:
     """``""`` means the default (only the empty string: ``0`` or ``false`` stay invalid)."""
     return lambda value: default if value == "" else value
@@ -64,13 +75,7 @@ def _blank_to(default: str) -> Any:
 def _document_blank(schema: dict[str, Any]) -> None:
     """Say in the JSON schema what ``_blank_to_none``/``_blank_to`` accept: ``""`` means
     absent (or the default)."""
-    options = schema.get("anyOf")
-    if options is None:
-        kept = ("default", "title", "description", "examples")
-        inner = {k: schema.pop(k) for k in list(schema) if k not in kept}
-        schema["anyOf"] = [inner, {"const": ""}]
-    elif isinstance(options, list) and {"const": ""} not in options:
-        options.append({"const": ""})
+    _add_option(schema, {"const": ""})
 
 
 # Attach to every optional field that goes through ``_blank_to_none``.
@@ -127,9 +132,17 @@ Importance = Annotated[float | None, Field(ge=0.0, le=1.0, strict=True)]
 Timestamp = Annotated[datetime, PlainSerializer(format_dt, return_type=str)]
 
 
+def _document_null_is_default(schema: dict[str, Any]) -> None:
+    """Say in the JSON schema what ``_null_is_absent`` accepts: ``null`` means the default."""
+    required = set(schema.get("required", ()))
+    for name, prop in schema.get("properties", {}).items():
+        if name not in required and prop.get("default") is not None:
+            _add_option(prop, {"type": "null"})
+
+
 class _Request(BaseModel):
     # Unknown request fields are ignored (SPEC §3), so newer clients keep working.
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", json_schema_extra=_document_null_is_default)
 
     @model_validator(mode="before")
     @classmethod

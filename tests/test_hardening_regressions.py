@@ -226,3 +226,18 @@ async def test_blank_event_and_memory_type_mean_the_default_and_falsy_values_are
     props = schema["components"]["schemas"]["MemoryCreate"]["properties"]
     assert {"const": ""} in props["event_type"]["anyOf"]
     assert {"const": ""} in props["memory_type"]["anyOf"]
+
+
+async def test_null_for_a_defaulted_field_is_documented(
+    api: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    # Found by schemathesis (300 examples): null means "the default" (memtrace-sdk 0.2.0
+    # sends it) but the schema only allowed the field's own type.
+    written = await api.post(
+        "/api/v1/memories", json={"agent_id": "a", "content": "x", "memory_type": None}
+    )
+    assert written.status_code == 201 and written.json()["memory_type"] == "episodic"
+    assert (await api.post("/api/v1/search", json={"limit": None})).status_code == 200
+    schemas = create_app(runtime, manage_runtime=False).openapi()["components"]["schemas"]
+    assert {"type": "null"} in schemas["MemoryCreate"]["properties"]["memory_type"]["anyOf"]
+    assert {"type": "null"} in schemas["SearchRequest"]["properties"]["limit"]["anyOf"]
