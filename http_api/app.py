@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from typing import Any, Protocol
 
 from fastapi import FastAPI
 
@@ -17,12 +17,23 @@ from memtrace.models import ErrorBody
 from memtrace.runtime import Runtime
 
 
+class AppAddon(Protocol):
+    """Something served beside the REST API (e.g. the MCP transports), without this package
+    depending on it: it adds its routes, and runs its lifespan inside the app's, once the
+    runtime is up."""
+
+    def install(self, app: FastAPI) -> None: ...
+
+    def lifespan(self) -> AbstractAsyncContextManager[None]: ...
+
+
 def create_app(
     runtime: Runtime,
     *,
     bootstrap_key: bool = False,
     on_started: Callable[[str | None], None] | None = None,
     manage_runtime: bool = True,
+    addons: Sequence[AppAddon] = (),
 ) -> FastAPI:
     """Build the REST app around a runtime.
 
@@ -32,6 +43,7 @@ def create_app(
         on_started: called with that key (or ``None``) once the runtime is up.
         manage_runtime: start and stop the runtime with the app's lifespan; tests that drive
             the app through ``httpx.ASGITransport`` (which has no lifespan) start it themselves.
+        addons: served beside the REST routes (``memtrace serve`` adds the MCP transports).
     """
 
     @asynccontextmanager
@@ -41,7 +53,10 @@ def create_app(
             if on_started is not None:
                 on_started(key)
         try:
-            yield
+            async with AsyncExitStack() as stack:
+                for addon in addons:
+                    await stack.enter_async_context(addon.lifespan())
+                yield
         finally:
             if manage_runtime:
                 await runtime.close()
@@ -55,6 +70,8 @@ def create_app(
     app.state.runtime = runtime
     for router in (health.router, memories.router, agents.router, sessions.router):
         app.include_router(router)
+    for addon in addons:
+        addon.install(app)
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=runtime.settings.limits.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=runtime.metrics)

@@ -108,7 +108,8 @@ def serve(
     host: str | None = None,
     port: int | None = None,
 ) -> None:
-    """Run the REST API on 127.0.0.1:9100 (embedded store by default).
+    """Run the REST API on 127.0.0.1:9100 (embedded store by default), with MCP over
+    Streamable HTTP at /mcp and SSE at /sse.
 
     On the first start of a deployment it creates org_default and prints an admin API key,
     once. SIGTERM/SIGINT stop accepting, finish in-flight requests, and close the stores.
@@ -118,7 +119,7 @@ def serve(
 
 
 def run_server(settings: Settings) -> None:
-    """Serve the REST app with uvicorn until SIGTERM/SIGINT."""
+    """Serve the REST app (and the MCP HTTP transports) with uvicorn until SIGTERM/SIGINT."""
     import uvicorn  # the web stack is imported only when serving
 
     from http_api.app import create_app
@@ -136,7 +137,11 @@ def run_server(settings: Settings) -> None:
         elif not settings.auth.enabled:
             _note("WARNING: auth is disabled; every request acts as org_default.")
 
-    app = create_app(Runtime(settings), bootstrap_key=True, on_started=on_started)
+    from mcp_server.http import McpHttpAddon
+
+    runtime = Runtime(settings)
+    mcp_http = McpHttpAddon(runtime, host=settings.server.host)
+    app = create_app(runtime, bootstrap_key=True, on_started=on_started, addons=[mcp_http])
     config = uvicorn.Config(
         app,
         host=settings.server.host,
@@ -150,6 +155,36 @@ def run_server(settings: Settings) -> None:
     server.run()
     if not server.started:
         raise click.ClickException("server failed to start (see the log above)")
+
+
+@cli.command()
+@common_options
+@click.option(
+    "--transport",
+    type=click.Choice(["stdio", "streamable-http", "sse"]),
+    default="stdio",
+    show_default=True,
+    help="stdio for a local client; the HTTP transports run `memtrace serve` (REST + /mcp + /sse).",
+)
+@click.pass_context
+def mcp(
+    ctx: click.Context,
+    transport: str,
+    config_path: Path | None = None,
+    data_dir: Path | None = None,
+) -> None:
+    """Run the MCP server (same as `memtrace-mcp` for stdio).
+
+    Remote mode when MEMTRACE_URL is set (with MEMTRACE_API_KEY); otherwise embedded mode on
+    the local data dir, which works while `memtrace serve` runs on it.
+    """
+    settings = _settings(ctx, config_path, data_dir)
+    if transport != "stdio":
+        run_server(settings)
+        return
+    from mcp_server.stdio import run
+
+    run(settings)
 
 
 @cli.group(cls=MemtraceGroup)

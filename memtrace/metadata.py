@@ -101,18 +101,26 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 def migrate(conn: sqlite3.Connection, *, upto: int = SCHEMA_VERSION) -> None:
     """Apply the migrations a database lacks, each in its own transaction (versions in
-    ``PRAGMA user_version``). A fresh file and an older one both end at ``upto``."""
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    if version > SCHEMA_VERSION:
-        raise RuntimeError(
-            f"metadata schema version {version} is newer than this memtrace ({SCHEMA_VERSION})"
-        )
+    ``PRAGMA user_version``). A fresh file and an older one both end at ``upto``.
+
+    The version is read inside ``BEGIN IMMEDIATE``: two processes starting on the same file
+    (``memtrace serve`` and an embedded ``memtrace-mcp``) then migrate one after the other,
+    and the second sees the first's work instead of applying it again."""
     db = sqlite_utils.Database(conn)
-    for number in range(version + 1, upto + 1):
+    while True:
         conn.execute("BEGIN IMMEDIATE")
         try:
-            MIGRATIONS[number - 1](db)
-            conn.execute(f"PRAGMA user_version = {number}")
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise RuntimeError(
+                    f"metadata schema version {version} is newer than this memtrace "
+                    f"({SCHEMA_VERSION})"
+                )
+            if version >= upto:
+                conn.execute("COMMIT")
+                return
+            MIGRATIONS[version](db)
+            conn.execute(f"PRAGMA user_version = {version + 1}")
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")

@@ -116,7 +116,17 @@ class ServerProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 30.0) -> ServerProcess:
+        # free_port() can race with other test runs on the machine: a server that lost the
+        # bind would otherwise pass the health check against someone else's server.
+        for _ in range(3):
+            if self._start_once(timeout):
+                return self
+            self.port = free_port()
+        raise AssertionError(f"server could not bind a free port:\n{self.log_path.read_text()}")
+
+    def _start_once(self, timeout: float) -> bool:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = self.data_dir.parent / f"server-{self.port}.log"
         log = self.log_path.open("a")
         self.proc = subprocess.Popen(
             memtrace_cmd(
@@ -127,15 +137,23 @@ class ServerProcess:
             text=True,
             env=self.env,
         )
+        running = "Uvicorn running on"  # logged only once the port is bound
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                output = self.log_path.read_text()
+                if "address already in use" in output:
+                    found = KEY_RE.search(output)  # the lifespan ran before the bind failed
+                    if found and self.admin_key is None:
+                        self.admin_key = found.group(0)
+                    return False
                 raise AssertionError(f"server exited early:\n{self.log_path.read_text()}")
             try:
-                if httpx.get(f"{self.url}/health", timeout=1.0).status_code == 200:
-                    break
+                healthy = httpx.get(f"{self.url}/health", timeout=1.0).status_code == 200
             except httpx.TransportError:
-                pass
+                healthy = False
+            if healthy and running in self.log_path.read_text():
+                break
             time.sleep(0.05)
         else:
             raise AssertionError(f"server did not start:\n{self.log_path.read_text()}")
@@ -143,7 +161,7 @@ class ServerProcess:
         found = KEY_RE.search(self.output)
         if found and self.admin_key is None:
             self.admin_key = found.group(0)
-        return self
+        return True
 
     def kill(self, sig: int = signal.SIGKILL) -> int:
         assert self.proc is not None

@@ -55,3 +55,14 @@ def test_backends_never_import_the_service() -> None:
 def test_adapters_do_not_talk_sql() -> None:
     for path in (ROOT / "http_api").rglob("*.py"):
         assert not {"sqlite3", "sqlite_utils"} & top(imports(path)), path
+
+
+def test_rest_app_does_not_depend_on_the_mcp_adapter() -> None:
+    for path in (ROOT / "http_api").rglob("*.py"):
+        assert "mcp_server" not in top(imports(path)), path
+        assert "mcp" not in top(imports(path)), path
+
+
+def test_mcp_adapter_does_not_talk_sql_or_http_clients() -> None:
+    for path in (ROOT / "mcp_server").rglob("*.py"):
+        assert not {"sqlite3", "sqlite_utils", "httpx"} & top(imports(path)), path

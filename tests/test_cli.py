@@ -26,6 +26,7 @@ def test_help_everywhere() -> None:
     for args in (
         [],
         ["serve"],
+        ["mcp"],
         ["org"],
         ["org", "create"],
         ["org", "list"],

@@ -19,7 +19,7 @@ from memtrace.ids import memory_ids
 from memtrace.models import MemoryRecord, WriteOutcome
 from memtrace.storage.base import AgentMemoryStats, MemoryQuery, NewMemory, StoreHealth
 from memtrace.storage.records import row_to_record
-from memtrace.storage.sqlite import SQLiteDatabase, Synchronous
+from memtrace.storage.sqlite import SQLiteDatabase, Synchronous, create_schema
 
 SCHEMA_VERSION = 1
 
@@ -76,12 +76,7 @@ _KEYS_PER_QUERY = 500
 
 def _migrate(conn: sqlite3.Connection) -> None:
     """Bring a new or older store file to ``SCHEMA_VERSION`` (versions in ``user_version``)."""
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    if version > SCHEMA_VERSION:
-        raise RuntimeError(f"store schema {version}, newer than this memtrace supports")
-    if version < 1:
-        # One script = one transaction: a crash mid-migration leaves the old version intact.
-        conn.executescript(f"BEGIN IMMEDIATE;\n{_SCHEMA_V1}\nPRAGMA user_version = 1;\nCOMMIT;")
+    create_schema(conn, _SCHEMA_V1, version=SCHEMA_VERSION, what="store")
 
 
 def _lower(value: str | None) -> str | None:

@@ -18,7 +18,7 @@ from memtrace.ids import memory_ids
 from memtrace.models import MemoryRecord, WriteOutcome
 from memtrace.storage.base import MemoryQuery, NewMemory
 from memtrace.storage.records import record_from_new, record_to_row, row_to_record
-from memtrace.storage.sqlite import SQLiteDatabase, Synchronous
+from memtrace.storage.sqlite import SQLiteDatabase, Synchronous, create_schema
 
 SCHEMA_VERSION = 1
 _SCHEMA_V1 = """
@@ -59,11 +59,7 @@ _KEYS_PER_QUERY = 500
 
 
 def _migrate(conn: sqlite3.Connection) -> None:
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    if version > SCHEMA_VERSION:
-        raise RuntimeError(f"outbox schema {version}, newer than this memtrace supports")
-    if version < 1:
-        conn.executescript(f"BEGIN IMMEDIATE;\n{_SCHEMA_V1}\nPRAGMA user_version = 1;\nCOMMIT;")
+    create_schema(conn, _SCHEMA_V1, version=SCHEMA_VERSION, what="outbox")
 
 
 def _known_keys(

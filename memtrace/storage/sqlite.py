@@ -81,6 +81,41 @@ def connect(
     return conn
 
 
+def schema_statements(script: str) -> list[str]:
+    """Split a DDL script into statements (``executescript`` would commit our transaction)."""
+    statements, pending = [], ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            statements.append(pending.strip())
+            pending = ""
+    if pending.strip():
+        raise ValueError("schema script ends inside a statement")
+    return statements
+
+
+def create_schema(conn: sqlite3.Connection, script: str, *, version: int, what: str) -> None:
+    """Create a file's schema (version 1) unless it is there, in one transaction.
+
+    The version (``PRAGMA user_version``) is read only once the write lock is held, so two
+    processes opening the same file at once (``memtrace serve`` beside an embedded
+    ``memtrace-mcp``) cannot both create it; a crash mid-way leaves the old version intact.
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        found = conn.execute("PRAGMA user_version").fetchone()[0]
+        if found > version:
+            raise RuntimeError(f"{what} schema {found}, newer than this memtrace supports")
+        if found < 1:
+            for statement in schema_statements(script):
+                conn.execute(statement)
+            conn.execute("PRAGMA user_version = 1")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
 class SQLiteDatabase:
     """One SQLite file with a single group-committing writer thread and pooled readers.
 

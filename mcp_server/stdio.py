@@ -1,0 +1,103 @@
+"""The MCP server over stdio (``memtrace-mcp``, ``memtrace mcp``), in one of two modes.
+
+* **remote** when ``MEMTRACE_URL`` is set: every tool calls that server's REST API with
+  ``MEMTRACE_API_KEY`` (the key decides the org and the permissions).
+* **embedded** otherwise: the local data directory (``MEMTRACE_DATA_DIR``, defaulting like
+  ``memtrace serve``) is opened in this process as ``org_default`` with every permission, like
+  a server with auth disabled. It works while ``memtrace serve`` runs on the same directory:
+  both processes use the SQLite files in WAL mode with a busy timeout, and admin changes made
+  by one are seen by the other's metadata watcher.
+
+``MEMTRACE_AGENT_ID`` makes ``agent_id`` optional in every tool. Logs go to stderr only:
+stdout carries the protocol.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+
+import anyio
+
+from mcp_server.server import build_server, fixed_ops
+from memtrace import metadata as md
+from memtrace.config import Settings, load_settings
+from memtrace.errors import ConfigError, MemtraceError
+from memtrace.logs import configure_logging
+from memtrace.runtime import Runtime
+from memtrace.tools import MemoryOps, ServiceOps
+
+
+@asynccontextmanager
+async def embedded_ops(
+    settings: Settings, org_id: str = md.DEFAULT_ORG_ID
+) -> AsyncIterator[MemoryOps]:
+    """Operations on the local data directory, in process (no server needed)."""
+    runtime = Runtime(settings)
+    await runtime.start()
+    try:
+        if org_id not in {org.id for org in await runtime.catalog.list_orgs()}:
+            raise ConfigError(
+                f"{org_id} does not exist in {settings.metadata_path}; embedded mode acts as "
+                "that org (use remote mode with MEMTRACE_URL for another org)"
+            )
+        yield ServiceOps(await runtime.service(org_id))
+    finally:
+        await runtime.close()
+
+
+@asynccontextmanager
+async def remote_ops(url: str, api_key: str | None) -> AsyncIterator[MemoryOps]:
+    """Operations over a memtrace server's REST API."""
+    from memtrace.client.async_ import AsyncMemtrace
+    from memtrace.client.ops import ClientOps
+
+    if not api_key:
+        raise ConfigError("MEMTRACE_API_KEY is required when MEMTRACE_URL is set (remote mode)")
+    async with AsyncMemtrace(url, api_key) as client:
+        yield ClientOps(client)
+
+
+@asynccontextmanager
+async def ops_from_env(
+    env: Mapping[str, str], settings: Settings | None = None
+) -> AsyncIterator[MemoryOps]:
+    """Remote ops when ``MEMTRACE_URL`` is set, else embedded ops on the local data dir."""
+    url = env.get("MEMTRACE_URL", "").strip()
+    if url:
+        async with remote_ops(url, env.get("MEMTRACE_API_KEY", "").strip() or None) as ops:
+            yield ops
+    else:
+        async with embedded_ops(settings or load_settings()) as ops:
+            yield ops
+
+
+async def serve_stdio(
+    env: Mapping[str, str] | None = None, settings: Settings | None = None
+) -> None:
+    """Serve the seven tools on stdin/stdout until the client closes the pipe."""
+    env = os.environ if env is None else env
+    async with ops_from_env(env, settings) as ops:
+        agent_id = env.get("MEMTRACE_AGENT_ID", "").strip() or None
+        server = build_server(fixed_ops(ops), default_agent_id=agent_id)
+        await server.run_stdio_async()
+
+
+def run(settings: Settings | None = None) -> None:
+    """Run the stdio server (blocking); memtrace errors end it with one line on stderr."""
+    try:
+        settings = settings or load_settings()
+        configure_logging(settings.log)
+        anyio.run(serve_stdio, None, settings)
+    except MemtraceError as exc:
+        print(f"memtrace-mcp: {exc.message}", file=sys.stderr)
+        raise SystemExit(1) from None
+    except KeyboardInterrupt:
+        pass
+
+
+def main() -> None:
+    """Console-script entry point of ``memtrace-mcp``."""
+    run()

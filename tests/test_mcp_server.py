@@ -1,0 +1,266 @@
+"""The MCP server through the real ``mcp.Client`` in memory: the tool list matches SPEC §7 and
+the argument models, and every tool's happy path and bad-input path."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+from mcp import Client
+
+from mcp_server.server import build_server, fixed_ops
+from memtrace.runtime import Runtime
+from memtrace.tools import TOOLS, ServiceOps
+from tests.mcp_helpers import data, text
+
+SPEC_7 = {
+    "memtrace_remember": (
+        {"agent_id", "content"},
+        {
+            "memory_type",
+            "event_type",
+            "session_id",
+            "tags",
+            "importance",
+            "metadata",
+            "dedup_key",
+            "parent_id",
+        },
+    ),
+    "memtrace_recall": (
+        {"agent_id"},
+        {"since", "until", "session_id", "memory_type", "event_type", "tags", "limit"},
+    ),
+    "memtrace_search": (
+        set(),
+        {
+            "agent_id",
+            "session_id",
+            "content_contains",
+            "memory_types",
+            "event_types",
+            "tags",
+            "since",
+            "until",
+            "min_importance",
+            "limit",
+        },
+    ),
+    "memtrace_decide": (
+        {"agent_id", "decision", "reasoning"},
+        {"session_id", "tags", "importance"},
+    ),
+    "memtrace_session_create": ({"agent_id"}, {"metadata"}),
+    "memtrace_session_context": (
+        {"session_id"},
+        {"since", "until", "include_types", "max_tokens"},
+    ),
+    "memtrace_agent_register": ({"name"}, {"description", "config"}),
+}
+
+
+@pytest.fixture
+async def ops(runtime: Runtime) -> ServiceOps:
+    return ServiceOps(await runtime.service("org_default"))
+
+
+@asynccontextmanager
+async def connect(ops: ServiceOps, default_agent_id: str | None = None) -> AsyncIterator[Client]:
+    """The in-memory client (a context manager per test: the SDK's task group must be entered
+    and left in the same task, which async-generator fixtures do not guarantee)."""
+    async with Client(build_server(fixed_ops(ops), default_agent_id=default_agent_id)) as client:
+        yield client
+
+
+async def call(client: Client, name: str, arguments: dict[str, Any]) -> Any:
+    result = await client.call_tool(name, arguments)
+    assert not result.is_error, text(result)
+    return result
+
+
+async def test_list_tools_is_exactly_spec_7_rendered_from_the_argument_models(
+    ops: ServiceOps,
+) -> None:
+    async with connect(ops) as mcp:
+        listed = {tool.name: tool for tool in (await mcp.list_tools()).tools}
+        assert set(listed) == set(SPEC_7)
+        assert len(listed) == 7
+        for spec in TOOLS:
+            tool = listed[spec.name]
+            required, optional = SPEC_7[spec.name]
+            schema = tool.input_schema
+            assert set(schema.get("required", [])) == required, spec.name
+            assert set(schema["properties"]) == required | optional, spec.name
+            assert schema == spec.input_schema(), spec.name  # one source of truth
+            assert set(spec.args.model_fields) == required | optional
+            assert tool.description == spec.description
+            assert tool.annotations is not None
+            assert tool.annotations.read_only_hint == (spec.permission == "read")
+        assert listed["memtrace_recall"].input_schema["properties"]["since"]["default"] == "24h"
+        assert listed["memtrace_recall"].input_schema["properties"]["limit"]["default"] == 50
+        assert listed["memtrace_search"].input_schema["properties"]["limit"]["default"] == 50
+
+
+async def test_default_agent_makes_agent_id_optional(ops: ServiceOps) -> None:
+    async with connect(ops, default_agent_id="helper") as client:
+        listed = {tool.name: tool for tool in (await client.list_tools()).tools}
+        for name in ("memtrace_remember", "memtrace_recall", "memtrace_decide"):
+            schema = listed[name].input_schema
+            assert "agent_id" not in schema.get("required", [])
+            assert schema["properties"]["agent_id"]["default"] == "helper"
+        stored = await call(client, "memtrace_remember", {"content": "no agent given"})
+        assert data(stored)["memory"]["agent_id"] == "helper"
+        mine = await call(client, "memtrace_recall", {"since": "1h"})
+        assert "no agent given" in text(mine)
+
+
+async def test_every_tool_happy_path(ops: ServiceOps) -> None:
+    async with connect(ops) as mcp:
+        registered = await call(
+            mcp, "memtrace_agent_register", {"name": "crawler", "description": "crawls"}
+        )
+        assert "crawler registered" in text(registered)
+        again = await call(mcp, "memtrace_agent_register", {"name": "crawler"})
+        assert "already registered" in text(again)
+
+        session = await call(mcp, "memtrace_session_create", {"agent_id": "crawler"})
+        sid = data(session)["id"]
+        assert sid in text(session)
+
+        stored = await call(
+            mcp,
+            "memtrace_remember",
+            {
+                "agent_id": "crawler",
+                "content": "Crawled example.com pricing page",
+                "event_type": "page_crawled",
+                "session_id": sid,
+                "tags": ["pricing"],
+                "importance": 0.7,
+                "metadata": {"url": "https://example.com/pricing"},
+            },
+        )
+        memory_id = data(stored)["id"]
+        assert text(stored) == f"Remembered as {memory_id} (episodic/page_crawled)."
+
+        decided = await call(
+            mcp,
+            "memtrace_decide",
+            {
+                "agent_id": "crawler",
+                "decision": "Skip the blog section",
+                "reasoning": "It has no pricing data",
+                "session_id": sid,
+            },
+        )
+        assert text(decided).startswith("Decision recorded as mem_")
+
+        recalled = await call(mcp, "memtrace_recall", {"agent_id": "crawler", "since": "1h"})
+        lines = text(recalled).splitlines()
+        assert lines[0] == "Memories of crawler since 1h (2):"
+        assert (
+            "decision/decision: Skip the blog section — reasoning: It has no pricing data"
+            in (lines[1])
+        )
+        assert "episodic/page_crawled: Crawled example.com pricing page [tags: pricing]" in lines[2]
+        assert memory_id in lines[2]
+        assert data(recalled)["count"] == 2
+
+        found = await call(
+            mcp, "memtrace_search", {"content_contains": "PRICING page", "min_importance": 0.5}
+        )
+        assert [m["id"] for m in data(found)["results"]] == [memory_id]
+        nothing = await call(mcp, "memtrace_search", {"content_contains": "no such text"})
+        assert text(nothing) == "Search results: none found."
+
+        context = await call(mcp, "memtrace_session_context", {"session_id": sid})
+        markdown = text(context)
+        assert "Skip the blog section" in markdown
+        assert "It has no pricing data" in markdown
+        assert "Crawled example.com pricing page" in markdown
+        assert data(context)["context"] == markdown
+
+
+async def test_duplicate_remember_is_reported_as_success(ops: ServiceOps) -> None:
+    async with connect(ops) as mcp:
+        args = {"agent_id": "bot", "content": "same thing", "dedup_key": "k-1"}
+        first = await call(mcp, "memtrace_remember", args)
+        second = await mcp.call_tool("memtrace_remember", args)
+        assert not second.is_error
+        assert text(second).startswith(f"Already remembered as {data(first)['id']}")
+        assert data(second) == {"id": data(first)["id"], "duplicate": True}
+
+
+BAD_INPUT = [
+    ("memtrace_remember", {"content": "no agent"}, "agent_id"),
+    ("memtrace_remember", {"agent_id": "bot", "content": ""}, "content"),
+    ("memtrace_remember", {"agent_id": "9bad", "content": "x"}, "agent_id"),
+    ("memtrace_remember", {"agent_id": "bot", "content": "x", "importance": 3}, "importance"),
+    ("memtrace_remember", {"agent_id": "bot", "content": "x", "colour": "red"}, "colour"),
+    ("memtrace_recall", {"agent_id": "bot", "limit": 0}, "limit"),
+    ("memtrace_recall", {"agent_id": "bot", "since": "yesterday-ish"}, "since"),
+    ("memtrace_search", {"memory_types": ["dream"]}, "memory_types"),
+    ("memtrace_search", {"tags": ["no spaces allowed"]}, "tags"),
+    ("memtrace_decide", {"agent_id": "bot", "decision": "x"}, "reasoning"),
+    ("memtrace_session_create", {"agent_id": "bot", "metadata": "not an object"}, "metadata"),
+    ("memtrace_session_context", {"session_id": "sess_nope"}, "not found"),
+    ("memtrace_session_context", {"session_id": "s", "max_tokens": -1}, "max_tokens"),
+    ("memtrace_agent_register", {"description": "nameless"}, "name"),
+]
+
+
+@pytest.mark.parametrize(("tool", "arguments", "named"), BAD_INPUT)
+async def test_bad_input_is_an_error_result_naming_the_argument(
+    ops: ServiceOps, tool: str, arguments: dict[str, Any], named: str
+) -> None:
+    async with connect(ops) as mcp:
+        result = await mcp.call_tool(tool, arguments)
+        assert result.is_error
+        message = text(result)
+        assert named in message
+        assert "Traceback" not in message
+        assert data(result)["error"] == message.split(" (hint:")[0]
+
+
+async def test_bad_input_writes_nothing(ops: ServiceOps) -> None:
+    async with connect(ops) as mcp:
+        refused = await mcp.call_tool(
+            "memtrace_remember", {"agent_id": "bot", "content": "x", "tags": ["ok", "not ok"]}
+        )
+        assert refused.is_error
+        recalled = await call(mcp, "memtrace_recall", {"agent_id": "bot", "since": "1h"})
+        assert data(recalled)["memories"] == []
+
+
+async def test_unknown_tool_is_an_error_result(ops: ServiceOps) -> None:
+    async with connect(ops) as mcp:
+        result = await mcp.call_tool("memtrace_forget", {})
+        assert result.is_error
+        assert "memtrace_forget" in text(result)
+
+
+async def test_list_and_object_arguments_sent_as_json_text_are_accepted(ops: ServiceOps) -> None:
+    async with connect(ops) as mcp:
+        stored = await call(
+            mcp,
+            "memtrace_remember",
+            {
+                "agent_id": "desktop",
+                "content": "tags as text",
+                "tags": '["a", "b"]',
+                "metadata": '{"k": 1}',
+            },
+        )
+        memory = data(stored)["memory"]
+        assert memory["tags"] == ["a", "b"]
+        assert memory["metadata"] == {"k": 1}
+        # Strings stay strings, and broken JSON is still reported by validation.
+        kept = await call(mcp, "memtrace_remember", {"agent_id": "desktop", "content": "[1]"})
+        assert data(kept)["memory"]["content"] == "[1]"
+        broken = await mcp.call_tool(
+            "memtrace_remember", {"agent_id": "desktop", "content": "x", "tags": "[oops"}
+        )
+        assert broken.is_error
+        assert "tags" in text(broken)

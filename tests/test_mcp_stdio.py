@@ -1,0 +1,193 @@
+"""``memtrace-mcp`` as a real stdio subprocess driven by the MCP SDK's stdio client, in
+embedded mode (alone, and beside a running ``memtrace serve`` on the same data dir) and in
+remote mode against a real ``memtrace serve``."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+from mcp import Client
+from mcp.client.stdio import StdioServerParameters
+
+from tests.helpers import TEST_ENV, ServerProcess, free_port, memtrace_cmd, run_cli
+from tests.mcp_helpers import data, text
+
+MEMTRACE_MCP = str(Path(sys.executable).parent / "memtrace-mcp")
+
+
+def stdio_params(env: dict[str, str], command: list[str] | None = None) -> StdioServerParameters:
+    command = command or [MEMTRACE_MCP]
+    return StdioServerParameters(
+        command=command[0], args=command[1:], env={**os.environ, **TEST_ENV, **env}
+    )
+
+
+async def call(client: Client, name: str, arguments: dict[str, Any]) -> Any:
+    result = await client.call_tool(name, arguments)
+    assert not result.is_error, f"{name}: {text(result)}"
+    return result
+
+
+async def research_flow(params: StdioServerParameters) -> dict[str, Any]:
+    """register → session_create → remember (3) → decide → recall → search → session_context."""
+    async with Client(params) as client:
+        assert len((await client.list_tools()).tools) == 7
+        await call(client, "memtrace_agent_register", {"name": "researcher"})
+        session = await call(client, "memtrace_session_create", {"agent_id": "researcher"})
+        sid = data(session)["id"]
+        ids = []
+        for page in ("pricing", "careers", "blog"):
+            stored = await call(
+                client,
+                "memtrace_remember",
+                {
+                    "agent_id": "researcher",
+                    "content": f"Crawled the {page} page of example.com",
+                    "event_type": "page_crawled",
+                    "session_id": sid,
+                },
+            )
+            ids.append(data(stored)["id"])
+        await call(
+            client,
+            "memtrace_decide",
+            {
+                "agent_id": "researcher",
+                "decision": "Target the enterprise plan first",
+                "reasoning": "The pricing page shows enterprise is the only plan with SSO",
+                "session_id": sid,
+            },
+        )
+        recalled = await call(client, "memtrace_recall", {"agent_id": "researcher", "since": "1h"})
+        assert data(recalled)["count"] == 4
+        found = await call(client, "memtrace_search", {"content_contains": "careers"})
+        assert [m["id"] for m in data(found)["results"]] == [ids[1]]
+        context = await call(client, "memtrace_session_context", {"session_id": sid})
+        markdown = text(context)
+        assert "Target the enterprise plan first" in markdown
+        assert "The pricing page shows enterprise is the only plan with SSO" in markdown
+        assert "Crawled the blog page of example.com" in markdown
+        return {"session_id": sid, "memory_ids": ids, "markdown": markdown}
+
+
+async def test_embedded_mode_flow(tmp_path: Path) -> None:
+    data_dir = tmp_path / "local"
+    result = await research_flow(stdio_params({"MEMTRACE_DATA_DIR": str(data_dir)}))
+    assert (data_dir / "memtrace.db").exists()
+    # A second run on the same directory sees what the first remembered.
+    async with Client(stdio_params({"MEMTRACE_DATA_DIR": str(data_dir)})) as client:
+        context = await call(
+            client, "memtrace_session_context", {"session_id": result["session_id"]}
+        )
+        assert "Target the enterprise plan first" in text(context)
+
+
+async def test_embedded_mode_beside_a_running_server(tmp_path: Path) -> None:
+    """Two processes on the same SQLite files: what MCP writes, the server serves at once."""
+    server = ServerProcess(tmp_path / "shared").start()
+    try:
+        result = await research_flow(stdio_params({"MEMTRACE_DATA_DIR": str(server.data_dir)}))
+        rest = httpx.Client(base_url=server.url, headers={"x-api-key": server.admin_key or ""})
+        for memory_id in result["memory_ids"]:
+            assert rest.get(f"/api/v1/memories/{memory_id}").status_code == 200
+        created = rest.post(
+            "/api/v1/memories", json={"agent_id": "researcher", "content": "from the server"}
+        )
+        assert created.status_code == 201
+        rest.close()
+        async with Client(stdio_params({"MEMTRACE_DATA_DIR": str(server.data_dir)})) as client:
+            found = await call(client, "memtrace_search", {"content_contains": "from the server"})
+            assert [m["id"] for m in data(found)["results"]] == [created.json()["id"]]
+    finally:
+        server.stop()
+
+
+async def test_remote_mode_flow(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path / "remote").start()
+    try:
+        env = {
+            "MEMTRACE_URL": server.url,
+            "MEMTRACE_API_KEY": server.admin_key or "",
+            # Remote mode must not touch a local data dir: point it somewhere that stays empty.
+            "MEMTRACE_DATA_DIR": str(tmp_path / "unused"),
+        }
+        result = await research_flow(stdio_params(env))
+        assert not (tmp_path / "unused").exists()
+        response = httpx.get(
+            f"{server.url}/api/v1/sessions/{result['session_id']}/memories",
+            headers={"x-api-key": server.admin_key or ""},
+        )
+        assert response.status_code == 200
+        assert response.json()["count"] == 4
+    finally:
+        server.stop()
+
+
+async def test_remote_mode_reports_server_errors_as_tool_errors(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path / "remote").start()
+    try:
+        env = {"MEMTRACE_URL": server.url, "MEMTRACE_API_KEY": "mtk_" + "A" * 43}
+        async with Client(stdio_params(env)) as client:
+            refused = await client.call_tool(
+                "memtrace_remember", {"agent_id": "bot", "content": "hi"}
+            )
+            assert refused.is_error
+            assert "API key" in text(refused)
+    finally:
+        server.stop()
+
+
+async def test_memtrace_mcp_command_and_agent_id_from_env(tmp_path: Path) -> None:
+    env = {"MEMTRACE_AGENT_ID": "helper"}
+    params = stdio_params(env, memtrace_cmd("mcp", "--data-dir", str(tmp_path / "d")))
+    async with Client(params) as client:
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+        assert "agent_id" not in tools["memtrace_remember"].input_schema["required"]
+        stored = await call(client, "memtrace_remember", {"content": "no agent id needed"})
+        assert data(stored)["memory"]["agent_id"] == "helper"
+
+
+def test_remote_mode_without_a_key_fails_with_one_line() -> None:
+    result = subprocess.run(
+        [MEMTRACE_MCP],
+        env={**os.environ, **TEST_ENV, "MEMTRACE_URL": "http://127.0.0.1:9"},
+        input="",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "memtrace-mcp: MEMTRACE_API_KEY is required when MEMTRACE_URL is set (remote mode)"
+    ]
+    assert result.stdout == ""
+
+
+def test_embedded_mode_without_org_default_fails_with_one_line(tmp_path: Path) -> None:
+    data_dir = tmp_path / "d"
+    run_cli("org", "create", "acme", data_dir=data_dir)  # a deployment without org_default
+    result = subprocess.run(
+        [MEMTRACE_MCP],
+        env={**os.environ, **TEST_ENV, "MEMTRACE_DATA_DIR": str(data_dir)},
+        input="",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "org_default does not exist" in lines[0]
+
+
+async def test_remote_mode_with_the_server_down_reports_a_tool_error() -> None:
+    env = {"MEMTRACE_URL": f"http://127.0.0.1:{free_port()}", "MEMTRACE_API_KEY": "mtk_" + "A" * 43}
+    async with Client(stdio_params(env)) as client:
+        result = await client.call_tool("memtrace_recall", {"agent_id": "bot"})
+        assert result.is_error
+        assert "Traceback" not in text(result)
+        assert result.structured_content["status"] >= 500
