@@ -212,6 +212,17 @@ def test_rate_limit_on_a_real_server(tmp_path: Path) -> None:
             assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1
             assert refused.json()["error"].startswith("rate limit exceeded")
             assert c.get("/health").status_code == 200
+        # The limiter is ASGI middleware in front of every mount: MCP shares the key's bucket.
+        ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+        mcp = httpx.post(
+            f"{server.url}/mcp",
+            json=ping,
+            headers={
+                "x-api-key": server.admin_key,
+                "accept": "application/json, text/event-stream",
+            },
+        )
+        assert mcp.status_code == 429 and "retry-after" in mcp.headers
     finally:
         server.stop()
 
