@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: serve test lint ci bench-quick clean
+.PHONY: serve test lint ci bench bench-quick profile-tools clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,20 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/mypy
 
 ci: test lint
+
+# The benchmark suite (bench/README.md): full run ~10 min, --quick under 2 min.
+bench: $(VENV)/.installed
+	$(BIN)/python -m bench.run $(ARGS)
+
+bench-quick: $(VENV)/.installed
+	$(BIN)/python -m bench.run --quick $(ARGS)
+
+$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[bench]'
+	touch $@
+
+# Profilers (py-spy, pyinstrument) for the optimisation work described in bench/README.md.
+profile-tools: $(VENV)/.installed-bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

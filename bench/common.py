@@ -95,7 +95,14 @@ class Server:
     _tmp: Any = field(default=None, repr=False)
 
     @classmethod
-    def start(cls, data_dir: Path | None = None, env: dict[str, str] | None = None) -> Server:
+    def start(
+        cls,
+        data_dir: Path | None = None,
+        env: dict[str, str] | None = None,
+        key: str | None = None,
+    ) -> Server:
+        """Start ``memtrace serve``; ``key`` is the admin key of an existing deployment (a new
+        one prints its key on first start)."""
         tmp = None
         if data_dir is None:
             tmp = tempfile.TemporaryDirectory(prefix="memtrace-bench-")
@@ -119,11 +126,16 @@ class Server:
                     break
             except httpx.TransportError:
                 time.sleep(0.05)
-        found = KEY_RE.search(log.read_text())
-        if not found:
+        else:
             proc.kill()
-            raise RuntimeError(f"server did not start or printed no key:\n{log.read_text()}")
-        return cls(url, found.group(0), proc, data_dir, tmp)
+            raise RuntimeError(f"server did not become healthy:\n{log.read_text()}")
+        if key is None:
+            found = KEY_RE.search(log.read_text())
+            if not found:
+                proc.kill()
+                raise RuntimeError(f"server printed no key:\n{log.read_text()}")
+            key = found.group(0)
+        return cls(url, key, proc, data_dir, tmp)
 
     def peak_rss_mb(self) -> float:
         """Peak resident set size of the server process (VmHWM), in MiB."""
@@ -132,6 +144,17 @@ class Server:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
         return float("nan")
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the server process has used so far (all threads).
+
+        On a shared, loaded machine throughput and latency move with the neighbours' load; CPU
+        per request does much less, so before/after comparisons use it.
+        """
+        assert self.proc is not None
+        stat = Path(f"/proc/{self.proc.pid}/stat").read_text()
+        fields = stat.rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlite3
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -66,17 +67,29 @@ _COLUMNS = (
     "rowid, id, time, org_id, agent_id, session_id, memory_type, event_type, content, "
     "metadata, tags, importance, dedup_key, parent_id"
 )
+_M_COLUMNS = ", ".join(f"m.{name.strip()}" for name in _COLUMNS.split(","))
 _INSERT = (
     "INSERT INTO memories (rowid, id, time, org_id, agent_id, session_id, memory_type, "
     "event_type, content, metadata, tags, importance, dedup_key, parent_id) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _KEYS_PER_QUERY = 500
+# Page cache of the writer connection, in KiB (SQLite's default is 2 MiB). Every insert updates
+# five B-trees keyed by time, agent, session, dedup hash and id; past a few hundred thousand
+# memories those no longer fit in 2 MiB and each insert re-reads pages through the OS. 64 MiB
+# cut store CPU per memory by about a third at 150k memories (bench/README.md). It is a bound,
+# not an allocation: small stores use only what they touch. Readers keep the default.
+WRITER_CACHE_KIB = 64 * 1024
 
 
 def _migrate(conn: sqlite3.Connection) -> None:
     """Bring a new or older store file to ``SCHEMA_VERSION`` (versions in ``user_version``)."""
     create_schema(conn, _SCHEMA_V1, version=SCHEMA_VERSION, what="store")
+
+
+def _setup_writer(conn: sqlite3.Connection) -> None:
+    _migrate(conn)
+    conn.execute(f"PRAGMA cache_size = -{int(WRITER_CACHE_KIB)}")
 
 
 def _lower(value: str | None) -> str | None:
@@ -144,6 +157,29 @@ def build_where(q: MemoryQuery) -> tuple[str, list[Any]]:
     return " AND ".join(clauses), params
 
 
+def _tag_driven_query(q: MemoryQuery, direction: str) -> tuple[str, list[Any]]:
+    """A tag-filtered query without an agent or session filter, driven by the first tag's
+    ``memory_tags`` rows in ``(time, mem)`` order: that is the result order, so SQLite reads
+    rows newest first and stops at the limit instead of collecting every tagged row in the
+    window and sorting them (at 1M memories ``tags + type + since=7d`` went from ~55-95 ms to
+    ~1-2 ms, bench/README.md). ``CROSS JOIN`` pins ``memory_tags`` as the outer loop."""
+    where, params = build_where(replace(q, tags=q.tags[1:]))
+    bounds = ["t.tag = ?"]
+    tag_params: list[Any] = [q.tags[0]]
+    if q.since is not None:
+        bounds.append("t.time >= ?")
+        tag_params.append(q.since)
+    if q.until is not None:
+        bounds.append("t.time < ?")
+        tag_params.append(q.until)
+    sql = (
+        f"SELECT {_M_COLUMNS} FROM memory_tags t CROSS JOIN memories m "  # noqa: S608
+        f"ON m.rowid = t.mem WHERE {' AND '.join(bounds)} AND {where} "
+        f"ORDER BY t.time {direction}, t.mem {direction} LIMIT ? OFFSET ?"
+    )
+    return sql, tag_params + params
+
+
 def _existing_keys(
     conn: sqlite3.Connection, items: Sequence[NewMemory], window: int
 ) -> dict[str, list[tuple[int, str]]]:
@@ -176,8 +212,15 @@ class EmbeddedStore:
     def __init__(self, path: Path, org_id: str, *, synchronous: Synchronous = "FULL") -> None:
         self.org_id = org_id
         self.path = path
+        # First rowid written by the current group; FTS rows are added once per group.
+        self._fts_from: int | None = None
         self._db = SQLiteDatabase(
-            path, setup=_migrate, synchronous=synchronous, prepare_reader=_prepare_reader
+            path,
+            setup=_setup_writer,
+            synchronous=synchronous,
+            prepare_reader=_prepare_reader,
+            on_begin=self._begin_group,
+            before_commit=self._index_group,
         )
 
     async def open(self) -> None:
@@ -261,12 +304,8 @@ class EmbeddedStore:
             )
         if rows:
             conn.executemany(_INSERT, rows)
-            # Indexing from the table runs entirely inside SQLite (no per-row Python, no GIL).
-            conn.execute(
-                "INSERT INTO memories_fts (rowid, content) "
-                "SELECT rowid, content FROM memories WHERE rowid >= ?",
-                (rows[0][0],),
-            )
+            if self._fts_from is None:
+                self._fts_from = rows[0][0]
             conn.executemany("INSERT INTO memory_tags (tag, time, mem) VALUES (?, ?, ?)", tag_rows)
             conn.executemany(
                 "INSERT INTO agent_type_counts (agent_id, memory_type, n) VALUES (?, ?, ?) "
@@ -275,15 +314,40 @@ class EmbeddedStore:
             )
         return outcomes
 
+    def _begin_group(self, conn: sqlite3.Connection) -> None:
+        self._fts_from = None
+
+    def _index_group(self, conn: sqlite3.Connection) -> None:
+        """Index the group's new rows in FTS, inside its transaction (read-your-writes holds).
+
+        Once per group, not once per job: FTS5 flushes its pending terms into a new segment at
+        every savepoint, so indexing inside each job's savepoint cost ~90 us per single
+        remember instead of ~15 (bench/README.md). Rows of a job that was rolled back are gone
+        from ``memories`` and so are not indexed; the write lock is held, so every row from
+        ``_fts_from`` up is this group's.
+        """
+        if self._fts_from is None:
+            return
+        # Indexing from the table runs entirely inside SQLite (no per-row Python, no GIL).
+        conn.execute(
+            "INSERT INTO memories_fts (rowid, content) "
+            "SELECT rowid, content FROM memories WHERE rowid >= ?",
+            (self._fts_from,),
+        )
+        self._fts_from = None
+
     # -- reads --------------------------------------------------------------------------------
 
     async def query(self, q: MemoryQuery) -> list[MemoryRecord]:
-        where, params = build_where(q)
         direction = "DESC" if q.order == "desc" else "ASC"
-        sql = (
-            f"SELECT {_COLUMNS} FROM memories m WHERE {where} "  # noqa: S608 (placeholders only)
-            f"ORDER BY m.time {direction}, m.rowid {direction} LIMIT ? OFFSET ?"
-        )
+        if q.tags and q.agent_id is None and q.session_id is None:
+            sql, params = _tag_driven_query(q, direction)
+        else:
+            where, params = build_where(q)
+            sql = (
+                f"SELECT {_COLUMNS} FROM memories m WHERE {where} "  # noqa: S608 (placeholders)
+                f"ORDER BY m.time {direction}, m.rowid {direction} LIMIT ? OFFSET ?"
+            )
         params += [q.limit, q.offset]
 
         def run(conn: sqlite3.Connection) -> list[MemoryRecord]:

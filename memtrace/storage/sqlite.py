@@ -31,6 +31,7 @@ Synchronous = Literal["FULL", "NORMAL"]
 
 _READ_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="sqlite-read")
 _MAX_GROUP = 512  # jobs per group commit; bounds one transaction's size and latency
+IDLE_RELEASE_S = 30.0  # a writer idle this long after writing releases its page cache
 
 
 @dataclass(slots=True)
@@ -126,6 +127,10 @@ class SQLiteDatabase:
         synchronous: ``FULL`` fsyncs every commit (survives power loss); ``NORMAL`` survives a
             process crash but may lose the last commits on power loss.
         prepare_reader: runs on each new reader connection (e.g. to register SQL functions).
+        on_begin: runs on the writer connection right after each group's ``BEGIN``.
+        before_commit: runs once per group after every job, inside the transaction, just
+            before ``COMMIT`` (work that is cheaper once per group than once per job); if it
+            raises, the whole group fails and is rolled back.
     """
 
     def __init__(
@@ -135,17 +140,22 @@ class SQLiteDatabase:
         setup: Callable[[sqlite3.Connection], None] | None = None,
         synchronous: Synchronous = "FULL",
         prepare_reader: Callable[[sqlite3.Connection], None] | None = None,
+        on_begin: Callable[[sqlite3.Connection], None] | None = None,
+        before_commit: Callable[[sqlite3.Connection], None] | None = None,
     ) -> None:
         self.path = path
         self._setup = setup
         self._synchronous = synchronous
         self._prepare_reader = prepare_reader
+        self._on_begin = on_begin
+        self._before_commit = before_commit
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
         self._all_readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._closed = False
+        self.idle_releases = 0  # times the idle writer released its page cache
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -230,10 +240,20 @@ class SQLiteDatabase:
 
     def _loop(self, conn: sqlite3.Connection) -> None:
         stop = False
+        dirty = False  # wrote since the cache was last released
         while not stop:
-            job = self._queue.get()
+            try:
+                job = self._queue.get(timeout=IDLE_RELEASE_S if dirty else None)
+            except queue.Empty:
+                # Idle: hand the page cache back (a busy store's cache may be 64 MiB, and a
+                # process serves many orgs); the next write re-reads what it needs.
+                conn.execute("PRAGMA shrink_memory")
+                self.idle_releases += 1
+                dirty = False
+                continue
             if job is None:
                 break
+            dirty = True
             jobs = [job]
             while len(jobs) < _MAX_GROUP:
                 try:
@@ -250,6 +270,8 @@ class SQLiteDatabase:
         outcomes: list[tuple[Any, BaseException | None]] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
+            if self._on_begin is not None:
+                self._on_begin(conn)
             for job in jobs:
                 conn.execute("SAVEPOINT job")
                 try:
@@ -260,6 +282,8 @@ class SQLiteDatabase:
                     conn.execute("ROLLBACK TO job")
                     conn.execute("RELEASE job")
                     outcomes.append((None, exc))
+            if self._before_commit is not None:
+                self._before_commit(conn)
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             if conn.in_transaction:
