@@ -115,7 +115,8 @@ class Server:
             [exe, "serve", "--data-dir", str(data_dir), "--port", str(port)],
             stdout=log.open("wb"),
             stderr=subprocess.STDOUT,
-            env={**os.environ, **(env or {})},
+            # Benchmarks measure throughput, so the per-key rate limit is off unless env sets it.
+            env={"MEMTRACE_LIMITS_RATE_PER_S": "0", **os.environ, **(env or {})},
         )
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60

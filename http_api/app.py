@@ -8,6 +8,7 @@ from typing import Any, Protocol
 
 from fastapi import FastAPI
 
+from http_api.abuse import install_abuse_limits
 from http_api.errors import install_error_handlers
 from http_api.middleware import BodyLimitMiddleware, MetricsMiddleware
 from http_api.routes import agents, health, memories, sessions
@@ -74,6 +75,7 @@ def create_app(
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=runtime.settings.limits.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=runtime.metrics)
+    install_abuse_limits(app, runtime.settings)
     _document_extra_schemas(app)
     return app
 
@@ -84,6 +86,7 @@ _API_ERRORS = {
     "403": "The API key lacks the permission",
     "404": "Not found (also for other orgs' objects)",
     "409": "Conflict or duplicate",
+    "408": "Request body not received in time",
     "413": "Request body too large",
     "429": "Rate limited",
     "503": "Storage unavailable",

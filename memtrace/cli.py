@@ -123,6 +123,7 @@ def run_server(settings: Settings) -> None:
     import uvicorn  # the web stack is imported only when serving
 
     from http_api.app import create_app
+    from http_api.serving import uvicorn_options
 
     configure_logging(settings.log)
 
@@ -148,7 +149,7 @@ def run_server(settings: Settings) -> None:
         log_config=None,
         access_log=settings.log.level == "DEBUG",
         timeout_graceful_shutdown=int(settings.server.graceful_timeout_s),
-        timeout_keep_alive=int(settings.server.keepalive_timeout_s),
+        **uvicorn_options(settings),
     )
     server = uvicorn.Server(config)
     server.run()

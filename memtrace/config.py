@@ -43,6 +43,16 @@ class ServerSettings(_Section):
     port: int = Field(default=9100, ge=0, le=65535)
     graceful_timeout_s: float = Field(default=10.0, ge=0, description="Drain time on SIGTERM.")
     keepalive_timeout_s: float = Field(default=5.0, gt=0)
+    header_timeout_s: float = Field(
+        default=10.0, gt=0, description="Request line and headers must arrive within this."
+    )
+    body_timeout_s: float = Field(
+        default=30.0, gt=0, description="A request body must arrive within this (else 408)."
+    )
+    max_connections: int = Field(
+        default=1000, ge=1, description="Concurrent connections; beyond it uvicorn answers 503."
+    )
+    max_header_bytes: int = Field(default=64 * 1024, ge=1024, le=1024 * 1024)
 
 
 class LogSettings(_Section):
@@ -78,6 +88,14 @@ class LimitsSettings(_Section):
     max_context_memories: int = Field(
         default=10_000, ge=100, description="Memories read to build one context."
     )
+    rate_per_s: float = Field(
+        default=200.0, ge=0, description="Requests per second per API key; 0 disables."
+    )
+    rate_burst: int = Field(default=400, ge=1, description="Token bucket size per API key.")
+    max_window_days: float = Field(
+        default=3660.0, gt=0, description="Longest explicit since..until query window."
+    )
+    max_offset: int = Field(default=100_000, ge=0, description="Deepest list/search offset.")
 
 
 class ArcSettings(_Section):

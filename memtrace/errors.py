@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from memtrace.redact import redact, redact_value
+
 
 class MemtraceError(Exception):
     """Base of every error memtrace raises on purpose.
@@ -41,11 +43,11 @@ class MemtraceError(Exception):
 
     def to_body(self) -> dict[str, Any]:
         """The ``{"error": …}`` body, with optional ``hint`` and ``details``."""
-        body: dict[str, Any] = {"error": self.message}
+        body: dict[str, Any] = {"error": redact(self.message)}
         if self.hint:
-            body["hint"] = self.hint
+            body["hint"] = redact(self.hint)
         if self.details is not None:
-            body["details"] = self.details
+            body["details"] = redact_value(self.details)
         return body
 
 
@@ -113,6 +115,13 @@ class PayloadTooLarge(MemtraceError):
 
     status = 413
     default_message = "request body too large"
+
+
+class RequestTimeout(MemtraceError):
+    """The request body did not arrive within ``server.body_timeout_s`` (slow client)."""
+
+    status = 408
+    default_message = "request body not received in time"
 
 
 class RateLimited(MemtraceError):

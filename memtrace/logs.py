@@ -8,6 +8,7 @@ import sys
 import orjson
 
 from memtrace.config import LogSettings
+from memtrace.redact import redact
 
 
 class JsonFormatter(logging.Formatter):
@@ -22,7 +23,15 @@ class JsonFormatter(logging.Formatter):
         }
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return orjson.dumps(entry).decode()
+        return redact(orjson.dumps(entry).decode())
+
+
+class RedactingFormatter(logging.Formatter):
+    """Console lines with anything shaped like an API key redacted (e.g. a key a client put
+    in a URL, which the access log would otherwise print)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
 
 
 def configure_logging(settings: LogSettings) -> None:
@@ -30,7 +39,9 @@ def configure_logging(settings: LogSettings) -> None:
     if settings.format == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+        handler.setFormatter(
+            RedactingFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+        )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.level)

@@ -6,6 +6,7 @@ configuration (content size, batch size) are checked in the service, not here.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -44,6 +45,8 @@ MAX_CONTAINS = 1024
 DEFAULT_LIST_LIMIT = 100
 DEFAULT_SEARCH_LIMIT = 50
 MAX_LIMIT = 1000
+# Hard bound on every offset (SQLite integers are 64-bit; limits.max_offset is usually lower).
+MAX_OFFSET = 1_000_000_000
 DEFAULT_MAX_TOKENS = 2000
 MAX_TOKENS = 100_000
 
@@ -53,8 +56,55 @@ def _blank_to_none(value: Any) -> Any:
     return None if value == "" else value
 
 
+def _add_option(prop: dict[str, Any], option: dict[str, Any]) -> None:
+    """Add ``option`` to a property schema's ``anyOf`` (wrapping a plain schema first)."""
+    options = prop.get("anyOf")
+    if options is None:
+        kept = ("default", "title", "description", "examples")
+        inner = {k: prop.pop(k) for k in list(prop) if k not in kept}
+        prop["anyOf"] = options = [inner]
+    if option not in options:
+        options.append(option)
+
+
+def _blank_to(default: str) -> Any:
+    """``""`` means the default (only the empty string: ``0`` or ``false`` stay invalid)."""
+    return lambda value: default if value == "" else value
+
+
+def _document_blank(schema: dict[str, Any]) -> None:
+    """Say in the JSON schema what ``_blank_to_none``/``_blank_to`` accept: ``""`` means
+    absent (or the default)."""
+    _add_option(schema, {"const": ""})
+
+
+# Attach to every optional field that goes through ``_blank_to_none``.
+BlankMeansAbsent = Field(json_schema_extra=_document_blank)
+
+
+_NUMERIC = re.compile(r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*")
+
+
+def _timestamp_text(value: Any) -> Any:
+    """``time`` is an RFC 3339 / ISO 8601 string (SPEC §3); lax pydantic would also take a
+    number, or a numeric string, as Unix seconds."""
+    if isinstance(value, bool | int | float) or (
+        isinstance(value, str) and _NUMERIC.fullmatch(value)
+    ):
+        raise ValueError("expected an RFC 3339 / ISO 8601 timestamp string")
+    return value
+
+
 def _check_json_object_size(value: dict[str, Any] | None) -> dict[str, Any] | None:
-    if value is not None and len(orjson.dumps(value)) > MAX_METADATA_BYTES:
+    if value is None:
+        return None
+    try:
+        size = len(orjson.dumps(value))
+    except TypeError:  # orjson: integers past 64 bits, or nesting deeper than 254
+        raise ValueError(
+            "must be JSON with integers within 64 bits and nesting at most 254 deep"
+        ) from None
+    if size > MAX_METADATA_BYTES:
         raise ValueError(f"must be at most {MAX_METADATA_BYTES} bytes when serialized")
     return value
 
@@ -69,7 +119,7 @@ def _dedupe_tags(value: list[str] | None) -> list[str] | None:
 
 
 AgentId = Annotated[str, StringConstraints(pattern=AGENT_ID_PATTERN)]
-OptionalRef = Annotated[AgentId | None, BeforeValidator(_blank_to_none)]
+OptionalRef = Annotated[AgentId | None, BeforeValidator(_blank_to_none), BlankMeansAbsent]
 EventType = Annotated[str, StringConstraints(pattern=EVENT_TYPE_PATTERN)]
 Tag = Annotated[str, StringConstraints(pattern=TAG_PATTERN)]
 DedupKey = Annotated[str, StringConstraints(max_length=MAX_DEDUP_KEY)]
@@ -77,13 +127,22 @@ RefId = Annotated[str, StringConstraints(pattern=REF_ID_PATTERN)]
 Needle = Annotated[str, StringConstraints(max_length=MAX_CONTAINS)]
 TagList = Annotated[list[Tag] | None, AfterValidator(_dedupe_tags)]
 JsonObject = Annotated[dict[str, Any] | None, AfterValidator(_check_json_object_size)]
-Importance = Annotated[float | None, Field(ge=0.0, le=1.0)]
+# JSON bodies: numbers must be numbers (lax mode would take true as 1 and "0.5" as 0.5).
+Importance = Annotated[float | None, Field(ge=0.0, le=1.0, strict=True)]
 Timestamp = Annotated[datetime, PlainSerializer(format_dt, return_type=str)]
+
+
+def _document_null_is_default(schema: dict[str, Any]) -> None:
+    """Say in the JSON schema what ``_null_is_absent`` accepts: ``null`` means the default."""
+    required = set(schema.get("required", ()))
+    for name, prop in schema.get("properties", {}).items():
+        if name not in required and prop.get("default") is not None:
+            _add_option(prop, {"type": "null"})
 
 
 class _Request(BaseModel):
     # Unknown request fields are ignored (SPEC §3), so newer clients keep working.
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", json_schema_extra=_document_null_is_default)
 
     @model_validator(mode="before")
     @classmethod
@@ -124,14 +183,18 @@ class MemoryCreate(_Request):
     agent_id: AgentId
     content: str = Field(min_length=1, description="What happened, at most 64 KiB UTF-8.")
     session_id: OptionalRef = None
-    memory_type: Annotated[MemoryType, BeforeValidator(lambda v: v or "episodic")] = "episodic"
-    event_type: Annotated[EventType, BeforeValidator(lambda v: v or "general")] = "general"
+    memory_type: Annotated[MemoryType, BeforeValidator(_blank_to("episodic")), BlankMeansAbsent] = (
+        "episodic"
+    )
+    event_type: Annotated[EventType, BeforeValidator(_blank_to("general")), BlankMeansAbsent] = (
+        "general"
+    )
     metadata: JsonObject = None
     tags: TagList = None
     importance: Importance = None
-    dedup_key: Annotated[DedupKey | None, BeforeValidator(_blank_to_none)] = None
-    parent_id: Annotated[RefId | None, BeforeValidator(_blank_to_none)] = None
-    time: datetime | None = Field(
+    dedup_key: Annotated[DedupKey | None, BeforeValidator(_blank_to_none), BlankMeansAbsent] = None
+    parent_id: Annotated[RefId | None, BeforeValidator(_blank_to_none), BlankMeansAbsent] = None
+    time: Annotated[datetime | None, BeforeValidator(_timestamp_text)] = Field(
         default=None, description="Event time for backfill (at most 5 min in the future)."
     )
 
@@ -182,15 +245,19 @@ class ListParams(_Request):
 
     agent_id: OptionalRef = None
     session_id: OptionalRef = None
-    memory_type: Annotated[MemoryType | None, BeforeValidator(_blank_to_none)] = None
-    event_type: Annotated[EventType | None, BeforeValidator(_blank_to_none)] = None
+    memory_type: Annotated[MemoryType | None, BeforeValidator(_blank_to_none), BlankMeansAbsent] = (
+        None
+    )
+    event_type: Annotated[EventType | None, BeforeValidator(_blank_to_none), BlankMeansAbsent] = (
+        None
+    )
     tags: Annotated[
         str | None, Field(max_length=MAX_TAGS * 65, description="Comma list; all must match.")
     ] = None
     since: str | None = None
     until: str | None = None
     limit: int = Field(default=DEFAULT_LIST_LIMIT, ge=1, le=MAX_LIMIT)
-    offset: int = Field(default=0, ge=0)
+    offset: int = Field(default=0, ge=0, le=MAX_OFFSET)
     order: Order = "desc"
 
 
@@ -205,13 +272,14 @@ class SearchRequest(_Request):
     content_contains: Annotated[
         Needle | None,
         BeforeValidator(_blank_to_none),
+        BlankMeansAbsent,
         Field(description="Case-insensitive substring of content."),
     ] = None
     min_importance: Importance = None
     since: str | None = None
     until: str | None = None
-    limit: int = Field(default=DEFAULT_SEARCH_LIMIT, ge=1, le=MAX_LIMIT)
-    offset: int = Field(default=0, ge=0)
+    limit: int = Field(default=DEFAULT_SEARCH_LIMIT, ge=1, le=MAX_LIMIT, strict=True)
+    offset: int = Field(default=0, ge=0, le=MAX_OFFSET, strict=True)
     order: Order = "desc"
 
 
@@ -258,7 +326,7 @@ class AgentStats(BaseModel):
 
 class PageParams(_Request):
     limit: int = Field(default=DEFAULT_LIST_LIMIT, ge=1, le=MAX_LIMIT)
-    offset: int = Field(default=0, ge=0)
+    offset: int = Field(default=0, ge=0, le=MAX_OFFSET)
 
 
 # --- sessions -------------------------------------------------------------------------------
@@ -292,7 +360,9 @@ class SessionList(BaseModel):
 
 class SessionListParams(PageParams):
     agent_id: OptionalRef = None
-    status: Annotated[SessionStatus | None, BeforeValidator(_blank_to_none)] = None
+    status: Annotated[SessionStatus | None, BeforeValidator(_blank_to_none), BlankMeansAbsent] = (
+        None
+    )
 
 
 class ContextRequest(_Request):
@@ -301,7 +371,7 @@ class ContextRequest(_Request):
     since: str | None = None
     until: str | None = None
     include_types: list[MemoryType] | None = Field(default=None, max_length=len(MEMORY_TYPES))
-    max_tokens: int = Field(default=DEFAULT_MAX_TOKENS, ge=1, le=MAX_TOKENS)
+    max_tokens: int = Field(default=DEFAULT_MAX_TOKENS, ge=1, le=MAX_TOKENS, strict=True)
 
 
 class _ContextResult(BaseModel):

@@ -41,6 +41,9 @@ class Runtime:
         self.stores = StoreRegistry(settings, self.metrics)
         self.started_at = time.monotonic()
         self._watcher: asyncio.Task[None] | None = None
+        # Reloads run one at a time: two overlapping ones could apply an older key snapshot
+        # after a newer one (a key created just before would be refused until the next tick).
+        self._reload_lock = asyncio.Lock()
 
     async def start(self, *, bootstrap_key: bool = False) -> str | None:
         """Open the metadata DB (running migrations), make sure ``org_default`` exists, and
@@ -95,6 +98,10 @@ class Runtime:
 
     async def reload(self) -> None:
         """Re-read keys and orgs; close the stores of deleted orgs."""
+        async with self._reload_lock:
+            await self._reload()
+
+    async def _reload(self) -> None:
         self.auth.load(await self.catalog.list_keys())
         live = {org.id for org in await self.catalog.list_orgs()}
         for org_id in await self.stores.apply_bindings(await self.catalog.db.read(list_bindings)):

@@ -42,6 +42,8 @@ from memtrace.storage.base import MemoryQuery, MemoryStore, NewMemory
 from memtrace.timeutil import from_us, now_us, to_us
 from memtrace.timewindow import parse_window
 
+DAY_US = 86_400_000_000
+
 MAX_FUTURE_US = 5 * 60 * 1_000_000
 DAY_US = 86_400_000_000
 _TAG = re.compile(TAG_PATTERN)
@@ -214,6 +216,28 @@ class MemoryService:
 
     # -- reads --------------------------------------------------------------------------------
 
+    def _window(
+        self,
+        since: str | None,
+        until: str | None,
+        *,
+        offset: int = 0,
+        default_since: str | None = None,
+    ) -> tuple[int | None, int | None]:
+        """Parse a query window and apply the abuse limits on its span and on ``offset``."""
+        limits = self.settings.limits
+        if offset > limits.max_offset:
+            raise InvalidInput(f"offset: must be at most {limits.max_offset} (limits.max_offset)")
+        now = now_us()
+        lo, hi = parse_window(since, until, now, default_since=default_since)
+        end = hi if hi is not None else now
+        if lo is not None and end - lo > limits.max_window_days * DAY_US:
+            raise InvalidInput(
+                f"since: the window may span at most {limits.max_window_days:g} days "
+                "(limits.max_window_days)"
+            )
+        return lo, hi
+
     async def get_memory(self, memory_id: str) -> MemoryRecord:
         record = await self.store.get(memory_id)
         if record is None or record.org_id != self.org_id:
@@ -233,7 +257,7 @@ class MemoryService:
             await self.get_agent(agent_id)
         if session_id is not None:
             await self.get_session(session_id)
-        since, until = parse_window(params.since, params.until, now_us())
+        since, until = self._window(params.since, params.until, offset=params.offset)
         query = MemoryQuery(
             org_id=self.org_id,
             agent_id=agent_id or params.agent_id,
@@ -252,7 +276,7 @@ class MemoryService:
 
     async def search(self, request: SearchRequest) -> SearchOutcome:
         started = time.perf_counter()
-        since, until = parse_window(request.since, request.until, now_us())
+        since, until = self._window(request.since, request.until, offset=request.offset)
         query = MemoryQuery(
             org_id=self.org_id,
             agent_id=request.agent_id,
@@ -351,9 +375,7 @@ class MemoryService:
         request: ContextRequest,
         default_since: str | None,
     ) -> dict[str, Any]:
-        since, until = parse_window(
-            request.since, request.until, now_us(), default_since=default_since
-        )
+        since, until = self._window(request.since, request.until, default_since=default_since)
         cap = self.settings.limits.max_context_memories
         query = replace(
             base,

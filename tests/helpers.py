@@ -22,7 +22,12 @@ from memtrace.runtime import Runtime
 from memtrace.timeutil import now_us
 
 KEY_RE = re.compile(r"mtk_[A-Za-z0-9_-]{43}")
-TEST_ENV = {"MEMTRACE_AUTH_BCRYPT_ROUNDS": "4", "MEMTRACE_STORAGE_SYNCHRONOUS": "NORMAL"}
+TEST_ENV = {
+    "MEMTRACE_AUTH_BCRYPT_ROUNDS": "4",
+    "MEMTRACE_STORAGE_SYNCHRONOUS": "NORMAL",
+    # Tests drive bursts from one key; tests/test_abuse_limits.py turns the limiter on.
+    "MEMTRACE_LIMITS_RATE_PER_S": "0",
+}
 
 
 async def create_org_key(

@@ -35,6 +35,13 @@ def test_core_never_imports_transports() -> None:
         assert not leaked, f"{path.relative_to(ROOT)} imports {leaked}"
 
 
+def test_test_fixtures_in_the_core_package_use_no_web_framework() -> None:
+    """The Arc emulator ships inside ``memtrace/testing``; only its runner may use uvicorn."""
+    for path in (ROOT / "memtrace" / "testing").glob("*.py"):
+        leaked = top(imports(path)) & {"fastapi", "starlette", "mcp", "http_api", "mcp_server"}
+        assert not leaked, f"{path.relative_to(ROOT)} imports {leaked}"
+
+
 def test_service_never_imports_a_concrete_backend() -> None:
     for name in ("service.py", "context.py", "tools.py"):
         names = imports(ROOT / "memtrace" / name)

@@ -114,17 +114,23 @@ def _checked(sql: str) -> str:
 
 
 def select_sql(measurement: str, q: MemoryQuery, *, limit: int, offset: int) -> str:
-    """Rows matching ``q`` ordered by (time, id) in ``q.order``."""
+    """Rows matching ``q`` ordered by (time, id) in ``q.order``.
+
+    ``DISTINCT``: shipping is at-least-once, so after a crash Arc can hold a batch twice
+    (identical rows). Limit, offset and ``has_more`` must count each memory once.
+    """
     direction = "DESC" if q.order == "desc" else "ASC"
     return _checked(
-        f"SELECT {SELECT_LIST} FROM {quote_ident(measurement)} WHERE {where_clause(q)} "  # noqa: S608
-        f"ORDER BY time {direction}, id {direction} LIMIT {number(limit)} OFFSET {number(offset)}"
+        f"SELECT DISTINCT {SELECT_LIST} FROM {quote_ident(measurement)} "  # noqa: S608
+        f"WHERE {where_clause(q)} ORDER BY time_us {direction}, id {direction} "
+        f"LIMIT {number(limit)} OFFSET {number(offset)}"
     )
 
 
 def count_sql(measurement: str, q: MemoryQuery) -> str:
     return _checked(
-        f"SELECT count(*) AS n FROM {quote_ident(measurement)} WHERE {where_clause(q)}"  # noqa: S608
+        f"SELECT count(DISTINCT id) AS n FROM {quote_ident(measurement)} "  # noqa: S608
+        f"WHERE {where_clause(q)}"
     )
 
 
@@ -144,12 +150,13 @@ def get_sql(measurement: str, org_id: str, memory_id: str) -> str:
 
 
 def agent_stats_sql(measurement: str, org_id: str, agent_id: str, since: int) -> str:
-    """Per memory type: total, since ``since``, errors since ``since``."""
+    """Per memory type: total, since ``since``, errors since ``since`` (each id once: Arc
+    may hold a batch twice after a crash)."""
     bound = f"make_timestamp({number(since)})"
     return (
-        "SELECT memory_type, count(*) AS n, "  # noqa: S608
-        f"count(*) FILTER (WHERE time >= {bound}) AS recent, "
-        f"count(*) FILTER (WHERE time >= {bound} AND event_type = 'error') AS errors "
+        "SELECT memory_type, count(DISTINCT id) AS n, "  # noqa: S608
+        f"count(DISTINCT id) FILTER (WHERE time >= {bound}) AS recent, "
+        f"count(DISTINCT id) FILTER (WHERE time >= {bound} AND event_type = 'error') AS errors "
         f"FROM {quote_ident(measurement)} WHERE org_id = {quote_literal(org_id)} "
         f"AND agent_id = {quote_literal(agent_id)} GROUP BY memory_type ORDER BY memory_type"
     )

@@ -53,8 +53,18 @@ def _deliver(future: asyncio.Future[Any], result: Any, error: BaseException | No
 def storage_error(exc: sqlite3.Error) -> StorageUnavailable:
     """Map an SQLite failure to a clean 503 (the message never carries data or secrets)."""
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    code = getattr(exc, "sqlite_errorname", None) or ""
     if isinstance(exc, sqlite3.OperationalError) and "locked" in text:
         return StorageUnavailable("storage is busy (database locked); retry shortly")
+    if code.startswith("SQLITE_FULL"):
+        return StorageUnavailable(
+            "storage is full (no space left on the disk, or the database size limit is "
+            "reached); nothing was written"
+        )
+    if code.startswith("SQLITE_IOERR"):
+        return StorageUnavailable(
+            f"storage write failed ({text}: the disk may be full or failing); nothing was written"
+        )
     return StorageUnavailable(f"storage error: {text}")
 
 

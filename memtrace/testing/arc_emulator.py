@@ -20,10 +20,8 @@ from typing import Any, Literal
 import duckdb
 import msgpack
 import orjson
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+
+from memtrace.testing.asgi import JSONResponse, Request, Response, Router
 
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 MAX_SQL = 10_000
@@ -95,14 +93,14 @@ class ArcEmulator:
         self._types: dict[tuple[str, str], dict[str, str]] = {}
         self._buffers: dict[str, _Buffer] = {}
         self._lock = threading.RLock()
-        self.app = Starlette(
-            routes=[
-                Route("/health", self._health, methods=["GET"]),
-                Route("/ready", self._health, methods=["GET"]),
-                Route("/api/v1/write/msgpack", self._write, methods=["POST"]),
-                Route("/api/v1/write/line-protocol/flush", self._flush, methods=["POST"]),
-                Route("/api/v1/query", self._query, methods=["POST"]),
-            ]
+        self.app = Router(
+            {
+                ("GET", "/health"): self._health,
+                ("GET", "/ready"): self._health,
+                ("POST", "/api/v1/write/msgpack"): self._write,
+                ("POST", "/api/v1/write/line-protocol/flush"): self._flush,
+                ("POST", "/api/v1/query"): self._query,
+            }
         )
 
     # -- control (tests) ----------------------------------------------------------------------

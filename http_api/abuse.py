@@ -1,0 +1,136 @@
+"""Abuse limits as pure ASGI middleware, so they cover every mount (REST now, /mcp and /sse
+later): per-caller rate limiting and a deadline for slow request bodies."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import orjson
+from starlette.applications import Starlette
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from memtrace.config import Settings
+from memtrace.errors import MemtraceError, RateLimited, RequestTimeout
+from memtrace.ratelimit import RateLimiter, caller_identity, retry_after_header
+
+# Probes and scrapes stay reachable whatever a caller does.
+UNLIMITED_PATHS = frozenset({"/health", "/ready", "/metrics"})
+
+
+def _presented_key(scope: Scope) -> str | None:
+    headers: dict[str, bytes] = {
+        name.decode("latin-1").lower(): value for name, value in scope["headers"]
+    }
+    key = headers.get("x-api-key", b"").strip()
+    if key:
+        return key.decode("latin-1")
+    scheme, _, token = headers.get("authorization", b"").partition(b" ")
+    if scheme.lower() == b"bearer" and token.strip():
+        return token.strip().decode("latin-1")
+    return None
+
+
+async def send_error(
+    send: Send, error: MemtraceError, extra_headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    """Answer with the error's status and ``{"error": …}`` body, then close the connection."""
+    body = orjson.dumps(error.to_body())
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        *(extra_headers or []),
+    ]
+    await send({"type": "http.response.start", "status": error.status_code, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class RateLimitMiddleware:
+    """429 with ``Retry-After`` once a caller's token bucket is empty."""
+
+    def __init__(self, app: ASGIApp, limiter: RateLimiter) -> None:
+        self.app = app
+        self.limiter = limiter
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or not self.limiter.enabled
+            or scope.get("path") in UNLIMITED_PATHS
+        ):
+            await self.app(scope, receive, send)
+            return
+        client = scope.get("client")
+        caller = caller_identity(_presented_key(scope), client[0] if client else None)
+        wait = self.limiter.acquire(caller)
+        if wait > 0:
+            retry = retry_after_header(wait)
+            error = RateLimited(
+                f"rate limit exceeded; retry after {retry} s",
+                retry_after=wait,
+                hint="limits.rate_per_s and limits.rate_burst set the allowance per key",
+            )
+            await send_error(send, error, [(b"retry-after", retry.encode())])
+            return
+        await self.app(scope, receive, send)
+
+
+class BodyTimeoutMiddleware:
+    """Cuts off a request whose body trickles in: the whole body must arrive within
+    ``timeout_s`` of the first read, else 408 and the connection is closed."""
+
+    def __init__(self, app: ASGIApp, timeout_s: float) -> None:
+        self.app = app
+        self.timeout_s = timeout_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        deadline: float | None = None
+        body_done = False
+        response_started = False
+        timed_out = False
+
+        async def timed_receive() -> Message:
+            nonlocal deadline, body_done, timed_out
+            if body_done:  # later reads only wait for a disconnect: no deadline
+                return await receive()
+            if deadline is None:
+                deadline = time.monotonic() + self.timeout_s
+            try:
+                message = await asyncio.wait_for(receive(), deadline - time.monotonic())
+            except TimeoutError:
+                timed_out = True
+                raise RequestTimeout(
+                    f"request body not received within {self.timeout_s:g} s"
+                ) from None
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                body_done = True
+            return message
+
+        async def closing_send(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                if timed_out:  # the rest of the body may still be on its way: hang up
+                    message = {**message, "headers": [*message["headers"], _CLOSE]}
+            await send(message)
+
+        try:
+            await self.app(scope, timed_receive, closing_send)
+        except RequestTimeout as exc:
+            if response_started:
+                raise
+            await send_error(send, exc, [_CLOSE])
+
+
+_CLOSE = (b"connection", b"close")
+
+
+def install_abuse_limits(app: Starlette, settings: Settings) -> None:
+    """Add the abuse-limit middleware (outermost, so it also guards later mounts)."""
+    app.add_middleware(BodyTimeoutMiddleware, timeout_s=settings.server.body_timeout_s)
+    limits = settings.limits
+    limiter = RateLimiter(limits.rate_per_s, limits.rate_burst)
+    app.add_middleware(RateLimitMiddleware, limiter=limiter)

@@ -1,0 +1,185 @@
+"""Fault tests on the Arc backend with a real server subprocess and the Arc emulator over
+real HTTP: kill -9 loops with a non-empty outbox, Arc flapping (503, refused connections,
+success) under write load, and a missing or corrupted master key at start."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from memtrace.crypto import generate_master_key
+from memtrace.testing.arc_emulator import TEST_TOKEN, ArcEmulator
+from memtrace.testing.arc_server import EmulatorServer
+from tests.helpers import ServerProcess, run_cli, wait_until
+from tests.test_faults_embedded import Writers, all_ids
+
+FAST = {
+    "MEMTRACE_ARC_FLUSH_INTERVAL_MS": "10",
+    "MEMTRACE_ARC_RETRY_MAX_S": "0.2",
+    "MEMTRACE_ARC_CONNECT_TIMEOUT_S": "1",
+    "MEMTRACE_ARC_WRITE_TIMEOUT_S": "2",
+}
+
+
+@pytest.fixture
+def arc() -> Iterator[EmulatorServer]:
+    server = EmulatorServer(ArcEmulator()).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def env() -> dict[str, str]:
+    return {"MEMTRACE_MASTER_KEY": generate_master_key(), **FAST}
+
+
+def bound_org(data_dir: Path, env: dict[str, str], arc_url: str) -> tuple[str, str]:
+    """An org bound to Arc database ``acme`` and a read+write key for it."""
+    org = run_cli("org", "create", "acme", data_dir=data_dir, env=env).stdout.strip()
+    run_cli(
+        "org", "add-arc", org, "--url", arc_url, "--database", "acme", "--api-key", TEST_TOKEN,
+        data_dir=data_dir, env=env,
+    )  # fmt: skip
+    key = run_cli("key", "create", "--org", org, "--name", "w", data_dir=data_dir, env=env)
+    return org, key.stdout.strip()
+
+
+def arc_ids(arc: EmulatorServer) -> list[str]:
+    arc.emulator.flush()
+    return [row[0] for row in arc.emulator.sql("acme", "SELECT id FROM events")]
+
+
+def outbox_pending(server: ServerProcess, org: str) -> int:
+    stores = httpx.get(f"{server.url}/health", timeout=10).json()["stores"]
+    return int(stores.get(org, {}).get("outbox_pending", -1))
+
+
+def test_sigkill_loop_with_unshipped_outbox(
+    tmp_path: Path, arc: EmulatorServer, env: dict[str, str]
+) -> None:
+    data_dir = tmp_path / "data"
+    org, key = bound_org(data_dir, env, arc.url)
+    server = ServerProcess(data_dir, env=env)
+    acked: list[str] = []
+    try:
+        for round_no in range(3):
+            # Arc refuses writes in odd rounds: the kill hits a non-empty outbox.
+            arc.emulator.fault = "503" if round_no % 2 else None
+            server.start()
+            with Writers(server.url, key, f"arc round {round_no}") as writers:
+                wait_until(lambda w=writers: w.count() >= 40, timeout=60)  # type: ignore[misc]
+                assert server.kill(signal.SIGKILL) == -signal.SIGKILL
+            acked += writers.acked
+        arc.emulator.fault = None
+        server.start()
+        wait_until(lambda: outbox_pending(server, org) == 0, timeout=60)
+        wait_until(lambda: set(acked) <= set(arc_ids(arc)), timeout=60)
+        # Shipping is at-least-once: a batch Arc accepted just before a kill is sent again
+        # after the restart. Readers must still see every memory exactly once.
+        listed = all_ids(server.url, key)
+        assert set(acked) <= set(listed)
+        assert len(listed) == len(set(listed)), "a memory is listed twice"
+        assert set(listed) == set(arc_ids(arc))
+        with httpx.Client(base_url=server.url, headers={"x-api-key": key}, timeout=30) as c:
+            stats = [c.get(f"/api/v1/agents/w{n}/stats").json() for n in range(4)]
+        assert sum(s["memory_count"] for s in stats) == len(listed)
+    finally:
+        arc.emulator.fault = None
+        server.stop()
+
+
+def test_arc_flapping_under_write_load(
+    tmp_path: Path, arc: EmulatorServer, env: dict[str, str]
+) -> None:
+    data_dir = tmp_path / "data"
+    org, key = bound_org(data_dir, env, arc.url)
+    server = ServerProcess(data_dir, env=env).start()
+    stop = threading.Event()
+    phases: list[str] = []
+
+    def flap() -> None:
+        """503s, then refused connections, then success, over and over."""
+        while not stop.is_set():
+            for phase in ("503", "down", "up"):
+                if stop.is_set():
+                    return
+                phases.append(phase)
+                if phase == "503":
+                    arc.emulator.fault = "503"
+                elif phase == "down":
+                    arc.emulator.fault = None
+                    arc.stop()
+                else:
+                    arc.start()
+                stop.wait(0.3)  # how long each phase lasts (load keeps running throughout)
+
+    flapper = threading.Thread(target=flap, daemon=True)
+    try:
+        with Writers(server.url, key, "flapping", threads=4) as writers:
+            flapper.start()
+            wait_until(lambda: len(phases) >= 9 and writers.count() >= 150, timeout=120)
+            stop.set()
+            flapper.join(timeout=30)
+        if arc._server is None:  # the flapper may have stopped in a "down" phase
+            arc.start()
+        arc.emulator.fault = None
+        acked = writers.acked
+        assert acked, "no write was acknowledged while Arc flapped"
+        wait_until(lambda: outbox_pending(server, org) == 0, timeout=60)
+        wait_until(lambda: set(acked) <= set(arc_ids(arc)), timeout=60)
+        shipped = arc_ids(arc)
+        assert len(shipped) == len(set(shipped)), "a memory reached Arc twice"
+        listed = all_ids(server.url, key)
+        assert set(acked) <= set(listed) and len(listed) == len(set(listed))
+        assert "Traceback" not in server.log_path.read_text()
+    finally:
+        stop.set()
+        server.stop()
+
+
+@pytest.mark.parametrize(
+    ("master_key", "message"),
+    [
+        ("", "MEMTRACE_MASTER_KEY is not set"),
+        ("not-base64!", "malformed"),
+        ("c2hvcnQ=", "32 bytes"),
+        (generate_master_key(), "not the key it was encrypted with"),
+    ],
+    ids=["missing", "corrupted", "short", "wrong"],
+)
+def test_bad_master_key_at_start_is_a_clear_refusal(
+    tmp_path: Path, arc: EmulatorServer, env: dict[str, str], master_key: str, message: str
+) -> None:
+    data_dir = tmp_path / "data"
+    org, key = bound_org(data_dir, env, arc.url)
+    run_cli("org", "create", "plain", data_dir=data_dir, env=env)
+    plain_key = run_cli(
+        "key", "create", "--org", "plain", "--name", "p", data_dir=data_dir, env=env
+    ).stdout.strip()
+    server = ServerProcess(data_dir, env={**env, "MEMTRACE_MASTER_KEY": master_key}).start()
+    try:
+        ok = httpx.post(  # an org on the embedded store keeps working
+            f"{server.url}/api/v1/memories",
+            json={"agent_id": "a", "content": "embedded still works"},
+            headers={"x-api-key": plain_key},
+        )
+        assert ok.status_code == 201
+        refused = httpx.post(
+            f"{server.url}/api/v1/memories",
+            json={"agent_id": "a", "content": "x"},
+            headers={"x-api-key": key},
+        )
+        assert refused.status_code == 503
+        assert message in refused.json()["error"]
+        ready = httpx.get(f"{server.url}/ready")
+        assert ready.status_code == 503 and message in ready.json()["stores"][org]["detail"]
+        log = server.log_path.read_text()
+        for secret in (TEST_TOKEN, env["MEMTRACE_MASTER_KEY"], key):
+            assert secret not in log and secret not in refused.text + ready.text
+    finally:
+        server.stop()
