@@ -40,7 +40,9 @@ CLIENTS = 32
 
 
 async def _runtime(data_dir: Path) -> tuple[Runtime, str]:
-    runtime = Runtime(load_settings(overrides={"storage.data_dir": data_dir}))
+    # Throughput is measured, so the per-key rate limit is off (as in bench/common.py).
+    overrides = {"storage.data_dir": data_dir, "limits.rate_per_s": 0}
+    runtime = Runtime(load_settings(overrides=overrides))
     key = await runtime.start(bootstrap_key=True)
     if key is None:
         raise RuntimeError(f"{data_dir} already holds a deployment")
