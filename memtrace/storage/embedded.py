@@ -20,7 +20,7 @@ from memtrace.ids import memory_ids
 from memtrace.models import MemoryRecord, WriteOutcome
 from memtrace.storage.base import AgentMemoryStats, MemoryQuery, NewMemory, StoreHealth
 from memtrace.storage.records import row_to_record
-from memtrace.storage.sqlite import SQLiteDatabase, Synchronous, create_schema
+from memtrace.storage.sqlite import DedupWindow, SQLiteDatabase, Synchronous, create_schema
 
 SCHEMA_VERSION = 1
 
@@ -73,7 +73,6 @@ _INSERT = (
     "event_type, content, metadata, tags, importance, dedup_key, parent_id) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-_KEYS_PER_QUERY = 500
 # Page cache of the writer connection, in KiB (SQLite's default is 2 MiB). Every insert updates
 # five B-trees keyed by time, agent, session, dedup hash and id; past a few hundred thousand
 # memories those no longer fit in 2 MiB and each insert re-reads pages through the OS. 64 MiB
@@ -180,26 +179,6 @@ def _tag_driven_query(q: MemoryQuery, direction: str) -> tuple[str, list[Any]]:
     return sql, tag_params + params
 
 
-def _existing_keys(
-    conn: sqlite3.Connection, items: Sequence[NewMemory], window: int
-) -> dict[str, list[tuple[int, str]]]:
-    """Stored (time, id) pairs for the batch's dedup keys near the batch's times, in one query
-    per 500 keys (instead of one per memory)."""
-    keys = list(dict.fromkeys(item.dedup_key for item in items))
-    low = min(item.time for item in items) - window
-    high = max(item.time for item in items) + window
-    found: dict[str, list[tuple[int, str]]] = {}
-    for start in range(0, len(keys), _KEYS_PER_QUERY):
-        chunk = keys[start : start + _KEYS_PER_QUERY]
-        sql = (
-            "SELECT dedup_key, time, id FROM memories WHERE time > ? AND time < ? "  # noqa: S608
-            f"AND dedup_key IN ({', '.join('?' * len(chunk))}) ORDER BY time"
-        )
-        for key, at, memory_id in conn.execute(sql, [low, high, *chunk]):
-            found.setdefault(key, []).append((at, memory_id))
-    return found
-
-
 def _row_to_record(row: tuple[Any, ...]) -> MemoryRecord:
     return row_to_record(row[1:])  # row[0] is the rowid
 
@@ -240,7 +219,7 @@ class EmbeddedStore:
         self, conn: sqlite3.Connection, items: Sequence[NewMemory], window: int | None
     ) -> list[WriteOutcome]:
         """Runs in the writer's transaction: dedup, then bulk inserts (rows, FTS, tags)."""
-        seen = _existing_keys(conn, items, window) if window is not None else {}
+        dedup = DedupWindow(conn, "memories", items, window) if window is not None else None
         org = self.org_id
         # The writer holds the write lock, so rowids can be assigned up front for bulk inserts.
         next_rowid = conn.execute("SELECT coalesce(max(rowid), 0) + 1 FROM memories").fetchone()[0]
@@ -250,17 +229,14 @@ class EmbeddedStore:
         tag_rows: list[tuple[str, int, int]] = []
         counts: Counter[tuple[str, str]] = Counter()
         for item in items:
-            if window is not None:
-                previous = seen.setdefault(item.dedup_key, [])
-                duplicate = next(
-                    (mid for at, mid in previous if abs(at - item.time) < window), None
-                )
+            if dedup is not None:
+                duplicate = dedup.duplicate_of(item)
                 if duplicate is not None:
                     outcomes.append(WriteOutcome(existing_id=duplicate))
                     continue
             memory_id = item.id or memory_ids.new()
-            if window is not None:
-                previous.append((item.time, memory_id))
+            if dedup is not None:
+                dedup.add(item, memory_id)
             rowid = next_rowid
             next_rowid += 1
             rows.append(

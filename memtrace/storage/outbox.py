@@ -18,7 +18,7 @@ from memtrace.ids import memory_ids
 from memtrace.models import MemoryRecord, WriteOutcome
 from memtrace.storage.base import MemoryQuery, NewMemory
 from memtrace.storage.records import record_from_new, record_to_row, row_to_record
-from memtrace.storage.sqlite import SQLiteDatabase, Synchronous, create_schema
+from memtrace.storage.sqlite import DedupWindow, SQLiteDatabase, Synchronous, create_schema
 
 SCHEMA_VERSION = 1
 _SCHEMA_V1 = """
@@ -55,29 +55,10 @@ _ROW = (
     "id, time, org_id, agent_id, session_id, memory_type, event_type, content, metadata, tags, "
     "importance, dedup_key, parent_id"
 )
-_KEYS_PER_QUERY = 500
 
 
 def _migrate(conn: sqlite3.Connection) -> None:
     create_schema(conn, _SCHEMA_V1, version=SCHEMA_VERSION, what="outbox")
-
-
-def _known_keys(
-    conn: sqlite3.Connection, items: Sequence[NewMemory], window: int
-) -> dict[str, list[tuple[int, str]]]:
-    keys = list(dict.fromkeys(item.dedup_key for item in items))
-    low = min(item.time for item in items) - window
-    high = max(item.time for item in items) + window
-    found: dict[str, list[tuple[int, str]]] = {}
-    for start in range(0, len(keys), _KEYS_PER_QUERY):
-        chunk = keys[start : start + _KEYS_PER_QUERY]
-        sql = (
-            "SELECT dedup_key, time, id FROM dedup_index WHERE time > ? AND time < ? "  # noqa: S608
-            f"AND dedup_key IN ({', '.join('?' * len(chunk))})"
-        )
-        for key, at, memory_id in conn.execute(sql, [low, high, *chunk]):
-            found.setdefault(key, []).append((at, memory_id))
-    return found
 
 
 class Outbox:
@@ -109,19 +90,18 @@ class Outbox:
         window: int | None,
         now: int,
     ) -> list[WriteOutcome]:
-        seen = _known_keys(conn, items, window) if window is not None and items else {}
+        dedup = DedupWindow(conn, "dedup_index", items, window) if window is not None else None
         outcomes: list[WriteOutcome] = []
         rows: list[tuple[Any, ...]] = []
         for item in items:
-            if window is not None:
-                previous = seen.setdefault(item.dedup_key, [])
-                duplicate = next((m for at, m in previous if abs(at - item.time) < window), None)
+            if dedup is not None:
+                duplicate = dedup.duplicate_of(item)
                 if duplicate is not None:
                     outcomes.append(WriteOutcome(existing_id=duplicate))
                     continue
             record = record_from_new(item, item.id or memory_ids.new(), self.org_id)
-            if window is not None:
-                previous.append((item.time, record.id))
+            if dedup is not None:
+                dedup.add(item, record.id)
             rows.append(record_to_row(record))
             outcomes.append(WriteOutcome(record=record))
         if rows:
