@@ -114,6 +114,13 @@ class ArcSettings(_Section):
         description="How long shipped rows stay in the read overlay (cover Arc's flush delay).",
     )
     retry_max_s: float = Field(default=30.0, gt=0, description="Cap of the shipper's backoff.")
+    shutdown_drain_s: float = Field(
+        default=5.0,
+        ge=0,
+        le=600,
+        description="On graceful shutdown, ship pending outbox rows for at most this long "
+        "(0 = don't; unshipped rows stay durable and ship after the next start).",
+    )
 
 
 class Settings(BaseSettings):

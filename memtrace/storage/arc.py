@@ -105,12 +105,21 @@ class ArcStore:
         self._shipper = asyncio.create_task(self._ship_loop(), name=f"arc-shipper:{self.org_id}")
 
     async def close(self) -> None:
-        """Stop shipping (unshipped rows stay durable in the outbox) and close files."""
+        """Stop shipping, ship what is pending for up to ``arc.shutdown_drain_s`` while Arc
+        answers (what is left stays durable in the outbox for the next start), close files."""
         self._closing = True
         self._wakeup.set()
         if self._shipper is not None:
             self._shipper.cancel()
             await asyncio.gather(self._shipper, return_exceptions=True)
+        if self._shipper is not None and self.settings.shutdown_drain_s > 0:
+            try:
+                async with asyncio.timeout(self.settings.shutdown_drain_s):
+                    await self._drain()
+            except TimeoutError:
+                log.warning(
+                    "arc outbox of %s not drained at shutdown; ships on next start", self.org_id
+                )
         await self.client.close()
         await self.outbox.close()
 
@@ -131,8 +140,11 @@ class ArcStore:
         last_prune = 0.0
         loop = asyncio.get_running_loop()
         while not self._closing:
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancel that
+            # arrives as the wakeup fires, and close() then waited out the linger below.
             try:
-                await asyncio.wait_for(self._wakeup.wait(), timeout=interval)
+                async with asyncio.timeout(interval):
+                    await self._wakeup.wait()
                 await asyncio.sleep(interval)  # linger: let a burst of writes share one batch
             except TimeoutError:
                 pass
@@ -144,6 +156,12 @@ class ArcStore:
             if loop.time() - last_prune > 5:
                 last_prune = loop.time()
                 await self._prune()
+
+    async def _drain(self) -> None:
+        """Ship batch after batch until the outbox is empty or Arc fails once."""
+        failures = self.consecutive_failures
+        while await self._ship_once() and self.consecutive_failures == failures:
+            pass
 
     async def _ship_once(self) -> bool:
         """Ship one batch; True when there may be more to ship now."""
