@@ -1,11 +1,12 @@
 # Two entry points for a fresh machine (python3 >= 3.11, make, git):
 #   make serve   install memtrace into .venv and start the server on 127.0.0.1:9100
 #   make test    install the test dependencies into .venv and run the test suite
+#   make test-fast   the fast tier: no processes or servers, under a minute (docs/testing.md)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: serve test lint ci bench bench-quick profile-tools clean
+.PHONY: serve test test-fast lint ci bench bench-quick profile-tools clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,8 +24,15 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 serve: $(VENV)/.installed
 	$(BIN)/memtrace serve $(ARGS)
 
+# Tests run in parallel (pytest-xdist): most of their time is spent waiting on processes and
+# sockets, so 4 workers beat 2 on a 2-core machine (docs/testing.md has the figures).
+TEST_WORKERS ?= 4
+
 test: $(VENV)/.installed-dev
-	$(BIN)/python -m pytest $(ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) $(ARGS)
+
+test-fast: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest -m "not slow" -n 2 $(ARGS)
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .

@@ -25,10 +25,11 @@ import httpx
 from bench.common import DAY_US, free_port, percentile, print_table
 from bench.common import memory as sample_memory
 from memtrace.config import ArcSettings
-from memtrace.dedup import derive_dedup_key
-from memtrace.storage.arc import ArcStore, ArcTarget
+from memtrace.domain.dedup import derive_dedup_key
+from memtrace.domain.timestamps import now_us
+from memtrace.storage.arc.store import ArcStore
+from memtrace.storage.arc.target import ArcTarget
 from memtrace.storage.base import NewMemory
-from memtrace.timeutil import now_us
 
 TOKEN = "bench-token"
 

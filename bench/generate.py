@@ -24,12 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.common import DAY_US, EVENTS, RARE_WORD, TAGS, TYPES, WORDS
-from memtrace import metadata as md
 from memtrace.config import load_settings
-from memtrace.dedup import derive_dedup_key
+from memtrace.domain.dedup import derive_dedup_key
+from memtrace.domain.ids import DEFAULT_ORG_ID
+from memtrace.domain.timestamps import now_us
 from memtrace.runtime import Runtime
 from memtrace.storage.base import NewMemory
-from memtrace.timeutil import now_us
 
 SESSIONS_PER_AGENT = 5
 CONTEXT_SESSION_SIZE = 500
@@ -96,7 +96,7 @@ async def _generate(
         raise RuntimeError(f"{data_dir} already holds a deployment; give an empty data dir")
     try:
         now = now_us() - 60_000_000
-        org = md.DEFAULT_ORG_ID
+        org = DEFAULT_ORG_ID
         agent_ids = [f"agent_{n:03d}" for n in range(agents)]
         for agent in agent_ids:
             await runtime.catalog.register_agent(org, agent, f"bench agent {agent}", None, now)

@@ -30,9 +30,9 @@ import orjson
 
 from bench.common import batches
 from http_api.app import create_app
-from memtrace import metadata as md
 from memtrace.config import load_settings
-from memtrace.models import MemoryBatchCreate, parse_model
+from memtrace.domain.ids import DEFAULT_ORG_ID
+from memtrace.domain.models import MemoryBatchCreate, parse_model
 from memtrace.runtime import Runtime
 
 Message = MutableMapping[str, Any]
@@ -116,7 +116,7 @@ async def remember(requests: int) -> dict[str, Any]:
 async def ingest(memories: int) -> dict[str, Any]:
     """CPU per memory of each phase of a 1,000-memory batch write, through the service."""
     runtime, _ = await _runtime(Path(tempfile.mkdtemp()) / "data")
-    service = await runtime.service(md.DEFAULT_ORG_ID)
+    service = await runtime.service(DEFAULT_ORG_ID)
     bodies = list(batches(memories, 1000, seed=11))
     phases = dict.fromkeys(("parse", "validate", "write", "response"), 0.0)
 

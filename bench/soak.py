@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from memtrace.crypto import generate_master_key
+from memtrace.auth.crypto import generate_master_key
 from memtrace.testing.arc_emulator import ArcEmulator
 from memtrace.testing.arc_server import EmulatorServer
 from tests.helpers import TEST_ENV, ServerProcess, wait_until

@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 
 from memtrace import AsyncMemtrace, ContextOptions
-from memtrace.errors import MemtraceError, NotFound
+from memtrace.domain.errors import MemtraceError, NotFound
 from memtrace.tools import MemoryOps, call_tool
 
 DATA_DIR_ENV = "MEMTRACE_COOKBOOK_DATA_DIR"

@@ -10,9 +10,9 @@ import orjson
 from starlette.applications import Starlette
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from memtrace.auth.ratelimit import RateLimiter, caller_identity, retry_after_header
 from memtrace.config import Settings
-from memtrace.errors import MemtraceError, RateLimited, RequestTimeout
-from memtrace.ratelimit import RateLimiter, caller_identity, retry_after_header
+from memtrace.domain.errors import MemtraceError, RateLimited, RequestTimeout
 
 # Probes and scrapes stay reachable whatever a caller does.
 UNLIMITED_PATHS = frozenset({"/health", "/ready", "/metrics"})

@@ -13,7 +13,7 @@ from http_api.errors import install_error_handlers
 from http_api.middleware import BodyLimitMiddleware, MetricsMiddleware
 from http_api.routes import agents, health, memories, sessions
 from memtrace import __version__
-from memtrace.models import ErrorBody
+from memtrace.domain.models import ErrorBody
 from memtrace.runtime import Runtime
 
 

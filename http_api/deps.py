@@ -9,8 +9,8 @@ import orjson
 from fastapi import Depends, Request
 from starlette.responses import Response
 
-from memtrace.auth import Principal
-from memtrace.errors import InvalidInput
+from memtrace.auth.keys import Principal, presented_key
+from memtrace.domain.errors import InvalidInput
 from memtrace.runtime import Runtime
 from memtrace.service import MemoryService
 
@@ -27,18 +27,6 @@ def json_response(
 def get_runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
-
-
-def presented_key(headers: Mapping[str, str]) -> str | None:
-    """The API key from ``x-api-key`` or ``Authorization: Bearer …``."""
-    key = headers.get("x-api-key")
-    if key:
-        return key.strip()
-    authorization = headers.get("authorization", "")
-    scheme, _, token = authorization.partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
-        return token.strip()
-    return None
 
 
 async def get_principal(request: Request) -> Principal:

@@ -10,8 +10,8 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from http_api.deps import json_response
-from memtrace.errors import MemtraceError, RateLimited
-from memtrace.models import invalid_input
+from memtrace.domain.errors import MemtraceError, RateLimited
+from memtrace.domain.models import invalid_input
 
 log = logging.getLogger("memtrace.http")
 

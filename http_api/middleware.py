@@ -8,7 +8,7 @@ import orjson
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from memtrace.metrics import Metrics
+from memtrace.telemetry.metrics import Metrics
 
 
 class BodyLimitMiddleware:

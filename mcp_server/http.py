@@ -16,14 +16,16 @@ from fastapi import FastAPI
 from mcp.server.mcpserver import Context
 from starlette.datastructures import Headers
 from starlette.requests import Request
+from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from http_api.deps import json_response, presented_key
 from mcp_server.server import build_server
-from memtrace.errors import Unauthorized
+from memtrace.auth.keys import presented_key
+from memtrace.domain.errors import Unauthorized
 from memtrace.runtime import Runtime
-from memtrace.tools import MemoryOps, ServiceOps, ToolSpec
+from memtrace.service_ops import ServiceOps
+from memtrace.tools import MemoryOps, ToolSpec
 
 MCP_PATH = "/mcp"
 SSE_PATH = "/sse"
@@ -42,7 +44,7 @@ class _KeyGate:
             try:
                 await self.runtime.authenticate(presented_key(Headers(scope=scope)))
             except Unauthorized as exc:
-                await json_response(exc.to_body(), exc.status_code)(scope, receive, send)
+                await JSONResponse(exc.to_body(), exc.status_code)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 

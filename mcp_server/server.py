@@ -3,7 +3,7 @@
 Nothing about a tool is defined here: names, descriptions, argument schemas, validation and
 handlers all come from ``memtrace.tools``. This module only decides where a call's
 :class:`~memtrace.tools.MemoryOps` comes from (one fixed set for stdio, the caller's API key on
-HTTP) and maps :class:`~memtrace.errors.MemtraceError` to ``is_error`` results, once.
+HTTP) and maps :class:`~memtrace.domain.errors.MemtraceError` to ``is_error`` results, once.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import ConfigDict
 
 from memtrace import __version__
-from memtrace.errors import MemtraceError
+from memtrace.domain.errors import MemtraceError
 from memtrace.tools import TOOLS, MemoryOps, ToolResult, ToolSpec, call_tool
 
 log = logging.getLogger("memtrace.mcp")

@@ -22,17 +22,18 @@ from contextlib import asynccontextmanager
 import anyio
 
 from mcp_server.server import build_server, fixed_ops
-from memtrace import metadata as md
 from memtrace.config import Settings, load_settings
-from memtrace.errors import ConfigError, MemtraceError
-from memtrace.logs import configure_logging
+from memtrace.domain.errors import ConfigError, MemtraceError
+from memtrace.domain.ids import DEFAULT_ORG_ID
 from memtrace.runtime import Runtime
-from memtrace.tools import MemoryOps, ServiceOps
+from memtrace.service_ops import ServiceOps
+from memtrace.telemetry.logs import configure_logging
+from memtrace.tools import MemoryOps
 
 
 @asynccontextmanager
 async def embedded_ops(
-    settings: Settings, org_id: str = md.DEFAULT_ORG_ID
+    settings: Settings, org_id: str = DEFAULT_ORG_ID
 ) -> AsyncIterator[MemoryOps]:
     """Operations on the local data directory, in process (no server needed)."""
     runtime = Runtime(settings)

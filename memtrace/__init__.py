@@ -1,9 +1,26 @@
-"""memtrace: a multi-tenant temporal memory server for fleets of AI agents."""
+"""memtrace: a multi-tenant temporal memory server for fleets of AI agents.
+
+``from memtrace import Memtrace, AsyncMemtrace`` (and every model and exception of the client
+SDK, as in the published ``memtrace-sdk``) loads :mod:`memtrace.client` on first use, so the
+server and the CLI never import the SDK and ``import memtrace`` costs nothing
+(docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.3.0"
 
-# The client SDK, importable as in the published memtrace-sdk: ``from memtrace import Memtrace``.
-from memtrace.client import *  # noqa: F403
-from memtrace.client import __all__ as _client_all
+if TYPE_CHECKING:
+    from memtrace.client import *  # noqa: F403
 
-__all__ = ["__version__", *_client_all]
+
+def __getattr__(name: str) -> Any:
+    # Every SDK export is a class name; submodules (lowercase) are never looked up here.
+    if name[:1].isupper():
+        from memtrace import client
+
+        if name in client.__all__:
+            return getattr(client, name)
+    raise AttributeError(f"module 'memtrace' has no attribute {name!r}")

@@ -19,8 +19,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from memtrace.errors import ConfigError
-from memtrace.models import error_field
+from memtrace.domain.errors import ConfigError
+from memtrace.domain.models import error_field
 
 CONFIG_FILENAME = "memtrace.toml"
 

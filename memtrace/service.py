@@ -1,8 +1,9 @@
 """MemoryService: all of memtrace's business logic for one org, transport-free and async.
 
 Adapters (REST routes, MCP tools, the CLI) validate input into the models of
-:mod:`memtrace.models`, make one call here, and render the result. The service never imports a
-concrete storage backend: it receives the org's :class:`~memtrace.storage.base.MemoryStore`.
+:mod:`memtrace.domain.models`, make one call here, and render the result. The service never
+imports a concrete storage backend: it receives the org's
+:class:`~memtrace.storage.base.MemoryStore`.
 """
 
 from __future__ import annotations
@@ -13,14 +14,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from memtrace import metadata as md
-from memtrace.catalog import Catalog
 from memtrace.config import Settings
-from memtrace.context import render_context
-from memtrace.dedup import derive_dedup_key
-from memtrace.errors import DuplicateMemory, InvalidInput, NotFound
-from memtrace.metrics import Metrics
-from memtrace.models import (
+from memtrace.domain.context import render_context
+from memtrace.domain.dedup import derive_dedup_key
+from memtrace.domain.errors import DuplicateMemory, InvalidInput, NotFound
+from memtrace.domain.memory import MemoryRecord
+from memtrace.domain.models import (
     TAG_PATTERN,
     Agent,
     AgentContext,
@@ -30,7 +29,6 @@ from memtrace.models import (
     DuplicateEntry,
     ListParams,
     MemoryCreate,
-    MemoryRecord,
     SearchRequest,
     Session,
     SessionContext,
@@ -38,11 +36,12 @@ from memtrace.models import (
     SessionListParams,
     SessionUpdate,
 )
+from memtrace.domain.timestamps import from_us, now_us, to_us
+from memtrace.domain.windows import parse_window
+from memtrace.metadata.base import MetadataStore
+from memtrace.metadata.records import AgentRow, SessionRow
 from memtrace.storage.base import MemoryQuery, MemoryStore, NewMemory
-from memtrace.timeutil import from_us, now_us, to_us
-from memtrace.timewindow import parse_window
-
-DAY_US = 86_400_000_000
+from memtrace.telemetry.metrics import Metrics
 
 MAX_FUTURE_US = 5 * 60 * 1_000_000
 DAY_US = 86_400_000_000
@@ -50,12 +49,14 @@ _TAG = re.compile(TAG_PATTERN)
 
 
 @dataclass(frozen=True, slots=True)
-class BatchResult:
+class StoredBatch:
+    """What a batch write stored, and the duplicates it skipped (internal; see ``to_wire``)."""
+
     memories: list[MemoryRecord]
     duplicates: list[DuplicateEntry]
 
     def to_wire(self) -> dict[str, Any]:
-        """The JSON shape of :class:`~memtrace.models.MemoryBatchResult`."""
+        """The JSON shape of :class:`~memtrace.domain.models.MemoryBatchResult`."""
         return {
             "count": len(self.memories),
             "memories": [m.to_wire() for m in self.memories],
@@ -64,12 +65,14 @@ class BatchResult:
 
 
 @dataclass(frozen=True, slots=True)
-class MemoryPage:
+class RecordPage:
+    """One page of a listing, with the exact look-ahead ``has_more``."""
+
     memories: list[MemoryRecord]
     has_more: bool
 
     def to_wire(self) -> dict[str, Any]:
-        """The JSON shape of :class:`~memtrace.models.MemoryList`."""
+        """The JSON shape of :class:`~memtrace.domain.models.MemoryList`."""
         return {
             "memories": [m.to_wire() for m in self.memories],
             "count": len(self.memories),
@@ -78,12 +81,14 @@ class MemoryPage:
 
 
 @dataclass(frozen=True, slots=True)
-class SearchOutcome:
+class SearchHits:
+    """What a search found, with the time it took."""
+
     results: list[MemoryRecord]
     query_time_ms: int
 
     def to_wire(self) -> dict[str, Any]:
-        """The JSON shape of :class:`~memtrace.models.SearchResult`."""
+        """The JSON shape of :class:`~memtrace.domain.models.SearchResult`."""
         return {
             "results": [m.to_wire() for m in self.results],
             "count": len(self.results),
@@ -91,7 +96,7 @@ class SearchOutcome:
         }
 
 
-def _agent_model(row: md.AgentRow) -> Agent:
+def _agent_model(row: AgentRow) -> Agent:
     return Agent(
         id=row.id,
         org_id=row.org_id,
@@ -103,7 +108,7 @@ def _agent_model(row: md.AgentRow) -> Agent:
     )
 
 
-def _session_model(row: md.SessionRow) -> Session:
+def _session_model(row: SessionRow) -> Session:
     return Session(
         id=row.id,
         org_id=row.org_id,
@@ -133,7 +138,7 @@ class MemoryService:
         self,
         org_id: str,
         store: MemoryStore,
-        catalog: Catalog,
+        catalog: MetadataStore,
         settings: Settings,
         metrics: Metrics,
     ) -> None:
@@ -195,7 +200,7 @@ class MemoryService:
         self._count_writes(1, 0)
         return outcome.record
 
-    async def remember_batch(self, items: Sequence[MemoryCreate]) -> BatchResult:
+    async def remember_batch(self, items: Sequence[MemoryCreate]) -> StoredBatch:
         """Validate the whole batch first (nothing is written if one item is bad), then store
         it; duplicates (also within the batch) are skipped and reported by index."""
         max_batch = self.settings.limits.max_batch
@@ -212,7 +217,7 @@ class MemoryService:
             if o.record is None and o.existing_id is not None
         ]
         self._count_writes(len(stored), len(duplicates))
-        return BatchResult(stored, duplicates)
+        return StoredBatch(stored, duplicates)
 
     # -- reads --------------------------------------------------------------------------------
 
@@ -250,7 +255,7 @@ class MemoryService:
         *,
         agent_id: str | None = None,
         session_id: str | None = None,
-    ) -> MemoryPage:
+    ) -> RecordPage:
         """The list endpoint; ``agent_id``/``session_id`` fix a filter (nested routes), and the
         agent or session must then exist."""
         if agent_id is not None:
@@ -272,9 +277,9 @@ class MemoryService:
             order=params.order,
         )
         rows = await self.store.query(query)
-        return MemoryPage(rows[: params.limit], len(rows) > params.limit)
+        return RecordPage(rows[: params.limit], len(rows) > params.limit)
 
-    async def search(self, request: SearchRequest) -> SearchOutcome:
+    async def search(self, request: SearchRequest) -> SearchHits:
         started = time.perf_counter()
         since, until = self._window(request.since, request.until, offset=request.offset)
         query = MemoryQuery(
@@ -293,7 +298,7 @@ class MemoryService:
             order=request.order,
         )
         rows = await self.store.query(query)
-        return SearchOutcome(rows, round((time.perf_counter() - started) * 1000))
+        return SearchHits(rows, round((time.perf_counter() - started) * 1000))
 
     # -- agents -------------------------------------------------------------------------------
 

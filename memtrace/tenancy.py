@@ -9,43 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
-import shutil
-from pathlib import Path
 
-from memtrace.arc_bindings import ArcBinding
 from memtrace.config import Settings
-from memtrace.errors import (
+from memtrace.domain.errors import (
     ConfigError,
     MemtraceError,
     NoArcInstanceError,
-    NotFound,
     StorageUnavailable,
 )
-from memtrace.metrics import Metrics
-from memtrace.storage.arc import ArcStore
+from memtrace.metadata.bindings import ArcBinding
+from memtrace.storage.arc.store import ArcStore
 from memtrace.storage.base import MemoryStore, StoreHealth
 from memtrace.storage.embedded import EmbeddedStore
+from memtrace.storage.layout import org_dir
+from memtrace.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
-
-_ORG_ID = re.compile(r"^org_[A-Za-z0-9_]{1,64}$")
-
-
-def org_dir(data_dir: Path, org_id: str) -> Path:
-    """Directory holding an org's files; the id pattern keeps it inside ``data_dir``."""
-    if not _ORG_ID.match(org_id):
-        raise NotFound(f"org {org_id!r} not found")
-    return data_dir / "orgs" / org_id
-
-
-def purge_org_files(data_dir: Path, org_id: str) -> bool:
-    """Delete an org's stored memories from disk; True when there was something to delete."""
-    path = org_dir(data_dir, org_id)
-    if not path.exists():
-        return False
-    shutil.rmtree(path)
-    return True
 
 
 class StoreRegistry:

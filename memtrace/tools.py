@@ -2,10 +2,11 @@
 permission and handler.
 
 Handlers are written against :class:`MemoryOps`, the few operations the tools need, which has
-two implementations: :class:`ServiceOps` (in process, bound to one org's service) and the HTTP
-client's (remote mode, in :mod:`memtrace.client`). Renderers turn the same definitions into
-MCP tools (``mcp_server``), Anthropic ``tools=``, OpenAI function calling and OpenAI Agents SDK
-tools. Nothing here depends on MCP or any LLM SDK.
+two implementations: :class:`~memtrace.service_ops.ServiceOps` (in process, bound to one org's
+service) and :class:`~memtrace.client.ops.ClientOps` (over HTTP, the MCP server's remote
+mode). Renderers turn the same definitions into MCP tools (``mcp_server``), Anthropic
+``tools=``, OpenAI function calling and OpenAI Agents SDK tools. Nothing here depends on MCP,
+any LLM SDK or the server side.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from memtrace.errors import Conflict, InvalidInput
-from memtrace.models import (
+from memtrace.domain.errors import Conflict, InvalidInput
+from memtrace.domain.models import (
     DEFAULT_MAX_TOKENS,
     DEFAULT_SEARCH_LIMIT,
     MAX_LIMIT,
@@ -38,7 +39,6 @@ from memtrace.models import (
     TagList,
     invalid_input,
 )
-from memtrace.service import MemoryService
 
 Json = dict[str, Any]
 CONTENT_IN_LINE = 1000
@@ -48,7 +48,7 @@ class MemoryOps(Protocol):
     """What the tools need from memtrace. Results are the REST API's JSON shapes."""
 
     async def remember(self, item: MemoryCreate) -> Json:
-        """Store a memory; raise :class:`~memtrace.errors.Conflict` (with ``existing_id``)
+        """Store a memory; raise :class:`~memtrace.domain.errors.Conflict` (with ``existing_id``)
         for a duplicate."""
         ...
 
@@ -61,33 +61,6 @@ class MemoryOps(Protocol):
     async def session_context(self, session_id: str, request: ContextRequest) -> Json: ...
 
     async def register_agent(self, body: AgentCreate) -> Json: ...
-
-
-class ServiceOps:
-    """:class:`MemoryOps` over the in-process service of one org (no HTTP hop)."""
-
-    def __init__(self, service: MemoryService) -> None:
-        self.service = service
-
-    async def remember(self, item: MemoryCreate) -> Json:
-        return (await self.service.remember(item)).to_wire()
-
-    async def list_memories(self, params: ListParams) -> Json:
-        return (await self.service.list_memories(params)).to_wire()
-
-    async def search(self, request: SearchRequest) -> Json:
-        return (await self.service.search(request)).to_wire()
-
-    async def create_session(self, body: SessionCreate) -> Json:
-        return (await self.service.create_session(body)).model_dump(mode="json", exclude_none=True)
-
-    async def session_context(self, session_id: str, request: ContextRequest) -> Json:
-        context = await self.service.session_context(session_id, request)
-        return context.model_dump(mode="json")
-
-    async def register_agent(self, body: AgentCreate) -> Json:
-        agent = await self.service.register_agent(body)
-        return agent.model_dump(mode="json", exclude_none=True)
 
 
 # --- argument models (descriptions are read by the model that calls the tool) ----------------

@@ -1,8 +1,11 @@
-"""Fixtures: isolated settings, a started runtime, the real app through ASGITransport."""
+"""Fixtures: isolated settings, a started runtime, the real app through ASGITransport; and the
+test tiers (docs/testing.md): tests that start processes or servers are marked ``slow``, and
+the fast tier (``-m "not slow"``) fails a test that starts a process without that mark."""
 
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -13,6 +16,31 @@ from http_api.app import create_app
 from memtrace.config import Settings, load_settings
 from memtrace.runtime import Runtime
 from tests.helpers import TEST_ENV, ServerProcess, create_org_key
+
+# Fixtures that start a server process (a test using one is slow).
+PROCESS_FIXTURES = {"server", "slow_server", "capped_server"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if PROCESS_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(autouse=True)
+def _fast_tier_starts_no_process(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Keep the fast tier fast: there, starting a process fails the test, naming the fix."""
+    if "not slow" not in (request.config.getoption("markexpr") or ""):
+        return
+    node = request.node.nodeid
+
+    class _Refused(subprocess.Popen):  # type: ignore[type-arg]
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            pytest.fail(f"{node} starts a process: mark it @pytest.mark.slow", pytrace=False)
+
+    monkeypatch.setattr(subprocess, "Popen", _Refused)
 
 
 @pytest.fixture(autouse=True)

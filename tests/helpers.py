@@ -15,11 +15,12 @@ from typing import Any
 
 import httpx
 
-from memtrace import metadata as md
-from memtrace.auth import new_api_key, parse_permissions
-from memtrace.ids import new_org_id
+from memtrace.auth.keys import new_api_key
+from memtrace.auth.permissions import parse_permissions
+from memtrace.domain.ids import new_org_id
+from memtrace.domain.timestamps import now_us
+from memtrace.metadata import sqlite as md
 from memtrace.runtime import Runtime
-from memtrace.timeutil import now_us
 
 KEY_RE = re.compile(r"mtk_[A-Za-z0-9_-]{43}")
 TEST_ENV = {

@@ -10,8 +10,8 @@ import httpx
 import pytest
 
 from http_api.app import create_app
+from memtrace.auth.ratelimit import RateLimiter, caller_identity
 from memtrace.config import load_settings
-from memtrace.ratelimit import RateLimiter, caller_identity
 from memtrace.runtime import Runtime
 from tests.helpers import ServerProcess, create_org_key, wait_until
 
@@ -200,6 +200,7 @@ def test_rate_limit_is_on_by_default(monkeypatch: pytest.MonkeyPatch, data_dir: 
     assert limits.rate_per_s == 200 and limits.rate_burst == 400
 
 
+@pytest.mark.slow
 def test_rate_limit_on_a_real_server(tmp_path: Path) -> None:
     env = {"MEMTRACE_LIMITS_RATE_PER_S": "0.001", "MEMTRACE_LIMITS_RATE_BURST": "2"}
     server = ServerProcess(tmp_path / "data", env=env).start()
@@ -227,6 +228,7 @@ def test_rate_limit_on_a_real_server(tmp_path: Path) -> None:
         server.stop()
 
 
+@pytest.mark.slow
 def test_connections_over_the_cap_get_503(tmp_path: Path) -> None:
     server = ServerProcess(tmp_path / "data", env={"MEMTRACE_SERVER_MAX_CONNECTIONS": "2"})
     server.start()

@@ -30,13 +30,16 @@ import uvicorn
 from starlette.routing import BaseRoute, Mount
 
 from http_api.app import create_app
-from memtrace import metadata as md
 from memtrace import tools
-from memtrace.auth import new_api_key, parse_permissions
+from memtrace.auth.keys import new_api_key
+from memtrace.auth.permissions import parse_permissions
 from memtrace.config import load_settings
+from memtrace.domain.timestamps import now_us
+from memtrace.metadata import sqlite as md
 from memtrace.runtime import Runtime
-from memtrace.timeutil import now_us
 from tests.helpers import create_org_key, free_port
+
+pytestmark = pytest.mark.slow  # starts processes or servers (docs/testing.md)
 
 try:
     from mcp_server.http import McpHttpAddon

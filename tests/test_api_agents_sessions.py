@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 
-from memtrace.models import Agent, AgentList, AgentStats, Session, SessionList
+from memtrace.domain.models import Agent, AgentList, AgentStats, Session, SessionList
 
 
 async def test_agent_lifecycle(api: httpx.AsyncClient) -> None:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from memtrace.models import Memory, MemoryBatchResult, MemoryList, SearchResult
+from memtrace.domain.models import Memory, MemoryBatchResult, MemoryList, SearchResult
 
 MEM = "/api/v1/memories"
 

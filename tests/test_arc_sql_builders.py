@@ -12,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from memtrace.errors import InvalidInput
-from memtrace.storage import arc_sql
+from memtrace.domain.errors import InvalidInput
+from memtrace.storage.arc import sql as arc_sql
 from tests.storage.test_arc_sql_property import adversarial
 
 prop = settings(

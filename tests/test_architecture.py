@@ -1,75 +1,254 @@
-"""Dependencies point inward (STYLE.md): a small AST check over every module."""
+"""The dependency rule of docs/architecture.md, checked over every module's imports (AST).
+
+Each area of the code may import only the areas listed for it; the import graph of module-level
+imports has no cycle. Imports inside functions count for the dependency rule (a lazy import is
+still a dependency) but not for cycles (they run after every module is loaded).
+"""
 
 from __future__ import annotations
 
 import ast
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-WEB_OR_MCP = ("fastapi", "starlette", "mcp", "uvicorn", "http_api", "mcp_server")
+PACKAGES = ("memtrace", "http_api", "mcp_server")
+
+CORE = (
+    "memtrace.domain",
+    "memtrace.errors",
+    "memtrace.models",
+    "memtrace.config",
+    "memtrace.telemetry",
+    "memtrace.auth",
+    "memtrace.storage",
+    "memtrace.metadata",
+    "memtrace.service",
+    "memtrace.tools",
+    "memtrace.service_ops",
+    "memtrace.tenancy",
+    "memtrace.runtime",
+)
+WEB = ("fastapi", "starlette", "uvicorn", "mcp", "http_api", "mcp_server")
+
+# area -> the project areas it may import (besides itself and the version in ``memtrace``).
+# Areas are matched by the longest prefix; docs/architecture.md explains each line.
+ALLOWED: dict[str, tuple[str, ...]] = {
+    "memtrace.domain": (),
+    "memtrace.errors": ("memtrace.domain",),
+    "memtrace.models": ("memtrace.domain",),
+    "memtrace.config": ("memtrace.domain",),
+    "memtrace.telemetry": ("memtrace.domain", "memtrace.config"),
+    "memtrace.auth": ("memtrace.domain", "memtrace.config"),
+    "memtrace.storage": ("memtrace.domain", "memtrace.config", "memtrace.telemetry"),
+    "memtrace.metadata": (
+        "memtrace.domain",
+        "memtrace.auth",
+        "memtrace.storage.sqlite",
+        "memtrace.storage.arc.target",
+    ),
+    "memtrace.service": (
+        "memtrace.domain",
+        "memtrace.config",
+        "memtrace.telemetry",
+        "memtrace.storage.base",
+        "memtrace.metadata.base",
+        "memtrace.metadata.records",
+    ),
+    "memtrace.tools": ("memtrace.domain",),
+    "memtrace.service_ops": ("memtrace.domain", "memtrace.service", "memtrace.tools"),
+    "memtrace.tenancy": (
+        "memtrace.domain",
+        "memtrace.config",
+        "memtrace.telemetry",
+        "memtrace.storage",
+        "memtrace.metadata",
+    ),
+    "memtrace.runtime": CORE,
+    "memtrace.cli": (*CORE, "http_api", "mcp_server"),
+    # The client SDK and the integrations see only the shared contract (wire models, errors,
+    # tool definitions): never the service, storage, metadata, auth or configuration.
+    "memtrace.client": ("memtrace.domain", "memtrace.tools"),
+    "memtrace.integrations": ("memtrace.domain", "memtrace.tools", "memtrace.client"),
+    "memtrace.testing": (),
+    "http_api": CORE,
+    "mcp_server": (*CORE, "memtrace.client"),
+}
+# Third-party packages an area must not use even where the project areas allow it.
+FORBIDDEN_LIBRARIES: dict[str, tuple[str, ...]] = {
+    "memtrace": WEB,  # the core never imports a web framework or MCP (cli's lazy imports aside)
+    "memtrace.cli": (),
+    # the Arc emulator's runner serves it with uvicorn; nothing else of the web stack
+    "memtrace.testing": ("fastapi", "starlette", "mcp", "http_api", "mcp_server"),
+    "memtrace.client": ("sqlite3", "sqlite_utils", "prometheus_client", "bcrypt", "cryptography"),
+    "memtrace.integrations": ("sqlite3", "sqlite_utils", "prometheus_client"),
+    "memtrace.tools": ("sqlite3", "sqlite_utils", "prometheus_client", "httpx"),
+    "http_api": ("sqlite3", "sqlite_utils", "mcp", "mcp_server"),
+    "mcp_server": ("sqlite3", "sqlite_utils", "httpx", "http_api"),
+}
 
 
-def imports(path: Path) -> set[str]:
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module)
+def module_name(path: Path, root: Path = ROOT) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def modules(root: Path = ROOT) -> dict[str, Path]:
+    found = {}
+    for package in PACKAGES:
+        for path in (root / package).rglob("*.py"):
+            found[module_name(path, root)] = path
     return found
 
 
-def top(names: set[str]) -> set[str]:
-    return {name.split(".")[0] for name in names}
+def _resolve(node: ast.ImportFrom, current: str, is_package: bool) -> str:
+    if node.level == 0:
+        return node.module or ""
+    base = current.split(".")
+    base = base if is_package else base[:-1]
+    base = base[: len(base) - (node.level - 1)]
+    return ".".join([*base, node.module] if node.module else base)
 
 
-def core_modules() -> list[Path]:
-    return [p for p in (ROOT / "memtrace").rglob("*.py") if "testing" not in p.parts]
+def imports(path: Path, *, top_level_only: bool = False, root: Path = ROOT) -> Iterator[str]:
+    """Every imported module name (``from a import b`` yields ``a.b`` and ``a``)."""
+    current = module_name(path, root)
+    is_package = path.name == "__init__.py"
+    tree = ast.parse(path.read_text())
+
+    def walk(nodes: list[ast.stmt]) -> Iterator[ast.stmt]:
+        for node in nodes:
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+                continue  # type-only imports
+            yield node
+            if not top_level_only and not isinstance(node, ast.Import | ast.ImportFrom):
+                for child in ast.iter_child_nodes(node):
+                    if isinstance(child, ast.stmt):
+                        yield from walk([child])
+            elif isinstance(node, ast.If | ast.Try):
+                yield from walk(node.body + node.orelse)
+
+    for node in walk(tree.body):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            module = _resolve(node, current, is_package)
+            yield module
+            yield from (f"{module}.{alias.name}" for alias in node.names)
 
 
-def test_core_never_imports_transports() -> None:
-    for path in core_modules():
-        if path.name == "cli.py":  # the composition root may wire the adapters
+def area_of(name: str, areas: dict[str, tuple[str, ...]]) -> str | None:
+    matches = [a for a in areas if name == a or name.startswith(a + ".")]
+    return max(matches, key=len) if matches else None
+
+
+def within(name: str, prefixes: tuple[str, ...]) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in prefixes)
+
+
+def test_every_module_belongs_to_an_area() -> None:
+    for name in modules():
+        if name == "memtrace":
             continue
-        leaked = top(imports(path)) & set(WEB_OR_MCP)
-        assert not leaked, f"{path.relative_to(ROOT)} imports {leaked}"
+        assert area_of(name, ALLOWED), f"{name} is in no area of docs/architecture.md"
 
 
-def test_test_fixtures_in_the_core_package_use_no_web_framework() -> None:
-    """The Arc emulator ships inside ``memtrace/testing``; only its runner may use uvicorn."""
-    for path in (ROOT / "memtrace" / "testing").glob("*.py"):
-        leaked = top(imports(path)) & {"fastapi", "starlette", "mcp", "http_api", "mcp_server"}
-        assert not leaked, f"{path.relative_to(ROOT)} imports {leaked}"
+def rule_violations(root: Path = ROOT) -> list[str]:
+    known = modules(root)
+    problems = []
+    for name, path in known.items():
+        area = area_of(name, ALLOWED)
+        if area is None:
+            continue
+        allowed = (area, *ALLOWED[area])
+        for imported in set(imports(path, root=root)):
+            if imported not in known or imported == "memtrace" or within(imported, allowed):
+                continue
+            problems.append(f"{name} imports {imported}")
+    return sorted(problems)
 
 
-def test_service_never_imports_a_concrete_backend() -> None:
-    for name in ("service.py", "context.py", "tools.py"):
-        names = imports(ROOT / "memtrace" / name)
-        concrete = {
-            n
-            for n in names
-            if n.startswith("memtrace.storage.") and n not in ("memtrace.storage.base",)
-        }
-        assert not concrete, f"{name} imports {concrete}"
+def test_each_area_imports_only_what_it_may() -> None:
+    assert rule_violations() == []
 
 
-def test_backends_never_import_the_service() -> None:
-    for path in (ROOT / "memtrace" / "storage").glob("*.py"):
-        names = imports(path)
-        assert not {"memtrace.service", "memtrace.runtime", "memtrace.tenancy"} & names, path
+def test_forbidden_libraries() -> None:
+    problems = []
+    for name, path in modules().items():
+        rule = area_of(name, FORBIDDEN_LIBRARIES)
+        if rule is None:
+            continue
+        for imported in set(imports(path)):
+            if within(imported, FORBIDDEN_LIBRARIES[rule]):
+                problems.append(f"{name} imports {imported}")
+    assert not problems, "\n".join(sorted(problems))
 
 
-def test_adapters_do_not_talk_sql() -> None:
-    for path in (ROOT / "http_api").rglob("*.py"):
-        assert not {"sqlite3", "sqlite_utils"} & top(imports(path)), path
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every strongly connected component with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in graph.get(node, ()):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in graph:
+        if node not in index:
+            visit(node)
+    return found
 
 
-def test_rest_app_does_not_depend_on_the_mcp_adapter() -> None:
-    for path in (ROOT / "http_api").rglob("*.py"):
-        assert "mcp_server" not in top(imports(path)), path
-        assert "mcp" not in top(imports(path)), path
+def import_graph(root: Path = ROOT) -> dict[str, set[str]]:
+    known = modules(root)
+    graph: dict[str, set[str]] = {}
+    for name, path in known.items():
+        found = imports(path, top_level_only=True, root=root)
+        targets = {i for i in found if i in known and i != name}
+        # importing ``a.b.c`` runs ``a`` and ``a.b`` first
+        graph[name] = {t for t in targets if not name.startswith(t + ".")}
+    return graph
 
 
-def test_mcp_adapter_does_not_talk_sql_or_http_clients() -> None:
-    for path in (ROOT / "mcp_server").rglob("*.py"):
-        assert not {"sqlite3", "sqlite_utils", "httpx"} & top(imports(path)), path
+def test_no_import_cycle() -> None:
+    assert cycles(import_graph()) == []
+
+
+def test_the_checks_fail_on_a_forbidden_import_and_on_a_cycle(tmp_path: Path) -> None:
+    """A client-SDK module importing the service, and two modules importing each other."""
+    for package in PACKAGES:
+        (tmp_path / package).mkdir()
+        (tmp_path / package / "__init__.py").write_text("")
+    (tmp_path / "memtrace" / "client").mkdir()
+    (tmp_path / "memtrace" / "client" / "__init__.py").write_text("")
+    (tmp_path / "memtrace" / "client" / "sync.py").write_text("from memtrace.service import X\n")
+    (tmp_path / "memtrace" / "service.py").write_text("from memtrace import tools\n")
+    (tmp_path / "memtrace" / "tools.py").write_text("import memtrace.service\n")
+    assert rule_violations(tmp_path) == [
+        "memtrace.client.sync imports memtrace.service",
+        "memtrace.service imports memtrace.tools",
+        "memtrace.tools imports memtrace.service",
+    ]
+    assert cycles(import_graph(tmp_path)) == [["memtrace.service", "memtrace.tools"]]

@@ -11,10 +11,13 @@ import asyncio
 from pathlib import Path
 
 import httpx
+import pytest
 
 from bench.common import RARE_WORD, Server
 from bench.generate import CONTEXT_SESSION_SIZE, generate
 from bench.run import ingest_figure, query_figures, remember_figure, table
+
+pytestmark = pytest.mark.slow  # starts processes or servers (docs/testing.md)
 
 
 def test_generated_org_is_served_and_every_load_runs(tmp_path: Path) -> None:

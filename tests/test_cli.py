@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from memtrace.cli import cli
 from memtrace.config import load_settings
 from memtrace.runtime import Runtime
-from memtrace.tenancy import org_dir
+from memtrace.storage.layout import org_dir
 from tests.helpers import KEY_RE, ServerProcess, run_cli, wait_until
 
 
@@ -119,7 +119,7 @@ async def test_org_delete_purge_removes_everything(data_dir: Path) -> None:
     runtime = Runtime(load_settings(None, {"storage.data_dir": data_dir}))
     await runtime.start()
     service = await runtime.service(org_id)
-    from memtrace.models import MemoryCreate
+    from memtrace.domain.models import MemoryCreate
 
     await service.remember(MemoryCreate(agent_id="a", content="x"))
     await runtime.close()
@@ -158,6 +158,7 @@ def test_running_server_sees_admin_changes(server: ServerProcess) -> None:
     )
 
 
+@pytest.mark.slow
 def test_cli_subprocess_entry_point(tmp_path: Path) -> None:
     result = run_cli("org", "create", "sub", data_dir=tmp_path / "d")
     assert result.stdout.strip().startswith("org_")

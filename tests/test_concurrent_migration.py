@@ -16,9 +16,13 @@ from pathlib import Path
 import pytest
 import sqlite_utils
 
-from memtrace import metadata as md
-from memtrace.storage import embedded, outbox
+from memtrace.metadata import sqlite as md
+from memtrace.metadata.schema import MIGRATIONS, SCHEMA_VERSION, migrate
+from memtrace.storage import embedded
+from memtrace.storage.arc import outbox
 from memtrace.storage.sqlite import connect, schema_statements
+
+pytestmark = pytest.mark.slow  # starts processes or servers (docs/testing.md)
 
 
 def _race(
@@ -62,13 +66,13 @@ def test_metadata_migrates_once_when_two_processes_start_together(tmp_path: Path
 
     def apply_all(conn: sqlite3.Connection) -> None:
         db = sqlite_utils.Database(conn)
-        for number, step in enumerate(md.MIGRATIONS, start=1):
+        for number, step in enumerate(MIGRATIONS, start=1):
             step(db)
             conn.execute(f"PRAGMA user_version = {number}")
 
-    _race(path, md.migrate, apply_all)
+    _race(path, migrate, apply_all)
     conn = connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == md.SCHEMA_VERSION
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert md.list_orgs(conn) == []
     conn.close()
 
@@ -106,7 +110,7 @@ def test_a_failed_migration_leaves_the_old_version(tmp_path: Path) -> None:
     conn = connect(tmp_path / "memtrace.db")
     conn.execute("CREATE TABLE orgs (id TEXT)")  # v1 will collide with it
     with pytest.raises(Exception, match="orgs"):
-        md.migrate(conn)
+        migrate(conn)
     assert conn.execute("PRAGMA user_version").fetchone()[0] == 0
     assert not conn.in_transaction
     conn.close()

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from memtrace.config import load_settings
-from memtrace.errors import ConfigError
+from memtrace.domain.errors import ConfigError
 
 
 def test_defaults() -> None:

@@ -1,4 +1,4 @@
-"""Context markdown (SPEC §6): golden text, reasoning, budget, footer, empty session."""
+"""Context markdown (docs/context.md): golden text, reasoning, budget, footer, empty session."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 
-from memtrace.context import estimate_tokens, render_context
-from memtrace.models import MemoryRecord, SessionContext
-from memtrace.timeutil import to_us
+from memtrace.domain.context import estimate_tokens, render_context
+from memtrace.domain.memory import MemoryRecord
+from memtrace.domain.models import SessionContext
+from memtrace.domain.timestamps import to_us
 
 GOLDEN = """## Session Context ({sid})
 

@@ -1,4 +1,4 @@
-"""Exact dedup (SPEC §5): 409 with existing_id, in-batch duplicates, and the window."""
+"""Exact dedup (docs/api.md, "Dedup"): 409 with existing_id, in-batch duplicates, the window."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 
-from memtrace.dedup import derive_dedup_key
+from memtrace.domain.dedup import derive_dedup_key
 
 MEM = "/api/v1/memories"
 

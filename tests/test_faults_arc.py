@@ -12,11 +12,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from memtrace.crypto import generate_master_key
+from memtrace.auth.crypto import generate_master_key
 from memtrace.testing.arc_emulator import TEST_TOKEN, ArcEmulator
 from memtrace.testing.arc_server import EmulatorServer
 from tests.helpers import ServerProcess, run_cli, wait_until
 from tests.test_faults_embedded import Writers, all_ids
+
+pytestmark = pytest.mark.slow  # starts processes or servers (docs/testing.md)
 
 FAST = {
     "MEMTRACE_ARC_FLUSH_INTERVAL_MS": "10",

@@ -19,6 +19,8 @@ import pytest
 
 from tests.helpers import ServerProcess, wait_until
 
+pytestmark = pytest.mark.slow  # starts processes or servers (docs/testing.md)
+
 MEM = "/api/v1/memories"
 NO_RATE_LIMIT = {"MEMTRACE_LIMITS_RATE_PER_S": "0"}
 

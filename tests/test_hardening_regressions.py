@@ -12,17 +12,19 @@ import httpx
 import pytest
 
 from http_api.app import create_app
-from memtrace import metadata as md
-from memtrace.auth import new_api_key, parse_permissions
+from memtrace.auth.keys import new_api_key
+from memtrace.auth.permissions import parse_permissions
 from memtrace.config import LogSettings
-from memtrace.errors import StorageUnavailable
-from memtrace.logs import configure_logging
+from memtrace.domain.errors import StorageUnavailable
+from memtrace.domain.ids import DEFAULT_ORG_ID
+from memtrace.domain.timestamps import now_us
+from memtrace.metadata import sqlite as md
 from memtrace.runtime import Runtime
 from memtrace.storage.base import MemoryQuery
 from memtrace.storage.sqlite import SQLiteDatabase
+from memtrace.telemetry.logs import configure_logging
 from memtrace.testing.arc_emulator import ArcEmulator
 from memtrace.testing.arc_server import EmulatorServer
-from memtrace.timeutil import now_us
 from tests.storage.arc_support import arc_store, drained
 from tests.storage.arc_support import memory as arc_memory
 
@@ -165,7 +167,7 @@ async def test_overlapping_reloads_never_apply_an_older_key_snapshot(runtime: Ru
     stale = asyncio.create_task(runtime.reload())
     await first_read.wait()  # the first reload holds a snapshot without the new key
     record, key = new_api_key(
-        md.DEFAULT_ORG_ID, "new", parse_permissions("read"), rounds=4, now=now_us()
+        DEFAULT_ORG_ID, "new", parse_permissions("read"), rounds=4, now=now_us()
     )
     await runtime.catalog.db.write(lambda conn: md.insert_key(conn, record))
     fresh = asyncio.create_task(runtime.reload())

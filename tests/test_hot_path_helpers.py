@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import random
 
-from memtrace.ids import _CROCKFORD, _encode_ulid
-from memtrace.models import ListParams, MemoryCreate, SearchRequest
+from memtrace.domain.ids import _CROCKFORD, _encode_ulid
+from memtrace.domain.models import ListParams, MemoryCreate, SearchRequest
 
 
 def _reference_ulid(value: int) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import threading
 
-from memtrace.ids import MonotonicUlid, new_key_id, new_org_id, new_session_id
+from memtrace.domain.ids import MonotonicUlid, new_key_id, new_org_id, new_session_id
 
 ULID = re.compile(r"^mem_[0-9A-HJKMNP-TV-Z]{26}$")
 

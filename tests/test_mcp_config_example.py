@@ -8,10 +8,13 @@ import shutil
 import sys
 from pathlib import Path
 
+import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
 from tests.helpers import TEST_ENV
+
+pytestmark = pytest.mark.slow  # starts processes or servers (docs/testing.md)
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = json.loads((ROOT / ".mcp.json.example").read_text())

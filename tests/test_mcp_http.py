@@ -13,6 +13,8 @@ import pytest
 from tests.helpers import ServerProcess, run_cli, wait_until
 from tests.mcp_helpers import TRANSPORTS, data, http_client, text
 
+pytestmark = pytest.mark.slow  # starts processes or servers (docs/testing.md)
+
 
 class Deployment:
     """One server with two orgs: read+write keys for each, a read-only and a revoked key."""

@@ -1,5 +1,5 @@
-"""The MCP server through the real ``mcp.Client`` in memory: the tool list matches SPEC §7 and
-the argument models, and every tool's happy path and bad-input path."""
+"""The MCP server through the real ``mcp.Client`` in memory: the tool list matches the README's
+tool table and the argument models, and every tool's happy path and bad-input path."""
 
 from __future__ import annotations
 
@@ -12,10 +12,12 @@ from mcp import Client
 
 from mcp_server.server import build_server, fixed_ops
 from memtrace.runtime import Runtime
-from memtrace.tools import TOOLS, ServiceOps
+from memtrace.service_ops import ServiceOps
+from memtrace.tools import TOOLS
 from tests.mcp_helpers import data, text
 
-SPEC_7 = {
+# The tool table of the README (MCP section): tool → (required, optional) parameters.
+TOOL_TABLE = {
     "memtrace_remember": (
         {"agent_id", "content"},
         {
@@ -80,16 +82,16 @@ async def call(client: Client, name: str, arguments: dict[str, Any]) -> Any:
     return result
 
 
-async def test_list_tools_is_exactly_spec_7_rendered_from_the_argument_models(
+async def test_list_tools_is_exactly_the_tool_table_rendered_from_the_argument_models(
     ops: ServiceOps,
 ) -> None:
     async with connect(ops) as mcp:
         listed = {tool.name: tool for tool in (await mcp.list_tools()).tools}
-        assert set(listed) == set(SPEC_7)
+        assert set(listed) == set(TOOL_TABLE)
         assert len(listed) == 7
         for spec in TOOLS:
             tool = listed[spec.name]
-            required, optional = SPEC_7[spec.name]
+            required, optional = TOOL_TABLE[spec.name]
             schema = tool.input_schema
             assert set(schema.get("required", [])) == required, spec.name
             assert set(schema["properties"]) == required | optional, spec.name

@@ -11,11 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
 from tests.helpers import TEST_ENV, ServerProcess, free_port, memtrace_cmd, run_cli
 from tests.mcp_helpers import data, text
+
+pytestmark = pytest.mark.slow  # starts processes or servers (docs/testing.md)
 
 MEMTRACE_MCP = str(Path(sys.executable).parent / "memtrace-mcp")
 

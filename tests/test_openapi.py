@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from memtrace import models
+from memtrace.domain import models
 
 
 async def test_openapi_uses_the_wire_models(client: httpx.AsyncClient) -> None:

@@ -10,23 +10,23 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from memtrace.context import CHARS_PER_TOKEN, estimate_tokens, footer, render_context
-from memtrace.dedup import derive_dedup_key
-from memtrace.errors import InvalidInput
-from memtrace.ids import new_session_id
-from memtrace.models import (
+from memtrace.auth.ratelimit import RateLimiter
+from memtrace.domain.context import CHARS_PER_TOKEN, estimate_tokens, footer, render_context
+from memtrace.domain.dedup import derive_dedup_key
+from memtrace.domain.errors import InvalidInput
+from memtrace.domain.ids import new_session_id
+from memtrace.domain.memory import MemoryRecord
+from memtrace.domain.models import (
     AGENT_ID_PATTERN,
     EVENT_TYPE_PATTERN,
     MEMORY_TYPES,
     TAG_PATTERN,
     MemoryCreate,
-    MemoryRecord,
     parse_model,
 )
-from memtrace.ratelimit import RateLimiter
+from memtrace.domain.timestamps import to_us
+from memtrace.domain.windows import parse_time_bound, parse_window
 from memtrace.service import _parse_tags
-from memtrace.timeutil import to_us
-from memtrace.timewindow import parse_time_bound, parse_window
 
 # Bounded and reproducible: no example database, no wall-clock deadline on a busy CI machine.
 prop = settings(deadline=None, max_examples=150, database=None, derandomize=True)

@@ -10,9 +10,12 @@ import subprocess
 from pathlib import Path
 
 import httpx
+import pytest
 
 from memtrace.config import ServerSettings
 from tests.helpers import KEY_RE, TEST_ENV, free_port, wait_until
+
+pytestmark = pytest.mark.slow  # starts processes or servers (docs/testing.md)
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()

@@ -25,6 +25,8 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from tests.helpers import ServerProcess
 
+pytestmark = pytest.mark.slow  # starts processes or servers (docs/testing.md)
+
 EXAMPLES = int(os.environ.get("MEMTRACE_FUZZ_EXAMPLES", "15"))
 
 

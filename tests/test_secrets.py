@@ -8,8 +8,11 @@ import os
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.helpers import KEY_RE, ServerProcess, run_cli, wait_until
+
+pytestmark = pytest.mark.slow  # starts processes or servers (docs/testing.md)
 
 MEM = "/api/v1/memories"
 

@@ -7,8 +7,11 @@ import threading
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.helpers import ServerProcess, wait_until
+
+pytestmark = pytest.mark.slow  # starts processes or servers (docs/testing.md)
 
 
 def test_smoke_over_real_http(server: ServerProcess) -> None:

@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from memtrace.errors import InvalidInput
-from memtrace.timeutil import to_us
-from memtrace.timewindow import parse_time_bound, parse_window
+from memtrace.domain.errors import InvalidInput
+from memtrace.domain.timestamps import to_us
+from memtrace.domain.windows import parse_time_bound, parse_window
 
 NOW = to_us(datetime(2026, 11, 22, 12, 0, tzinfo=UTC))
 H = 3_600_000_000

@@ -1,4 +1,4 @@
-"""Every SPEC §3 rule is rejected with 400 naming the field; never 422 or 500."""
+"""Every memory-record rule of docs/api.md is rejected with 400 naming the field; never 422/500."""
 
 from __future__ import annotations
 

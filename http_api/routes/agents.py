@@ -9,7 +9,7 @@ from starlette.responses import Response
 
 from http_api.deps import ReadService, WriteService
 from http_api.routes.memories import page_response
-from memtrace.models import (
+from memtrace.domain.models import (
     Agent,
     AgentContext,
     AgentCreate,

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from http_api.deps import ReadService, WriteService, json_response, read_json
-from memtrace.models import (
+from memtrace.domain.models import (
     ListParams,
     Memory,
     MemoryBatchCreate,
@@ -19,7 +19,7 @@ from memtrace.models import (
     SearchResult,
     parse_model,
 )
-from memtrace.service import MemoryPage
+from memtrace.service import RecordPage
 
 router = APIRouter(prefix="/api/v1", tags=["memories"])
 
@@ -41,7 +41,7 @@ _WRITE_BODY = {
 EXTRA_SCHEMAS = (MemoryCreate, MemoryBatchCreate)
 
 
-def page_response(page: MemoryPage) -> Response:
+def page_response(page: RecordPage) -> Response:
     return json_response(page.to_wire())
 
 

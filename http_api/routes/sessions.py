@@ -9,7 +9,7 @@ from starlette.responses import Response
 
 from http_api.deps import ReadService, WriteService
 from http_api.routes.memories import page_response
-from memtrace.models import (
+from memtrace.domain.models import (
     ContextRequest,
     ListParams,
     MemoryList,
@@ -54,7 +54,7 @@ async def session_memories(
     return page_response(await service.list_memories(params, session_id=session_id))
 
 
-@router.post("/{session_id}/context", summary="LLM-ready markdown of the session (SPEC §6)")
+@router.post("/{session_id}/context", summary="LLM-ready markdown of the session")
 async def session_context(
     session_id: str, service: ReadService, body: ContextRequest | None = None
 ) -> SessionContext:

@@ -23,7 +23,7 @@ from memtrace.client.models import (
     UpdateSessionRequest,
 )
 from memtrace.client.sync import Memtrace
-from memtrace.errors import (
+from memtrace.domain.errors import (
     AuthenticationError,
     ConflictError,
     DuplicateMemory,

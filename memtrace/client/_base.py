@@ -2,8 +2,9 @@
 
 Everything that does not touch the network lives here: configuration (arguments or the
 ``MEMTRACE_URL`` / ``MEMTRACE_API_KEY`` environment), the request of every method (method,
-path, query, body), response parsing into the wire models of :mod:`memtrace.models`, the error
-mapping (:func:`memtrace.errors.error_from_response`) and the retry policy.
+path, query, body), response parsing into the wire models of
+:mod:`memtrace.domain.models`, the error mapping
+(:func:`memtrace.domain.errors.error_from_response`) and the retry policy.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from tenacity import (
 )
 
 from memtrace import __version__
-from memtrace.errors import (
+from memtrace.domain.errors import (
     ConfigError,
     MemtraceConnectionError,
     MemtraceError,

@@ -15,7 +15,7 @@ from memtrace.client.models import (
     SearchQuery,
     UpdateSessionRequest,
 )
-from memtrace.models import JsonObject
+from memtrace.domain.models import JsonObject
 
 
 def memory_request(

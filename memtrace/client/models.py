@@ -1,13 +1,13 @@
 """The models of the client SDK under the names of the published ``memtrace-sdk`` 0.2.0.
 
-They are the server's own wire models (:mod:`memtrace.models`, the one source of truth), so a
+They are the server's own wire models (:mod:`memtrace.domain.models`, the one source of truth), so a
 request the SDK builds is validated by the same rules the server applies, and response models
 ignore fields they do not know and accept any ``memory_type`` string.
 """
 
 from __future__ import annotations
 
-from memtrace.models import (
+from memtrace.domain.models import (
     Agent,
     AgentContext,
     AgentList,
@@ -21,13 +21,13 @@ from memtrace.models import (
     SessionContext,
     SessionList,
 )
-from memtrace.models import AgentCreate as RegisterAgentRequest
-from memtrace.models import ContextRequest as ContextOptions
-from memtrace.models import ListParams as ListOptions
-from memtrace.models import MemoryCreate as AddMemoryRequest
-from memtrace.models import SearchRequest as SearchQuery
-from memtrace.models import SessionCreate as CreateSessionRequest
-from memtrace.models import SessionUpdate as UpdateSessionRequest
+from memtrace.domain.models import AgentCreate as RegisterAgentRequest
+from memtrace.domain.models import ContextRequest as ContextOptions
+from memtrace.domain.models import ListParams as ListOptions
+from memtrace.domain.models import MemoryCreate as AddMemoryRequest
+from memtrace.domain.models import SearchRequest as SearchQuery
+from memtrace.domain.models import SessionCreate as CreateSessionRequest
+from memtrace.domain.models import SessionUpdate as UpdateSessionRequest
 
 __all__ = [
     "AddMemoryRequest",

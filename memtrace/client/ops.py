@@ -2,14 +2,14 @@
 
 Remote mode of the MCP server and the cookbooks run the seven tools of
 :mod:`memtrace.tools` through this, so the tools behave the same in process
-(:class:`~memtrace.tools.ServiceOps`) and over HTTP. Results are the REST JSON shapes.
+(:class:`~memtrace.service_ops.ServiceOps`) and over HTTP. Results are the REST JSON shapes.
 """
 
 from __future__ import annotations
 
 from memtrace.client import _endpoints as ep
 from memtrace.client.async_ import AsyncMemtrace
-from memtrace.models import (
+from memtrace.domain.models import (
     AgentCreate,
     ContextRequest,
     ListParams,
@@ -29,7 +29,7 @@ def _object(data: object) -> Json:
 class ClientOps:
     """:class:`~memtrace.tools.MemoryOps` backed by an :class:`AsyncMemtrace`.
 
-    A duplicate remember raises :class:`~memtrace.errors.Conflict` (a ``DuplicateMemory``)
+    A duplicate remember raises :class:`~memtrace.domain.errors.Conflict` (a ``DuplicateMemory``)
     carrying ``existing_id``, exactly like ``ServiceOps``.
     """
 

@@ -41,7 +41,7 @@ from memtrace.client.models import (
     SessionList,
     UpdateSessionRequest,
 )
-from memtrace.models import JsonObject
+from memtrace.domain.models import JsonObject
 
 
 class Memtrace:

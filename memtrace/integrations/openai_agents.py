@@ -30,8 +30,8 @@ from memtrace.client.models import (
     Memory,
 )
 from memtrace.client.ops import ClientOps
-from memtrace.errors import MemtraceError, NotFound
-from memtrace.models import MAX_LIMIT
+from memtrace.domain.errors import MemtraceError, NotFound
+from memtrace.domain.models import MAX_LIMIT
 from memtrace.tools import TOOLS_BY_NAME, Json, ToolSpec, call_tool
 
 AGENT_TOOLS = ("memtrace_remember", "memtrace_recall", "memtrace_search", "memtrace_decide")

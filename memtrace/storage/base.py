@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from memtrace.models import MemoryRecord, WriteOutcome
+from memtrace.domain.memory import MemoryRecord, WriteOutcome
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,32 +14,26 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import orjson
-
-from memtrace.ids import memory_ids
-from memtrace.models import MemoryRecord, WriteOutcome
+from memtrace.domain.ids import memory_ids
+from memtrace.domain.memory import MemoryRecord, WriteOutcome
 from memtrace.storage.base import AgentMemoryStats, MemoryQuery, NewMemory, StoreHealth
-from memtrace.storage.records import row_to_record
-from memtrace.storage.sqlite import DedupWindow, SQLiteDatabase, Synchronous, create_schema
+from memtrace.storage.rows import (
+    COLUMN_LIST,
+    PLACEHOLDERS,
+    RECORD_COLUMNS,
+    column_ddl,
+    record_from_new,
+    record_to_row,
+    row_to_record,
+)
+from memtrace.storage.sqlite import SQLiteDatabase, Synchronous, create_schema, load_dedup_window
 
 SCHEMA_VERSION = 1
 
-_SCHEMA_V1 = """
+_SCHEMA_V1 = f"""
 CREATE TABLE memories (
     rowid INTEGER PRIMARY KEY,
-    id TEXT NOT NULL,
-    time INTEGER NOT NULL,
-    org_id TEXT NOT NULL,
-    agent_id TEXT NOT NULL,
-    session_id TEXT,
-    memory_type TEXT NOT NULL,
-    event_type TEXT NOT NULL,
-    content TEXT NOT NULL,
-    metadata TEXT,
-    tags TEXT,
-    importance REAL,
-    dedup_key TEXT NOT NULL,
-    parent_id TEXT
+{column_ddl()}
 );
 CREATE UNIQUE INDEX memories_id ON memories(id);
 CREATE INDEX memories_time ON memories(time);
@@ -63,16 +57,9 @@ CREATE TABLE agent_type_counts (
 ) WITHOUT ROWID;
 """
 
-_COLUMNS = (
-    "rowid, id, time, org_id, agent_id, session_id, memory_type, event_type, content, "
-    "metadata, tags, importance, dedup_key, parent_id"
-)
-_M_COLUMNS = ", ".join(f"m.{name.strip()}" for name in _COLUMNS.split(","))
-_INSERT = (
-    "INSERT INTO memories (rowid, id, time, org_id, agent_id, session_id, memory_type, "
-    "event_type, content, metadata, tags, importance, dedup_key, parent_id) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
+_COLUMNS = f"rowid, {COLUMN_LIST}"
+_M_COLUMNS = ", ".join(f"m.{name}" for name in ("rowid", *RECORD_COLUMNS))
+_INSERT = f"INSERT INTO memories ({_COLUMNS}) VALUES (?, {PLACEHOLDERS})"  # noqa: S608
 # Page cache of the writer connection, in KiB (SQLite's default is 2 MiB). Every insert updates
 # five B-trees keyed by time, agent, session, dedup hash and id; past a few hundred thousand
 # memories those no longer fit in 2 MiB and each insert re-reads pages through the OS. 64 MiB
@@ -219,7 +206,7 @@ class EmbeddedStore:
         self, conn: sqlite3.Connection, items: Sequence[NewMemory], window: int | None
     ) -> list[WriteOutcome]:
         """Runs in the writer's transaction: dedup, then bulk inserts (rows, FTS, tags)."""
-        dedup = DedupWindow(conn, "memories", items, window) if window is not None else None
+        dedup = load_dedup_window(conn, "memories", items, window) if window is not None else None
         org = self.org_id
         # The writer holds the write lock, so rowids can be assigned up front for bulk inserts.
         next_rowid = conn.execute("SELECT coalesce(max(rowid), 0) + 1 FROM memories").fetchone()[0]
@@ -230,54 +217,20 @@ class EmbeddedStore:
         counts: Counter[tuple[str, str]] = Counter()
         for item in items:
             if dedup is not None:
-                duplicate = dedup.duplicate_of(item)
+                duplicate = dedup.duplicate_of(item.dedup_key, item.time)
                 if duplicate is not None:
                     outcomes.append(WriteOutcome(existing_id=duplicate))
                     continue
             memory_id = item.id or memory_ids.new()
             if dedup is not None:
-                dedup.add(item, memory_id)
+                dedup.add(item.dedup_key, item.time, memory_id)
             rowid = next_rowid
             next_rowid += 1
-            rows.append(
-                (
-                    rowid,
-                    memory_id,
-                    item.time,
-                    org,
-                    item.agent_id,
-                    item.session_id,
-                    item.memory_type,
-                    item.event_type,
-                    item.content,
-                    orjson.dumps(item.metadata).decode() if item.metadata else None,
-                    ",".join(item.tags) if item.tags else None,
-                    item.importance,
-                    item.dedup_key,
-                    item.parent_id,
-                )
-            )
+            record = record_from_new(item, memory_id, org)
+            rows.append((rowid, *record_to_row(record)))
             tag_rows.extend((tag, item.time, rowid) for tag in item.tags)
             counts[(item.agent_id, item.memory_type)] += 1
-            outcomes.append(
-                WriteOutcome(
-                    record=MemoryRecord(
-                        memory_id,
-                        item.time,
-                        org,
-                        item.agent_id,
-                        item.session_id,
-                        item.memory_type,
-                        item.event_type,
-                        item.content,
-                        item.metadata,
-                        item.tags,
-                        item.importance,
-                        item.dedup_key,
-                        item.parent_id,
-                    )
-                )
-            )
+            outcomes.append(WriteOutcome(record=record))
         if rows:
             conn.executemany(_INSERT, rows)
             if self._fts_from is None:

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from memtrace.errors import MemtraceError, StorageUnavailable
+from memtrace.domain.dedup import DedupWindow
+from memtrace.domain.errors import MemtraceError, StorageUnavailable
 from memtrace.storage.base import NewMemory
 
 log = logging.getLogger(__name__)
@@ -121,41 +122,30 @@ def create_schema(conn: sqlite3.Connection, script: str, *, version: int, what: 
 _KEYS_PER_QUERY = 500
 
 
-class DedupWindow:
-    """Exact dedup (SPEC §5) for one write group, inside the writer's transaction.
+def load_dedup_window(
+    conn: sqlite3.Connection, table: str, items: Sequence[NewMemory], window: int
+) -> DedupWindow:
+    """The dedup window of one write group, inside the writer's transaction.
 
-    Reads the stored ``(time, id)`` pairs of the group's dedup keys near the group's times from
-    ``table`` (a trusted constant with ``dedup_key``, ``time`` and ``id`` columns) in one query
-    per 500 keys instead of one per memory, then also remembers the group's own new memories, so
-    duplicates inside one batch are found too.
+    Reads the stored ``(dedup_key, time, id)`` rows of the group's dedup keys near the group's
+    times from ``table`` (a trusted constant with ``dedup_key``, ``time`` and ``id`` columns) in
+    one query per 500 keys instead of one per memory.
     """
-
-    def __init__(
-        self, conn: sqlite3.Connection, table: str, items: Sequence[NewMemory], window: int
-    ) -> None:
-        self.window = window
-        self._seen: dict[str, list[tuple[int, str]]] = {}
-        keys = list(dict.fromkeys(item.dedup_key for item in items))
-        if not keys:
-            return
-        low = min(item.time for item in items) - window
-        high = max(item.time for item in items) + window
-        for start in range(0, len(keys), _KEYS_PER_QUERY):
-            chunk = keys[start : start + _KEYS_PER_QUERY]
-            sql = (
-                f"SELECT dedup_key, time, id FROM {table} WHERE time > ? AND time < ? "  # noqa: S608
-                f"AND dedup_key IN ({', '.join('?' * len(chunk))}) ORDER BY time"
-            )
-            for key, at, memory_id in conn.execute(sql, [low, high, *chunk]):
-                self._seen.setdefault(key, []).append((at, memory_id))
-
-    def duplicate_of(self, item: NewMemory) -> str | None:
-        """The id of a memory with the same dedup key within the window of ``item``'s time."""
-        previous = self._seen.get(item.dedup_key, ())
-        return next((mid for at, mid in previous if abs(at - item.time) < self.window), None)
-
-    def add(self, item: NewMemory, memory_id: str) -> None:
-        self._seen.setdefault(item.dedup_key, []).append((item.time, memory_id))
+    dedup = DedupWindow(window)
+    keys = list(dict.fromkeys(item.dedup_key for item in items))
+    if not keys:
+        return dedup
+    low = min(item.time for item in items) - window
+    high = max(item.time for item in items) + window
+    for start in range(0, len(keys), _KEYS_PER_QUERY):
+        chunk = keys[start : start + _KEYS_PER_QUERY]
+        sql = (
+            f"SELECT dedup_key, time, id FROM {table} WHERE time > ? AND time < ? "  # noqa: S608
+            f"AND dedup_key IN ({', '.join('?' * len(chunk))}) ORDER BY time"
+        )
+        for key, at, memory_id in conn.execute(sql, [low, high, *chunk]):
+            dedup.add(key, at, memory_id)
+    return dedup
 
 
 class SQLiteDatabase:

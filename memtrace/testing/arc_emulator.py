@@ -1,4 +1,6 @@
-"""An Arc emulator on DuckDB + msgpack, faithful to the behaviour in ARC.md (for tests and dev).
+"""An Arc emulator on DuckDB + msgpack, faithful to Arc's behaviour (for tests and dev).
+
+The behaviour is described in docs/arc.md, "Arc's wire protocol".
 
 Per database (``x-arc-database``) one in-memory DuckDB; per measurement one table, created by
 the first write with column types from each column's first non-null value. Writes land in a
@@ -48,7 +50,7 @@ def _duck_type(value: Any) -> str:
 
 
 def _to_us(first: int) -> int:
-    """Multiplier to microseconds, guessed from the first time value's magnitude (ARC.md)."""
+    """Multiplier to microseconds, guessed from the first time value's magnitude (docs/arc.md)."""
     magnitude = abs(first)
     if magnitude < 10**10:
         return 1_000_000

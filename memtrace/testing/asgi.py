@@ -1,6 +1,6 @@
 """The few ASGI pieces the Arc emulator needs, so ``memtrace/`` stays free of web frameworks
-(STYLE.md): a request with headers and body, a response, and a method+path router. uvicorn
-serves :class:`Router` like any ASGI app; httpx's ASGITransport can drive it in process."""
+(docs/architecture.md): a request with headers and body, a response, and a method+path router.
+uvicorn serves :class:`Router` like any ASGI app; httpx's ASGITransport can drive it in process."""
 
 from __future__ import annotations
 

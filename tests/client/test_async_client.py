@@ -26,13 +26,13 @@ from memtrace import (
     SearchQuery,
 )
 from memtrace.config import load_settings
-from memtrace.errors import DuplicateMemory
+from memtrace.domain.errors import DuplicateMemory
 from memtrace.runtime import Runtime
 from tests.client.conftest import BASE
 from tests.helpers import ServerProcess, create_org_key
 
 
-@pytest.fixture(params=["asgi", "uvicorn"])
+@pytest.fixture(params=["asgi", pytest.param("uvicorn", marks=pytest.mark.slow)])
 async def anyclient(
     request: pytest.FixtureRequest, aclient: AsyncMemtrace
 ) -> AsyncIterator[AsyncMemtrace]:

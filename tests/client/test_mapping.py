@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from memtrace import ListOptions, Memory, MemoryList, Memtrace, SearchQuery
-from memtrace.errors import (
+from memtrace.domain.errors import (
     Conflict,
     DuplicateMemory,
     Forbidden,

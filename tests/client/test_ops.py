@@ -7,8 +7,8 @@ import pytest
 
 from memtrace.client import AsyncMemtrace
 from memtrace.client.ops import ClientOps
-from memtrace.errors import Conflict, Forbidden, InvalidInput, NotFound
-from memtrace.models import MemoryCreate
+from memtrace.domain.errors import Conflict, Forbidden, InvalidInput, NotFound
+from memtrace.domain.models import MemoryCreate
 from memtrace.runtime import Runtime
 from memtrace.tools import call_tool
 from tests.client.conftest import BASE

@@ -8,7 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import ServerProcess
+
+pytestmark = pytest.mark.slow  # starts processes or servers (docs/testing.md)
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 

@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 
 from memtrace import AsyncMemtrace, Memtrace
-from memtrace.errors import ConfigError
+from memtrace.domain.errors import ConfigError
 from tests.helpers import ServerProcess
+
+pytestmark = pytest.mark.slow  # starts processes or servers (docs/testing.md)
 
 PROGRAM = Path(__file__).with_name("sdk020_program.py")
 

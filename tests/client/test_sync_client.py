@@ -20,13 +20,13 @@ from memtrace import (
     RegisterAgentRequest,
     SearchQuery,
 )
-from memtrace.errors import DuplicateMemory
+from memtrace.domain.errors import DuplicateMemory
 from tests.client.conftest import SyncApp
 from tests.client.test_async_client import _req
 from tests.helpers import ServerProcess
 
 
-@pytest.fixture(params=["asgi", "uvicorn"])
+@pytest.fixture(params=["asgi", pytest.param("uvicorn", marks=pytest.mark.slow)])
 def sclient(request: pytest.FixtureRequest) -> Iterator[Memtrace]:
     """The sync client on the real app in process, and on a real ``memtrace serve``."""
     if request.param == "asgi":

@@ -14,7 +14,7 @@ from typing import Any
 
 from cookbooks._common import DATA_DIR_ENV, KEY_FILE
 from cookbooks._offline import RECORD_ENV, SESSION_PLACEHOLDER, Step
-from memtrace.errors import InvalidInput
+from memtrace.domain.errors import InvalidInput
 from memtrace.tools import TOOLS_BY_NAME, parse_arguments
 from tests.helpers import TEST_ENV
 

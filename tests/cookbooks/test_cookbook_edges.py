@@ -13,6 +13,8 @@ from memtrace import Memtrace, SearchQuery
 from tests.cookbooks.helpers import cookbook_env, run_command
 from tests.helpers import ServerProcess, run_cli
 
+pytestmark = pytest.mark.slow  # starts processes or servers (docs/testing.md)
+
 
 @pytest.mark.parametrize(
     ("module", "key"),

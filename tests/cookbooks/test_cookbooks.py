@@ -32,6 +32,8 @@ from tests.cookbooks.helpers import (
 )
 from tests.helpers import ServerProcess
 
+pytestmark = pytest.mark.slow  # starts processes or servers (docs/testing.md)
+
 FOLDERS = {
     "claude": ("single_agent", "multi_agent"),
     "openai": ("single_agent", "multi_agent"),

@@ -8,7 +8,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from memtrace.config import ArcSettings
-from memtrace.storage.arc import ArcStore, ArcTarget
+from memtrace.storage.arc.store import ArcStore
+from memtrace.storage.arc.target import ArcTarget
 from memtrace.storage.base import NewMemory
 from memtrace.testing.arc_emulator import TEST_TOKEN
 from memtrace.testing.arc_server import EmulatorServer

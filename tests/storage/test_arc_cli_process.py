@@ -1,5 +1,5 @@
 """Arc from the command line and a real server process: bindings, master key handling,
-migration, and SIGKILL with a non-empty outbox."""
+copy to Arc, and SIGKILL with a non-empty outbox."""
 
 from __future__ import annotations
 
@@ -11,13 +11,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from memtrace.crypto import generate_master_key
+from memtrace.auth.crypto import generate_master_key
+from memtrace.domain.timestamps import now_us
 from memtrace.storage.embedded import EmbeddedStore
 from memtrace.testing.arc_emulator import TEST_TOKEN
 from memtrace.testing.arc_server import EmulatorServer
-from memtrace.timeutil import now_us
 from tests.helpers import ServerProcess, run_cli, wait_until
 from tests.storage.arc_support import memory
+
+pytestmark = pytest.mark.slow  # starts processes or servers (docs/testing.md)
 
 SECRET = TEST_TOKEN  # the Arc API key that must never appear in clear text
 
@@ -76,7 +78,7 @@ def test_master_key_errors_and_no_plaintext_anywhere(
     assert gone.returncode == 1 and "no Arc binding" in gone.stderr
 
 
-def test_migrate_copies_embedded_memories_and_resumes(
+def test_copy_data_copies_embedded_memories_and_resumes(
     data_dir: Path, master_env: dict[str, str], arc_server: EmulatorServer
 ) -> None:
     org = new_org(data_dir, master_env)
@@ -93,19 +95,19 @@ def test_migrate_copies_embedded_memories_and_resumes(
 
     ids = asyncio.run(seed())
     assert add_arc(data_dir, master_env, org, arc_server.url).returncode == 0
-    arc_server.emulator.fail_writes_after = 1  # the second batch fails: a crash mid-migration
+    arc_server.emulator.fail_writes_after = 1  # the second batch fails: a crash mid-copy
     failed = run_cli(
-        "org", "migrate", org, "--to", "arc", "--batch-size", "10",
+        "org", "copy-data", org, "--to", "arc", "--batch-size", "10",
         data_dir=data_dir, env=master_env, check=False,
     )  # fmt: skip
     assert failed.returncode == 1 and "Arc" in failed.stderr
     arc_server.emulator.fail_writes_after = None
     done = run_cli(
-        "org", "migrate", org, "--to", "arc", "--batch-size", "10",
+        "org", "copy-data", org, "--to", "arc", "--batch-size", "10",
         data_dir=data_dir, env=master_env,
     )  # fmt: skip
     assert done.stdout.strip() == "25" and "15 copied now" in done.stderr
-    again = run_cli("org", "migrate", org, "--to", "arc", data_dir=data_dir, env=master_env)
+    again = run_cli("org", "copy-data", org, "--to", "arc", data_dir=data_dir, env=master_env)
     assert "0 copied now" in again.stderr
     rows = arc_server.emulator.sql("acme", "SELECT id, content FROM events ORDER BY id")
     assert [r[0] for r in rows] == sorted(ids)  # every memory exactly once

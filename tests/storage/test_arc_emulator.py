@@ -1,4 +1,4 @@
-"""The emulator behaves like Arc where memtrace depends on it (ARC.md), in process."""
+"""The emulator behaves like Arc where memtrace depends on it (docs/arc.md), in process."""
 
 from __future__ import annotations
 

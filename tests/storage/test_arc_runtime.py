@@ -11,13 +11,13 @@ import httpx
 import pytest
 
 from http_api.app import create_app
-from memtrace.arc_bindings import put_binding, remove_binding
+from memtrace.auth.crypto import generate_master_key
 from memtrace.config import load_settings
-from memtrace.crypto import generate_master_key
+from memtrace.domain.timestamps import now_us
+from memtrace.metadata.bindings import put_binding, remove_binding
 from memtrace.runtime import Runtime
 from memtrace.testing.arc_emulator import TEST_TOKEN
 from memtrace.testing.arc_server import EmulatorServer
-from memtrace.timeutil import now_us
 from tests.helpers import create_org_key
 from tests.storage.arc_support import eventually
 
@@ -242,7 +242,7 @@ async def test_binding_changes_apply_without_restart(
     await eventually(on_arc, timeout=2.0)
     remote = await write(http, headers, "arc memory")
     listed = (await http.get(MEM, headers=headers)).json()["memories"]
-    assert [m["id"] for m in listed] == [remote]  # embedded data stays put until migrated
+    assert [m["id"] for m in listed] == [remote]  # embedded data stays put until copied
 
     await arc_runtime.catalog.db.write(lambda conn: remove_binding(conn, org_id))
 

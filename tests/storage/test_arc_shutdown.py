@@ -7,9 +7,9 @@ import time
 from pathlib import Path
 
 from memtrace.config import ArcSettings
-from memtrace.storage.outbox import Outbox
+from memtrace.domain.timestamps import now_us
+from memtrace.storage.arc.outbox import Outbox
 from memtrace.testing.arc_server import EmulatorServer
-from memtrace.timeutil import now_us
 from tests.storage.arc_support import arc_store, memory
 
 # The shipper lingers 10 minutes before a batch, so only the shutdown drain can ship.

@@ -12,13 +12,13 @@ import httpx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from memtrace.arc_client import ArcClient
-from memtrace.models import MemoryRecord
-from memtrace.storage import arc_sql
-from memtrace.storage.arc import arc_columns
+from memtrace.domain.memory import MemoryRecord
+from memtrace.storage.arc import sql as arc_sql
+from memtrace.storage.arc.client import ArcClient
+from memtrace.storage.arc.store import arc_columns
 from memtrace.storage.base import MemoryQuery
 from memtrace.storage.embedded import EmbeddedStore
-from memtrace.storage.records import row_to_record
+from memtrace.storage.rows import row_to_record
 from memtrace.testing.arc_emulator import TEST_TOKEN, ArcEmulator
 from tests.storage.arc_support import memory
 

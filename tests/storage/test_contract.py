@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from memtrace.models import MemoryRecord
+from memtrace.domain.memory import MemoryRecord
+from memtrace.domain.timestamps import now_us
 from memtrace.storage.base import MemoryQuery, MemoryStore, NewMemory
 from memtrace.storage.embedded import EmbeddedStore
-from memtrace.storage.records import matches, sort_key
+from memtrace.storage.rows import matches, sort_key
 from memtrace.testing.arc_server import EmulatorServer
-from memtrace.timeutil import now_us
 from tests.storage.arc_support import FAST_ARC, arc_store, drained, memory
 
 ORG = "org_contract"

@@ -1,4 +1,4 @@
-"""The master-key envelope of Arc API keys (SPEC §8)."""
+"""The master-key envelope of Arc API keys (docs/security.md)."""
 
 from __future__ import annotations
 
@@ -6,14 +6,14 @@ import base64
 
 import pytest
 
-from memtrace.crypto import (
+from memtrace.auth.crypto import (
     decrypt_secret,
     encrypt_secret,
     generate_master_key,
     load_master_key,
     mask_secret,
 )
-from memtrace.errors import ConfigError
+from memtrace.domain.errors import ConfigError
 
 
 def test_round_trip_with_fresh_nonces_and_org_binding() -> None:

@@ -1,4 +1,6 @@
-"""The Arc wire layer: columnar msgpack writes and DuckDB SQL queries over httpx (ARC.md).
+"""The Arc wire layer: columnar msgpack writes and DuckDB SQL queries over httpx.
+
+The protocol is described in docs/arc.md, "Arc's wire protocol".
 
 httpx + msgpack directly rather than ``arc-tsdb-client``: we need an async client with our own
 timeouts and a transport seam for tests, and the official client pulls in pyarrow. Failures are
@@ -16,7 +18,7 @@ import httpx
 import msgpack
 import orjson
 
-from memtrace.errors import StorageUnavailable
+from memtrace.domain.errors import StorageUnavailable
 
 
 class ArcUnavailable(StorageUnavailable):

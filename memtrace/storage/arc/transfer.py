@@ -1,4 +1,4 @@
-"""Copy an org's embedded memories into its Arc database (``memtrace org migrate --to arc``).
+"""Copy an org's embedded memories into its Arc database (``memtrace org copy-data --to arc``).
 
 Resumable: the last copied embedded rowid is committed to the org's outbox state after Arc
 accepted each batch, so a rerun continues where the previous run stopped (at worst one batch is
@@ -12,29 +12,29 @@ import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
-from memtrace.arc_bindings import ArcBinding
-from memtrace.arc_client import ArcClient
 from memtrace.config import Settings
-from memtrace.storage.arc import arc_columns
+from memtrace.domain.timestamps import now_us
+from memtrace.storage.arc.client import ArcClient
+from memtrace.storage.arc.outbox import Outbox
+from memtrace.storage.arc.store import arc_columns
+from memtrace.storage.arc.target import ArcTarget
 from memtrace.storage.embedded import EmbeddedStore
-from memtrace.storage.outbox import Outbox
-from memtrace.tenancy import org_dir
-from memtrace.timeutil import now_us
+from memtrace.storage.layout import org_dir
 
+# The outbox state key of the copy's progress (its 0.3.0 name is kept for files written then).
 CURSOR = "migrate_cursor"
 
 
-async def migrate_to_arc(
+async def copy_to_arc(
     settings: Settings,
-    binding: ArcBinding,
+    org_id: str,
+    target: ArcTarget,
     *,
     batch_size: int = 1000,
     progress: Callable[[int], None] | None = None,
 ) -> tuple[int, int]:
     """Copy what is left to copy; returns (copied now, total copied so far incl. earlier runs)."""
-    org_id = binding.org_id
     source_path: Path = org_dir(settings.data_dir, org_id) / "memories.db"
-    target = binding.target()
     outbox = Outbox(
         org_dir(settings.data_dir, org_id) / "arc_outbox.db",
         org_id,

@@ -8,7 +8,7 @@ import sys
 import orjson
 
 from memtrace.config import LogSettings
-from memtrace.redact import redact
+from memtrace.domain.redact import redact
 
 
 class JsonFormatter(logging.Formatter):

@@ -1,4 +1,4 @@
-"""LLM-ready markdown context (SPEC §6), as pure functions over memory records.
+"""LLM-ready markdown context (docs/context.md), as pure functions over memory records.
 
 Layout: a ``## <Title> (<id>)`` header, then sections in a fixed order (empty ones left out),
 newest first inside each section. Tokens are estimated as ``ceil(characters / 4)``, the usual
@@ -14,8 +14,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from memtrace.models import MemoryRecord
-from memtrace.timeutil import format_seconds
+from memtrace.domain.memory import MemoryRecord
+from memtrace.domain.timestamps import format_seconds
 
 SECTIONS: tuple[tuple[str, str], ...] = (
     ("actions", "Recent Actions"),

@@ -11,21 +11,21 @@ import asyncio
 import logging
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from memtrace.arc_client import ArcClient, ArcRejected, ArcUnavailable
 from memtrace.config import ArcSettings
-from memtrace.errors import StorageUnavailable
-from memtrace.metrics import Metrics
-from memtrace.models import MemoryRecord, WriteOutcome
-from memtrace.storage import arc_sql
+from memtrace.domain.errors import StorageUnavailable
+from memtrace.domain.memory import MemoryRecord, WriteOutcome
+from memtrace.domain.timestamps import now_us
+from memtrace.storage.arc import sql as arc_sql
+from memtrace.storage.arc.client import ArcClient, ArcRejected, ArcUnavailable
+from memtrace.storage.arc.outbox import Outbox
+from memtrace.storage.arc.target import ArcTarget
 from memtrace.storage.base import AgentMemoryStats, MemoryQuery, NewMemory, StoreHealth
-from memtrace.storage.outbox import Outbox
-from memtrace.storage.records import (
+from memtrace.storage.rows import (
     RECORD_COLUMNS,
     matches,
     record_to_row,
@@ -33,24 +33,11 @@ from memtrace.storage.records import (
     sort_key,
 )
 from memtrace.storage.sqlite import Synchronous
-from memtrace.timeutil import now_us
+from memtrace.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
 _IDS_PER_QUERY = 200  # keeps each "id IN (…)" query far below Arc's 10,000-character limit
-
-
-@dataclass(frozen=True, slots=True)
-class ArcTarget:
-    """Where an org's memories go (a decrypted binding)."""
-
-    url: str
-    database: str
-    measurement: str
-    api_key: str | None
-
-    def __repr__(self) -> str:  # never print the key
-        return f"ArcTarget({self.url!r}, {self.database!r}, {self.measurement!r})"
 
 
 def arc_columns(records: Sequence[MemoryRecord]) -> dict[str, list[Any]]:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
-from memtrace.errors import InvalidInput
-from memtrace.timeutil import to_us
+from memtrace.domain.errors import InvalidInput
+from memtrace.domain.timestamps import to_us
 
 _RELATIVE = re.compile(r"^(\d{1,9})([smhdw])$")
 _UNIT_US = {

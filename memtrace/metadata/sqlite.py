@@ -1,142 +1,22 @@
-"""Metadata store: orgs, API keys, agents, sessions and Arc bindings in ``memtrace.db``.
+"""The SQLite metadata backend: orgs, API keys, agents and sessions in ``memtrace.db``.
 
 Each operation is a plain function on a connection, so the server (through the group-committing
-writer of :class:`memtrace.storage.sqlite.SQLiteDatabase`) and the CLI (in its own short
-transaction) share one implementation. Times are integer microseconds (UTC).
+writer of :class:`memtrace.storage.sqlite.SQLiteDatabase`, see :mod:`memtrace.metadata.catalog`)
+and the CLI (in its own short transaction) share one implementation. Times are integer
+microseconds (UTC).
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
-import sqlite_utils
 
-from memtrace.errors import Conflict, InvalidInput, NotFound
-
-DEFAULT_ORG_ID = "org_default"
-
-
-# --- schema and migrations ------------------------------------------------------------------
-
-
-def _v1_core(db: sqlite_utils.Database) -> None:
-    db.create_table("orgs", {"id": str, "name": str, "created_at": int}, pk="id", not_null={"name"})
-    db.table("orgs").create_index(["name"], index_name="orgs_name", unique=True)
-    db.create_table(
-        "api_keys",
-        {
-            "id": str,
-            "org_id": str,
-            "name": str,
-            "lookup": str,
-            "key_hash": str,
-            "permissions": str,
-            "created_at": int,
-            "revoked_at": int,
-        },
-        pk="id",
-        not_null={"org_id", "name", "lookup", "key_hash", "permissions", "created_at"},
-    )
-    db.table("api_keys").create_index(["lookup"], index_name="api_keys_lookup")
-    db.table("api_keys").create_index(["org_id"], index_name="api_keys_org")
-    db.create_table(
-        "agents",
-        {
-            "org_id": str,
-            "id": str,
-            "description": str,
-            "config": str,
-            "created_at": int,
-            "last_active_at": int,
-        },
-        pk=("org_id", "id"),
-        not_null={"created_at"},
-    )
-    db.create_table(
-        "sessions",
-        {
-            "id": str,
-            "org_id": str,
-            "agent_id": str,
-            "status": str,
-            "metadata": str,
-            "created_at": int,
-            "updated_at": int,
-            "closed_at": int,
-        },
-        pk="id",
-        not_null={"org_id", "agent_id", "status", "created_at", "updated_at"},
-    )
-    db.table("sessions").create_index(
-        ["org_id", "agent_id", "created_at"], index_name="sessions_org_agent"
-    )
-    db.table("sessions").create_index(["org_id", "created_at"], index_name="sessions_org")
-
-
-def _v2_arc_bindings(db: sqlite_utils.Database) -> None:
-    db.create_table(
-        "arc_bindings",
-        {
-            "org_id": str,
-            "url": str,
-            "database": str,
-            "measurement": str,
-            "api_key_enc": str,
-            "created_at": int,
-            "updated_at": int,
-        },
-        pk="org_id",
-        not_null={"url", "database", "measurement", "created_at", "updated_at"},
-    )
-
-
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1_core, _v2_arc_bindings]
-SCHEMA_VERSION = len(MIGRATIONS)
-
-
-def migrate(conn: sqlite3.Connection, *, upto: int = SCHEMA_VERSION) -> None:
-    """Apply the migrations a database lacks, each in its own transaction (versions in
-    ``PRAGMA user_version``). A fresh file and an older one both end at ``upto``.
-
-    The version is read inside ``BEGIN IMMEDIATE``: two processes starting on the same file
-    (``memtrace serve`` and an embedded ``memtrace-mcp``) then migrate one after the other,
-    and the second sees the first's work instead of applying it again."""
-    db = sqlite_utils.Database(conn)
-    while True:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise RuntimeError(
-                    f"metadata schema version {version} is newer than this memtrace "
-                    f"({SCHEMA_VERSION})"
-                )
-            if version >= upto:
-                conn.execute("COMMIT")
-                return
-            MIGRATIONS[version](db)
-            conn.execute(f"PRAGMA user_version = {version + 1}")
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-
-
-@contextmanager
-def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """A write transaction for callers outside the writer thread (the CLI)."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield conn
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
+from memtrace.auth.keys import ApiKeyRecord
+from memtrace.domain.errors import Conflict, NotFound
+from memtrace.domain.ids import DEFAULT_ORG_ID
+from memtrace.metadata.records import AgentRow, Org, SessionRow
 
 
 def _json(value: dict[str, Any] | None) -> str | None:
@@ -148,13 +28,6 @@ def _unjson(value: str | None) -> dict[str, Any] | None:
 
 
 # --- orgs -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Org:
-    id: str
-    name: str
-    created_at: int
 
 
 def insert_org(conn: sqlite3.Connection, org_id: str, name: str, now: int) -> Org:
@@ -186,25 +59,22 @@ def delete_org(conn: sqlite3.Connection, org_id: str) -> None:
     conn.execute("DELETE FROM orgs WHERE id = ?", (org_id,))
 
 
+def bootstrap(
+    conn: sqlite3.Connection, *, default_org: bool, admin_key: ApiKeyRecord | None, now: int
+) -> bool:
+    """First start of a deployment: create ``org_default`` when there is no org (or always, with
+    ``default_org``), and ``admin_key`` when there is no key at all. True if the key was added."""
+    no_orgs = conn.execute("SELECT count(*) FROM orgs").fetchone()[0] == 0
+    if (no_orgs or default_org) and find_org(conn, DEFAULT_ORG_ID) is None:
+        insert_org(conn, DEFAULT_ORG_ID, "default", now)
+    no_keys = conn.execute("SELECT count(*) FROM api_keys").fetchone()[0] == 0
+    if admin_key is not None and no_keys and find_org(conn, DEFAULT_ORG_ID):
+        insert_key(conn, admin_key)
+        return True
+    return False
+
+
 # --- API keys -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class ApiKeyRecord:
-    """An API key as stored: the secret itself is never kept, only its bcrypt hash."""
-
-    id: str
-    org_id: str
-    name: str
-    lookup: str
-    key_hash: str
-    permissions: frozenset[str]
-    created_at: int
-    revoked_at: int | None
-
-    @property
-    def revoked(self) -> bool:
-        return self.revoked_at is not None
 
 
 _KEY_COLUMNS = "id, org_id, name, lookup, key_hash, permissions, created_at, revoked_at"
@@ -255,16 +125,6 @@ def revoke_key(conn: sqlite3.Connection, key_id: str, now: int) -> ApiKeyRecord:
 
 
 # --- agents ---------------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class AgentRow:
-    org_id: str
-    id: str
-    description: str | None
-    config: dict[str, Any] | None
-    created_at: int
-    last_active_at: int | None
 
 
 _AGENT_COLUMNS = "org_id, id, description, config, created_at, last_active_at"
@@ -329,18 +189,6 @@ def delete_agent(conn: sqlite3.Connection, org_id: str, agent_id: str) -> None:
 
 
 # --- sessions -------------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class SessionRow:
-    id: str
-    org_id: str
-    agent_id: str
-    status: str
-    metadata: dict[str, Any] | None
-    created_at: int
-    updated_at: int
-    closed_at: int | None
 
 
 _SESSION_COLUMNS = "id, org_id, agent_id, status, metadata, created_at, updated_at, closed_at"
@@ -428,11 +276,3 @@ def session_counts(conn: sqlite3.Connection, org_id: str, agent_id: str) -> tupl
         (org_id, agent_id),
     ).fetchone()
     return int(total), int(active)
-
-
-def require_text(value: str, field: str, limit: int = 200) -> str:
-    """Validate a short operator-provided name (org and key names from the CLI)."""
-    value = value.strip()
-    if not value or len(value) > limit or any(ord(ch) < 32 for ch in value):
-        raise InvalidInput(f"{field}: must be 1-{limit} printable characters")
-    return value

@@ -12,34 +12,29 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-from memtrace.ids import memory_ids
-from memtrace.models import MemoryRecord, WriteOutcome
+from memtrace.domain.ids import memory_ids
+from memtrace.domain.memory import MemoryRecord, WriteOutcome
 from memtrace.storage.base import MemoryQuery, NewMemory
-from memtrace.storage.records import record_from_new, record_to_row, row_to_record
-from memtrace.storage.sqlite import DedupWindow, SQLiteDatabase, Synchronous, create_schema
+from memtrace.storage.rows import (
+    COLUMN_LIST,
+    PLACEHOLDERS,
+    column_ddl,
+    record_from_new,
+    record_to_row,
+    row_to_record,
+)
+from memtrace.storage.sqlite import SQLiteDatabase, Synchronous, create_schema, load_dedup_window
 
 SCHEMA_VERSION = 1
-_SCHEMA_V1 = """
+_SCHEMA_V1 = f"""
 CREATE TABLE outbox (
     seq INTEGER PRIMARY KEY,
-    id TEXT NOT NULL UNIQUE,
-    time INTEGER NOT NULL,
-    org_id TEXT NOT NULL,
-    agent_id TEXT NOT NULL,
-    session_id TEXT,
-    memory_type TEXT NOT NULL,
-    event_type TEXT NOT NULL,
-    content TEXT NOT NULL,
-    metadata TEXT,
-    tags TEXT,
-    importance REAL,
-    dedup_key TEXT NOT NULL,
-    parent_id TEXT,
+{column_ddl()},
     enqueued_at INTEGER NOT NULL,
     shipped_at INTEGER
 );
+CREATE UNIQUE INDEX outbox_id ON outbox(id);
 CREATE INDEX outbox_pending ON outbox(seq) WHERE shipped_at IS NULL;
 CREATE INDEX outbox_shipped ON outbox(shipped_at) WHERE shipped_at IS NOT NULL;
 CREATE TABLE dedup_index (
@@ -51,10 +46,6 @@ CREATE TABLE dedup_index (
 CREATE INDEX dedup_index_time ON dedup_index(time);
 CREATE TABLE state (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
-_ROW = (
-    "id, time, org_id, agent_id, session_id, memory_type, event_type, content, metadata, tags, "
-    "importance, dedup_key, parent_id"
-)
 
 
 def _migrate(conn: sqlite3.Connection) -> None:
@@ -90,29 +81,31 @@ class Outbox:
         window: int | None,
         now: int,
     ) -> list[WriteOutcome]:
-        dedup = DedupWindow(conn, "dedup_index", items, window) if window is not None else None
+        dedup = (
+            load_dedup_window(conn, "dedup_index", items, window) if window is not None else None
+        )
         outcomes: list[WriteOutcome] = []
-        rows: list[tuple[Any, ...]] = []
+        records: list[MemoryRecord] = []
         for item in items:
             if dedup is not None:
-                duplicate = dedup.duplicate_of(item)
+                duplicate = dedup.duplicate_of(item.dedup_key, item.time)
                 if duplicate is not None:
                     outcomes.append(WriteOutcome(existing_id=duplicate))
                     continue
             record = record_from_new(item, item.id or memory_ids.new(), self.org_id)
             if dedup is not None:
-                dedup.add(item, record.id)
-            rows.append(record_to_row(record))
+                dedup.add(item.dedup_key, item.time, record.id)
+            records.append(record)
             outcomes.append(WriteOutcome(record=record))
-        if rows:
+        if records:
             conn.executemany(
-                f"INSERT INTO outbox ({_ROW}, enqueued_at) "  # noqa: S608
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(*row, now) for row in rows],
+                f"INSERT INTO outbox ({COLUMN_LIST}, enqueued_at) "  # noqa: S608
+                f"VALUES ({PLACEHOLDERS}, ?)",
+                [(*record_to_row(r), now) for r in records],
             )
             conn.executemany(
                 "INSERT OR IGNORE INTO dedup_index (dedup_key, time, id) VALUES (?, ?, ?)",
-                [(row[11], row[1], row[0]) for row in rows],
+                [(r.dedup_key, r.time, r.id) for r in records],
             )
         return outcomes
 
@@ -132,7 +125,7 @@ class Outbox:
 
         def run(conn: sqlite3.Connection) -> list[tuple[int, int, MemoryRecord]]:
             rows = conn.execute(
-                f"SELECT seq, enqueued_at, {_ROW} FROM outbox "  # noqa: S608
+                f"SELECT seq, enqueued_at, {COLUMN_LIST} FROM outbox "  # noqa: S608
                 "WHERE shipped_at IS NULL ORDER BY seq LIMIT ?",
                 (limit,),
             )
@@ -194,7 +187,7 @@ class Outbox:
         if q.until is not None:
             where.append("time < ?")
             params.append(q.until)
-        sql = f"SELECT {_ROW} FROM outbox WHERE {' AND '.join(where)}"  # noqa: S608
+        sql = f"SELECT {COLUMN_LIST} FROM outbox WHERE {' AND '.join(where)}"  # noqa: S608
 
         def run(conn: sqlite3.Connection) -> list[MemoryRecord]:
             return [row_to_record(row) for row in conn.execute(sql, params)]
@@ -204,7 +197,7 @@ class Outbox:
     async def get(self, memory_id: str) -> MemoryRecord | None:
         def run(conn: sqlite3.Connection) -> MemoryRecord | None:
             row = conn.execute(
-                f"SELECT {_ROW} FROM outbox WHERE id = ?",  # noqa: S608
+                f"SELECT {COLUMN_LIST} FROM outbox WHERE id = ?",  # noqa: S608
                 (memory_id,),
             ).fetchone()
             return row_to_record(row) if row else None

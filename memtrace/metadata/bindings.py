@@ -9,12 +9,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from memtrace.crypto import decrypt_secret, encrypt_secret, load_master_key
-from memtrace.errors import InvalidInput, NotFound
-from memtrace.storage.arc import ArcTarget
-from memtrace.storage.arc_sql import DATABASE_RE, MEASUREMENT_RE
+from memtrace.auth.crypto import decrypt_secret, encrypt_secret, load_master_key
+from memtrace.domain.errors import InvalidInput, NotFound
+from memtrace.storage.arc.target import DATABASE_RE, MEASUREMENT_RE, ArcTarget
 
-DEFAULT_MEASUREMENT = "events"
 _MAX_URL = 2048
 _MAX_KEY = 4096
 

@@ -1,8 +1,9 @@
-"""Row ⇄ record conversion and the query predicate, shared by every backend.
+"""The stored memory's row shape, derived from :data:`memtrace.domain.memory.MEMORY_FIELDS`.
 
 One column order (``RECORD_COLUMNS``) for the embedded store's rows, the Arc outbox's rows and
-Arc query results; ``matches`` is the Python statement of :class:`MemoryQuery` semantics, used
-to filter the outbox overlay exactly as the SQL backends filter their rows.
+Arc query results, with the converters between rows and :class:`MemoryRecord` and the column
+DDL of the SQLite tables. ``matches`` is the Python statement of :class:`MemoryQuery`
+semantics, used to filter the outbox overlay exactly as the SQL backends filter their rows.
 """
 
 from __future__ import annotations
@@ -11,24 +12,20 @@ from typing import Any
 
 import orjson
 
-from memtrace.models import MemoryRecord
+from memtrace.domain.memory import MEMORY_COLUMNS, MEMORY_FIELDS, MemoryRecord
 from memtrace.storage.base import MemoryQuery, NewMemory
 
-RECORD_COLUMNS = (
-    "id",
-    "time",
-    "org_id",
-    "agent_id",
-    "session_id",
-    "memory_type",
-    "event_type",
-    "content",
-    "metadata",
-    "tags",
-    "importance",
-    "dedup_key",
-    "parent_id",
-)
+RECORD_COLUMNS = MEMORY_COLUMNS
+COLUMN_LIST = ", ".join(RECORD_COLUMNS)
+PLACEHOLDERS = ", ".join("?" * len(RECORD_COLUMNS))
+
+
+def column_ddl(indent: str = "    ") -> str:
+    """The memory columns of a ``CREATE TABLE`` statement (no trailing comma)."""
+    return ",\n".join(
+        f"{indent}{field.name} {field.sql_type}{' NOT NULL' if field.required else ''}"
+        for field in MEMORY_FIELDS
+    )
 
 
 def row_to_record(row: tuple[Any, ...] | list[Any]) -> MemoryRecord:
@@ -51,6 +48,7 @@ def row_to_record(row: tuple[Any, ...] | list[Any]) -> MemoryRecord:
 
 
 def record_from_new(item: NewMemory, memory_id: str, org_id: str) -> MemoryRecord:
+    """The record of a memory about to be stored under ``memory_id``."""
     return MemoryRecord(
         memory_id,
         item.time,

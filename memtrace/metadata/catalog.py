@@ -14,16 +14,22 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from memtrace import metadata as md
-from memtrace.ids import new_session_id
+from memtrace.auth.keys import ApiKeyRecord
+from memtrace.domain.ids import new_session_id
+from memtrace.metadata import bindings
+from memtrace.metadata import sqlite as md
+from memtrace.metadata.bindings import ArcBinding
+from memtrace.metadata.records import AgentRow, Org, SessionRow
+from memtrace.metadata.schema import migrate
 from memtrace.storage.sqlite import SQLiteDatabase, Synchronous, connect
 
 
 class Catalog:
-    """Metadata operations for the server, on one group-committing SQLite database."""
+    """Metadata operations for the server (:class:`~memtrace.metadata.base.MetadataStore`) on one
+    group-committing SQLite database."""
 
     def __init__(self, path: Path, *, synchronous: Synchronous = "FULL") -> None:
-        self.db = SQLiteDatabase(path, setup=md.migrate, synchronous=synchronous)
+        self.db = SQLiteDatabase(path, setup=migrate, synchronous=synchronous)
         self._known: dict[str, set[str]] = {}
         self._pending: dict[tuple[str, str], int] = {}
         self._watch: sqlite3.Connection | None = None
@@ -54,13 +60,28 @@ class Catalog:
         self._watch_version = version
         return True
 
-    # -- orgs and keys ------------------------------------------------------------------------
+    async def ping(self) -> None:
+        """Raise unless the metadata DB answers a query."""
+        await self.db.read(lambda conn: conn.execute("SELECT 1").fetchone())
 
-    async def list_orgs(self) -> list[md.Org]:
+    async def bootstrap(
+        self, *, default_org: bool, admin_key: ApiKeyRecord | None, now: int
+    ) -> bool:
+        """See :func:`memtrace.metadata.sqlite.bootstrap`."""
+        return await self.db.write(
+            lambda conn: md.bootstrap(conn, default_org=default_org, admin_key=admin_key, now=now)
+        )
+
+    # -- orgs, keys and bindings --------------------------------------------------------------
+
+    async def list_orgs(self) -> list[Org]:
         return await self.db.read(md.list_orgs)
 
-    async def list_keys(self) -> list[md.ApiKeyRecord]:
+    async def list_keys(self) -> list[ApiKeyRecord]:
         return await self.db.read(md.list_keys)
+
+    async def list_bindings(self) -> dict[str, ArcBinding]:
+        return await self.db.read(bindings.list_bindings)
 
     def forget_org(self, org_id: str) -> None:
         """Drop caches of an org that was deleted."""
@@ -98,7 +119,7 @@ class Catalog:
 
         await self.db.write(flush)
 
-    def _overlay(self, row: md.AgentRow) -> md.AgentRow:
+    def _overlay(self, row: AgentRow) -> AgentRow:
         pending = self._pending.get((row.org_id, row.id))
         if pending is not None and (row.last_active_at or 0) < pending:
             row.last_active_at = pending
@@ -113,18 +134,18 @@ class Catalog:
         description: str | None,
         config: dict[str, Any] | None,
         now: int,
-    ) -> md.AgentRow:
+    ) -> AgentRow:
         row = await self.db.write(
             lambda conn: md.insert_agent(conn, org_id, agent_id, description, config, now)
         )
         self._known.setdefault(org_id, set()).add(agent_id)
         return row
 
-    async def get_agent(self, org_id: str, agent_id: str) -> md.AgentRow | None:
+    async def get_agent(self, org_id: str, agent_id: str) -> AgentRow | None:
         row = await self.db.read(lambda conn: md.get_agent(conn, org_id, agent_id))
         return self._overlay(row) if row else None
 
-    async def list_agents(self, org_id: str, limit: int, offset: int) -> list[md.AgentRow]:
+    async def list_agents(self, org_id: str, limit: int, offset: int) -> list[AgentRow]:
         rows = await self.db.read(lambda conn: md.list_agents(conn, org_id, limit, offset))
         return [self._overlay(row) for row in rows]
 
@@ -137,18 +158,18 @@ class Catalog:
 
     async def create_session(
         self, org_id: str, agent_id: str, metadata: dict[str, Any] | None, now: int
-    ) -> md.SessionRow:
+    ) -> SessionRow:
         await self.note_activity(org_id, (agent_id,), now)
-        row = md.SessionRow(new_session_id(), org_id, agent_id, "active", metadata, now, now, None)
+        row = SessionRow(new_session_id(), org_id, agent_id, "active", metadata, now, now, None)
         await self.db.write(lambda conn: md.insert_session(conn, row))
         return row
 
-    async def get_session(self, org_id: str, session_id: str) -> md.SessionRow | None:
+    async def get_session(self, org_id: str, session_id: str) -> SessionRow | None:
         return await self.db.read(lambda conn: md.get_session(conn, org_id, session_id))
 
     async def list_sessions(
         self, org_id: str, agent_id: str | None, status: str | None, limit: int, offset: int
-    ) -> list[md.SessionRow]:
+    ) -> list[SessionRow]:
         return await self.db.read(
             lambda conn: md.list_sessions(conn, org_id, agent_id, status, limit, offset)
         )
@@ -160,7 +181,7 @@ class Catalog:
         status: str | None,
         metadata: dict[str, Any] | None,
         now: int,
-    ) -> md.SessionRow:
+    ) -> SessionRow:
         return await self.db.write(
             lambda conn: md.update_session(conn, org_id, session_id, status, metadata, now)
         )

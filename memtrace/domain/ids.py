@@ -11,6 +11,8 @@ _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _RANDOM_BITS = 80
 _RANDOM_MAX = (1 << _RANDOM_BITS) - 1
 
+# The org every deployment has: created on the first start; the org of auth-disabled mode.
+DEFAULT_ORG_ID = "org_default"
 MEMORY_PREFIX = "mem_"
 SESSION_PREFIX = "sess_"
 

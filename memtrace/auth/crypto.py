@@ -1,4 +1,4 @@
-"""Secrets at rest: the master key that encrypts Arc API keys (SPEC §8).
+"""Secrets at rest: the master key that encrypts Arc API keys (docs/security.md).
 
 Envelope: AES-256-GCM under ``MEMTRACE_MASTER_KEY`` (base64 of 32 bytes), a fresh 12-byte random
 nonce per encryption, the org id as associated data (a ciphertext copied to another org fails to
@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from memtrace.errors import ConfigError
+from memtrace.domain.errors import ConfigError
 
 MASTER_KEY_ENV = "MEMTRACE_MASTER_KEY"
 _VERSION = "v1:"

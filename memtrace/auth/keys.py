@@ -1,4 +1,4 @@
-"""API keys (SPEC §8): format, hashing, permissions, and fast cached verification.
+"""API keys (docs/security.md): format, hashing, permissions, and fast cached verification.
 
 A key is ``mtk_`` + 43 base64url characters (32 random bytes). The server stores only a bcrypt
 hash and a lookup index (first 16 hex chars of SHA-256), so finding the candidate row is an
@@ -15,20 +15,50 @@ import base64
 import hashlib
 import re
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import bcrypt
 
-from memtrace.errors import Forbidden, InvalidInput, Unauthorized
-from memtrace.ids import new_key_id
-from memtrace.metadata import DEFAULT_ORG_ID, ApiKeyRecord
+from memtrace.auth.permissions import ALL_PERMISSIONS
+from memtrace.domain.errors import Forbidden, Unauthorized
+from memtrace.domain.ids import DEFAULT_ORG_ID, new_key_id
 
 KEY_PREFIX = "mtk_"
 _KEY_PATTERN = re.compile(r"^mtk_[A-Za-z0-9_-]{43}$")
-PERMISSIONS = ("read", "write", "admin")
-DEFAULT_PERMISSIONS = frozenset({"read", "write"})
-ALL_PERMISSIONS = frozenset(PERMISSIONS)
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeyRecord:
+    """An API key as stored: the secret itself is never kept, only its bcrypt hash."""
+
+    id: str
+    org_id: str
+    name: str
+    lookup: str
+    key_hash: str
+    permissions: frozenset[str]
+    created_at: int
+    revoked_at: int | None
+
+    @property
+    def revoked(self) -> bool:
+        return self.revoked_at is not None
+
+
+def presented_key(headers: Mapping[str, str]) -> str | None:
+    """The API key a request presents: ``x-api-key``, or ``Authorization: Bearer …``.
+
+    The one accessor of every transport (REST, MCP over HTTP, the rate limiter).
+    """
+    key = headers.get("x-api-key")
+    if key:
+        return key.strip()
+    authorization = headers.get("authorization", "")
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return None
 
 
 def generate_api_key() -> str:
@@ -39,21 +69,6 @@ def generate_api_key() -> str:
 def key_lookup(key: str) -> str:
     """The lookup index stored beside the hash: first 16 hex chars of SHA-256."""
     return hashlib.sha256(key.encode()).hexdigest()[:16]
-
-
-def parse_permissions(text: str) -> frozenset[str]:
-    """``"read,write"`` → a permission set.
-
-    Raises:
-        InvalidInput: empty, or a name other than read, write or admin.
-    """
-    names = {part.strip() for part in text.split(",") if part.strip()}
-    unknown = names - ALL_PERMISSIONS
-    if not names or unknown:
-        raise InvalidInput(
-            f"permissions: expected a comma list of {', '.join(PERMISSIONS)}, got {text!r}"
-        )
-    return frozenset(names)
 
 
 def new_api_key(

@@ -10,39 +10,26 @@ no cached ``time > '<literal>'`` form is produced, and read back as ``epoch_us(t
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable
 
-from memtrace.errors import InvalidInput
+from memtrace.domain.errors import InvalidInput
+from memtrace.storage.arc.target import MEASUREMENT_RE
 from memtrace.storage.base import MemoryQuery
+from memtrace.storage.rows import RECORD_COLUMNS
 
-MEASUREMENT_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
-DATABASE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 MAX_SQL_CHARS = 10_000  # Arc rejects longer statements
 
-# The fixed column set written for every memory (order matters only for the msgpack body).
-COLUMNS = (
-    "time",
-    "id",
-    "org_id",
-    "agent_id",
-    "session_id",
-    "memory_type",
-    "event_type",
-    "content",
-    "metadata",
-    "tags",
-    "importance",
-    "dedup_key",
-    "parent_id",
-)
+# The fixed column set written for every memory: the row shape with ``time`` first (order
+# matters only for the msgpack body).
+COLUMNS = ("time", *(name for name in RECORD_COLUMNS if name != "time"))
 
-# What a read selects; positions match ``memtrace.storage.records.RECORD_COLUMNS``.
-SELECT_LIST = (
-    "id, epoch_us(time) AS time_us, org_id, agent_id, session_id, memory_type, "
-    "event_type, content, metadata, tags, TRY_CAST(importance AS DOUBLE) AS importance, "
-    "dedup_key, parent_id"
-)
+# What a read selects, in ``RECORD_COLUMNS`` order: Arc stores ``time`` as a timestamp and may
+# hand ``importance`` back as text, so those two are converted.
+_READ_AS = {
+    "time": "epoch_us(time) AS time_us",
+    "importance": "TRY_CAST(importance AS DOUBLE) AS importance",
+}
+SELECT_LIST = ", ".join(_READ_AS.get(name, name) for name in RECORD_COLUMNS)
 
 
 def quote_literal(value: str) -> str:

@@ -1,0 +1,35 @@
+"""The root ``memtrace`` group and the console-script entry point."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from memtrace import __version__
+from memtrace.cli.common import MemtraceGroup, common_options
+from memtrace.cli.keys import key, keygen
+from memtrace.cli.org import org
+from memtrace.cli.serve import mcp, serve
+
+
+@click.group(cls=MemtraceGroup, invoke_without_command=True)
+@common_options
+@click.version_option(__version__, prog_name="memtrace")
+@click.pass_context
+def cli(ctx: click.Context, config_path: Path | None, data_dir: Path | None) -> None:
+    """memtrace: temporal memory server for fleets of AI agents.
+
+    Without a command, runs `memtrace serve`.
+    """
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(serve)
+
+
+for _command in (serve, mcp, org, key, keygen):
+    cli.add_command(_command)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    cli.main(args=argv, prog_name="memtrace")

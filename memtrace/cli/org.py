@@ -1,0 +1,90 @@
+"""``memtrace org create | list | delete`` (and the Arc binding commands of
+:mod:`memtrace.cli.arc`): organisations, the tenants."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from memtrace.cli import arc
+from memtrace.cli.common import (
+    MemtraceGroup,
+    common_options,
+    find_org,
+    load_settings_for,
+    metadata_db,
+    note,
+)
+
+
+@click.group(cls=MemtraceGroup)
+def org() -> None:
+    """Create, list and delete organisations (tenants)."""
+
+
+@org.command("create")
+@common_options
+@click.argument("name")
+@click.pass_context
+def org_create(
+    ctx: click.Context, name: str, config_path: Path | None, data_dir: Path | None
+) -> None:
+    """Create an org; prints its id alone on stdout."""
+    from memtrace.domain.ids import new_org_id
+    from memtrace.domain.timestamps import now_us
+    from memtrace.metadata import sqlite as md
+    from memtrace.metadata.records import require_text
+    from memtrace.metadata.schema import transaction
+
+    settings = load_settings_for(ctx, config_path, data_dir)
+    name = require_text(name, "name")
+    with metadata_db(settings) as conn, transaction(conn):
+        created = md.insert_org(conn, new_org_id(), name, now_us())
+    note(
+        f"Organization {created.name!r} created. Create a key with: "
+        f"memtrace key create --org {created.id} --name <name>"
+    )
+    click.echo(created.id)
+
+
+@org.command("list")
+@common_options
+@click.pass_context
+def org_list(ctx: click.Context, config_path: Path | None, data_dir: Path | None) -> None:
+    """List orgs: id, name, creation time."""
+    from memtrace.domain.timestamps import format_seconds
+    from memtrace.metadata import sqlite as md
+
+    settings = load_settings_for(ctx, config_path, data_dir)
+    with metadata_db(settings) as conn:
+        orgs = md.list_orgs(conn)
+    for item in orgs:
+        click.echo(f"{item.id}\t{item.name}\t{format_seconds(item.created_at)}")
+
+
+@org.command("delete")
+@common_options
+@click.argument("org_ref", metavar="ORG")
+@click.option("--purge", is_flag=True, help="Also delete the org's stored memories from disk.")
+@click.pass_context
+def org_delete(
+    ctx: click.Context, org_ref: str, purge: bool, config_path: Path | None, data_dir: Path | None
+) -> None:
+    """Delete an org with its keys, agents, sessions and bindings (by id or name)."""
+    from memtrace.metadata import sqlite as md
+    from memtrace.metadata.schema import transaction
+    from memtrace.storage.layout import purge_org_files
+
+    settings = load_settings_for(ctx, config_path, data_dir)
+    with metadata_db(settings) as conn, transaction(conn):
+        found = find_org(conn, org_ref)
+        md.delete_org(conn, found.id)
+    note(f"Organization {found.id} deleted (its keys stop working within 2 seconds).")
+    if purge:
+        removed = purge_org_files(settings.data_dir, found.id)
+        note("Stored memories purged." if removed else "No stored memories to purge.")
+
+
+for _command in arc.COMMANDS:
+    org.add_command(_command)

@@ -1,0 +1,107 @@
+"""``memtrace serve`` and ``memtrace mcp``: run the server (REST, MCP over HTTP) or the MCP
+stdio server. The web stack and the MCP SDK are imported only when one of them runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from memtrace.cli.common import common_options, load_settings_for, note
+
+if TYPE_CHECKING:
+    from memtrace.config import Settings
+
+
+@click.command()
+@common_options
+@click.option("--host", help="Bind address (default 127.0.0.1).")
+@click.option("--port", type=int, help="Port (default 9100; 0 picks a free one).")
+@click.pass_context
+def serve(
+    ctx: click.Context,
+    config_path: Path | None = None,
+    data_dir: Path | None = None,
+    host: str | None = None,
+    port: int | None = None,
+) -> None:
+    """Run the REST API on 127.0.0.1:9100 (embedded store by default), with MCP over
+    Streamable HTTP at /mcp and SSE at /sse.
+
+    On the first start of a deployment it creates org_default and prints an admin API key,
+    once. SIGTERM/SIGINT stop accepting, finish in-flight requests, and close the stores.
+    """
+    overrides = {"server.host": host, "server.port": port}
+    run_server(load_settings_for(ctx, config_path, data_dir, **overrides))
+
+
+def run_server(settings: Settings) -> None:
+    """Serve the REST app (and the MCP HTTP transports) with uvicorn until SIGTERM/SIGINT."""
+    import uvicorn
+
+    from http_api.app import create_app
+    from http_api.serving import uvicorn_options
+    from mcp_server.http import McpHttpAddon
+    from memtrace.domain.ids import DEFAULT_ORG_ID
+    from memtrace.runtime import Runtime
+    from memtrace.telemetry.logs import configure_logging
+
+    configure_logging(settings.log)
+
+    def on_started(admin_key: str | None) -> None:
+        if admin_key:
+            rule = "=" * 72
+            click.echo(
+                f"{rule}\nFIRST RUN: admin API key for {DEFAULT_ORG_ID} "
+                f"(save it now, it is shown only once):\n{admin_key}\n{rule}"
+            )
+        elif not settings.auth.enabled:
+            note("WARNING: auth is disabled; every request acts as org_default.")
+
+    runtime = Runtime(settings)
+    mcp_http = McpHttpAddon(runtime, host=settings.server.host)
+    app = create_app(runtime, bootstrap_key=True, on_started=on_started, addons=[mcp_http])
+    config = uvicorn.Config(
+        app,
+        host=settings.server.host,
+        port=settings.server.port,
+        log_config=None,
+        access_log=settings.log.level == "DEBUG",
+        timeout_graceful_shutdown=int(settings.server.graceful_timeout_s),
+        **uvicorn_options(settings),
+    )
+    server = uvicorn.Server(config)
+    server.run()
+    if not server.started:
+        raise click.ClickException("server failed to start (see the log above)")
+
+
+@click.command()
+@common_options
+@click.option(
+    "--transport",
+    type=click.Choice(["stdio", "streamable-http", "sse"]),
+    default="stdio",
+    show_default=True,
+    help="stdio for a local client; the HTTP transports run `memtrace serve` (REST + /mcp + /sse).",
+)
+@click.pass_context
+def mcp(
+    ctx: click.Context,
+    transport: str,
+    config_path: Path | None = None,
+    data_dir: Path | None = None,
+) -> None:
+    """Run the MCP server (same as `memtrace-mcp` for stdio).
+
+    Remote mode when MEMTRACE_URL is set (with MEMTRACE_API_KEY); otherwise embedded mode on
+    the local data dir, which works while `memtrace serve` runs on it.
+    """
+    settings = load_settings_for(ctx, config_path, data_dir)
+    if transport != "stdio":
+        run_server(settings)
+        return
+    from mcp_server.stdio import run
+
+    run(settings)

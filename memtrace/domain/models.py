@@ -1,0 +1,442 @@
+"""Every wire model (pydantic): requests with their validation rules, and responses.
+
+Shared by REST (bodies and OpenAPI), MCP tools and the client SDK. Rules that depend on
+configuration (content size, batch size) are checked in the service, not here.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Annotated, Any, Literal, TypeVar
+
+import orjson
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
+
+from memtrace.domain.errors import InvalidInput
+from memtrace.domain.timestamps import format_dt
+
+MemoryType = Literal["episodic", "decision", "entity", "session"]
+MEMORY_TYPES: tuple[str, ...] = ("episodic", "decision", "entity", "session")
+SessionStatus = Literal["active", "closed"]
+Order = Literal["asc", "desc"]
+
+AGENT_ID_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]{0,127}$"
+EVENT_TYPE_PATTERN = r"^[A-Za-z][A-Za-z0-9_]{0,63}$"
+TAG_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
+REF_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+MAX_TAGS = 32
+MAX_METADATA_BYTES = 16 * 1024
+MAX_DEDUP_KEY = 128
+MAX_DESCRIPTION = 4096
+MAX_CONTAINS = 1024
+DEFAULT_LIST_LIMIT = 100
+DEFAULT_SEARCH_LIMIT = 50
+MAX_LIMIT = 1000
+# Hard bound on every offset (SQLite integers are 64-bit; limits.max_offset is usually lower).
+MAX_OFFSET = 1_000_000_000
+DEFAULT_MAX_TOKENS = 2000
+MAX_TOKENS = 100_000
+
+
+def _blank_to_none(value: Any) -> Any:
+    """Treat ``""`` like an absent optional field (clients often send empty strings)."""
+    return None if value == "" else value
+
+
+def _add_option(prop: dict[str, Any], option: dict[str, Any]) -> None:
+    """Add ``option`` to a property schema's ``anyOf`` (wrapping a plain schema first)."""
+    options = prop.get("anyOf")
+    if options is None:
+        kept = ("default", "title", "description", "examples")
+        inner = {k: prop.pop(k) for k in list(prop) if k not in kept}
+        prop["anyOf"] = options = [inner]
+    if option not in options:
+        options.append(option)
+
+
+def _blank_to(default: str) -> Any:
+    """``""`` means the default (only the empty string: ``0`` or ``false`` stay invalid)."""
+    return lambda value: default if value == "" else value
+
+
+def _document_blank(schema: dict[str, Any]) -> None:
+    """Say in the JSON schema what ``_blank_to_none``/``_blank_to`` accept: ``""`` means
+    absent (or the default)."""
+    _add_option(schema, {"const": ""})
+
+
+# Attach to every optional field that goes through ``_blank_to_none``.
+BlankMeansAbsent = Field(json_schema_extra=_document_blank)
+
+
+_NUMERIC = re.compile(r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*")
+
+
+def _timestamp_text(value: Any) -> Any:
+    """``time`` is an RFC 3339 / ISO 8601 string (docs/api.md); lax pydantic would also take a
+    number, or a numeric string, as Unix seconds."""
+    if isinstance(value, bool | int | float) or (
+        isinstance(value, str) and _NUMERIC.fullmatch(value)
+    ):
+        raise ValueError("expected an RFC 3339 / ISO 8601 timestamp string")
+    return value
+
+
+def _check_json_object_size(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    try:
+        size = len(orjson.dumps(value))
+    except TypeError:  # orjson: integers past 64 bits, or nesting deeper than 254
+        raise ValueError(
+            "must be JSON with integers within 64 bits and nesting at most 254 deep"
+        ) from None
+    if size > MAX_METADATA_BYTES:
+        raise ValueError(f"must be at most {MAX_METADATA_BYTES} bytes when serialized")
+    return value
+
+
+def _dedupe_tags(value: list[str] | None) -> list[str] | None:
+    if value is None:
+        return None
+    unique = list(dict.fromkeys(value))
+    if len(unique) > MAX_TAGS:
+        raise ValueError(f"at most {MAX_TAGS} distinct tags are allowed")
+    return unique or None
+
+
+AgentId = Annotated[str, StringConstraints(pattern=AGENT_ID_PATTERN)]
+OptionalRef = Annotated[AgentId | None, BeforeValidator(_blank_to_none), BlankMeansAbsent]
+EventType = Annotated[str, StringConstraints(pattern=EVENT_TYPE_PATTERN)]
+Tag = Annotated[str, StringConstraints(pattern=TAG_PATTERN)]
+DedupKey = Annotated[str, StringConstraints(max_length=MAX_DEDUP_KEY)]
+RefId = Annotated[str, StringConstraints(pattern=REF_ID_PATTERN)]
+Needle = Annotated[str, StringConstraints(max_length=MAX_CONTAINS)]
+TagList = Annotated[list[Tag] | None, AfterValidator(_dedupe_tags)]
+JsonObject = Annotated[dict[str, Any] | None, AfterValidator(_check_json_object_size)]
+# JSON bodies: numbers must be numbers (lax mode would take true as 1 and "0.5" as 0.5).
+Importance = Annotated[float | None, Field(ge=0.0, le=1.0, strict=True)]
+Timestamp = Annotated[datetime, PlainSerializer(format_dt, return_type=str)]
+
+
+def _document_null_is_default(schema: dict[str, Any]) -> None:
+    """Say in the JSON schema what ``_null_is_absent`` accepts: ``null`` means the default."""
+    required = set(schema.get("required", ()))
+    for name, prop in schema.get("properties", {}).items():
+        if name not in required and prop.get("default") is not None:
+            _add_option(prop, {"type": "null"})
+
+
+class _Request(BaseModel):
+    # Unknown request fields are ignored (docs/api.md), so newer clients keep working.
+    model_config = ConfigDict(extra="ignore", json_schema_extra=_document_null_is_default)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_absent(cls, data: Any) -> Any:
+        """``null`` for an optional field with a default means "use the default" (the
+        memtrace-sdk 0.2.0 models send e.g. ``ListOptions(limit=None)``)."""
+        if not isinstance(data, dict):
+            return data
+        droppable = _null_droppable(cls)
+        # Hot (once per memory of a batch): copy only when a null must be dropped.
+        if not any(data.get(name, 0) is None for name in droppable):
+            return data
+        return {k: v for k, v in data.items() if v is not None or k not in droppable}
+
+
+_DROPPABLE: dict[type[BaseModel], frozenset[str]] = {}
+
+
+def _null_droppable(model: type[BaseModel]) -> frozenset[str]:
+    """The fields of ``model`` where ``null`` means "use the (non-null) default"."""
+    names = _DROPPABLE.get(model)
+    if names is None:
+        names = frozenset(
+            name
+            for name, info in model.model_fields.items()
+            if not info.is_required() and info.default is not None
+        )
+        _DROPPABLE[model] = names
+    return names
+
+
+# --- memories -------------------------------------------------------------------------------
+
+
+class MemoryCreate(_Request):
+    """One memory to store."""
+
+    agent_id: AgentId
+    content: str = Field(min_length=1, description="What happened, at most 64 KiB UTF-8.")
+    session_id: OptionalRef = None
+    memory_type: Annotated[MemoryType, BeforeValidator(_blank_to("episodic")), BlankMeansAbsent] = (
+        "episodic"
+    )
+    event_type: Annotated[EventType, BeforeValidator(_blank_to("general")), BlankMeansAbsent] = (
+        "general"
+    )
+    metadata: JsonObject = None
+    tags: TagList = None
+    importance: Importance = None
+    dedup_key: Annotated[DedupKey | None, BeforeValidator(_blank_to_none), BlankMeansAbsent] = None
+    parent_id: Annotated[RefId | None, BeforeValidator(_blank_to_none), BlankMeansAbsent] = None
+    time: Annotated[datetime | None, BeforeValidator(_timestamp_text)] = Field(
+        default=None, description="Event time for backfill (at most 5 min in the future)."
+    )
+
+
+class MemoryBatchCreate(_Request):
+    """Several memories written all-or-nothing (validation is done on the whole batch first)."""
+
+    memories: list[MemoryCreate] = Field(min_length=1)
+
+
+class Memory(BaseModel):
+    """A stored memory as every endpoint returns it (absent optional fields are omitted)."""
+
+    id: str
+    time: Timestamp
+    org_id: str
+    agent_id: str
+    session_id: str | None = None
+    memory_type: str
+    event_type: str
+    content: str
+    metadata: dict[str, Any] | None = None
+    tags: list[str] | None = None
+    importance: float | None = None
+    dedup_key: str
+    parent_id: str | None = None
+
+
+class DuplicateEntry(BaseModel):
+    index: int
+    existing_id: str
+
+
+class MemoryBatchResult(BaseModel):
+    count: int
+    memories: list[Memory]
+    duplicates: list[DuplicateEntry]
+
+
+class MemoryList(BaseModel):
+    memories: list[Memory]
+    count: int
+    has_more: bool
+
+
+class ListParams(_Request):
+    """Filters of ``GET /memories`` (and the agent/session memory lists)."""
+
+    agent_id: OptionalRef = None
+    session_id: OptionalRef = None
+    memory_type: Annotated[MemoryType | None, BeforeValidator(_blank_to_none), BlankMeansAbsent] = (
+        None
+    )
+    event_type: Annotated[EventType | None, BeforeValidator(_blank_to_none), BlankMeansAbsent] = (
+        None
+    )
+    tags: Annotated[
+        str | None, Field(max_length=MAX_TAGS * 65, description="Comma list; all must match.")
+    ] = None
+    since: str | None = None
+    until: str | None = None
+    limit: int = Field(default=DEFAULT_LIST_LIMIT, ge=1, le=MAX_LIMIT)
+    offset: int = Field(default=0, ge=0, le=MAX_OFFSET)
+    order: Order = "desc"
+
+
+class SearchRequest(_Request):
+    """Body of ``POST /search``: every given filter must match (AND)."""
+
+    agent_id: OptionalRef = None
+    session_id: OptionalRef = None
+    memory_types: list[MemoryType] | None = Field(default=None, max_length=len(MEMORY_TYPES))
+    event_types: list[EventType] | None = Field(default=None, max_length=64)
+    tags: TagList = None
+    content_contains: Annotated[
+        Needle | None,
+        BeforeValidator(_blank_to_none),
+        BlankMeansAbsent,
+        Field(description="Case-insensitive substring of content."),
+    ] = None
+    min_importance: Importance = None
+    since: str | None = None
+    until: str | None = None
+    limit: int = Field(default=DEFAULT_SEARCH_LIMIT, ge=1, le=MAX_LIMIT, strict=True)
+    offset: int = Field(default=0, ge=0, le=MAX_OFFSET, strict=True)
+    order: Order = "desc"
+
+
+class SearchResult(BaseModel):
+    results: list[Memory]
+    count: int
+    query_time_ms: int = Field(description="Server-side query time, whole milliseconds.")
+
+
+# --- agents ---------------------------------------------------------------------------------
+
+
+class AgentCreate(_Request):
+    name: AgentId
+    description: Annotated[str | None, Field(max_length=MAX_DESCRIPTION)] = None
+    config: JsonObject = None
+
+
+class Agent(BaseModel):
+    id: str
+    org_id: str
+    name: str
+    description: str | None = None
+    config: dict[str, Any] | None = None
+    created_at: Timestamp
+    last_active_at: Timestamp | None = None
+
+
+class AgentList(BaseModel):
+    agents: list[Agent]
+    count: int
+
+
+class AgentStats(BaseModel):
+    agent_id: str
+    memory_count: int
+    memories_24h: int
+    errors_24h: int
+    session_count: int
+    active_sessions: int
+    last_active_at: Timestamp | None = None
+    memory_types: dict[str, int]
+
+
+class PageParams(_Request):
+    limit: int = Field(default=DEFAULT_LIST_LIMIT, ge=1, le=MAX_LIMIT)
+    offset: int = Field(default=0, ge=0, le=MAX_OFFSET)
+
+
+# --- sessions -------------------------------------------------------------------------------
+
+
+class SessionCreate(_Request):
+    agent_id: AgentId
+    metadata: JsonObject = None
+
+
+class SessionUpdate(_Request):
+    status: SessionStatus | None = None
+    metadata: JsonObject = None
+
+
+class Session(BaseModel):
+    id: str
+    org_id: str
+    agent_id: str
+    status: str
+    metadata: dict[str, Any] | None = None
+    created_at: Timestamp
+    updated_at: Timestamp
+    closed_at: Timestamp | None = None
+
+
+class SessionList(BaseModel):
+    sessions: list[Session]
+    count: int
+
+
+class SessionListParams(PageParams):
+    agent_id: OptionalRef = None
+    status: Annotated[SessionStatus | None, BeforeValidator(_blank_to_none), BlankMeansAbsent] = (
+        None
+    )
+
+
+class ContextRequest(_Request):
+    """Options of session and agent context (docs/context.md)."""
+
+    since: str | None = None
+    until: str | None = None
+    include_types: list[MemoryType] | None = Field(default=None, max_length=len(MEMORY_TYPES))
+    max_tokens: int = Field(default=DEFAULT_MAX_TOKENS, ge=1, le=MAX_TOKENS, strict=True)
+
+
+class _ContextResult(BaseModel):
+    context: str = Field(description="Markdown to paste into a prompt.")
+    memory_count: int = Field(description="Memories shown in the context.")
+    token_estimate: int = Field(description="ceil(characters / 4).")
+    truncated: bool = Field(description="True when items were cut or left out for the budget.")
+    omitted_count: int
+
+
+class SessionContext(_ContextResult):
+    session_id: str
+
+
+class AgentContext(_ContextResult):
+    agent_id: str
+
+
+class ErrorBody(BaseModel):
+    """Every error response: ``error`` always, the other fields when they apply."""
+
+    error: str
+    hint: str | None = None
+    existing_id: str | None = Field(default=None, description="Set on duplicate memory (409).")
+    details: Any = None
+
+
+def error_field(loc: Sequence[int | str]) -> str:
+    """``("memories", 3, "content")`` → ``memories[3].content`` (how errors name a field).
+
+    Union-branch labels pydantic puts in locations (``function-after[…]``, ``str``) are left
+    out, so the name is the field the client sent.
+    """
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif "[" in part or part in _BRANCH_LABELS:
+            continue
+        else:
+            out += ("." if out else "") + part
+    return out or "body"
+
+
+_BRANCH_LABELS = {"str", "int", "float", "bool", "list", "dict", "none", "constrained-str"}
+
+
+def invalid_input(errors: Sequence[Mapping[str, Any]]) -> InvalidInput:
+    """Pydantic-style errors as ``InvalidInput("<field>: <what is wrong>")`` for the first,
+    with every problem listed in ``details`` when there are several."""
+    problems = []
+    for error in errors:
+        message = str(error["msg"]).removeprefix("Value error, ")
+        problems.append({"field": error_field(error["loc"]), "message": message})
+    first = problems[0] if problems else {"field": "body", "message": "invalid"}
+    return InvalidInput(
+        f"{first['field']}: {first['message']}", details=problems if len(problems) > 1 else None
+    )
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse_model(model: type[M], data: Any) -> M:
+    """Validate ``data`` into ``model``; raise :class:`InvalidInput` naming the field."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise invalid_input(exc.errors(include_url=False, include_input=False)) from None

@@ -1,0 +1,124 @@
+"""The metadata DB's SQLite schema and its versioned migrations (``PRAGMA user_version``)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import sqlite_utils
+
+
+def _v1_core(db: sqlite_utils.Database) -> None:
+    db.create_table("orgs", {"id": str, "name": str, "created_at": int}, pk="id", not_null={"name"})
+    db.table("orgs").create_index(["name"], index_name="orgs_name", unique=True)
+    db.create_table(
+        "api_keys",
+        {
+            "id": str,
+            "org_id": str,
+            "name": str,
+            "lookup": str,
+            "key_hash": str,
+            "permissions": str,
+            "created_at": int,
+            "revoked_at": int,
+        },
+        pk="id",
+        not_null={"org_id", "name", "lookup", "key_hash", "permissions", "created_at"},
+    )
+    db.table("api_keys").create_index(["lookup"], index_name="api_keys_lookup")
+    db.table("api_keys").create_index(["org_id"], index_name="api_keys_org")
+    db.create_table(
+        "agents",
+        {
+            "org_id": str,
+            "id": str,
+            "description": str,
+            "config": str,
+            "created_at": int,
+            "last_active_at": int,
+        },
+        pk=("org_id", "id"),
+        not_null={"created_at"},
+    )
+    db.create_table(
+        "sessions",
+        {
+            "id": str,
+            "org_id": str,
+            "agent_id": str,
+            "status": str,
+            "metadata": str,
+            "created_at": int,
+            "updated_at": int,
+            "closed_at": int,
+        },
+        pk="id",
+        not_null={"org_id", "agent_id", "status", "created_at", "updated_at"},
+    )
+    db.table("sessions").create_index(
+        ["org_id", "agent_id", "created_at"], index_name="sessions_org_agent"
+    )
+    db.table("sessions").create_index(["org_id", "created_at"], index_name="sessions_org")
+
+
+def _v2_arc_bindings(db: sqlite_utils.Database) -> None:
+    db.create_table(
+        "arc_bindings",
+        {
+            "org_id": str,
+            "url": str,
+            "database": str,
+            "measurement": str,
+            "api_key_enc": str,
+            "created_at": int,
+            "updated_at": int,
+        },
+        pk="org_id",
+        not_null={"url", "database", "measurement", "created_at", "updated_at"},
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1_core, _v2_arc_bindings]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def migrate(conn: sqlite3.Connection, *, upto: int = SCHEMA_VERSION) -> None:
+    """Apply the migrations a database lacks, each in its own transaction (versions in
+    ``PRAGMA user_version``). A fresh file and an older one both end at ``upto``.
+
+    The version is read inside ``BEGIN IMMEDIATE``: two processes starting on the same file
+    (``memtrace serve`` and an embedded ``memtrace-mcp``) then migrate one after the other,
+    and the second sees the first's work instead of applying it again."""
+    db = sqlite_utils.Database(conn)
+    while True:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise RuntimeError(
+                    f"metadata schema version {version} is newer than this memtrace "
+                    f"({SCHEMA_VERSION})"
+                )
+            if version >= upto:
+                conn.execute("COMMIT")
+                return
+            MIGRATIONS[version](db)
+            conn.execute(f"PRAGMA user_version = {version + 1}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """A write transaction for callers outside the writer thread (the CLI)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")

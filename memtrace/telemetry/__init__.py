@@ -1,0 +1,1 @@
+"""What the process tells operators: Prometheus metrics and logging (with redaction)."""
