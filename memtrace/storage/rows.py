@@ -107,7 +107,15 @@ def matches(record: MemoryRecord, q: MemoryQuery) -> bool:
         return False
     if any(tag not in record.tags for tag in q.tags):
         return False
+    if q.after is not None and not after(record, q.after, q.order):
+        return False
     return not (q.content_contains and q.content_contains.lower() not in record.content.lower())
+
+
+def after(record: MemoryRecord, position: tuple[int, str], order: str) -> bool:
+    """True when ``record`` comes strictly after ``position`` in a walk of that order."""
+    key = (record.time, record.id)
+    return key > position if order == "asc" else key < position
 
 
 def sort_key(record: MemoryRecord) -> tuple[int, str]:

@@ -17,12 +17,15 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, Literal
 
 import duckdb
 import msgpack
 import orjson
 
+from memtrace.testing import arc_files
+from memtrace.testing.arc_admin import ArcAdmin
 from memtrace.testing.asgi import JSONResponse, Request, Response, Router
 
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
@@ -83,11 +86,30 @@ class _Buffer:
 
 
 class ArcEmulator:
-    """State and behaviour of the emulated Arc server (thread-safe)."""
+    """State and behaviour of the emulated Arc server (thread-safe).
 
-    def __init__(self, token: str | None = TEST_TOKEN, flush_delay_s: float = 0.0) -> None:
+    Args:
+        token: the accepted (admin) token; ``None`` turns auth off.
+        flush_delay_s: how long written rows stay in the buffer before they are queryable.
+        data_dir: keep the Parquet files Arc would write there too (see
+            :mod:`memtrace.testing.arc_files`); otherwise rows live in memory only.
+    """
+
+    def __init__(
+        self,
+        token: str | None = TEST_TOKEN,
+        flush_delay_s: float = 0.0,
+        *,
+        data_dir: Path | None = None,
+    ) -> None:
         self.token = token
         self.flush_delay_s = flush_delay_s
+        self.data_dir = data_dir
+        # Arc's delete API is off unless delete.enabled = true; retention CRUD is on.
+        self.delete_enabled = False
+        self.retention_enabled = True
+        self.delete_confirmation_threshold = 10_000
+        self.delete_max_rows = 1_000_000
         self.fault: Fault = None
         self.fail_writes_after: int | None = None  # answer 503 to writes once this many succeeded
         self.writes = 0
@@ -95,6 +117,7 @@ class ArcEmulator:
         self._types: dict[tuple[str, str], dict[str, str]] = {}
         self._buffers: dict[str, _Buffer] = {}
         self._lock = threading.RLock()
+        self.admin = ArcAdmin(self)
         self.app = Router(
             {
                 ("GET", "/health"): self._health,
@@ -102,6 +125,7 @@ class ArcEmulator:
                 ("POST", "/api/v1/write/msgpack"): self._write,
                 ("POST", "/api/v1/write/line-protocol/flush"): self._flush,
                 ("POST", "/api/v1/query"): self._query,
+                **self.admin.routes(),
             }
         )
 
@@ -127,6 +151,14 @@ class ArcEmulator:
             except duckdb.CatalogException:
                 return []
 
+    @property
+    def lock(self) -> threading.RLock:
+        return self._lock
+
+    def database(self, name: str) -> duckdb.DuckDBPyConnection | None:
+        """The database's connection, if anything was ever flushed to it (hold :attr:`lock`)."""
+        return self._dbs.get(name)
+
     # -- internals ----------------------------------------------------------------------------
 
     def _db(self, name: str) -> duckdb.DuckDBPyConnection:
@@ -135,7 +167,7 @@ class ArcEmulator:
             conn = self._dbs[name] = duckdb.connect(":memory:")
         return conn
 
-    def _flush_due(self) -> None:
+    def flush_due(self) -> None:
         now = time.monotonic()
         with self._lock:
             for name, buffer in list(self._buffers.items()):
@@ -144,6 +176,7 @@ class ArcEmulator:
                     self._flush_db(name)
 
     def _flush_db(self, name: str) -> int:
+        """Write the database's buffer as files: one per measurement and hour partition."""
         buffer = self._buffers.pop(name, None)
         if buffer is None:
             return 0
@@ -152,23 +185,26 @@ class ArcEmulator:
         for measurement, rows in buffer.rows.items():
             types = self._types[(name, measurement)]
             columns = list(types)
-            conn.execute(
-                f'CREATE TABLE IF NOT EXISTS "{measurement}" ('
-                + ", ".join(f'"{c}" {"TIMESTAMP" if c == "time" else types[c]}' for c in columns)
-                + ")"
-            )
-            existing = {r[0] for r in conn.execute(f'DESCRIBE "{measurement}"').fetchall()}
-            for column in columns:
-                if column not in existing:
-                    kind = types[column]
-                    conn.execute(f'ALTER TABLE "{measurement}" ADD COLUMN "{column}" {kind}')
+            arc_files.ensure_table(conn, measurement, types)
+            files: dict[int, str] = {}
+            for row in rows:
+                hour = row["time"] // arc_files.HOUR_US
+                if hour not in files:
+                    files[hour] = arc_files.file_name(name, measurement, row["time"])
             values = [[row.get(c) for row in rows] for c in columns]
+            values.append([files[row["time"] // arc_files.HOUR_US] for row in rows])
             select = ", ".join(
                 "make_timestamp(UNNEST(?))" if c == "time" else f"UNNEST(?::{types[c]}[])"
                 for c in columns
             )
             quoted = ", ".join(f'"{c}"' for c in columns)
-            conn.execute(f'INSERT INTO "{measurement}" ({quoted}) SELECT {select}', values)
+            conn.execute(
+                f"INSERT INTO {arc_files.physical(measurement)} ({quoted}, _file) "
+                f"SELECT {select}, UNNEST(?::VARCHAR[])",
+                values,
+            )
+            for file in files.values():
+                arc_files.write_file(conn, self.data_dir, measurement, file)
             flushed += len(rows)
         return flushed
 
@@ -178,7 +214,7 @@ class ArcEmulator:
         bearer = request.headers.get("authorization", "")
         return bearer == f"Bearer {self.token}" or request.headers.get("x-api-key") == self.token
 
-    def _guard(self, request: Request) -> Response | None:
+    def guard(self, request: Request) -> Response | None:
         if self.fault is not None:
             return JSONResponse({"success": False, "error": "emulated fault"}, int(self.fault))
         if not self._authorized(request):
@@ -197,12 +233,12 @@ class ArcEmulator:
         return JSONResponse({"status": "ok"})
 
     async def _flush(self, request: Request) -> Response:
-        if (denied := self._guard(request)) is not None:
+        if (denied := self.guard(request)) is not None:
             return denied
         return JSONResponse({"flushed": self.flush()})
 
     async def _write(self, request: Request) -> Response:
-        if (denied := self._guard(request)) is not None:
+        if (denied := self.guard(request)) is not None:
             return denied
         if self.fail_writes_after is not None and self.writes >= self.fail_writes_after:
             return JSONResponse({"success": False, "error": "emulated write fault"}, 503)
@@ -261,7 +297,7 @@ class ArcEmulator:
         return Response(status_code=204)
 
     async def _query(self, request: Request) -> Response:
-        if (denied := self._guard(request)) is not None:
+        if (denied := self.guard(request)) is not None:
             return denied
         database = self._database(request)
         if database is None:
@@ -275,7 +311,7 @@ class ArcEmulator:
         problem = _check_sql(sql)
         if problem:
             return JSONResponse({"success": False, "error": problem}, 400)
-        self._flush_due()
+        self.flush_due()
         started = time.perf_counter()
         with self._lock:
             conn = self._db(database)

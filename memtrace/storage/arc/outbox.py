@@ -27,6 +27,7 @@ from memtrace.storage.rows import (
 from memtrace.storage.sqlite import SQLiteDatabase, Synchronous, create_schema, load_dedup_window
 
 SCHEMA_VERSION = 1
+_IDS_PER_STATEMENT = 500
 _SCHEMA_V1 = f"""
 CREATE TABLE outbox (
     seq INTEGER PRIMARY KEY,
@@ -172,27 +173,81 @@ class Outbox:
 
         return await self.db.read(run)
 
-    async def overlay(self, shipped_since: int, q: MemoryQuery) -> list[MemoryRecord]:
+    async def overlay(
+        self, shipped_since: int, q: MemoryQuery, limit: int | None = None
+    ) -> list[MemoryRecord]:
         """Rows Arc may not show yet (pending, or shipped after ``shipped_since``), narrowed in
-        SQL by the query's cheap filters; callers apply the full predicate."""
+        SQL by the query's cheap filters (callers apply the full predicate); with ``limit``,
+        the first rows in the query's (time, id) order after ``q.after``."""
         where = ["(shipped_at IS NULL OR shipped_at >= ?)"]
         params: list[object] = [shipped_since]
         for column, value in (("agent_id", q.agent_id), ("session_id", q.session_id)):
             if value is not None:
                 where.append(f"{column} = ?")
                 params.append(value)
+        for column, values in (("memory_type", q.memory_types), ("event_type", q.event_types)):
+            if values:
+                where.append(f"{column} IN ({', '.join('?' * len(values))})")
+                params.extend(values)
         if q.since is not None:
             where.append("time >= ?")
             params.append(q.since)
         if q.until is not None:
             where.append("time < ?")
             params.append(q.until)
+        if q.after is not None:
+            op = ">" if q.order == "asc" else "<"
+            where.append(f"(time {op} ? OR (time = ? AND id {op} ?))")
+            params.extend((q.after[0], q.after[0], q.after[1]))
         sql = f"SELECT {COLUMN_LIST} FROM outbox WHERE {' AND '.join(where)}"  # noqa: S608
+        if limit is not None:
+            direction = "DESC" if q.order == "desc" else "ASC"
+            sql += f" ORDER BY time {direction}, id {direction} LIMIT ?"
+            params.append(limit)
 
         def run(conn: sqlite3.Connection) -> list[MemoryRecord]:
             return [row_to_record(row) for row in conn.execute(sql, params)]
 
         return await self.db.read(run)
+
+    async def held(self, ids: Sequence[str]) -> dict[str, bool]:
+        """Which of ``ids`` are in the outbox: id → already shipped (maybe still in Arc's
+        write buffer)."""
+
+        def run(conn: sqlite3.Connection) -> dict[str, bool]:
+            found: dict[str, bool] = {}
+            for start in range(0, len(ids), _IDS_PER_STATEMENT):
+                chunk = list(ids[start : start + _IDS_PER_STATEMENT])
+                sql = (
+                    "SELECT id, shipped_at IS NOT NULL FROM outbox "  # noqa: S608
+                    f"WHERE id IN ({', '.join('?' * len(chunk))})"
+                )
+                found.update((str(i), bool(s)) for i, s in conn.execute(sql, chunk))
+            return found
+
+        return await self.db.read(run)
+
+    async def remove(self, ids: Sequence[str], keys: Sequence[tuple[str, int, str]]) -> list[str]:
+        """Delete rows by id and their dedup-index entries, plus the index entries ``keys``
+        (dedup_key, time, id) of rows only Arc holds; returns the outbox ids removed."""
+
+        def run(conn: sqlite3.Connection) -> list[str]:
+            gone: list[tuple[str, int, str]] = []
+            for start in range(0, len(ids), _IDS_PER_STATEMENT):
+                chunk = list(ids[start : start + _IDS_PER_STATEMENT])
+                marks = ", ".join("?" * len(chunk))
+                gone += conn.execute(
+                    f"SELECT dedup_key, time, id FROM outbox WHERE id IN ({marks})",  # noqa: S608
+                    chunk,
+                ).fetchall()
+                conn.execute(f"DELETE FROM outbox WHERE id IN ({marks})", chunk)  # noqa: S608
+            conn.executemany(
+                "DELETE FROM dedup_index WHERE dedup_key = ? AND time = ? AND id = ?",
+                [*gone, *keys],
+            )
+            return [str(row[2]) for row in gone]
+
+        return await self.db.write(run)
 
     async def get(self, memory_id: str) -> MemoryRecord | None:
         def run(conn: sqlite3.Connection) -> MemoryRecord | None:

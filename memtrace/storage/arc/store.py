@@ -11,6 +11,7 @@ import asyncio
 import logging
 import random
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +23,12 @@ from memtrace.domain.memory import MemoryRecord, WriteOutcome
 from memtrace.domain.timestamps import now_us
 from memtrace.storage.arc import sql as arc_sql
 from memtrace.storage.arc.client import ArcClient, ArcRejected, ArcUnavailable
+from memtrace.storage.arc.erase import ArcEraser
 from memtrace.storage.arc.outbox import Outbox
+from memtrace.storage.arc.retention import expire_with_policy
 from memtrace.storage.arc.target import ArcTarget
 from memtrace.storage.base import AgentMemoryStats, MemoryQuery, NewMemory, StoreHealth
+from memtrace.storage.erase import Purger
 from memtrace.storage.rows import (
     RECORD_COLUMNS,
     matches,
@@ -38,6 +42,7 @@ from memtrace.telemetry.metrics import Metrics
 log = logging.getLogger(__name__)
 
 _IDS_PER_QUERY = 200  # keeps each "id IN (…)" query far below Arc's 10,000-character limit
+_OVERLAY_CHUNK = 500  # outbox rows read per step of a paged overlay
 
 
 def arc_columns(records: Sequence[MemoryRecord]) -> dict[str, list[Any]]:
@@ -86,6 +91,12 @@ class ArcStore:
         self._closing = False
         self._shipper: asyncio.Task[None] | None = None
         self.consecutive_failures = 0
+        # Held while a batch is read, sent and marked: a delete waits for it and ships none.
+        self._shipping = asyncio.Lock()
+        self.purger = Purger(self.outbox.db)
+        self._eraser = ArcEraser(
+            org_id, self.outbox, self.client, target.measurement, self._shipping, self.purger
+        )
 
     async def open(self) -> None:
         await self.outbox.open()
@@ -107,6 +118,7 @@ class ArcStore:
                 log.warning(
                     "arc outbox of %s not drained at shutdown; ships on next start", self.org_id
                 )
+        await self.purger.close()
         await self.client.close()
         await self.outbox.close()
 
@@ -152,14 +164,21 @@ class ArcStore:
 
     async def _ship_once(self) -> bool:
         """Ship one batch; True when there may be more to ship now."""
+        async with self._shipping:
+            more, pause = await self._ship_batch()
+        if pause:
+            await asyncio.sleep(pause)
+        return more
+
+    async def _ship_batch(self) -> tuple[bool, float]:
+        """Ship one batch: (maybe more to ship, seconds to wait before the next try)."""
         try:
             batch = await self.outbox.pending_batch(self.settings.batch_size)
         except StorageUnavailable:
             log.warning("arc outbox of %s unreadable; retrying", self.org_id)
-            await asyncio.sleep(self.settings.flush_interval_ms / 1000)
-            return False
+            return False, self.settings.flush_interval_ms / 1000
         if not batch:
-            return False
+            return False, 0.0
         try:
             await self.client.write(self.target.measurement, arc_columns([r for _, _, r in batch]))
         except (ArcUnavailable, ArcRejected) as exc:
@@ -175,8 +194,7 @@ class ArcStore:
                 len(batch),
                 delay,
             )
-            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
-            return True
+            return True, delay * random.uniform(0.5, 1.0)
         self.consecutive_failures = 0
         now = now_us()
         await self.outbox.mark_shipped([seq for seq, _, _ in batch], now)
@@ -184,7 +202,7 @@ class ArcStore:
             histogram = self._metrics.arc_ship_latency.labels(self.org_id)
             for _, enqueued_at, _ in batch:
                 histogram.observe(max(0, now - enqueued_at) / 1e6)
-        return len(batch) == self.settings.batch_size
+        return len(batch) == self.settings.batch_size, 0.0
 
     async def _prune(self) -> None:
         now = now_us()
@@ -227,9 +245,20 @@ class ArcStore:
                 self._metrics.arc_errors.labels("query").inc()
             raise StorageUnavailable(f"Arc backend of this org: {exc.message}") from None
 
-    async def _overlay(self, q: MemoryQuery) -> list[MemoryRecord]:
+    async def _overlay(self, q: MemoryQuery, need: int | None = None) -> list[MemoryRecord]:
+        """Outbox rows matching ``q``; with ``need``, the first ``need`` in ``q``'s order
+        (read in chunks, so a page never loads a large outbox whole)."""
         since = now_us() - int(self.settings.visibility_grace_s * 1e6)
-        return [r for r in await self.outbox.overlay(since, q) if matches(r, q)]
+        if need is None:
+            return [r for r in await self.outbox.overlay(since, q) if matches(r, q)]
+        found: list[MemoryRecord] = []
+        chunk = max(need, _OVERLAY_CHUNK)
+        while True:
+            rows = await self.outbox.overlay(since, q, limit=chunk)
+            found += [r for r in rows if matches(r, q)]
+            if len(found) >= need or len(rows) < chunk:
+                return found[:need]
+            q = replace(q, after=(rows[-1].time, rows[-1].id))
 
     async def _present(self, ids: Sequence[str]) -> set[str]:
         found: set[str] = set()
@@ -240,7 +269,7 @@ class ArcStore:
         return found
 
     async def query(self, q: MemoryQuery) -> list[MemoryRecord]:
-        extra = await self._overlay(q)
+        extra = await self._overlay(q, q.offset + q.limit)
         measurement = self.target.measurement
         if not extra:
             sql = arc_sql.select_sql(measurement, q, limit=q.limit, offset=q.offset)
@@ -261,6 +290,41 @@ class ArcStore:
             present = await self._present([r.id for r in extra])
             total += sum(1 for r in extra if r.id not in present)
         return total
+
+    async def delete(self, ids: Sequence[str]) -> list[str]:
+        return await self._eraser.delete(ids)
+
+    async def insert_records(self, records: Sequence[MemoryRecord]) -> list[str]:
+        """Append the records not held yet (outbox or Arc) to the outbox, ids and times kept."""
+        ids = [r.id for r in records]
+        held = set(await self.outbox.held(ids)) | await self._present(list(dict.fromkeys(ids)))
+        fresh: dict[str, NewMemory] = {}
+        for r in records:
+            if r.id not in held and r.id not in fresh:
+                fresh[r.id] = NewMemory(
+                    r.time,
+                    r.agent_id,
+                    r.session_id,
+                    r.memory_type,
+                    r.event_type,
+                    r.content,
+                    r.metadata,
+                    r.tags,
+                    r.importance,
+                    r.dedup_key,
+                    r.parent_id,
+                    id=r.id,
+                )
+        if not fresh:
+            return []
+        outcomes = await self.outbox.append(list(fresh.values()), None, now_us())
+        self._wakeup.set()
+        return [o.record.id for o in outcomes if o.record is not None]
+
+    async def expire(self, cutoff: int) -> int:
+        return await expire_with_policy(
+            self.client, self.target.measurement, self.org_id, cutoff, now_us()
+        )
 
     async def get(self, memory_id: str) -> MemoryRecord | None:
         local = await self.outbox.get(memory_id)

@@ -1,0 +1,69 @@
+"""Arc's own retention policies, used where they fit an org's retention.
+
+Arc drops whole Parquet files whose newest row is older than a policy's cutoff (``now -
+retention_days - buffer_days``), far cheaper than deleting rows. It fits when:
+
+- the cutoff is whole days back (memtrace's policies are in days), and
+- the org's measurement holds only this org's rows (a policy covers the whole measurement).
+
+Then memtrace keeps one policy per org in Arc, named ``memtrace_<org>``, for the org's database
+and measurement, with ``buffer_days = 0``. It stays inactive, so Arc's scheduler never runs it
+with stale days; before each run memtrace sets its days, activates it, executes it and
+deactivates it again. Rows in files that straddle the cutoff, and rows in the outbox, are left
+for the row-by-row pass of the sweeper. Any refusal (retention off, no admin token) just
+means "not used": the row-by-row pass does all the work.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from memtrace.storage.arc import sql as arc_sql
+from memtrace.storage.arc.client import ArcClient, ArcRejected, ArcUnavailable
+
+log = logging.getLogger(__name__)
+
+DAY_US = 86_400_000_000
+
+
+def policy_name(org_id: str) -> str:
+    return f"memtrace_{org_id}"
+
+
+async def expire_with_policy(
+    client: ArcClient, measurement: str, org_id: str, cutoff: int, now: int
+) -> int:
+    """Drop Arc files entirely older than ``cutoff``; rows removed (0 when it does not fit)."""
+    days = -(-(now - cutoff) // DAY_US)  # whole days, rounded up: never past the cutoff
+    if days < 1:
+        return 0
+    try:
+        rows = await client.query(arc_sql.other_orgs_sql(measurement, org_id))
+        if rows and int(rows[0][0]) > 0:
+            return 0
+        name = policy_name(org_id)
+        existing = [
+            p
+            for p in await client.retention_policies()
+            if p.get("name") == name
+            and p.get("database") == client.database
+            and p.get("measurement") == measurement
+        ]
+        policy = {
+            "name": name,
+            "database": client.database,
+            "measurement": measurement,
+            "retention_days": days,
+            "buffer_days": 0,
+            "is_active": True,
+        }
+        policy_id = await client.put_retention_policy(
+            int(existing[0]["id"]) if existing else None, policy
+        )
+        try:
+            return await client.execute_retention(policy_id)
+        finally:
+            await client.put_retention_policy(policy_id, {**policy, "is_active": False})
+    except (ArcRejected, ArcUnavailable, KeyError, TypeError, ValueError) as exc:
+        log.info("Arc retention policy not used for %s: %s", org_id, exc)
+        return 0
