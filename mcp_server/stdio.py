@@ -37,7 +37,7 @@ async def embedded_ops(
 ) -> AsyncIterator[MemoryOps]:
     """Operations on the local data directory, in process (no server needed)."""
     runtime = Runtime(settings)
-    await runtime.start()
+    await runtime.start(sweep=False)  # memtrace serve sweeps retention
     try:
         if org_id not in {org.id for org in await runtime.catalog.list_orgs()}:
             raise ConfigError(

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal, cast
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -19,7 +19,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from memtrace.domain.errors import ConfigError
+from memtrace.domain.errors import ConfigError, InvalidInput
+from memtrace.domain.lifecycle import MAX_RETENTION_DAYS, RetentionPolicy
 from memtrace.domain.models import error_field
 
 CONFIG_FILENAME = "memtrace.toml"
@@ -123,6 +124,41 @@ class ArcSettings(_Section):
     )
 
 
+class RetentionSettings(_Section):
+    """Default retention of every org (an org's own policy, ``memtrace org retention``, wins)
+    and the background sweeper that applies it (docs/configuration.md)."""
+
+    days: int = Field(
+        default=0, ge=0, le=MAX_RETENTION_DAYS, description="Days memories are kept; 0 = for ever."
+    )
+    types: dict[str, int] = Field(
+        default_factory=dict,
+        description="Days per memory type, overriding `days` (e.g. decision = 365; 0 = for ever).",
+    )
+    sweep_interval_s: float = Field(
+        default=3600.0, gt=0, description="How often the sweeper deletes expired memories."
+    )
+    batch_size: int = Field(
+        default=1000, ge=1, le=10_000, description="Memories deleted per write transaction."
+    )
+    batch_pause_ms: float = Field(
+        default=10.0, ge=0, le=10_000, description="Pause between batches (writers go first)."
+    )
+    enabled: bool = Field(default=True, description="Run the sweeper in `memtrace serve`.")
+
+    @model_validator(mode="after")
+    def _valid_policy(self) -> RetentionSettings:
+        try:
+            self.policy()
+        except InvalidInput as exc:
+            raise ValueError(exc.message) from None
+        return self
+
+    def policy(self) -> RetentionPolicy:
+        """The defaults as a policy (``days`` 0 = keep for ever)."""
+        return RetentionPolicy(self.days, dict(self.types))
+
+
 class Settings(BaseSettings):
     """All of memtrace's configuration."""
 
@@ -141,6 +177,7 @@ class Settings(BaseSettings):
     dedup: DedupSettings = DedupSettings()
     limits: LimitsSettings = LimitsSettings()
     arc: ArcSettings = ArcSettings()
+    retention: RetentionSettings = RetentionSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -20,6 +20,8 @@ from memtrace.auth.permissions import ALL_PERMISSIONS
 from memtrace.config import Settings
 from memtrace.domain.ids import DEFAULT_ORG_ID
 from memtrace.domain.timestamps import now_us
+from memtrace.lifecycle.service import Lifecycle
+from memtrace.lifecycle.sweeper import RetentionSweeper
 from memtrace.metadata.catalog import Catalog
 from memtrace.service import MemoryService
 from memtrace.telemetry.metrics import Metrics
@@ -41,17 +43,21 @@ class Runtime:
         self.stores = StoreRegistry(settings, self.metrics)
         self.started_at = time.monotonic()
         self._watcher: asyncio.Task[None] | None = None
+        self.sweeper = RetentionSweeper(self.catalog, self.lifecycle, settings)
+        self._sweeping: asyncio.Task[None] | None = None
         # Reloads run one at a time: two overlapping ones could apply an older key snapshot
         # after a newer one (a key created just before would be refused until the next tick).
         self._reload_lock = asyncio.Lock()
 
-    async def start(self, *, bootstrap_key: bool = False) -> str | None:
+    async def start(self, *, bootstrap_key: bool = False, sweep: bool = True) -> str | None:
         """Open the metadata DB (running migrations), make sure ``org_default`` exists, and
         start watching for admin changes.
 
         Args:
             bootstrap_key: create an admin key for ``org_default`` if the deployment has no
                 key at all (first ``memtrace serve``).
+            sweep: run the retention sweeper (``retention.enabled``); the embedded MCP stdio
+                server leaves it to ``memtrace serve``.
 
         Returns:
             The plaintext of a newly created admin key (to print once), else ``None``.
@@ -60,9 +66,17 @@ class Runtime:
         key = await self._bootstrap(bootstrap_key and self.settings.auth.enabled)
         await self.reload()
         self._watcher = asyncio.create_task(self._watch(), name="memtrace-metadata-watch")
+        if sweep and self.settings.retention.enabled:
+            self._sweeping = asyncio.create_task(
+                self.sweeper.run_forever(), name="memtrace-retention"
+            )
         return key
 
     async def close(self) -> None:
+        if self._sweeping is not None:
+            self._sweeping.cancel()
+            await asyncio.gather(self._sweeping, return_exceptions=True)
+            self._sweeping = None
         if self._watcher is not None:
             self._watcher.cancel()
             await asyncio.gather(self._watcher, return_exceptions=True)
@@ -118,6 +132,12 @@ class Runtime:
         """The service bound to ``org_id``'s store."""
         store = await self.stores.get(org_id)
         return MemoryService(org_id, store, self.catalog, self.settings, self.metrics)
+
+    async def lifecycle(self, org_id: str, actor: str) -> Lifecycle:
+        """Delete, forget, export, import and retention of ``org_id``, done by ``actor`` (an
+        API key id, ``cli`` or ``retention``: what the audit log records)."""
+        store = await self.stores.get(org_id)
+        return Lifecycle(org_id, store, self.catalog, self.settings, self.metrics, actor)
 
     async def health(self) -> tuple[bool, dict[str, Any]]:
         """(ready, body of ``/health``): metadata DB reachable and every open store healthy."""

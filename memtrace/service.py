@@ -11,11 +11,12 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from memtrace.config import Settings
 from memtrace.domain.context import render_context
+from memtrace.domain.cursor import cursor_position, fingerprint, next_cursor
 from memtrace.domain.dedup import derive_dedup_key
 from memtrace.domain.errors import DuplicateMemory, InvalidInput, NotFound
 from memtrace.domain.memory import MemoryRecord
@@ -36,6 +37,7 @@ from memtrace.domain.models import (
     SessionListParams,
     SessionUpdate,
 )
+from memtrace.domain.results import RecordPage, SearchHits, StoredBatch
 from memtrace.domain.timestamps import from_us, now_us, to_us
 from memtrace.domain.windows import parse_window
 from memtrace.metadata.base import MetadataStore
@@ -48,52 +50,14 @@ DAY_US = 86_400_000_000
 _TAG = re.compile(TAG_PATTERN)
 
 
-@dataclass(frozen=True, slots=True)
-class StoredBatch:
-    """What a batch write stored, and the duplicates it skipped (internal; see ``to_wire``)."""
-
-    memories: list[MemoryRecord]
-    duplicates: list[DuplicateEntry]
-
-    def to_wire(self) -> dict[str, Any]:
-        """The JSON shape of :class:`~memtrace.domain.models.MemoryBatchResult`."""
-        return {
-            "count": len(self.memories),
-            "memories": [m.to_wire() for m in self.memories],
-            "duplicates": [d.model_dump() for d in self.duplicates],
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class RecordPage:
-    """One page of a listing, with the exact look-ahead ``has_more``."""
-
-    memories: list[MemoryRecord]
-    has_more: bool
-
-    def to_wire(self) -> dict[str, Any]:
-        """The JSON shape of :class:`~memtrace.domain.models.MemoryList`."""
-        return {
-            "memories": [m.to_wire() for m in self.memories],
-            "count": len(self.memories),
-            "has_more": self.has_more,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class SearchHits:
-    """What a search found, with the time it took."""
-
-    results: list[MemoryRecord]
-    query_time_ms: int
-
-    def to_wire(self) -> dict[str, Any]:
-        """The JSON shape of :class:`~memtrace.domain.models.SearchResult`."""
-        return {
-            "results": [m.to_wire() for m in self.results],
-            "count": len(self.results),
-            "query_time_ms": self.query_time_ms,
-        }
+def _paged(
+    q: MemoryQuery, cursor: str | None, offset: int, scope: tuple[object, ...]
+) -> tuple[MemoryQuery, str]:
+    """``q`` continued after ``cursor`` (checked against the query's fingerprint), and that
+    fingerprint for the next cursor."""
+    query = fingerprint(scope)
+    position = cursor_position(cursor, offset, query)
+    return (q if position is None else replace(q, after=position)), query
 
 
 def _agent_model(row: AgentRow) -> Agent:
@@ -121,7 +85,7 @@ def _session_model(row: SessionRow) -> Session:
     )
 
 
-def _parse_tags(text: str | None) -> tuple[str, ...]:
+def parse_tags(text: str | None) -> tuple[str, ...]:
     if not text:
         return ()
     tags = tuple(dict.fromkeys(t.strip() for t in text.split(",") if t.strip()))
@@ -269,15 +233,28 @@ class MemoryService:
             session_id=session_id or params.session_id,
             memory_types=(params.memory_type,) if params.memory_type else (),
             event_types=(params.event_type,) if params.event_type else (),
-            tags=_parse_tags(params.tags),
+            tags=parse_tags(params.tags),
             since=since,
             until=until,
             limit=params.limit + 1,  # one more row tells whether there is a next page
             offset=params.offset,
             order=params.order,
         )
+        scope = (
+            "list",
+            query.agent_id,
+            query.session_id,
+            params.memory_type,
+            params.event_type,
+            query.tags,
+            params.since,
+            params.until,
+            params.order,
+        )
+        query, key = _paged(query, params.cursor, params.offset, scope)
         rows = await self.store.query(query)
-        return RecordPage(rows[: params.limit], len(rows) > params.limit)
+        has_more, cursor = next_cursor(rows, params.limit, key)
+        return RecordPage(rows[: params.limit], has_more, cursor)
 
     async def search(self, request: SearchRequest) -> SearchHits:
         started = time.perf_counter()
@@ -293,12 +270,28 @@ class MemoryService:
             min_importance=request.min_importance,
             since=since,
             until=until,
-            limit=request.limit,
+            limit=request.limit + 1,  # look-ahead: has_more and the next cursor
             offset=request.offset,
             order=request.order,
         )
+        scope = (
+            "search",
+            query.agent_id,
+            query.session_id,
+            query.memory_types,
+            query.event_types,
+            query.tags,
+            query.content_contains,
+            query.min_importance,
+            request.since,
+            request.until,
+            request.order,
+        )
+        query, key = _paged(query, request.cursor, request.offset, scope)
         rows = await self.store.query(query)
-        return SearchHits(rows, round((time.perf_counter() - started) * 1000))
+        has_more, cursor = next_cursor(rows, request.limit, key)
+        elapsed = round((time.perf_counter() - started) * 1000)
+        return SearchHits(rows[: request.limit], elapsed, has_more, cursor)
 
     # -- agents -------------------------------------------------------------------------------
 

@@ -48,6 +48,7 @@ MAX_LIMIT = 1000
 MAX_OFFSET = 1_000_000_000
 DEFAULT_MAX_TOKENS = 2000
 MAX_TOKENS = 100_000
+MAX_CURSOR_CHARS = 256
 
 
 def _blank_to_none(value: Any) -> Any:
@@ -237,10 +238,25 @@ class MemoryList(BaseModel):
     memories: list[Memory]
     count: int
     has_more: bool
+    next_cursor: str | None = Field(
+        default=None, description="Present when has_more: pass it as cursor for the next page."
+    )
 
 
-class ListParams(_Request):
-    """Filters of ``GET /memories`` (and the agent/session memory lists)."""
+Cursor = Annotated[
+    str | None,
+    BeforeValidator(_blank_to_none),
+    BlankMeansAbsent,
+    Field(
+        max_length=MAX_CURSOR_CHARS,
+        description="next_cursor of the previous page: continue exactly after its last memory.",
+    ),
+]
+MEMORY_ID_PATTERN = r"^mem_[0-9A-HJKMNP-TV-Z]{26}$"
+
+
+class ListFilters(_Request):
+    """The filters of ``GET /memories``, shared by the export."""
 
     agent_id: OptionalRef = None
     session_id: OptionalRef = None
@@ -255,9 +271,27 @@ class ListParams(_Request):
     ] = None
     since: str | None = None
     until: str | None = None
+
+
+class ListParams(ListFilters):
+    """Filters and paging of ``GET /memories`` (and the agent/session memory lists)."""
+
     limit: int = Field(default=DEFAULT_LIST_LIMIT, ge=1, le=MAX_LIMIT)
     offset: int = Field(default=0, ge=0, le=MAX_OFFSET)
     order: Order = "desc"
+    cursor: Cursor = None
+
+
+class ExportParams(ListFilters):
+    """Filters of ``GET /export``: the list filters, a content search, oldest first."""
+
+    content_contains: Annotated[
+        Needle | None,
+        BeforeValidator(_blank_to_none),
+        BlankMeansAbsent,
+        Field(description="Case-insensitive substring of content."),
+    ] = None
+    order: Order = "asc"
 
 
 class SearchRequest(_Request):
@@ -280,12 +314,63 @@ class SearchRequest(_Request):
     limit: int = Field(default=DEFAULT_SEARCH_LIMIT, ge=1, le=MAX_LIMIT, strict=True)
     offset: int = Field(default=0, ge=0, le=MAX_OFFSET, strict=True)
     order: Order = "desc"
+    cursor: Cursor = None
 
 
 class SearchResult(BaseModel):
     results: list[Memory]
     count: int
     query_time_ms: int = Field(description="Server-side query time, whole milliseconds.")
+    has_more: bool = False
+    next_cursor: str | None = Field(
+        default=None, description="Present when has_more: pass it as cursor for the next page."
+    )
+
+
+class ForgetRequest(_Request):
+    """Body of ``POST /memories/forget``: which memories to erase (at least one filter)."""
+
+    agent_id: OptionalRef = None
+    session_id: OptionalRef = None
+    memory_types: list[MemoryType] | None = Field(default=None, max_length=len(MEMORY_TYPES))
+    event_types: list[EventType] | None = Field(default=None, max_length=64)
+    tags: TagList = None
+    content_contains: Annotated[
+        Needle | None, BeforeValidator(_blank_to_none), BlankMeansAbsent
+    ] = None
+    since: str | None = None
+    until: str | None = None
+    dry_run: bool = Field(default=False, strict=True, description="Only count the matches.")
+    delete_agent: bool = Field(
+        default=False,
+        strict=True,
+        description="Also delete the agent of agent_id and its sessions (GDPR: the subject).",
+    )
+    delete_session: bool = Field(
+        default=False, strict=True, description="Also delete the session of session_id."
+    )
+
+    def filters(self) -> dict[str, Any]:
+        """The filters that are set (for the audit log and the empty-filter rule)."""
+        names = ("dry_run", "delete_agent", "delete_session")
+        return {k: v for k, v in self.model_dump(exclude=set(names)).items() if v not in (None, [])}
+
+
+class ForgetResult(BaseModel):
+    """``{"matched": n}`` for a dry run, ``{"deleted": n}`` otherwise."""
+
+    matched: int | None = None
+    deleted: int | None = None
+    agent_deleted: bool | None = None
+    session_deleted: bool | None = None
+
+
+class MemoryImport(MemoryCreate):
+    """One line of an export file: a memory as the API returns it, id and time included."""
+
+    id: Annotated[str, StringConstraints(pattern=MEMORY_ID_PATTERN)]
+    time: Annotated[datetime, BeforeValidator(_timestamp_text)]
+    dedup_key: Annotated[str, StringConstraints(min_length=1, max_length=MAX_DEDUP_KEY)]
 
 
 # --- agents ---------------------------------------------------------------------------------

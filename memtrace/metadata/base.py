@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from typing import Any, Protocol
 
 from memtrace.auth.keys import ApiKeyRecord
+from memtrace.domain.lifecycle import AuditEntry, RetentionPolicy
 from memtrace.metadata.bindings import ArcBinding
 from memtrace.metadata.records import AgentRow, Org, SessionRow
 
@@ -100,4 +101,28 @@ class MetadataStore(Protocol):
 
     async def session_counts(self, org_id: str, agent_id: str) -> tuple[int, int]:
         """(sessions, active sessions) of one agent."""
+        ...
+
+    async def delete_session(self, org_id: str, session_id: str) -> bool:
+        """Remove one session; False when the org has no such session."""
+        ...
+
+    # -- data lifecycle (docs/api.md, "Data lifecycle") ---------------------------------------
+
+    async def get_retention(self, org_id: str) -> RetentionPolicy | None:
+        """The org's own retention policy (without the configured defaults), if it has one."""
+        ...
+
+    async def list_retention(self) -> dict[str, RetentionPolicy]:
+        """Every org's own retention policy."""
+        ...
+
+    async def record_audit(self, entry: AuditEntry) -> None:
+        """Append to the audit log (durable before it returns)."""
+        ...
+
+    async def list_audit(
+        self, org_id: str, *, limit: int = 100, since: int | None = None
+    ) -> list[AuditEntry]:
+        """The org's audit entries, newest first."""
         ...

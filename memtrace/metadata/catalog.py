@@ -16,7 +16,9 @@ from typing import Any
 
 from memtrace.auth.keys import ApiKeyRecord
 from memtrace.domain.ids import new_session_id
+from memtrace.domain.lifecycle import AuditEntry, RetentionPolicy
 from memtrace.metadata import bindings
+from memtrace.metadata import lifecycle as lc
 from memtrace.metadata import sqlite as md
 from memtrace.metadata.bindings import ArcBinding
 from memtrace.metadata.records import AgentRow, Org, SessionRow
@@ -188,3 +190,24 @@ class Catalog:
 
     async def session_counts(self, org_id: str, agent_id: str) -> tuple[int, int]:
         return await self.db.read(lambda conn: md.session_counts(conn, org_id, agent_id))
+
+    async def delete_session(self, org_id: str, session_id: str) -> bool:
+        return await self.db.write(lambda conn: lc.delete_session(conn, org_id, session_id))
+
+    # -- data lifecycle -----------------------------------------------------------------------
+
+    async def get_retention(self, org_id: str) -> RetentionPolicy | None:
+        return await self.db.read(lambda conn: lc.get_retention(conn, org_id))
+
+    async def list_retention(self) -> dict[str, RetentionPolicy]:
+        return await self.db.read(lc.list_retention)
+
+    async def record_audit(self, entry: AuditEntry) -> None:
+        await self.db.write(lambda conn: lc.append_audit(conn, entry))
+
+    async def list_audit(
+        self, org_id: str, *, limit: int = 100, since: int | None = None
+    ) -> list[AuditEntry]:
+        return await self.db.read(
+            lambda conn: lc.list_audit(conn, org_id, limit=limit, since=since)
+        )

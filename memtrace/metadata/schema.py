@@ -80,7 +80,38 @@ def _v2_arc_bindings(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1_core, _v2_arc_bindings]
+def _v3_lifecycle(db: sqlite_utils.Database) -> None:
+    """Retention policies per org and the audit log of deletes, forgets, retention runs and
+    imports (docs/api.md, "Data lifecycle")."""
+    db.create_table(
+        "retention_policies",
+        {"org_id": str, "days": int, "types": str, "updated_at": int},
+        pk="org_id",
+        not_null={"updated_at"},
+    )
+    db.create_table(
+        "audit_log",
+        {
+            "seq": int,
+            "org_id": str,
+            "at": int,
+            "actor": str,
+            "action": str,
+            "filter": str,
+            "count": int,
+            "detail": str,
+        },
+        pk="seq",
+        not_null={"org_id", "at", "actor", "action", "count"},
+    )
+    db.table("audit_log").create_index(["org_id", "at"], index_name="audit_log_org_at")
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
+    _v1_core,
+    _v2_arc_bindings,
+    _v3_lifecycle,
+]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -55,6 +55,19 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.memories_deleted = Counter(
+            "memtrace_memories_deleted",
+            "Memories erased, by reason (delete, forget, retention).",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.retention_deleted = Counter(
+            "memtrace_retention_deleted",
+            "Memories deleted by the retention sweeper, by org.",
+            ["org_id"],
+            registry=self.registry,
+        )
+
     def render(self) -> bytes:
         """Prometheus text exposition format."""
         return bytes(generate_latest(self.registry))

@@ -3,6 +3,8 @@ delete (erasure from every read and from the dedup window), insert of records as
 (import), and walks by position (cursor paging), including a walk of more than 100,000
 memories under concurrent writes (slow)."""
 
+# ruff: noqa: F811 (tests take the contract suite's ``loaded`` fixture, imported below)
+
 from __future__ import annotations
 
 import asyncio
