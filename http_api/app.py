@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from http_api.abuse import install_abuse_limits
 from http_api.errors import install_error_handlers
 from http_api.middleware import BodyLimitMiddleware, MetricsMiddleware
-from http_api.routes import agents, health, memories, sessions
+from http_api.routes import agents, health, lifecycle, memories, sessions
 from memtrace import __version__
 from memtrace.domain.models import ErrorBody
 from memtrace.runtime import Runtime
@@ -68,7 +68,13 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.runtime = runtime
-    for router in (health.router, memories.router, agents.router, sessions.router):
+    for router in (
+        health.router,
+        lifecycle.router,
+        memories.router,
+        agents.router,
+        sessions.router,
+    ):
         app.include_router(router)
     for addon in addons:
         addon.install(app)

@@ -244,13 +244,10 @@ class MemoryList(BaseModel):
 
 
 Cursor = Annotated[
-    str | None,
+    Annotated[str, StringConstraints(max_length=MAX_CURSOR_CHARS)] | None,
     BeforeValidator(_blank_to_none),
     BlankMeansAbsent,
-    Field(
-        max_length=MAX_CURSOR_CHARS,
-        description="next_cursor of the previous page: continue exactly after its last memory.",
-    ),
+    Field(description="next_cursor of the previous page: continue exactly after its last memory."),
 ]
 MEMORY_ID_PATTERN = r"^mem_[0-9A-HJKMNP-TV-Z]{26}$"
 
