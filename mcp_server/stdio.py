@@ -44,7 +44,7 @@ async def embedded_ops(
                 f"{org_id} does not exist in {settings.metadata_path}; embedded mode acts as "
                 "that org (use remote mode with MEMTRACE_URL for another org)"
             )
-        yield ServiceOps(await runtime.service(org_id))
+        yield ServiceOps(await runtime.service(org_id), await runtime.lifecycle(org_id, "mcp"))
     finally:
         await runtime.close()
 

@@ -15,6 +15,7 @@ import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
+from memtrace.tools import TOOLS
 from tests.helpers import TEST_ENV, ServerProcess, free_port, memtrace_cmd, run_cli
 from tests.mcp_helpers import data, text
 
@@ -39,7 +40,7 @@ async def call(client: Client, name: str, arguments: dict[str, Any]) -> Any:
 async def research_flow(params: StdioServerParameters) -> dict[str, Any]:
     """register → session_create → remember (3) → decide → recall → search → session_context."""
     async with Client(params) as client:
-        assert len((await client.list_tools()).tools) == 7
+        assert len((await client.list_tools()).tools) == len(TOOLS)
         await call(client, "memtrace_agent_register", {"name": "researcher"})
         session = await call(client, "memtrace_session_create", {"agent_id": "researcher"})
         sid = data(session)["id"]
