@@ -87,39 +87,12 @@ class StoreRegistry:
         return store
 
     async def _open(self, org_id: str, binding: ArcBinding | None) -> MemoryStore:
-        if binding is not None:
-            return await self._open_arc(org_id, binding)
-        if self._settings.storage.default_backend == "none":
-            raise NoArcInstanceError(
-                "no arc instance configured for this org (no storage backend)",
-                hint=f"an administrator must run: memtrace org add-arc {org_id} …",
-            )
-        store = EmbeddedStore(
-            org_dir(self._settings.data_dir, org_id) / "memories.db",
-            org_id,
-            synchronous=self._settings.storage.synchronous,
-        )
-        await store.open()
-        return store
-
-    async def _open_arc(self, org_id: str, binding: ArcBinding) -> ArcStore:
         try:
-            target = binding.target()
-        except ConfigError as exc:  # missing/wrong master key: a clear 503, no secret in it
-            message = f"the Arc binding of this org cannot be used: {exc.message}"
-            self._unusable[org_id] = (_fingerprint(binding), message)
-            raise StorageUnavailable(message) from None
+            store = await open_store(self._settings, org_id, binding, self._metrics)
+        except BindingUnusable as exc:
+            self._unusable[org_id] = (_fingerprint(binding), exc.message)
+            raise
         self._unusable.pop(org_id, None)
-        store = ArcStore(
-            org_id,
-            target,
-            org_dir(self._settings.data_dir, org_id) / "arc_outbox.db",
-            self._settings.arc,
-            metrics=self._metrics,
-            synchronous=self._settings.storage.synchronous,
-            dedup_window_us=self._settings.dedup_window_us,
-        )
-        await store.open()
         return store
 
     async def retain(self, live_org_ids: set[str]) -> list[str]:
@@ -142,6 +115,52 @@ class StoreRegistry:
         stores, self._stores = self._stores, {}
         for store in stores.values():
             await store.close()
+
+
+class BindingUnusable(StorageUnavailable):
+    """The org's Arc binding cannot be decrypted (master key missing or wrong)."""
+
+
+async def open_store(
+    settings: Settings, org_id: str, binding: ArcBinding | None, metrics: Metrics | None = None
+) -> MemoryStore:
+    """Open the org's store: Arc when it has a binding, else the embedded one.
+
+    Raises:
+        NoArcInstanceError: no binding and ``storage.default_backend = "none"``.
+        BindingUnusable: the binding cannot be used (master key missing or wrong).
+    """
+    store: MemoryStore
+    if binding is not None:
+        try:
+            target = binding.target()
+        except ConfigError as exc:  # missing/wrong master key: a clear 503, no secret in it
+            raise BindingUnusable(
+                f"the Arc binding of this org cannot be used: {exc.message}"
+            ) from None
+        store = ArcStore(
+            org_id,
+            target,
+            org_dir(settings.data_dir, org_id) / "arc_outbox.db",
+            settings.arc,
+            metrics=metrics,
+            synchronous=settings.storage.synchronous,
+            dedup_window_us=settings.dedup_window_us,
+        )
+        await store.open()
+        return store
+    if settings.storage.default_backend == "none":
+        raise NoArcInstanceError(
+            "no arc instance configured for this org (no storage backend)",
+            hint=f"an administrator must run: memtrace org add-arc {org_id} …",
+        )
+    store = EmbeddedStore(
+        org_dir(settings.data_dir, org_id) / "memories.db",
+        org_id,
+        synchronous=settings.storage.synchronous,
+    )
+    await store.open()
+    return store
 
 
 def _fingerprint(binding: ArcBinding | None) -> tuple[object, ...] | None:

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from memtrace import __version__
+from memtrace.cli import lifecycle
 from memtrace.cli.common import MemtraceGroup, common_options
 from memtrace.cli.keys import key, keygen
 from memtrace.cli.org import org
@@ -26,7 +27,7 @@ def cli(ctx: click.Context, config_path: Path | None, data_dir: Path | None) -> 
         ctx.invoke(serve)
 
 
-for _command in (serve, mcp, org, key, keygen):
+for _command in (serve, mcp, org, key, keygen, *lifecycle.COMMANDS):
     cli.add_command(_command)
 
 

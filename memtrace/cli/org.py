@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import click
 
-from memtrace.cli import arc
+from memtrace.cli import arc, lifecycle
 from memtrace.cli.common import (
     MemtraceGroup,
     common_options,
@@ -16,6 +17,9 @@ from memtrace.cli.common import (
     metadata_db,
     note,
 )
+
+# Org ids as memtrace makes them (org_ + hex) or org_default; Arc's delete accepts them.
+ORG_ID = re.compile(r"^org_[A-Za-z0-9]{1,60}$")
 
 
 @click.group(cls=MemtraceGroup)
@@ -26,9 +30,18 @@ def org() -> None:
 @org.command("create")
 @common_options
 @click.argument("name")
+@click.option(
+    "--id",
+    "org_id",
+    help="Use this id (org_ + letters/digits), e.g. to import an org exported elsewhere.",
+)
 @click.pass_context
 def org_create(
-    ctx: click.Context, name: str, config_path: Path | None, data_dir: Path | None
+    ctx: click.Context,
+    name: str,
+    org_id: str | None,
+    config_path: Path | None,
+    data_dir: Path | None,
 ) -> None:
     """Create an org; prints its id alone on stdout."""
     from memtrace.domain.ids import new_org_id
@@ -39,8 +52,10 @@ def org_create(
 
     settings = load_settings_for(ctx, config_path, data_dir)
     name = require_text(name, "name")
+    if org_id is not None and not ORG_ID.match(org_id):
+        raise click.BadParameter("expected org_ followed by letters or digits", param_hint="--id")
     with metadata_db(settings) as conn, transaction(conn):
-        created = md.insert_org(conn, new_org_id(), name, now_us())
+        created = md.insert_org(conn, org_id or new_org_id(), name, now_us())
     note(
         f"Organization {created.name!r} created. Create a key with: "
         f"memtrace key create --org {created.id} --name <name>"
@@ -86,5 +101,5 @@ def org_delete(
         note("Stored memories purged." if removed else "No stored memories to purge.")
 
 
-for _command in arc.COMMANDS:
+for _command in (*arc.COMMANDS, lifecycle.retention):
     org.add_command(_command)

@@ -152,8 +152,22 @@ class Lifecycle:
 
     async def export(self, params: ExportParams) -> AsyncIterator[MemoryRecord]:
         """Every memory matching the filters, walked by position in pages (constant memory)."""
+        q = self._export_query(params)
+        while True:
+            rows = await self.store.query(q)
+            for row in rows:
+                yield row
+            if len(rows) < EXPORT_PAGE:
+                return
+            q = replace(q, after=(rows[-1].time, rows[-1].id))
+
+    async def export_count(self, params: ExportParams) -> int:
+        """How many memories an export with these filters holds now (for a progress bar)."""
+        return await self.store.count(self._export_query(params))
+
+    def _export_query(self, params: ExportParams) -> MemoryQuery:
         since, until = parse_window(params.since, params.until, now_us())
-        q = MemoryQuery(
+        return MemoryQuery(
             org_id=self.org_id,
             agent_id=params.agent_id,
             session_id=params.session_id,
@@ -166,13 +180,6 @@ class Lifecycle:
             limit=EXPORT_PAGE,
             order=params.order,
         )
-        while True:
-            rows = await self.store.query(q)
-            for row in rows:
-                yield row
-            if len(rows) < EXPORT_PAGE:
-                return
-            q = replace(q, after=(rows[-1].time, rows[-1].id))
 
     async def import_batch(self, records: Sequence[MemoryRecord]) -> int:
         """Store validated records of an export (ids and times kept; existing ids skipped);
