@@ -63,7 +63,8 @@ class ArcEraser:
                 if in_arc:
                     await self._require_delete_api()
                 local = await self.outbox.remove(ids, [(k, t, i) for i, t, k in in_arc])
-                if local:
+                if local or in_arc:
+                    # rows pruned from the outbox long ago may still sit in its WAL
                     self._purger.schedule()
                 if in_arc:
                     await self._delete_in_arc([(i, t) for i, t, _ in in_arc])
