@@ -6,13 +6,18 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from memtrace.config import ArcSettings
+from memtrace.domain.timestamps import now_us
+from memtrace.metadata.bindings import put_binding
+from memtrace.runtime import Runtime
 from memtrace.storage.arc.store import ArcStore
 from memtrace.storage.arc.target import ArcTarget
 from memtrace.storage.base import NewMemory
 from memtrace.testing.arc_emulator import TEST_TOKEN
 from memtrace.testing.arc_server import EmulatorServer
+from tests.helpers import create_org_key
 
 FAST_ARC = ArcSettings(flush_interval_ms=10, retry_max_s=0.2, visibility_grace_s=0.0)
 
@@ -83,3 +88,27 @@ def memory(
         dedup_key=dedup_key or f"k{time_us}{content[:20]}{agent_id}",
         parent_id=None,
     )
+
+
+async def bound_org(
+    runtime: Runtime, server: EmulatorServer | None
+) -> tuple[str, dict[str, str], dict[str, str]]:
+    """A new org (bound to Arc when ``server`` is given): its id, rw and admin headers."""
+    org_id, key = await create_org_key(runtime)
+    _, admin = await create_org_key(runtime, permissions="admin", org_id=org_id)
+    if server is not None:
+
+        def bind(conn: Any) -> None:
+            put_binding(
+                conn,
+                org_id,
+                url=server.url,
+                database="acme",
+                measurement="events",
+                api_key=TEST_TOKEN,
+                now=now_us(),
+            )
+
+        await runtime.catalog.db.write(bind)
+        await runtime.reload()
+    return org_id, {"x-api-key": key}, {"x-api-key": admin}

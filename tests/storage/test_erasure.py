@@ -7,26 +7,16 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import httpx
-import pytest
 
-from http_api.app import create_app
-from memtrace.auth.crypto import generate_master_key
-from memtrace.config import load_settings
-from memtrace.domain.timestamps import now_us
-from memtrace.metadata.bindings import put_binding
 from memtrace.runtime import Runtime
 from memtrace.storage.arc.store import ArcStore
 from memtrace.storage.embedded import EmbeddedStore
 from memtrace.storage.layout import org_dir
-from memtrace.testing.arc_emulator import TEST_TOKEN, ArcEmulator
 from memtrace.testing.arc_server import EmulatorServer
-from tests.helpers import create_org_key
-from tests.storage.arc_support import drained
+from tests.storage.arc_support import bound_org, drained
 
 SECRET = "Zqxjv SSN 078-05-1120 of Ada Lovelace"
 OTHER = "Wkpqz card 4111-1111-1111-1111"
@@ -64,59 +54,6 @@ def fts_matches_a_fresh_index(db: Path, tmp: Path) -> bool:
         conn.close()
 
 
-@pytest.fixture
-async def arc_server(tmp_path: Path) -> AsyncIterator[EmulatorServer]:
-    """An emulator that keeps Arc's Parquet files on disk, with the delete API turned on."""
-    emulator = ArcEmulator(data_dir=tmp_path / "arc-files")
-    emulator.delete_enabled = True
-    server = EmulatorServer(emulator).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-async def served(
-    data_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[tuple[Runtime, httpx.AsyncClient]]:
-    monkeypatch.setenv("MEMTRACE_MASTER_KEY", generate_master_key())
-    settings = load_settings(
-        None,
-        {"storage.data_dir": data_dir, "arc.flush_interval_ms": 10, "arc.visibility_grace_s": 0},
-    )
-    runtime = Runtime(settings)
-    await runtime.start(sweep=False)
-    app = create_app(runtime, manage_runtime=False)
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://memtrace.test"
-    ) as client:
-        yield runtime, client
-    await runtime.close()
-
-
-async def org(
-    runtime: Runtime, server: EmulatorServer | None
-) -> tuple[str, dict[str, str], dict[str, str]]:
-    """A new org (bound to Arc when ``server`` is given): its id, rw and admin headers."""
-    org_id, key = await create_org_key(runtime)
-    _, admin = await create_org_key(runtime, permissions="admin", org_id=org_id)
-    if server is not None:
-
-        def bind(conn: Any) -> None:
-            put_binding(
-                conn,
-                org_id,
-                url=server.url,
-                database="acme",
-                measurement="events",
-                api_key=TEST_TOKEN,
-                now=now_us(),
-            )
-
-        await runtime.catalog.db.write(bind)
-        await runtime.reload()
-    return org_id, {"x-api-key": key}, {"x-api-key": admin}
-
-
 async def fill(client: httpx.AsyncClient, headers: dict[str, str]) -> dict[str, str]:
     """300 memories in several write groups (several FTS segments), two of them sensitive."""
     ids: dict[str, str] = {}
@@ -139,10 +76,10 @@ async def fill(client: httpx.AsyncClient, headers: dict[str, str]) -> dict[str, 
 
 
 async def test_embedded_delete_and_forget_leave_nothing_in_the_files(
-    served: tuple[Runtime, httpx.AsyncClient], data_dir: Path, tmp_path: Path
+    served_runtime: tuple[Runtime, httpx.AsyncClient], data_dir: Path, tmp_path: Path
 ) -> None:
-    runtime, client = served
-    org_id, rw, admin = await org(runtime, None)
+    runtime, client = served_runtime
+    org_id, rw, admin = await bound_org(runtime, None)
     ids = await fill(client, rw)
     root = org_dir(data_dir, org_id)
     assert files_holding(root, SECRET) and files_holding(root, OTHER)
@@ -164,15 +101,17 @@ async def test_embedded_delete_and_forget_leave_nothing_in_the_files(
 
 
 async def test_arc_delete_and_forget_rewrite_arcs_files_and_the_outbox(
-    served: tuple[Runtime, httpx.AsyncClient], data_dir: Path, arc_server: EmulatorServer
+    served_runtime: tuple[Runtime, httpx.AsyncClient],
+    data_dir: Path,
+    arc_files_server: EmulatorServer,
 ) -> None:
-    runtime, client = served
-    org_id, rw, admin = await org(runtime, arc_server)
+    runtime, client = served_runtime
+    org_id, rw, admin = await bound_org(runtime, arc_files_server)
     ids = await fill(client, rw)
     store = await runtime.stores.get(org_id)
     assert isinstance(store, ArcStore)
     await drained(store)
-    arc_files = arc_server.emulator.data_dir
+    arc_files = arc_files_server.emulator.data_dir
     assert arc_files is not None
     outbox = org_dir(data_dir, org_id)
     assert files_holding(arc_files, SECRET) and files_holding(outbox, SECRET)
@@ -193,15 +132,15 @@ async def test_arc_delete_and_forget_rewrite_arcs_files_and_the_outbox(
 
 
 async def test_arc_refusing_deletes_is_a_clear_503_and_changes_nothing(
-    served: tuple[Runtime, httpx.AsyncClient], arc_server: EmulatorServer
+    served_runtime: tuple[Runtime, httpx.AsyncClient], arc_files_server: EmulatorServer
 ) -> None:
-    runtime, client = served
-    org_id, rw, _ = await org(runtime, arc_server)
+    runtime, client = served_runtime
+    org_id, rw, _ = await bound_org(runtime, arc_files_server)
     ids = await fill(client, rw)
     store = await runtime.stores.get(org_id)
     assert isinstance(store, ArcStore)
     await drained(store)
-    arc_server.emulator.delete_enabled = False  # Arc's default
+    arc_files_server.emulator.delete_enabled = False  # Arc's default
     response = await client.delete(f"/api/v1/memories/{ids[SECRET]}", headers=rw)
     assert response.status_code == 503
     assert "delete API is off" in response.json()["error"]

@@ -24,6 +24,9 @@ from memtrace.storage.arc.client import ArcClient, ArcRejected, ArcUnavailable
 log = logging.getLogger(__name__)
 
 DAY_US = 86_400_000_000
+# A cutoff of "now - N days" reaches here a moment later: up to this much over whole days
+# still counts as N days (rows that old are past N days when Arc runs the policy).
+_SLACK_US = 10 * 60 * 1_000_000
 
 
 def policy_name(org_id: str) -> str:
@@ -34,7 +37,9 @@ async def expire_with_policy(
     client: ArcClient, measurement: str, org_id: str, cutoff: int, now: int
 ) -> int:
     """Drop Arc files entirely older than ``cutoff``; rows removed (0 when it does not fit)."""
-    days = -(-(now - cutoff) // DAY_US)  # whole days, rounded up: never past the cutoff
+    days, rest = divmod(now - cutoff, DAY_US)
+    if rest > _SLACK_US:  # not whole days back: round up, never past the cutoff
+        days += 1
     if days < 1:
         return 0
     try:
