@@ -18,8 +18,10 @@ from memtrace.config import Settings
 from memtrace.domain.context import render_context
 from memtrace.domain.dedup import derive_dedup_key
 from memtrace.domain.errors import DuplicateMemory, InvalidInput, NotFound
+from memtrace.domain.ids import new_agent_id
 from memtrace.domain.memory import MemoryRecord
 from memtrace.domain.models import (
+    AGENT_ID_PATTERN,
     TAG_PATTERN,
     Agent,
     AgentContext,
@@ -46,6 +48,7 @@ from memtrace.telemetry.metrics import Metrics
 MAX_FUTURE_US = 5 * 60 * 1_000_000
 DAY_US = 86_400_000_000
 _TAG = re.compile(TAG_PATTERN)
+_AGENT_ID = re.compile(AGENT_ID_PATTERN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +103,7 @@ def _agent_model(row: AgentRow) -> Agent:
     return Agent(
         id=row.id,
         org_id=row.org_id,
-        name=row.id,
+        name=row.display_name,
         description=row.description,
         config=row.config,
         created_at=from_us(row.created_at),
@@ -303,8 +306,14 @@ class MemoryService:
     # -- agents -------------------------------------------------------------------------------
 
     async def register_agent(self, body: AgentCreate) -> Agent:
+        """A name that is a valid id is the agent's id; any other name (the Go memtrace took
+        free text) gets a generated ``agent_<24 hex>`` id and stays the display name."""
+        if _AGENT_ID.match(body.name):
+            agent_id, name = body.name, None
+        else:
+            agent_id, name = new_agent_id(), body.name
         row = await self.catalog.register_agent(
-            self.org_id, body.name, body.description, body.config, now_us()
+            self.org_id, agent_id, body.description, body.config, now_us(), name
         )
         return _agent_model(row)
 

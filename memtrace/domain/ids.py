@@ -65,6 +65,12 @@ def new_session_id() -> str:
     return SESSION_PREFIX + secrets.token_hex(12)
 
 
+def new_agent_id() -> str:
+    """``agent_`` + 24 lowercase hex characters (the Go memtrace's agent ids), for agents
+    registered under a name that is not a valid id."""
+    return "agent_" + secrets.token_hex(12)
+
+
 def new_org_id() -> str:
     """``org_`` + 16 lowercase hex characters."""
     return "org_" + secrets.token_hex(8)

@@ -40,6 +40,7 @@ MAX_TAGS = 32
 MAX_METADATA_BYTES = 16 * 1024
 MAX_DEDUP_KEY = 128
 MAX_DESCRIPTION = 4096
+MAX_AGENT_NAME = 256
 MAX_CONTAINS = 1024
 DEFAULT_LIST_LIMIT = 100
 DEFAULT_SEARCH_LIMIT = 50
@@ -291,8 +292,24 @@ class SearchResult(BaseModel):
 # --- agents ---------------------------------------------------------------------------------
 
 
+def _printable_name(value: str) -> str:
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+# An agent's name: its id when it matches the id pattern, else a display name (the Go memtrace
+# accepted any text; the agent then gets a generated ``agent_<hex>`` id, docs/api.md).
+AgentName = Annotated[
+    str, StringConstraints(min_length=1, max_length=MAX_AGENT_NAME), AfterValidator(_printable_name)
+]
+
+
 class AgentCreate(_Request):
-    name: AgentId
+    name: AgentName = Field(
+        description="The agent's id when it matches the id pattern; otherwise a display name "
+        "and the id is generated (agent_ + 24 hex)."
+    )
     description: Annotated[str | None, Field(max_length=MAX_DESCRIPTION)] = None
     config: JsonObject = None
 
