@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,11 +18,13 @@ from typing import Any
 import httpx
 
 from memtrace.config import ArcSettings
+from memtrace.domain.dedup import derive_dedup_key
 from memtrace.domain.errors import StorageUnavailable
 from memtrace.domain.memory import MemoryRecord, WriteOutcome
 from memtrace.domain.timestamps import now_us
 from memtrace.storage.arc import sql as arc_sql
 from memtrace.storage.arc.client import ArcClient, ArcRejected, ArcUnavailable
+from memtrace.storage.arc.layouts import ArcLayout
 from memtrace.storage.arc.outbox import Outbox
 from memtrace.storage.arc.target import ArcTarget
 from memtrace.storage.base import AgentMemoryStats, MemoryQuery, NewMemory, StoreHealth
@@ -29,7 +32,6 @@ from memtrace.storage.rows import (
     RECORD_COLUMNS,
     matches,
     record_to_row,
-    row_to_record,
     sort_key,
 )
 from memtrace.storage.sqlite import Synchronous
@@ -38,6 +40,9 @@ from memtrace.telemetry.metrics import Metrics
 log = logging.getLogger(__name__)
 
 _IDS_PER_QUERY = 200  # keeps each "id IN (…)" query far below Arc's 10,000-character limit
+# How long a measurement's layout (memtrace's columns, Go's, or both) is trusted before it is
+# read again; once it holds both, it cannot change (columns are never dropped).
+LAYOUT_TTL_S = 30.0
 
 
 def arc_columns(records: Sequence[MemoryRecord]) -> dict[str, list[Any]]:
@@ -86,6 +91,9 @@ class ArcStore:
         self._closing = False
         self._shipper: asyncio.Task[None] | None = None
         self.consecutive_failures = 0
+        self._layout: ArcLayout | None = None
+        self._layout_at = 0.0
+        self._shipped = False  # this store wrote rows of ours to Arc
 
     async def open(self) -> None:
         await self.outbox.open()
@@ -178,6 +186,7 @@ class ArcStore:
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))
             return True
         self.consecutive_failures = 0
+        self._shipped = True
         now = now_us()
         await self.outbox.mark_shipped([seq for seq, _, _ in batch], now)
         if self._metrics is not None:
@@ -201,31 +210,58 @@ class ArcStore:
             return True
         since = now_us() - self._dedup_window_us
         try:
+            layout = await self._current_layout()
             rows = await self.client.query(
-                arc_sql.dedup_seed_sql(self.target.measurement, self.org_id, since)
+                arc_sql.dedup_seed_sql(self.target.measurement, self.org_id, since, layout)
             )
-        except (ArcUnavailable, ArcRejected):
+        except (ArcUnavailable, ArcRejected, StorageUnavailable):
             return False
-        await self.outbox.remember_keys([(str(k), int(t), str(i)) for k, t, i in rows])
+        if not layout.go:
+            entries = [(str(k), int(t), str(i)) for k, t, i in rows]
+        else:  # Go's keys as stored, and ours derived, so a resent Go memory is a duplicate
+            entries = []
+            for record in map(layout.record, rows):
+                if record.dedup_key:
+                    entries.append((record.dedup_key, record.time, record.id))
+                ours = derive_dedup_key(
+                    record.agent_id, record.event_type, record.session_id, record.content
+                )
+                entries.append((ours, record.time, record.id))
+        await self.outbox.remember_keys(entries)
         await self.outbox.set_state("seeded", "1")
         return True
 
     # -- reads --------------------------------------------------------------------------------
 
-    async def _arc(self, sql: str) -> list[list[Any]]:
+    async def _current_layout(self) -> ArcLayout:
+        """Which column sets the measurement holds: memtrace's, the Go memtrace's, or both
+        (docs/migrating-from-go.md)."""
+        layout = self._layout
+        fresh = time.monotonic() - self._layout_at < LAYOUT_TTL_S
+        # Go's rows only, and ours shipped: our columns appear when Arc flushes them, and
+        # until read again our rows would be taken for Go's.
+        waiting = layout is not None and not layout.ours and self._shipped
+        if layout is None or waiting or not (layout.settled or fresh):
+            sql = arc_sql.columns_sql(self.target.measurement)
+            layout = ArcLayout.of(await self._arc(sql, columns_only=True))
+            self._layout, self._layout_at = layout, time.monotonic()
+        return layout
+
+    async def _arc(self, sql: str, *, columns_only: bool = False) -> list[Any]:
         try:
+            if columns_only:
+                return await self.client.query_columns(sql)
             return await self.client.query(sql)
-        except ArcUnavailable as exc:
+        except (ArcUnavailable, ArcRejected) as exc:
+            self._layout = None  # the failure may come from a stale layout: read it again
             if self._metrics is not None:
                 self._metrics.arc_errors.labels("query").inc()
+            if isinstance(exc, ArcRejected):
+                raise StorageUnavailable(f"Arc backend of this org: {exc.message}") from None
             raise StorageUnavailable(
                 f"Arc backend of this org is unavailable ({exc.message}); writes are still "
                 "accepted and queued, reads will work again when Arc is back"
             ) from None
-        except ArcRejected as exc:
-            if self._metrics is not None:
-                self._metrics.arc_errors.labels("query").inc()
-            raise StorageUnavailable(f"Arc backend of this org: {exc.message}") from None
 
     async def _overlay(self, q: MemoryQuery) -> list[MemoryRecord]:
         since = now_us() - int(self.settings.visibility_grace_s * 1e6)
@@ -233,6 +269,8 @@ class ArcStore:
 
     async def _present(self, ids: Sequence[str]) -> set[str]:
         found: set[str] = set()
+        if not (await self._current_layout()).ours:
+            return found  # no row of ours has reached Arc yet
         for start in range(0, len(ids), _IDS_PER_QUERY):
             chunk = ids[start : start + _IDS_PER_QUERY]
             sql = arc_sql.ids_present_sql(self.target.measurement, self.org_id, chunk)
@@ -242,12 +280,15 @@ class ArcStore:
     async def query(self, q: MemoryQuery) -> list[MemoryRecord]:
         extra = await self._overlay(q)
         measurement = self.target.measurement
+        layout = await self._current_layout()
         if not extra:
-            sql = arc_sql.select_sql(measurement, q, limit=q.limit, offset=q.offset)
-            return _unique([row_to_record(row) for row in await self._arc(sql)])
+            sql = arc_sql.select_sql(measurement, q, limit=q.limit, offset=q.offset, layout=layout)
+            return _unique([layout.record(row) for row in await self._arc(sql)])
         # Enough Arc rows that, after merging and dropping duplicates, the page is complete.
-        sql = arc_sql.select_sql(measurement, q, limit=q.offset + q.limit + len(extra), offset=0)
-        merged = {r.id: r for r in (row_to_record(row) for row in await self._arc(sql))}
+        sql = arc_sql.select_sql(
+            measurement, q, limit=q.offset + q.limit + len(extra), offset=0, layout=layout
+        )
+        merged = {r.id: r for r in (layout.record(row) for row in await self._arc(sql))}
         for record in extra:
             merged.setdefault(record.id, record)
         ordered = sorted(merged.values(), key=sort_key, reverse=q.order == "desc")
@@ -255,7 +296,8 @@ class ArcStore:
 
     async def count(self, q: MemoryQuery) -> int:
         extra = await self._overlay(q)
-        rows = await self._arc(arc_sql.count_sql(self.target.measurement, q))
+        layout = await self._current_layout()
+        rows = await self._arc(arc_sql.count_sql(self.target.measurement, q, layout))
         total = int(rows[0][0]) if rows else 0
         if extra:
             present = await self._present([r.id for r in extra])
@@ -266,11 +308,14 @@ class ArcStore:
         local = await self.outbox.get(memory_id)
         if local is not None:
             return local
-        rows = await self._arc(arc_sql.get_sql(self.target.measurement, self.org_id, memory_id))
-        return row_to_record(rows[0]) if rows else None
+        layout = await self._current_layout()
+        sql = arc_sql.get_sql(self.target.measurement, self.org_id, memory_id, layout)
+        found = (layout.record(row) for row in await self._arc(sql))
+        return next((record for record in found if record.id == memory_id), None)
 
     async def agent_stats(self, agent_id: str, since: int) -> AgentMemoryStats:
-        sql = arc_sql.agent_stats_sql(self.target.measurement, self.org_id, agent_id, since)
+        layout = await self._current_layout()
+        sql = arc_sql.agent_stats_sql(self.target.measurement, self.org_id, agent_id, since, layout)
         types: dict[str, int] = {}
         recent = errors = 0
         for memory_type, n, r, e in await self._arc(sql):
