@@ -158,6 +158,26 @@ class _Request(BaseModel):
         return {k: v for k, v in data.items() if v is not None or k not in droppable}
 
 
+class _QueryParams(_Request):
+    """Query parameters: an empty value (``?since=``, ``?limit=``) means the parameter is
+    absent, as with the Go memtrace (docs/api.md, "Clients written for the Go server")."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_is_absent(cls, data: Any) -> Any:
+        if isinstance(data, dict) and any(v == "" for v in data.values()):
+            return {k: v for k, v in data.items() if v != ""}
+        return data
+
+
+def _lower(value: Any) -> Any:
+    """``ASC``/``Desc`` mean ``asc``/``desc`` (the Go SDKs' users wrote either case)."""
+    return value.lower() if isinstance(value, str) else value
+
+
+OrderParam = Annotated[Order, BeforeValidator(_lower)]
+
+
 _DROPPABLE: dict[type[BaseModel], frozenset[str]] = {}
 
 
@@ -240,7 +260,7 @@ class MemoryList(BaseModel):
     has_more: bool
 
 
-class ListParams(_Request):
+class ListParams(_QueryParams):
     """Filters of ``GET /memories`` (and the agent/session memory lists)."""
 
     agent_id: OptionalRef = None
@@ -258,7 +278,7 @@ class ListParams(_Request):
     until: str | None = None
     limit: int = Field(default=DEFAULT_LIST_LIMIT, ge=1, le=MAX_LIMIT)
     offset: int = Field(default=0, ge=0, le=MAX_OFFSET)
-    order: Order = "desc"
+    order: OrderParam = "desc"
 
 
 class SearchRequest(_Request):
@@ -280,7 +300,7 @@ class SearchRequest(_Request):
     until: str | None = None
     limit: int = Field(default=DEFAULT_SEARCH_LIMIT, ge=1, le=MAX_LIMIT, strict=True)
     offset: int = Field(default=0, ge=0, le=MAX_OFFSET, strict=True)
-    order: Order = "desc"
+    order: OrderParam = "desc"
 
 
 class SearchResult(BaseModel):
@@ -327,6 +347,7 @@ class Agent(BaseModel):
 class AgentList(BaseModel):
     agents: list[Agent]
     count: int
+    has_more: bool = False
 
 
 class AgentStats(BaseModel):
@@ -340,8 +361,12 @@ class AgentStats(BaseModel):
     memory_types: dict[str, int]
 
 
-class PageParams(_Request):
-    limit: int = Field(default=DEFAULT_LIST_LIMIT, ge=1, le=MAX_LIMIT)
+class PageParams(_QueryParams):
+    """Paging of the agent and session lists. Without ``limit`` a page holds up to
+    ``MAX_LIMIT`` (1000): the Go memtrace returned these lists whole, and clients written for it
+    send no limit (docs/api.md)."""
+
+    limit: int = Field(default=MAX_LIMIT, ge=1, le=MAX_LIMIT)
     offset: int = Field(default=0, ge=0, le=MAX_OFFSET)
 
 
@@ -372,6 +397,7 @@ class Session(BaseModel):
 class SessionList(BaseModel):
     sessions: list[Session]
     count: int
+    has_more: bool = False
 
 
 class SessionListParams(PageParams):
