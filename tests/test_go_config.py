@@ -32,7 +32,7 @@ def test_go_shipped_toml_loads(tmp_path: Path, caplog: pytest.LogCaptureFixture)
         caplog.clear()
         with caplog.at_level(logging.WARNING, "memtrace.config"):
             settings = load_settings(write(tmp_path, go_toml(arc_url=legacy)))
-        assert (settings.server.host, settings.server.port) == ("0.0.0.0", 9100)  # noqa: S104
+        assert (settings.server.host, settings.server.port) == ("0.0.0.0", 9100)
         assert settings.server.body_timeout_s == 30 and settings.server.graceful_timeout_s == 30
         assert settings.log.level == "INFO" and settings.log.format == "console"
         assert settings.arc.connect_timeout_s == 5 and settings.arc.query_timeout_s == 30
