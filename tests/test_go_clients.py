@@ -310,3 +310,18 @@ async def test_leniencies_go_clients_relied_on(world: World) -> None:
         body = (await http.get(route)).json()
         assert "uptime" in body and "uptime_s" in body and isinstance(body["arc"], dict)
     assert (await http.get("/ready")).json()["status"] == "ready"
+
+
+async def test_strict_400s_say_what_go_accepted(world: World) -> None:
+    headers = world.key("acme-prod")
+    cases = [
+        ("POST", "/api/v1/memories", {"agent_id": "a", "content": "x", "importance": 7}),
+        ("POST", "/api/v1/search", {"memory_types": ["semantic"]}),
+        ("GET", "/api/v1/memories?limit=5000", None),
+        ("GET", "/api/v1/memories?order=newest", None),
+        ("POST", "/api/v1/sessions/sess_abc/context", {"max_tokens": 0}),
+    ]
+    for method, path, body in cases:
+        response = await world.http.request(method, path, json=body, headers=headers)
+        assert response.status_code == 400, path
+        assert "the Go memtrace" in response.json()["error"], response.text

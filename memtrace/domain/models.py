@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from memtrace.domain.errors import InvalidInput
+from memtrace.domain.gocompat import go_hint
 from memtrace.domain.timestamps import format_dt
 
 MemoryType = Literal["episodic", "decision", "entity", "session"]
@@ -469,8 +470,10 @@ def invalid_input(errors: Sequence[Mapping[str, Any]]) -> InvalidInput:
         message = str(error["msg"]).removeprefix("Value error, ")
         problems.append({"field": error_field(error["loc"]), "message": message})
     first = problems[0] if problems else {"field": "body", "message": "invalid"}
+    hint = go_hint(first["field"])
     return InvalidInput(
-        f"{first['field']}: {first['message']}", details=problems if len(problems) > 1 else None
+        f"{first['field']}: {first['message']}" + (f" ({hint})" if hint else ""),
+        details=problems if len(problems) > 1 else None,
     )
 
 
