@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ from memtrace.auth.crypto import generate_master_key
 from memtrace.cli import cli
 from memtrace.config import load_settings
 from memtrace.runtime import Runtime
-from memtrace.testing.arc_emulator import TEST_TOKEN, ArcEmulator
+from memtrace.testing.arc_emulator import TEST_TOKEN
 from memtrace.testing.arc_server import EmulatorServer
 from tests.go_deployment import (
     GoDeployment,
@@ -47,26 +47,19 @@ class World:
 
 
 @pytest.fixture
-def arc() -> Iterator[EmulatorServer]:
-    server = EmulatorServer(ArcEmulator()).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 async def world(
-    tmp_path: Path, arc: EmulatorServer, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, arc_server: EmulatorServer, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[World]:
     monkeypatch.setenv("MEMTRACE_MASTER_KEY", generate_master_key())
     go = build_go_db(
         tmp_path / "go.db",
         os_environ_master(),
-        arc_url=arc.url,
+        arc_url=arc_server.url,
         arc_api_key=TEST_TOKEN,
     )
     now_ns = time.time_ns()
     memories = {}
-    with httpx.Client(base_url=arc.url) as http:
+    with httpx.Client(base_url=arc_server.url) as http:
         for instance in go.arc:
             wrote = go_memories(go, instance["org_id"])
             columns = go_arc_columns(instance["org_id"], wrote, now_ns)

@@ -196,12 +196,17 @@ async def test_remote_mode_with_the_server_down_reports_a_tool_error() -> None:
         assert result.structured_content["status"] >= 500
 
 
+def without_memtrace_env() -> dict[str, str]:
+    """The environment with the test settings and no server or data directory."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMTRACE_")}
+    return {**env, **TEST_ENV}
+
+
 def test_without_a_mode_it_says_what_to_set_and_creates_nothing(tmp_path: Path) -> None:
     """Neither a server nor a data directory: one line, and no ./data in the client's cwd."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMTRACE_")}
     result = subprocess.run(
         [MEMTRACE_MCP],
-        env={**env, **TEST_ENV},
+        env=without_memtrace_env(),
         cwd=tmp_path,
         input="",
         capture_output=True,
@@ -220,10 +225,9 @@ def test_without_a_mode_it_says_what_to_set_and_creates_nothing(tmp_path: Path) 
 async def test_go_era_config_only_an_api_key_calls_localhost_9100(tmp_path: Path) -> None:
     """The Go memtrace-mcp's configuration (MEMTRACE_API_KEY, no URL) calls the server on
     localhost:9100, never a private local store."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMTRACE_")}
     params = StdioServerParameters(
         command=MEMTRACE_MCP,
-        env={**env, **TEST_ENV, "MEMTRACE_API_KEY": "mtk_" + "A" * 43 + "="},
+        env={**without_memtrace_env(), "MEMTRACE_API_KEY": "mtk_" + "A" * 43 + "="},
         cwd=str(tmp_path),
     )
     async with Client(params) as client:

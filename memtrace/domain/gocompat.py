@@ -6,6 +6,9 @@ a request from silently meaning something else."""
 from __future__ import annotations
 
 import re
+from typing import Any
+
+import orjson
 
 GO_HINTS: dict[str, str] = {
     "importance": "the Go memtrace stored any number; send a value from 0 to 1",
@@ -26,3 +29,15 @@ def go_hint(field: str) -> str | None:
     """The hint for a field named like ``memories[3].importance`` or ``memory_types[0]``."""
     match = _LEAF.search(field)
     return GO_HINTS.get(match.group(1)) if match else None
+
+
+def go_json_object(text: Any) -> dict[str, Any] | None:
+    """A JSON object as the Go memtrace stored it (``metadata_json``, ``config_json``): ``""``,
+    ``{}``, NULL or anything not an object means none."""
+    if not isinstance(text, str) or text in ("", "{}"):
+        return None
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) and value else None

@@ -27,6 +27,7 @@ from memtrace.auth.crypto import MASTER_KEY_ENV, load_master_key
 from memtrace.auth.keys import ApiKeyRecord
 from memtrace.auth.permissions import DEFAULT_PERMISSIONS, PERMISSIONS
 from memtrace.domain.errors import ConfigError, InvalidInput
+from memtrace.domain.gocompat import go_json_object
 from memtrace.domain.ids import DEFAULT_ORG_ID
 from memtrace.metadata import bindings
 from memtrace.metadata import sqlite as md
@@ -138,17 +139,6 @@ def parse_go_time(value: Any) -> int | None:
     zone = "+00:00" if zone in (None, "Z") else zone
     parsed = datetime.fromisoformat(text + zone).astimezone(UTC)
     return int(parsed.timestamp()) * 1_000_000 + parsed.microsecond
-
-
-def _object(text: Any) -> dict[str, Any] | None:
-    """Go's ``{}``/empty/NULL JSON means "none"; anything else that is an object is kept."""
-    if not text or text == "{}":
-        return None
-    try:
-        value = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return None
-    return value if isinstance(value, dict) and value else None
 
 
 def go_permissions(text: str | None) -> tuple[frozenset[str], str | None]:
@@ -274,7 +264,7 @@ def _agents(go: sqlite3.Connection, ours: sqlite3.Connection, report: ImportRepo
         if _exists(ours, "SELECT 1 FROM agents WHERE org_id = ? AND id = ?", org_id, agent_id):
             report.present["agents"] += 1
             continue
-        config_obj = _object(config)
+        config_obj = go_json_object(config)
         ours.execute(
             "INSERT INTO agents (org_id, id, description, config, created_at, last_active_at,"
             " name) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -300,7 +290,7 @@ def _sessions(go: sqlite3.Connection, ours: sqlite3.Connection, report: ImportRe
         if _exists(ours, "SELECT 1 FROM sessions WHERE id = ?", session_id):
             report.present["sessions"] += 1
             continue
-        meta = _object(metadata)
+        meta = go_json_object(metadata)
         created_us = parse_go_time(created) or 0
         ours.execute(
             "INSERT INTO sessions (id, org_id, agent_id, status, metadata, created_at,"

@@ -5,7 +5,6 @@ SDK without a 4xx the Go server did not give."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ from click.testing import CliRunner
 
 from memtrace.auth.crypto import generate_master_key
 from memtrace.cli import cli
-from memtrace.testing.arc_emulator import TEST_TOKEN, ArcEmulator
+from memtrace.testing.arc_emulator import TEST_TOKEN
 from memtrace.testing.arc_server import EmulatorServer
 from tests.client.sdk020_wheel import load_sdk020
 from tests.go_deployment import build_go_db, go_arc_columns, go_memories, write_go_rows
@@ -24,20 +23,15 @@ from tests.helpers import ServerProcess
 pytestmark = pytest.mark.slow  # starts processes or servers (docs/testing.md)
 
 
-@pytest.fixture
-def arc() -> Iterator[EmulatorServer]:
-    server = EmulatorServer(ArcEmulator()).start()
-    yield server
-    server.stop()
-
-
-def test_sdk020_against_a_migrated_go_deployment(tmp_path: Path, arc: EmulatorServer) -> None:
+def test_sdk020_against_a_migrated_go_deployment(
+    tmp_path: Path, arc_server: EmulatorServer
+) -> None:
     master = generate_master_key()
-    go = build_go_db(tmp_path / "go.db", master, arc_url=arc.url, arc_api_key=TEST_TOKEN)
+    go = build_go_db(tmp_path / "go.db", master, arc_url=arc_server.url, arc_api_key=TEST_TOKEN)
     acme = go.orgs["acme"]
     instance = next(i for i in go.arc if i["org_id"] == acme)
     wrote = go_memories(go, acme)
-    with httpx.Client(base_url=arc.url) as http:
+    with httpx.Client(base_url=arc_server.url) as http:
         columns = go_arc_columns(acme, wrote, time.time_ns())
         write_go_rows(http, instance["database"], "events", columns, TEST_TOKEN)
     data_dir = tmp_path / "data"

@@ -5,34 +5,13 @@ app."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
 
-import httpx
-import pytest
-from agents import Agent, Runner, set_tracing_disabled
+from agents import Agent, Runner
 from agents.memory.session import SessionABC
 from agents.testing import ScriptedModel, assistant_message, function_call
 
-from http_api.app import create_app
 from memtrace import AsyncMemtrace, ListOptions
-from memtrace.runtime import Runtime
 from openai_agents_memtrace import MemtraceSession, __version__, create_memtrace_tools
-from tests.client.conftest import BASE
-
-
-@pytest.fixture(autouse=True)
-def _no_tracing() -> Iterator[None]:
-    set_tracing_disabled(True)
-    yield
-    set_tracing_disabled(False)
-
-
-@pytest.fixture
-async def mt(runtime: Runtime, org_key: tuple[str, str]) -> AsyncIterator[AsyncMemtrace]:
-    asgi = httpx.ASGITransport(app=create_app(runtime, manage_runtime=False))
-    async with AsyncMemtrace(BASE, org_key[1], transport=asgi, backoff=0.01) as client:
-        yield client
-
 
 _CALLS = iter(range(1_000_000))
 

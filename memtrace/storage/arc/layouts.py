@@ -22,8 +22,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
+from memtrace.domain.gocompat import go_json_object
 from memtrace.domain.ids import memory_id_from
 from memtrace.domain.memory import MemoryRecord
 from memtrace.storage.rows import row_to_record
@@ -128,16 +127,6 @@ def go_memory_id(time_us: int, digest: str) -> str:
     return memory_id_from(int(time_us) // 1000, int(digest[:20], 16))
 
 
-def _go_metadata(text: Any) -> dict[str, Any] | None:
-    if not isinstance(text, str) or text in ("", "{}"):
-        return None
-    try:
-        value = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return None
-    return value if isinstance(value, dict) and value else None
-
-
 def go_record(row: Sequence[Any]) -> MemoryRecord:
     """A Go row: ``""`` means absent, ``{}`` no metadata, ``0.0`` no importance."""
     time_us = int(row[1])
@@ -151,7 +140,7 @@ def go_record(row: Sequence[Any]) -> MemoryRecord:
         memory_type=row[5] or "episodic",
         event_type=row[6] or "general",
         content=row[7] or "",
-        metadata=_go_metadata(row[8]),
+        metadata=go_json_object(row[8]),
         tags=tuple(row[9].split(",")) if row[9] else (),
         importance=float(importance) if importance else None,
         dedup_key=row[11] or "",
