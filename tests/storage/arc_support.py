@@ -14,7 +14,9 @@ from memtrace.storage.base import NewMemory
 from memtrace.testing.arc_emulator import TEST_TOKEN
 from memtrace.testing.arc_server import EmulatorServer
 
-FAST_ARC = ArcSettings(flush_interval_ms=10, retry_max_s=0.2, visibility_grace_s=0.0)
+FAST_ARC = ArcSettings(
+    flush_interval_ms=10, retry_max_s=0.2, verify_after_s=0.0, visibility_grace_s=0.0
+)
 
 
 async def eventually(
@@ -53,6 +55,15 @@ async def drained(store: ArcStore) -> None:
 
     async def empty() -> bool:
         return await store.outbox.pending_count() == 0
+
+    await eventually(empty)
+
+
+async def settled(store: ArcStore) -> None:
+    """Wait until Arc was seen to hold every row (the outbox is empty: reads come from Arc)."""
+
+    async def empty() -> bool:
+        return (await store.outbox.counts()).total == 0
 
     await eventually(empty)
 

@@ -240,6 +240,7 @@ async def test_binding_changes_apply_without_restart(
         return response.status_code == 200 and stores.get(org_id, {}).get("backend") == "arc"
 
     await eventually(on_arc, timeout=2.0)
+    arc_server.emulator.flush_delay_s = 3600.0  # Arc keeps it unconfirmed in its buffer
     remote = await write(http, headers, "arc memory")
     listed = (await http.get(MEM, headers=headers)).json()["memories"]
     assert [m["id"] for m in listed] == [remote]  # embedded data stays put until copied
@@ -253,7 +254,8 @@ async def test_binding_changes_apply_without_restart(
 
     await eventually(back_on_embedded, timeout=2.0)
     listed = (await http.get(MEM, headers=headers)).json()["memories"]
-    assert [m["id"] for m in listed] == [local]
+    # The memory Arc never confirmed was moved from the outbox into the embedded store.
+    assert [m["id"] for m in listed] == [remote, local]
 
 
 async def test_wrong_master_key_gives_a_clear_503(
