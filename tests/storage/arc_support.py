@@ -11,6 +11,7 @@ from memtrace.config import ArcSettings
 from memtrace.storage.arc.store import ArcStore
 from memtrace.storage.arc.target import ArcTarget
 from memtrace.storage.base import NewMemory
+from memtrace.telemetry.metrics import Metrics
 from memtrace.testing.arc_emulator import TEST_TOKEN
 from memtrace.testing.arc_server import EmulatorServer
 
@@ -39,12 +40,14 @@ def arc_store(
     database: str = "db1",
     settings: ArcSettings = FAST_ARC,
     dedup_window_us: int | None = 24 * 3_600_000_000,
+    metrics: Metrics | None = None,
 ) -> ArcStore:
     return ArcStore(
         org_id,
         ArcTarget(server.url, database, "events", TEST_TOKEN),
         tmp_path / f"{org_id}-{database}-outbox.db",
         settings,
+        metrics=metrics,
         synchronous="NORMAL",
         dedup_window_us=dedup_window_us,
     )

@@ -116,7 +116,7 @@ class Shipper:
                 await self.verify()
             if loop.time() - last_prune > _PRUNE_EVERY_S:
                 last_prune = loop.time()
-                await self._prune_keys()
+                await self.prune_keys()
 
     async def _drain(self) -> None:
         """Ship batch after batch until nothing is pending or Arc fails once."""
@@ -240,7 +240,7 @@ class Shipper:
 
     # -- dedup index --------------------------------------------------------------------------
 
-    async def _prune_keys(self) -> None:
+    async def prune_keys(self) -> None:
         if self._window is None:
             return
         now = now_us()
