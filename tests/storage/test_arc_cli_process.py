@@ -229,8 +229,7 @@ def test_copy_data_keeps_early_times_and_parks_what_arc_refuses(
         store = EmbeddedStore(data_dir / "orgs" / org / "memories.db", org, synchronous="NORMAL")
         await store.open()
         outcomes = await store.write(
-            [memory(f"at {t}", time_us=t) for t in times]
-            + [memory("poison row", time_us=now - 2)],
+            [memory(f"at {t}", time_us=t) for t in times] + [memory("poison row", time_us=now - 2)],
             None,
         )
         await store.close()
