@@ -10,7 +10,7 @@ no cached ``time > '<literal>'`` form is produced, and read back as ``epoch_us(t
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 
 from memtrace.domain.errors import InvalidInput
 from memtrace.storage.arc.target import MEASUREMENT_RE
@@ -57,6 +57,24 @@ def number(value: int | float) -> str:
             raise InvalidInput("min_importance: must be a finite number")
         return repr(value)
     return str(int(value))
+
+
+def literal_chunks(
+    values: Sequence[str], budget: int = MAX_SQL_CHARS - 2000
+) -> Iterator[list[str]]:
+    """``values`` in runs whose ``IN (…)`` list stays within ``budget`` characters, so the
+    statement around it fits Arc's limit (one query per run, as few runs as possible)."""
+    run: list[str] = []
+    used = 0
+    for value in values:
+        size = len(quote_literal(value)) + 2
+        if run and used + size > budget:
+            yield run
+            run, used = [], 0
+        run.append(value)
+        used += size
+    if run:
+        yield run
 
 
 def _in_list(values: Iterable[str]) -> str:

@@ -32,8 +32,6 @@ from memtrace.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
-_KEYS_PER_QUERY = 50  # dedup keys (≤ 128 characters) per lookup, under Arc's 10,000 characters
-
 
 class ArcStore:
     """An org's memories in its Arc database, behind ``<data_dir>/orgs/<org>/arc_outbox.db``."""
@@ -102,7 +100,7 @@ class ArcStore:
     ) -> list[tuple[str, int, str]]:
         """Keys in Arc that backfills dated more than a window ago may collide with: the local
         index holds only the last two windows of memory time (and every key written in the
-        last window), so for those few writes Arc itself is asked, one query per 50 keys. If
+        last window), so for those writes Arc itself is asked (one query per ~250 keys). If
         Arc cannot answer, the write is still accepted, checked against the local index only."""
         if window is None:
             return []
@@ -114,13 +112,9 @@ class ArcStore:
         until = max(item.time for item in old) + window
         found: list[tuple[str, int, str]] = []
         try:
-            for start in range(0, len(keys), _KEYS_PER_QUERY):
+            for chunk in arc_sql.literal_chunks(keys):
                 sql = arc_sql.dedup_lookup_sql(
-                    self.target.measurement,
-                    self.org_id,
-                    keys[start : start + _KEYS_PER_QUERY],
-                    since,
-                    until,
+                    self.target.measurement, self.org_id, chunk, since, until
                 )
                 found += [(str(k), int(t), str(i)) for k, t, i in await self.client.query(sql)]
         except (ArcUnavailable, ArcRejected) as exc:
