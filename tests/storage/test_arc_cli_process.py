@@ -14,7 +14,9 @@ import httpx
 import pytest
 
 from memtrace.auth.crypto import generate_master_key
+from memtrace.domain.memory import MemoryRecord
 from memtrace.domain.timestamps import now_us
+from memtrace.storage.base import NewMemory
 from memtrace.storage.embedded import EmbeddedStore
 from memtrace.testing.arc_emulator import TEST_TOKEN
 from memtrace.testing.arc_server import EmulatorServer
@@ -43,6 +45,59 @@ def add_arc(
         "org", "add-arc", org, "--url", url, "--database", database, "--api-key", SECRET,
         data_dir=data_dir, env=env, check=False,
     )  # fmt: skip
+
+
+def seed_embedded(data_dir: Path, org: str, items: list[NewMemory]) -> list[MemoryRecord]:
+    """Memories written straight into the org's embedded store (the CLI's source of copies)."""
+
+    async def run() -> list[MemoryRecord]:
+        store = EmbeddedStore(data_dir / "orgs" / org / "memories.db", org, synchronous="NORMAL")
+        await store.open()
+        try:
+            outcomes = await store.write(items, None)
+        finally:
+            await store.close()
+        return [o.record for o in outcomes if o.record is not None]
+
+    return asyncio.run(run())
+
+
+def org_to_copy(
+    data_dir: Path, env: dict[str, str], arc_server: EmulatorServer, n: int
+) -> tuple[str, list[str]]:
+    """An org with n embedded memories from an hour ago, bound to Arc: (org, memory ids)."""
+    org = new_org(data_dir, env)
+    base = now_us() - 3_600_000_000
+    items = [memory(f"old memory {i}", time_us=base + i) for i in range(n)]
+    ids = [r.id for r in seed_embedded(data_dir, org, items)]
+    assert add_arc(data_dir, env, org, arc_server.url).returncode == 0
+    return org, ids
+
+
+def server_org(
+    tmp_path: Path, master_env: dict[str, str], arc_server: EmulatorServer
+) -> tuple[Path, dict[str, str], str, str]:
+    """A data dir for a server process with an Arc-bound org: (data_dir, env, org, api key)."""
+    data_dir = tmp_path / "server-data"
+    env = {**master_env, "MEMTRACE_ARC_FLUSH_INTERVAL_MS": "10", "MEMTRACE_ARC_RETRY_MAX_S": "0.2"}
+    org = new_org(data_dir, env)
+    key = run_cli("key", "create", "--org", org, "--name", "t", data_dir=data_dir, env=env)
+    assert add_arc(data_dir, env, org, arc_server.url).returncode == 0
+    return data_dir, env, org, key.stdout.strip()
+
+
+def write_memories(server: ServerProcess, api_key: str, n: int) -> list[str]:
+    """Write n memories one by one; their ids (each acknowledged with a 201)."""
+    ids = []
+    for i in range(n):
+        response = httpx.post(
+            f"{server.url}/api/v1/memories",
+            json={"agent_id": "crawler", "content": f"acknowledged {i}"},
+            headers={"x-api-key": api_key},
+        )
+        assert response.status_code == 201
+        ids.append(response.json()["id"])
+    return ids
 
 
 def test_master_key_errors_and_no_plaintext_anywhere(
@@ -84,20 +139,7 @@ def test_master_key_errors_and_no_plaintext_anywhere(
 def test_copy_data_copies_embedded_memories_and_resumes(
     data_dir: Path, master_env: dict[str, str], arc_server: EmulatorServer
 ) -> None:
-    org = new_org(data_dir, master_env)
-    base = now_us() - 3_600_000_000
-
-    async def seed() -> list[str]:
-        store = EmbeddedStore(data_dir / "orgs" / org / "memories.db", org, synchronous="NORMAL")
-        await store.open()
-        outcomes = await store.write(
-            [memory(f"old memory {i}", time_us=base + i) for i in range(25)], None
-        )
-        await store.close()
-        return [o.record.id for o in outcomes if o.record]
-
-    ids = asyncio.run(seed())
-    assert add_arc(data_dir, master_env, org, arc_server.url).returncode == 0
+    org, ids = org_to_copy(data_dir, master_env, arc_server, 25)
     arc_server.emulator.fail_writes_after = 1  # the second batch fails: a crash mid-copy
     failed = run_cli(
         "org", "copy-data", org, "--to", "arc", "--batch-size", "10",
@@ -119,25 +161,11 @@ def test_copy_data_copies_embedded_memories_and_resumes(
 def test_sigkill_with_pending_outbox_then_restart_ships_everything(
     tmp_path: Path, master_env: dict[str, str], arc_server: EmulatorServer
 ) -> None:
-    data_dir = tmp_path / "server-data"
-    env = {**master_env, "MEMTRACE_ARC_FLUSH_INTERVAL_MS": "10", "MEMTRACE_ARC_RETRY_MAX_S": "0.2"}
-    org = new_org(data_dir, env)
-    key = run_cli("key", "create", "--org", org, "--name", "t", data_dir=data_dir, env=env)
-    headers = {"x-api-key": key.stdout.strip()}
-    assert add_arc(data_dir, env, org, arc_server.url).returncode == 0
+    data_dir, env, org, api_key = server_org(tmp_path, master_env, arc_server)
     arc_server.emulator.fault = "503"
-
     server = ServerProcess(data_dir, env=env).start()
     try:
-        ids = []
-        for i in range(20):
-            response = httpx.post(
-                f"{server.url}/api/v1/memories",
-                json={"agent_id": "crawler", "content": f"acknowledged {i}"},
-                headers=headers,
-            )
-            assert response.status_code == 201
-            ids.append(response.json()["id"])
+        ids = write_memories(server, api_key, 20)
         stores = httpx.get(f"{server.url}/health").json()["stores"]
         assert stores[org]["backend"] == "arc" and stores[org]["outbox_pending"] == 20
         assert server.kill(signal.SIGKILL) == -signal.SIGKILL
@@ -168,24 +196,11 @@ def test_remove_arc_never_strands_the_outbox(
     """Acknowledged memories still in the outbox (Arc refusing writes here) must not become
     invisible and unshipped when the binding goes: refused, or moved with --force, also
     while writes keep arriving during the switch."""
-    data_dir = tmp_path / "server-data"
-    env = {**master_env, "MEMTRACE_ARC_FLUSH_INTERVAL_MS": "10", "MEMTRACE_ARC_RETRY_MAX_S": "0.2"}
-    org = new_org(data_dir, env)
-    key = run_cli("key", "create", "--org", org, "--name", "t", data_dir=data_dir, env=env)
-    api_key = key.stdout.strip()
-    assert add_arc(data_dir, env, org, arc_server.url).returncode == 0
+    data_dir, env, org, api_key = server_org(tmp_path, master_env, arc_server)
     arc_server.emulator.fault = "503"
     server = ServerProcess(data_dir, env=env).start()
     try:
-        acked = []
-        for i in range(20):
-            response = httpx.post(
-                f"{server.url}/api/v1/memories",
-                json={"agent_id": "crawler", "content": f"acknowledged {i}"},
-                headers={"x-api-key": api_key},
-            )
-            assert response.status_code == 201
-            acked.append(response.json()["id"])
+        acked = write_memories(server, api_key, 20)
 
         refused = run_cli("org", "remove-arc", org, data_dir=data_dir, env=env, check=False)
         assert refused.returncode == 1
@@ -225,17 +240,8 @@ def test_copy_data_keeps_early_times_and_parks_what_arc_refuses(
     now = now_us()
     times = [7, 86_400_000_123, now - 3_600_000_000, 5_000_000, now - 1]
 
-    async def seed() -> dict[str, int]:
-        store = EmbeddedStore(data_dir / "orgs" / org / "memories.db", org, synchronous="NORMAL")
-        await store.open()
-        outcomes = await store.write(
-            [memory(f"at {t}", time_us=t) for t in times] + [memory("poison row", time_us=now - 2)],
-            None,
-        )
-        await store.close()
-        return {o.record.id: o.record.time for o in outcomes if o.record}
-
-    stored = asyncio.run(seed())
+    items = [memory(f"at {t}", time_us=t) for t in times] + [memory("poison", time_us=now - 2)]
+    stored = {r.id: r.time for r in seed_embedded(data_dir, org, items)}
     poison = next(i for i, t in stored.items() if t == now - 2)
     assert add_arc(data_dir, master_env, org, arc_server.url).returncode == 0
     arc_server.emulator.refuse_content = "poison"
@@ -264,20 +270,7 @@ def test_copy_data_keeps_early_times_and_parks_what_arc_refuses(
 def test_copy_data_sends_again_what_arc_lost_from_its_buffer(
     data_dir: Path, master_env: dict[str, str], arc_server: EmulatorServer
 ) -> None:
-    org = new_org(data_dir, master_env)
-    base = now_us() - 3_600_000_000
-
-    async def seed() -> list[str]:
-        store = EmbeddedStore(data_dir / "orgs" / org / "memories.db", org, synchronous="NORMAL")
-        await store.open()
-        outcomes = await store.write(
-            [memory(f"old memory {i}", time_us=base + i) for i in range(30)], None
-        )
-        await store.close()
-        return [o.record.id for o in outcomes if o.record]
-
-    ids = asyncio.run(seed())
-    assert add_arc(data_dir, master_env, org, arc_server.url).returncode == 0
+    org, ids = org_to_copy(data_dir, master_env, arc_server, 30)
     arc_server.emulator.flush_delay_s = 1.0
     env = {**master_env, "MEMTRACE_ARC_VISIBILITY_GRACE_S": "1.5"}
     copy = subprocess.Popen(

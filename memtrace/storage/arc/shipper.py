@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections.abc import Sequence
 
 from memtrace.config import ArcSettings
 from memtrace.domain.errors import StorageUnavailable
@@ -35,6 +36,26 @@ log = logging.getLogger(__name__)
 IDS_PER_QUERY = 200  # keeps each "id IN (…)" query far below Arc's 10,000-character limit
 _VERIFY_ROWS = 20 * IDS_PER_QUERY  # rows verified per pass (a pass then yields to shipping)
 _PRUNE_EVERY_S = 5.0
+
+
+async def shown_by_arc(
+    client: ArcClient, measurement: str, org_id: str, rows: Sequence[tuple[str, int]]
+) -> set[str]:
+    """Which of ``rows`` (id, time) Arc shows in a query: one query per 200 ids, each bounded
+    by its rows' times so Arc reads only their partitions. Arc errors propagate."""
+    ordered = sorted(rows, key=lambda row: row[1])
+    found: set[str] = set()
+    for start in range(0, len(ordered), IDS_PER_QUERY):
+        chunk = ordered[start : start + IDS_PER_QUERY]
+        sql = arc_sql.ids_present_sql(
+            measurement,
+            org_id,
+            [memory_id for memory_id, _ in chunk],
+            since=chunk[0][1],
+            until=chunk[-1][1],
+        )
+        found.update(str(row[0]) for row in await client.query(sql))
+    return found
 
 
 def key_coverage_us(window_us: int) -> int:
@@ -190,20 +211,15 @@ class Shipper:
             )
         except StorageUnavailable:
             return
-        rows.sort(key=lambda row: (row.time, row.id))  # tight time bounds per query
         lost_before = now - int(self.settings.visibility_grace_s * 1e6)
         waiting = False
+        rows.sort(key=lambda row: row.time)  # chunks with tight time bounds
         for start in range(0, len(rows), IDS_PER_QUERY):
             chunk = rows[start : start + IDS_PER_QUERY]
-            sql = arc_sql.ids_present_sql(
-                self.measurement,
-                self.org_id,
-                [row.id for row in chunk],
-                since=chunk[0].time,
-                until=chunk[-1].time,
-            )
             try:
-                present = {str(found[0]) for found in await self.client.query(sql)}
+                present = await shown_by_arc(
+                    self.client, self.measurement, self.org_id, [(r.id, r.time) for r in chunk]
+                )
             except (ArcUnavailable, ArcRejected) as exc:
                 if self._metrics is not None:
                     self._metrics.arc_errors.labels("query").inc()

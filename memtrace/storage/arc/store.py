@@ -23,7 +23,7 @@ from memtrace.domain.timestamps import now_us
 from memtrace.storage.arc import sql as arc_sql
 from memtrace.storage.arc.client import ArcClient, ArcRejected, ArcUnavailable
 from memtrace.storage.arc.outbox import Outbox
-from memtrace.storage.arc.shipper import IDS_PER_QUERY, Shipper
+from memtrace.storage.arc.shipper import Shipper, shown_by_arc
 from memtrace.storage.arc.target import ArcTarget
 from memtrace.storage.base import AgentMemoryStats, MemoryQuery, NewMemory, StoreHealth
 from memtrace.storage.rows import matches, row_to_record, sort_key
@@ -133,28 +133,33 @@ class ArcStore:
     async def _arc(self, sql: str) -> list[list[Any]]:
         try:
             return await self.client.query(sql)
-        except ArcUnavailable as exc:
-            if self._metrics is not None:
-                self._metrics.arc_errors.labels("query").inc()
-            raise StorageUnavailable(
+        except (ArcUnavailable, ArcRejected) as exc:
+            raise self._read_failed(exc) from None
+
+    def _read_failed(self, exc: ArcUnavailable | ArcRejected) -> StorageUnavailable:
+        if self._metrics is not None:
+            self._metrics.arc_errors.labels("query").inc()
+        if isinstance(exc, ArcUnavailable):
+            return StorageUnavailable(
                 f"Arc backend of this org is unavailable ({exc.message}); writes are still "
                 "accepted and queued, reads will work again when Arc is back"
-            ) from None
-        except ArcRejected as exc:
-            if self._metrics is not None:
-                self._metrics.arc_errors.labels("query").inc()
-            raise StorageUnavailable(f"Arc backend of this org: {exc.message}") from None
+            )
+        return StorageUnavailable(f"Arc backend of this org: {exc.message}")
 
     async def _overlay(self, q: MemoryQuery) -> list[MemoryRecord]:
         return [r for r in await self.outbox.overlay(q) if matches(r, q)]
 
-    async def _present(self, ids: Sequence[str]) -> set[str]:
-        found: set[str] = set()
-        for start in range(0, len(ids), IDS_PER_QUERY):
-            chunk = ids[start : start + IDS_PER_QUERY]
-            sql = arc_sql.ids_present_sql(self.target.measurement, self.org_id, chunk)
-            found.update(str(row[0]) for row in await self._arc(sql))
-        return found
+    async def _present(self, records: Sequence[MemoryRecord]) -> set[str]:
+        """Ids of overlay rows Arc already holds (so counts take them once)."""
+        try:
+            return await shown_by_arc(
+                self.client,
+                self.target.measurement,
+                self.org_id,
+                [(r.id, r.time) for r in records],
+            )
+        except (ArcUnavailable, ArcRejected) as exc:
+            raise self._read_failed(exc) from None
 
     async def query(self, q: MemoryQuery) -> list[MemoryRecord]:
         extra = await self._overlay(q)
@@ -175,7 +180,7 @@ class ArcStore:
         rows = await self._arc(arc_sql.count_sql(self.target.measurement, q))
         total = int(rows[0][0]) if rows else 0
         if extra:
-            present = await self._present([r.id for r in extra])
+            present = await self._present(extra)
             total += sum(1 for r in extra if r.id not in present)
         return total
 
@@ -196,7 +201,7 @@ class ArcStore:
             errors += int(e)
         extra = await self._overlay(MemoryQuery(org_id=self.org_id, agent_id=agent_id))
         if extra:
-            present = await self._present([r.id for r in extra])
+            present = await self._present(extra)
             for record in extra:
                 if record.id in present:
                     continue

@@ -20,18 +20,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from memtrace.config import Settings
 from memtrace.domain.errors import StorageUnavailable
 from memtrace.domain.memory import MemoryRecord
 from memtrace.domain.timestamps import now_us
-from memtrace.storage.arc import sql as arc_sql
 from memtrace.storage.arc.batch import write_isolating
 from memtrace.storage.arc.client import ArcClient
 from memtrace.storage.arc.outbox import Outbox
-from memtrace.storage.arc.shipper import IDS_PER_QUERY, key_coverage_us
+from memtrace.storage.arc.shipper import IDS_PER_QUERY, key_coverage_us, shown_by_arc
 from memtrace.storage.arc.target import ArcTarget
 from memtrace.storage.base import MemoryStore, NewMemory
 from memtrace.storage.embedded import EmbeddedStore
@@ -160,15 +159,10 @@ async def _verify_copy(
         rows = [(rowid, r) for rowid, r in rows if rowid <= copied_to]
         if not rows:
             break
-        records = sorted((r for _, r in rows), key=lambda r: r.time)
-        sql = arc_sql.ids_present_sql(
-            target.measurement,
-            store.org_id,
-            [r.id for r in records],
-            since=records[0].time,
-            until=records[-1].time,
+        records = [r for _, r in rows]
+        present = await shown_by_arc(
+            client, target.measurement, store.org_id, [(r.id, r.time) for r in records]
         )
-        present = {str(row[0]) for row in await client.query(sql)}
         missing = [r for r in records if r.id not in present and await outbox.get(r.id) is None]
         if not missing:
             verified = rows[-1][0]
@@ -190,20 +184,8 @@ async def _verify_copy(
 
 
 def _as_new(record: MemoryRecord) -> NewMemory:
-    return NewMemory(
-        time=record.time,
-        agent_id=record.agent_id,
-        session_id=record.session_id,
-        memory_type=record.memory_type,
-        event_type=record.event_type,
-        content=record.content,
-        metadata=record.metadata,
-        tags=record.tags,
-        importance=record.importance,
-        dedup_key=record.dedup_key,
-        parent_id=record.parent_id,
-        id=record.id,
-    )
+    """The record as a memory to store again under its own id (every field carried over)."""
+    return NewMemory(**{f.name: getattr(record, f.name) for f in fields(NewMemory)})
 
 
 async def move_outbox_to_embedded(
