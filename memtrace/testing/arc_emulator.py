@@ -237,14 +237,23 @@ class ArcEmulator:
                 raise TypeError
         except Exception:
             return JSONResponse({"success": False, "error": "expected a JSON object"}, 400)
+        fault, delay, refuse = (
+            body.get("fault"),
+            body.get("flush_delay_ms", 0),
+            body.get("refuse_content"),
+        )
+        if fault not in (None, "500", "503") or not isinstance(refuse, str | None):
+            return JSONResponse({"success": False, "error": "fault or refuse_content"}, 400)
+        if isinstance(delay, bool) or not isinstance(delay, int | float) or delay < 0:
+            return JSONResponse({"success": False, "error": "flush_delay_ms"}, 400)
         lost = 0
         with self._lock:
             if "fault" in body:
-                self.fault = None if body["fault"] is None else str(body["fault"])  # type: ignore[assignment]
+                self.fault = fault
             if "flush_delay_ms" in body:
-                self.flush_delay_s = float(body["flush_delay_ms"]) / 1000
+                self.flush_delay_s = delay / 1000
             if "refuse_content" in body:
-                self.refuse_content = body["refuse_content"]
+                self.refuse_content = refuse
             if body.get("lose_buffer"):
                 lost = self.lose_buffer()
         return JSONResponse(

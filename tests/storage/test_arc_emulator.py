@@ -113,3 +113,10 @@ async def test_lose_buffer_is_a_crash_before_the_flush(
     assert refuse.json()["refuse_content"] == "bad"
     body = {"time": [1_800_000_002, 1_800_000_003], "content": ["ok", "a bad row"]}
     assert await write(client, body) == 400
+
+
+async def test_control_refuses_bad_switches(arc: tuple[ArcEmulator, httpx.AsyncClient]) -> None:
+    emulator, client = arc
+    for body in ({"fault": "418"}, {"flush_delay_ms": "soon"}, {"refuse_content": 3}, [1]):
+        assert (await client.post("/_emulator/control", json=body)).status_code == 400, body
+    assert emulator.fault is None and emulator.refuse_content is None

@@ -65,6 +65,8 @@ def key_coverage_us(window_us: int) -> int:
 
 
 class Shipper:
+    """Ships, verifies and keeps the dedup index of one org's outbox (see the module doc)."""
+
     def __init__(
         self,
         org_id: str,

@@ -155,8 +155,8 @@ async def _verify_copy(
     stuck_since = loop.time()
     resend_at: float | None = None
     while verified < copied_to:
-        rows = [(rowid, r) for rowid, r in await store.scan(verified, IDS_PER_QUERY)]
-        rows = [(rowid, r) for rowid, r in rows if rowid <= copied_to]
+        scanned = await store.scan(verified, IDS_PER_QUERY)
+        rows = [(rowid, r) for rowid, r in scanned if rowid <= copied_to]
         if not rows:
             break
         records = [r for _, r in rows]
