@@ -18,13 +18,16 @@ carries the memory's time where memtrace's ids carry their (later) write time.
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from memtrace.domain.dedup import derive_dedup_key
 from memtrace.domain.gocompat import go_json_object
 from memtrace.domain.ids import memory_id_from
 from memtrace.domain.memory import MemoryRecord
+from memtrace.storage.arc.client import ArcClient
 from memtrace.storage.rows import row_to_record
 
 # The Go row's text columns hashed into its id, in this order after the time.
@@ -113,6 +116,65 @@ class ArcLayout:
         if row[0] is not None:
             return row_to_record(row if len(row) == 13 else row[:13])
         return go_record(row)
+
+
+# How long a measurement's layout is trusted before it is read again (once it holds both column
+# sets it cannot change: columns are never dropped).
+LAYOUT_TTL_S = 30.0
+
+
+class LayoutProbe:
+    """The current layout of one measurement, read with ``columns_sql`` (``SELECT * … LIMIT 0``)
+    and kept for :data:`LAYOUT_TTL_S`. Shared by an org's store (reads) and shipper (seeding
+    the dedup index, noting shipped rows)."""
+
+    def __init__(self, client: ArcClient, columns_sql: str) -> None:
+        self.client = client
+        self.columns_sql = columns_sql
+        self._layout: ArcLayout | None = None
+        self._at = 0.0
+        self._shipped = False
+
+    async def get(self) -> ArcLayout:
+        """Raises :class:`~memtrace.storage.arc.client.ArcUnavailable`/``ArcRejected``."""
+        layout = self._layout
+        fresh = time.monotonic() - self._at < LAYOUT_TTL_S
+        # Go's rows only, and ours shipped: our columns appear when Arc flushes them, and
+        # until the layout is read again our rows would be taken for Go's.
+        waiting = layout is not None and not layout.ours and self._shipped
+        if layout is None or waiting or not (layout.settled or fresh):
+            layout = ArcLayout.of(await self.client.query_columns(self.columns_sql))
+            self._layout, self._at = layout, time.monotonic()
+        return layout
+
+    def forget(self) -> None:
+        """A read failed: it may come from a stale layout, so read it again next time."""
+        self._layout = None
+
+    def shipped(self) -> None:
+        """Rows of ours were accepted by Arc (the measurement gets memtrace's columns)."""
+        self._shipped = True
+
+
+def dedup_entries(
+    layout: ArcLayout, rows: Iterable[list[Any]], *, derived: bool
+) -> list[tuple[str, int, str]]:
+    """(dedup_key, time, id) of the rows of a dedup query. Go's rows carry Go's key (client
+    keys, or Go's formula without the session); with ``derived``, also the key memtrace derives
+    for them, so a Go-era client resending a memory finds the Go row."""
+    if not layout.go:
+        return [(str(k), int(t), str(i)) for k, t, i in rows]
+    entries = []
+    for row in rows:
+        record = layout.record(row)
+        if record.dedup_key:
+            entries.append((record.dedup_key, record.time, record.id))
+        if derived and row[0] is None:  # a Go row
+            ours = derive_dedup_key(
+                record.agent_id, record.event_type, record.session_id, record.content
+            )
+            entries.append((ours, record.time, record.id))
+    return entries
 
 
 def go_row_digest(row: Sequence[Any]) -> str:
