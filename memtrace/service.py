@@ -27,8 +27,8 @@ from memtrace.domain.models import (
     AgentStats,
     ContextRequest,
     DuplicateEntry,
-    ListParams,
     MemoryCreate,
+    MemoryFilters,
     SearchRequest,
     Session,
     SessionContext,
@@ -251,13 +251,14 @@ class MemoryService:
 
     async def list_memories(
         self,
-        params: ListParams,
+        params: MemoryFilters,
         *,
         agent_id: str | None = None,
         session_id: str | None = None,
     ) -> RecordPage:
         """The list endpoint; ``agent_id``/``session_id`` fix a filter (nested routes), and the
-        agent or session must then exist."""
+        agent or session must then exist. ``params`` may filter by the other one
+        (:class:`~memtrace.domain.models.ListParams` and its per-route variants)."""
         if agent_id is not None:
             await self.get_agent(agent_id)
         if session_id is not None:
@@ -265,8 +266,8 @@ class MemoryService:
         since, until = self._window(params.since, params.until, offset=params.offset)
         query = MemoryQuery(
             org_id=self.org_id,
-            agent_id=agent_id or params.agent_id,
-            session_id=session_id or params.session_id,
+            agent_id=agent_id or getattr(params, "agent_id", None),
+            session_id=session_id or getattr(params, "session_id", None),
             memory_types=(params.memory_type,) if params.memory_type else (),
             event_types=(params.event_type,) if params.event_type else (),
             tags=_parse_tags(params.tags),
@@ -290,7 +291,8 @@ class MemoryService:
             event_types=tuple(dict.fromkeys(request.event_types or ())),
             tags=tuple(request.tags or ()),
             content_contains=request.content_contains,
-            min_importance=request.min_importance,
+            # 0 is "no minimum" (models and UIs send it), not "only memories with an importance"
+            min_importance=request.min_importance or None,
             since=since,
             until=until,
             limit=request.limit,
