@@ -345,7 +345,7 @@ async def _column_key(runtime: Runtime, org_id: str, column: str, rw_key: str) -
 
 
 async def _world(runtime: Runtime, client: httpx.AsyncClient, column: str) -> World:
-    org_a, key_a = await create_org_key(runtime)  # unnamed: the name is the fresh org id
+    org_a, key_a = await create_org_key(runtime)  # unnamed: named after the fresh org id
     _, key_b = await create_org_key(runtime)
     own_ids = await _seed(client, key_a, "mine", "org-a note")
     other_ids = await _seed(client, key_b, "theirs", SECRET)
