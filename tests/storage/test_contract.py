@@ -15,6 +15,7 @@ import pytest
 
 from memtrace.domain.memory import MemoryRecord
 from memtrace.domain.timestamps import now_us
+from memtrace.storage.arc.store import ArcStore
 from memtrace.storage.base import MemoryQuery, MemoryStore, NewMemory
 from memtrace.storage.embedded import EmbeddedStore
 from memtrace.storage.rows import matches, sort_key
@@ -232,3 +233,19 @@ async def test_dedup_within_window_and_batch(
     later = memory("x", time_us=first.time + 2 * HOUR, dedup_key=first.dedup_key)
     assert (await store.write([later], HOUR))[0].record is not None
     assert (await store.write([again], None))[0].record is not None
+
+
+async def test_text_after_a_nul_is_found(loaded: tuple[MemoryStore, list[MemoryRecord]]) -> None:
+    # Found by adversarial testing: the embedded trigram index stopped at a NUL (FTS5 reads
+    # text up to it), so a search of 3+ ASCII characters never found what followed.
+    store, records = loaded
+    new = memory("head\x00tail after the NUL, Mixed Case", time_us=T0 + 70 * 1_000_000)
+    (outcome,) = await store.write([new], HOUR)
+    assert outcome.record is not None
+    if isinstance(store, ArcStore):
+        await drained(store)
+    everything = [*records, outcome.record]
+    q = MemoryQuery(org_id=ORG)
+    for needle in ("tail after", "MIXED case", "nul,", "head", "d\x00t"):
+        found = await check(store, everything, replace(q, content_contains=needle))
+        assert found == [new.content], needle
