@@ -48,6 +48,12 @@ def _split_host(value: str) -> tuple[str, str | None]:
     return name, (rest[1:] or None) if rest.startswith(":") else None
 
 
+def _same_host(a: tuple[str, str | None], b: tuple[str, str | None]) -> bool:
+    """Same name and port (a default port may be left out on one side)."""
+    ports = {a[1], b[1]}
+    return a[0] == b[0] and (len(ports) == 1 or ports in ({None, "80"}, {None, "443"}))
+
+
 def _matches(pattern: str, name: str, port: str | None) -> bool:
     """A ``name[:port|:*]`` pattern; without a port it matches any port."""
     want_name, want_port = _split_host(pattern)
@@ -97,9 +103,9 @@ class HostPolicy:
         scheme, sep, netloc = origin.lower().partition("://")
         if not sep or scheme not in ("http", "https") or not netloc or "/" in netloc:
             return False  # "null" (sandboxed pages, files) and anything malformed
-        if host and netloc == host.strip().lower():
-            return True  # same origin (the scheme may differ behind a TLS proxy)
         name, port = _split_host(netloc)
+        if host and _same_host((name, port), _split_host(host)):
+            return True  # same origin (the scheme may differ behind a TLS proxy)
         for pattern in self.origins:
             want_scheme, _, want = pattern.partition("://")
             if want_scheme == scheme and _matches(want, name, port):

@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from fastapi import FastAPI
 
 from http_api.app import create_app
-from http_api.guard import PUBLIC_PATHS
+from http_api.guard import PUBLIC_PATHS, HostPolicy
 from mcp_server.http import McpHttpAddon
-from memtrace.config import load_settings
+from memtrace.config import ServerSettings, load_settings
 from memtrace.runtime import Runtime
 from tests.helpers import create_org_key
 from tests.test_access_matrix import route_names
@@ -89,6 +90,8 @@ async def first_response(app: FastAPI, method: str, path: str, key: str | None) 
     task = asyncio.create_task(app(scope, receive, send))
     try:
         return await asyncio.wait_for(started_response, 20)
+    except TimeoutError:
+        raise AssertionError(f"{method} {path}: no answer while the body is incomplete") from None
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -301,3 +304,38 @@ async def test_cors_is_off_by_default_and_cors_origins_turn_it_on(
             assert "access-control-allow-origin" not in other.headers
     finally:
         await runtime.close()
+
+
+@pytest.mark.parametrize(
+    ("settings", "host", "origin", "allowed"),
+    [
+        ({}, "localhost:9100", None, True),
+        ({}, "[::1]:9100", "http://localhost:6274", True),  # local tools, any port
+        ({}, "memtrace.example.com", None, False),  # loopback bind: loopback names only
+        ({"host": "0.0.0.0"}, "memtrace.example.com", None, True),  # elsewhere: any host
+        ({"host": "0.0.0.0"}, "x.example", "https://evil.example", False),
+        ({"allowed_hosts": ["memtrace.example.com"]}, "memtrace.example.com:443", None, True),
+        ({"allowed_hosts": ["a.example:8443"]}, "a.example:9000", None, False),
+        (
+            {"allowed_hosts": ["memtrace.example.com"]},
+            "memtrace.example.com",
+            "https://memtrace.example.com",  # same origin through a TLS proxy
+            True,
+        ),
+        (
+            {"allowed_origins": ["https://app.example:*"]},
+            "localhost",
+            "https://app.example:3000",
+            True,
+        ),
+        ({"allowed_origins": ["https://app.example"]}, "localhost", "http://app.example", False),
+        ({"cors_origins": ["*"]}, "localhost", "https://anyone.example", True),
+        ({}, "localhost", "null", False),
+    ],
+)
+def test_host_policy(
+    settings: dict[str, Any], host: str, origin: str | None, allowed: bool
+) -> None:
+    policy = HostPolicy.from_settings(ServerSettings(**settings))
+    ok = policy.host_allowed(host) and (origin is None or policy.origin_allowed(origin, host))
+    assert ok is allowed

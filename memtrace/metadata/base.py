@@ -79,7 +79,7 @@ class MetadataStore(Protocol):
         config: dict[str, Any] | None,
         now: int,
     ) -> AgentRow:
-        """Raise :class:`~memtrace.domain.errors.Conflict` if the agent exists."""
+        """Raise :class:`~memtrace.domain.errors.AgentExists` if the agent exists."""
         ...
 
     async def get_agent(self, org_id: str, agent_id: str) -> AgentRow | None: ...
