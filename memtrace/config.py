@@ -11,6 +11,7 @@ import ipaddress
 import json
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal, cast
 
@@ -54,24 +55,16 @@ _HOST_PATTERN = re.compile(rf"\*|{_HOST}(:[0-9]{{1,5}})?")
 _ORIGIN_PATTERN = re.compile(rf"\*|https?://{_HOST}(:([0-9]{{1,5}}|\*))?")
 
 
-def _host_pattern(value: str) -> str:
-    value = value.strip().lower()
-    if not _HOST_PATTERN.fullmatch(value):
-        raise ValueError(
-            f"{value!r} is not a host: expected a name or address with an optional port "
-            "(memtrace.example.com, 10.0.0.5:9100, [::1]) or *"
-        )
-    return value
+def _matching(pattern: re.Pattern[str], what: str) -> Callable[[str], str]:
+    """A validator: the lower-cased value must match ``pattern`` (``what`` says how)."""
 
+    def check(value: str) -> str:
+        value = value.strip().lower().rstrip("/")
+        if not pattern.fullmatch(value):
+            raise ValueError(f"{value!r} is not {what} or *")
+        return value
 
-def _origin_pattern(value: str) -> str:
-    value = value.strip().lower().rstrip("/")
-    if not _ORIGIN_PATTERN.fullmatch(value):
-        raise ValueError(
-            f"{value!r} is not an origin: expected scheme://host[:port] "
-            "(https://app.example.com, http://localhost:*) or *"
-        )
-    return value
+    return check
 
 
 def _comma_list(value: Any) -> Any:
@@ -87,9 +80,27 @@ def _comma_list(value: Any) -> Any:
 
 
 # A host name or address, optionally with a port, or ``*`` for any host.
-HostPattern = Annotated[str, AfterValidator(_host_pattern)]
+HostPattern = Annotated[
+    str,
+    AfterValidator(
+        _matching(
+            _HOST_PATTERN,
+            "a host: expected a name or address with an optional port "
+            "(memtrace.example.com, 10.0.0.5:9100, [::1])",
+        )
+    ),
+]
 # ``scheme://host[:port]`` as browsers send it in ``Origin``, ``…:*`` for any port, or ``*``.
-OriginPattern = Annotated[str, AfterValidator(_origin_pattern)]
+OriginPattern = Annotated[
+    str,
+    AfterValidator(
+        _matching(
+            _ORIGIN_PATTERN,
+            "an origin: expected scheme://host[:port] (https://app.example.com, "
+            "http://localhost:*)",
+        )
+    ),
+]
 Hosts = Annotated[tuple[HostPattern, ...], NoDecode, BeforeValidator(_comma_list)]
 Origins = Annotated[tuple[OriginPattern, ...], NoDecode, BeforeValidator(_comma_list)]
 
