@@ -70,26 +70,21 @@ WRITER_CACHE_KIB = 64 * 1024
 
 def _migrate(conn: sqlite3.Connection) -> None:
     """Bring a new or older store file to ``SCHEMA_VERSION`` (versions in ``user_version``)."""
-    create_schema(conn, _SCHEMA_V1, version=SCHEMA_VERSION, what="store")
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        if conn.execute("PRAGMA user_version").fetchone()[0] == 1:
-            # Version 1 indexed a content only up to its first NUL (FTS5 stops there).
-            for rowid, content in conn.execute(_ROWS_WITH_NUL, (0,)).fetchall():
-                conn.execute(
-                    "INSERT INTO memories_fts (memories_fts, rowid, content) "
-                    "VALUES ('delete', ?, ?)",
-                    (rowid, content),
-                )
-                conn.execute(
-                    "INSERT INTO memories_fts (rowid, content) VALUES (?, ?)",
-                    (rowid, fts_text(content)),
-                )
-            conn.execute("PRAGMA user_version = 2")
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
+    create_schema(
+        conn, _SCHEMA_V1, version=SCHEMA_VERSION, what="store", upgrades=[_v2_reindex_nul_rows]
+    )
+
+
+def _v2_reindex_nul_rows(conn: sqlite3.Connection) -> None:
+    """Version 1 indexed a content only up to its first NUL (FTS5 stops there)."""
+    for rowid, content in conn.execute(_ROWS_WITH_NUL, (0,)).fetchall():
+        conn.execute(
+            "INSERT INTO memories_fts (memories_fts, rowid, content) VALUES ('delete', ?, ?)",
+            (rowid, content),
+        )
+        conn.execute(
+            "INSERT INTO memories_fts (rowid, content) VALUES (?, ?)", (rowid, fts_text(content))
+        )
 
 
 # FTS5 reads a text only up to its first NUL: such contents are indexed with the NUL replaced
