@@ -7,15 +7,28 @@ environment > the first toml file found > defaults.
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import os
+import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, cast
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+)
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
     InitSettingsSource,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
@@ -40,6 +53,71 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+_HOST = r"([a-z0-9.-]+|\[[0-9a-f:.]+\])"
+_HOST_PATTERN = re.compile(rf"\*|{_HOST}(:[0-9]{{1,5}})?")
+_ORIGIN_PATTERN = re.compile(rf"\*|https?://{_HOST}(:([0-9]{{1,5}}|\*))?")
+
+
+def _matching(pattern: re.Pattern[str], what: str) -> Callable[[str], str]:
+    """A validator: the lower-cased value must match ``pattern`` (``what`` says how)."""
+
+    def check(value: str) -> str:
+        value = value.strip().lower().rstrip("/")
+        if not pattern.fullmatch(value):
+            raise ValueError(f"{value!r} is not {what} or *")
+        return value
+
+    return check
+
+
+def _comma_list(value: Any) -> Any:
+    """A list setting given as text (an environment variable): a JSON list or a comma list."""
+    if not isinstance(value, str):
+        return value
+    if value.lstrip().startswith("["):
+        try:
+            return json.loads(value)
+        except ValueError:
+            raise ValueError("expected a JSON list or a comma-separated list") from None
+    return [part for part in (p.strip() for p in value.split(",")) if part]
+
+
+# A host name or address, optionally with a port, or ``*`` for any host.
+HostPattern = Annotated[
+    str,
+    AfterValidator(
+        _matching(
+            _HOST_PATTERN,
+            "a host: expected a name or address with an optional port "
+            "(memtrace.example.com, 10.0.0.5:9100, [::1])",
+        )
+    ),
+]
+# ``scheme://host[:port]`` as browsers send it in ``Origin``, ``…:*`` for any port, or ``*``.
+OriginPattern = Annotated[
+    str,
+    AfterValidator(
+        _matching(
+            _ORIGIN_PATTERN,
+            "an origin: expected scheme://host[:port] (https://app.example.com, "
+            "http://localhost:*)",
+        )
+    ),
+]
+Hosts = Annotated[tuple[HostPattern, ...], NoDecode, BeforeValidator(_comma_list)]
+Origins = Annotated[tuple[OriginPattern, ...], NoDecode, BeforeValidator(_comma_list)]
+
+
+def is_loopback(host: str) -> bool:
+    """``localhost`` or a loopback address (127.0.0.0/8, ``::1``)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=9100, ge=0, le=65535)
@@ -55,6 +133,23 @@ class ServerSettings(_Section):
         default=1000, ge=1, description="Concurrent connections; beyond it uvicorn answers 503."
     )
     max_header_bytes: int = Field(default=64 * 1024, ge=1024, le=1024 * 1024)
+    allowed_hosts: Hosts | None = Field(
+        default=None,
+        description="Host header values accepted (DNS rebinding); None: the loopback names on "
+        "a loopback bind, any host otherwise.",
+    )
+    allowed_origins: Origins = Field(
+        default=(),
+        description="Origin header values accepted besides the server's own origin.",
+    )
+    cors_origins: Origins = Field(
+        default=(), description="Browser origins that get CORS headers; empty: CORS is off."
+    )
+
+    @property
+    def loopback(self) -> bool:
+        """Whether the server binds a loopback address only."""
+        return is_loopback(self.host)
 
 
 class LogSettings(_Section):
@@ -248,7 +343,8 @@ def load_settings(config: Path | None = None, overrides: dict[str, Any] | None =
         first = exc.errors()[0]
         where = f" (in {toml_file})" if toml_file else ""
         raise ConfigError(
-            f"invalid configuration{where}: {error_field(first['loc'])}: {first['msg']}"
+            f"invalid configuration{where}: {error_field(first['loc'])}: "
+            f"{first['msg'].removeprefix('Value error, ')}"
         ) from None
     except (OSError, ValueError) as exc:  # unreadable or malformed toml
         raise ConfigError(f"cannot read config file {toml_file}: {exc}") from None
