@@ -19,6 +19,7 @@ from memtrace.domain.errors import (
 )
 from memtrace.metadata.bindings import ArcBinding
 from memtrace.storage.arc.store import ArcStore
+from memtrace.storage.arc.transfer import move_outbox_to_embedded
 from memtrace.storage.base import MemoryStore, StoreHealth
 from memtrace.storage.embedded import EmbeddedStore
 from memtrace.storage.layout import org_dir
@@ -154,13 +155,19 @@ async def open_store(
             "no arc instance configured for this org (no storage backend)",
             hint=f"an administrator must run: memtrace org add-arc {org_id} …",
         )
-    store = EmbeddedStore(
-        org_dir(settings.data_dir, org_id) / "memories.db",
-        org_id,
-        synchronous=settings.storage.synchronous,
-    )
-    await store.open()
-    return store
+    directory = org_dir(settings.data_dir, org_id)
+    synchronous = settings.storage.synchronous
+    embedded = EmbeddedStore(directory / "memories.db", org_id, synchronous=synchronous)
+    await embedded.open()
+    # An org whose Arc binding was removed: memories still in its outbox (written just
+    # before the switch, or never confirmed by Arc) join the embedded store, never stranded.
+    try:
+        await move_outbox_to_embedded(
+            directory / "arc_outbox.db", org_id, embedded, synchronous=synchronous
+        )
+    except MemtraceError as exc:  # they stay durable in the outbox; the next open retries
+        log.error("Arc outbox of %s could not be moved to its store: %s", org_id, exc)
+    return embedded
 
 
 def _fingerprint(binding: ArcBinding | None) -> tuple[object, ...] | None:

@@ -10,6 +10,7 @@ from memtrace import __version__
 from memtrace.cli import lifecycle
 from memtrace.cli.common import MemtraceGroup, common_options
 from memtrace.cli.keys import key, keygen
+from memtrace.cli.migrate import migrate_from_go
 from memtrace.cli.org import org
 from memtrace.cli.serve import mcp, serve
 
@@ -27,7 +28,7 @@ def cli(ctx: click.Context, config_path: Path | None, data_dir: Path | None) -> 
         ctx.invoke(serve)
 
 
-for _command in (serve, mcp, org, key, keygen, *lifecycle.COMMANDS):
+for _command in (serve, mcp, org, key, keygen, migrate_from_go, *lifecycle.COMMANDS):
     cli.add_command(_command)
 
 

@@ -9,20 +9,26 @@ from __future__ import annotations
 
 import sqlite3
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 IDS_PER_STATEMENT = 500  # "id IN (…)" chunks, far below SQLite's 32766 variables
 
 
 def delete_rows(
-    conn: sqlite3.Connection, org_id: str, ids: Sequence[str], *, indexed_below: int | None
+    conn: sqlite3.Connection,
+    org_id: str,
+    ids: Sequence[str],
+    *,
+    indexed_below: int | None,
+    indexed_as: Callable[[str], str],
 ) -> list[str]:
     """Delete the org's memories with these ids; returns the ids that existed.
 
     ``indexed_below``: rows with a rowid from there up belong to the current write group and
     are not in the FTS index yet (it is filled just before the commit), so they get no FTS
-    delete; ``None`` means every row is indexed.
+    delete; ``None`` means every row is indexed. ``indexed_as``: the text the index was given
+    for a content (the delete must name exactly those terms).
     """
     found: list[tuple[Any, ...]] = []
     for start in range(0, len(ids), IDS_PER_STATEMENT):
@@ -37,7 +43,11 @@ def delete_rows(
     # A contentless FTS5 table deletes an entry given the content it indexed.
     conn.executemany(
         "INSERT INTO memories_fts (memories_fts, rowid, content) VALUES ('delete', ?, ?)",
-        [(row[0], row[6]) for row in found if indexed_below is None or row[0] < indexed_below],
+        [
+            (row[0], indexed_as(row[6]))
+            for row in found
+            if indexed_below is None or row[0] < indexed_below
+        ],
     )
     conn.executemany(
         "DELETE FROM memory_tags WHERE tag = ? AND time = ? AND mem = ?",

@@ -44,12 +44,12 @@ def ensure_table(conn: duckdb.DuckDBPyConnection, measurement: str, types: dict[
 
 def file_name(database: str, measurement: str, time_us: int) -> str:
     """A new file's path relative to the data directory, in the hour partition of ``time_us``."""
-    hour = datetime.fromtimestamp((time_us // HOUR_US) * 3600, UTC)
+    try:
+        partition = f"{datetime.fromtimestamp((time_us // HOUR_US) * 3600, UTC):%Y/%m/%d/%H}"
+    except (OverflowError, ValueError, OSError):  # a time Python's datetime cannot show
+        partition = f"out_of_range/{time_us // HOUR_US}"
     stamp = datetime.now(UTC).strftime("%Y%m%d_%H%M%S")
-    return (
-        f"{database}/{measurement}/{hour:%Y/%m/%d/%H}/"
-        f"{measurement}_{stamp}_{next(_seq):08d}.parquet"
-    )
+    return f"{database}/{measurement}/{partition}/{measurement}_{stamp}_{next(_seq):08d}.parquet"
 
 
 def has_table(conn: duckdb.DuckDBPyConnection, measurement: str) -> bool:

@@ -3,7 +3,7 @@ runtime with the app in process for orgs on either backend."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -15,14 +15,6 @@ from memtrace.config import load_settings
 from memtrace.runtime import Runtime
 from memtrace.testing.arc_emulator import ArcEmulator
 from memtrace.testing.arc_server import EmulatorServer
-
-
-@pytest.fixture
-def arc_server() -> Iterator[EmulatorServer]:
-    """A fresh emulator (immediate visibility) over real HTTP."""
-    server = EmulatorServer(ArcEmulator()).start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 
 from memtrace.domain.errors import InvalidInput
+from memtrace.domain.ids import memory_id_ms
+from memtrace.storage.arc.layouts import ArcLayout
 from memtrace.storage.arc.target import MEASUREMENT_RE
 from memtrace.storage.base import MemoryQuery
 from memtrace.storage.rows import RECORD_COLUMNS
@@ -22,6 +24,7 @@ MAX_SQL_CHARS = 10_000  # Arc rejects longer statements
 # Org and memory ids as they are generated (org_…, mem_ + ULID): no quote, keyword boundary,
 # comment or xp_/sp_ can appear in them, so Arc's delete accepts them in a ``where``.
 SAFE_DELETE_VALUE = re.compile(r"^(org|mem)_[A-Za-z0-9]{1,60}$")
+_MD5 = re.compile(r"^[0-9a-f]{32}$")
 
 # The fixed column set written for every memory: the row shape with ``time`` first (order
 # matters only for the msgpack body).
@@ -34,6 +37,8 @@ _READ_AS = {
     "importance": "TRY_CAST(importance AS DOUBLE) AS importance",
 }
 SELECT_LIST = ", ".join(_READ_AS.get(name, name) for name in RECORD_COLUMNS)
+# A measurement holding only memtrace's rows (the Go memtrace's layout: layouts.py).
+OURS = ArcLayout()
 
 
 def quote_literal(value: str) -> str:
@@ -63,11 +68,29 @@ def number(value: int | float) -> str:
     return str(int(value))
 
 
+def literal_chunks(
+    values: Sequence[str], budget: int = MAX_SQL_CHARS - 2000
+) -> Iterator[list[str]]:
+    """``values`` in runs whose ``IN (…)`` list stays within ``budget`` characters, so the
+    statement around it fits Arc's limit (one query per run, as few runs as possible)."""
+    run: list[str] = []
+    used = 0
+    for value in values:
+        size = len(quote_literal(value)) + 2
+        if run and used + size > budget:
+            yield run
+            run, used = [], 0
+        run.append(value)
+        used += size
+    if run:
+        yield run
+
+
 def _in_list(values: Iterable[str]) -> str:
     return "(" + ", ".join(quote_literal(v) for v in values) + ")"
 
 
-def where_clause(q: MemoryQuery) -> str:
+def where_clause(q: MemoryQuery, layout: ArcLayout = OURS) -> str:
     """The ``WHERE`` body for ``q`` (always filtered on the org)."""
     clauses = [f"org_id = {quote_literal(q.org_id)}"]
     if q.agent_id is not None:
@@ -83,15 +106,16 @@ def where_clause(q: MemoryQuery) -> str:
     if q.until is not None:
         clauses.append(f"time < make_timestamp({number(q.until)})")
     if q.min_importance is not None:
-        clauses.append(f"TRY_CAST(importance AS DOUBLE) >= {number(float(q.min_importance))}")
+        clauses.append(f"{layout.importance} >= {number(float(q.min_importance))}")
     for tag in q.tags:
         # tags are stored comma-joined; the tag pattern excludes commas, so this is exact
-        tag_list = "string_split(tags, ',')"
+        tag_list = f"string_split({layout.tags}, ',')"
         clauses.append(f"list_contains({tag_list}, {quote_literal(tag)})")
     if q.content_contains:
         # Same rule as the embedded store: Python's str.lower on the needle, lower() on content.
         clauses.append(f"contains(lower(content), {quote_literal(q.content_contains.lower())})")
-    if q.after is not None:
+    if q.after is not None and not layout.go:
+        # (with Go rows, whose ids are derived in Python, the store filters the position)
         at = f"make_timestamp({number(q.after[0])})"
         op = ">" if q.order == "asc" else "<"
         clauses.append(f"(time {op} {at} OR (time = {at} AND id {op} {quote_literal(q.after[1])}))")
@@ -108,7 +132,18 @@ def _checked(sql: str) -> str:
     return sql
 
 
-def select_sql(measurement: str, q: MemoryQuery, *, limit: int, offset: int) -> str:
+def _select_list(layout: ArcLayout) -> str:
+    return SELECT_LIST if layout == OURS else layout.select_list()
+
+
+def columns_sql(measurement: str) -> str:
+    """No rows, only the measurement's column names (which layouts it holds)."""
+    return f"SELECT * FROM {quote_ident(measurement)} LIMIT 0"  # noqa: S608
+
+
+def select_sql(
+    measurement: str, q: MemoryQuery, *, limit: int, offset: int, layout: ArcLayout = OURS
+) -> str:
     """Rows matching ``q`` ordered by (time, id) in ``q.order``.
 
     ``DISTINCT``: shipping is at-least-once, so after a crash Arc can hold a batch twice
@@ -116,57 +151,113 @@ def select_sql(measurement: str, q: MemoryQuery, *, limit: int, offset: int) -> 
     """
     direction = "DESC" if q.order == "desc" else "ASC"
     return _checked(
-        f"SELECT DISTINCT {SELECT_LIST} FROM {quote_ident(measurement)} "  # noqa: S608
-        f"WHERE {where_clause(q)} ORDER BY time_us {direction}, id {direction} "
+        f"SELECT DISTINCT {_select_list(layout)} FROM {quote_ident(measurement)} "  # noqa: S608
+        f"WHERE {where_clause(q, layout)} "
+        f"ORDER BY time_us {direction}, {layout.order_key} {direction} "
         f"LIMIT {number(limit)} OFFSET {number(offset)}"
     )
 
 
-def count_sql(measurement: str, q: MemoryQuery) -> str:
+def count_sql(measurement: str, q: MemoryQuery, layout: ArcLayout = OURS) -> str:
     return _checked(
-        f"SELECT count(DISTINCT id) AS n FROM {quote_ident(measurement)} "  # noqa: S608
-        f"WHERE {where_clause(q)}"
+        f"SELECT count(DISTINCT {layout.row_key}) AS n "  # noqa: S608
+        f"FROM {quote_ident(measurement)} WHERE {where_clause(q, layout)}"
     )
 
 
-def ids_present_sql(measurement: str, org_id: str, ids: Iterable[str]) -> str:
-    """Which of ``ids`` Arc already holds (used to deduplicate the outbox overlay)."""
+def ids_present_sql(
+    measurement: str,
+    org_id: str,
+    ids: Iterable[str],
+    *,
+    since: int | None = None,
+    until: int | None = None,
+) -> str:
+    """Which of ``ids`` Arc holds (the overlay's dedup, and verifying shipped rows). The
+    optional time bounds (inclusive) let Arc skip the partitions the rows cannot be in."""
+    bounds = ""
+    if since is not None:
+        bounds += f" AND time >= make_timestamp({number(since)})"
+    if until is not None:
+        bounds += f" AND time <= make_timestamp({number(until)})"
     return (
         f"SELECT DISTINCT id FROM {quote_ident(measurement)} "  # noqa: S608
-        f"WHERE org_id = {quote_literal(org_id)} AND id IN {_in_list(ids)}"
+        f"WHERE org_id = {quote_literal(org_id)} AND id IN {_in_list(ids)}{bounds}"
     )
 
 
-def get_sql(measurement: str, org_id: str, memory_id: str) -> str:
+def get_sql(measurement: str, org_id: str, memory_id: str, layout: ArcLayout = OURS) -> str:
+    """The row of ``memory_id``; with Go rows, also every Go row of the id's millisecond (the
+    caller keeps the one whose derived id matches)."""
+    if not layout.go:
+        return (
+            f"SELECT {SELECT_LIST} FROM {quote_ident(measurement)} "  # noqa: S608
+            f"WHERE org_id = {quote_literal(org_id)} AND id = {quote_literal(memory_id)} LIMIT 1"
+        )
+    found = [f"id = {quote_literal(memory_id)}"] if layout.ours else []
+    ms = memory_id_ms(memory_id)
+    if ms is not None:
+        window = (
+            f"time >= make_timestamp({number(ms * 1000)}) "
+            f"AND time < make_timestamp({number(ms * 1000 + 1000)})"
+        )
+        found.append(f"({'id IS NULL AND ' if layout.ours else ''}{window})")
     return (
-        f"SELECT {SELECT_LIST} FROM {quote_ident(measurement)} "  # noqa: S608
-        f"WHERE org_id = {quote_literal(org_id)} AND id = {quote_literal(memory_id)} LIMIT 1"
+        f"SELECT {layout.select_list()} FROM {quote_ident(measurement)} "  # noqa: S608
+        f"WHERE org_id = {quote_literal(org_id)} AND ({' OR '.join(found) or 'false'})"
     )
 
 
-def agent_stats_sql(measurement: str, org_id: str, agent_id: str, since: int) -> str:
+def agent_stats_sql(
+    measurement: str, org_id: str, agent_id: str, since: int, layout: ArcLayout = OURS
+) -> str:
     """Per memory type: total, since ``since``, errors since ``since`` (each id once: Arc
     may hold a batch twice after a crash)."""
     bound = f"make_timestamp({number(since)})"
+    key = layout.row_key
     return (
-        "SELECT memory_type, count(DISTINCT id) AS n, "  # noqa: S608
-        f"count(DISTINCT id) FILTER (WHERE time >= {bound}) AS recent, "
-        f"count(DISTINCT id) FILTER (WHERE time >= {bound} AND event_type = 'error') AS errors "
+        f"SELECT memory_type, count(DISTINCT {key}) AS n, "  # noqa: S608
+        f"count(DISTINCT {key}) FILTER (WHERE time >= {bound}) AS recent, "
+        f"count(DISTINCT {key}) FILTER (WHERE time >= {bound} AND event_type = 'error') AS errors "
         f"FROM {quote_ident(measurement)} WHERE org_id = {quote_literal(org_id)} "
         f"AND agent_id = {quote_literal(agent_id)} GROUP BY memory_type ORDER BY memory_type"
     )
 
 
-def dedup_seed_sql(measurement: str, org_id: str, since: int) -> str:
-    """Dedup keys of recent memories, to seed a fresh local window index."""
+def dedup_seed_sql(measurement: str, org_id: str, since: int, layout: ArcLayout = OURS) -> str:
+    """Dedup keys of recent memories, to seed a fresh local window index (with Go rows, the
+    whole rows: their dedup keys follow Go's formula, ours is derived from them too)."""
+    if layout.go:
+        return (
+            f"SELECT {layout.select_list()} FROM {quote_ident(measurement)} "  # noqa: S608
+            f"WHERE org_id = {quote_literal(org_id)} AND time >= make_timestamp({number(since)})"
+        )
     return (
         f"SELECT dedup_key, epoch_us(time) AS time_us, id FROM {quote_ident(measurement)} "  # noqa: S608
         f"WHERE org_id = {quote_literal(org_id)} AND time >= make_timestamp({number(since)})"
     )
 
 
+def dedup_lookup_sql(
+    measurement: str,
+    org_id: str,
+    keys: Iterable[str],
+    since: int,
+    until: int,
+    layout: ArcLayout = OURS,
+) -> str:
+    """Stored memories with one of ``keys`` and a time in the open interval (since, until)
+    (with Go rows, the whole rows: their ids are derived in Python)."""
+    columns = layout.select_list() if layout.go else "dedup_key, epoch_us(time) AS time_us, id"
+    return _checked(
+        f"SELECT {columns} FROM {quote_ident(measurement)} "  # noqa: S608
+        f"WHERE org_id = {quote_literal(org_id)} AND dedup_key IN {_in_list(keys)} "
+        f"AND time > make_timestamp({number(since)}) AND time < make_timestamp({number(until)})"
+    )
+
+
 def rows_present_sql(measurement: str, org_id: str, ids: Iterable[str]) -> str:
-    """(id, time, dedup_key) of those of ``ids`` Arc holds (what a delete removes there)."""
+    """(id, time, dedup_key) of those of ``ids`` Arc holds as memtrace rows."""
     return (
         "SELECT DISTINCT id, epoch_us(time) AS time_us, dedup_key "  # noqa: S608
         f"FROM {quote_ident(measurement)} "
@@ -174,9 +265,20 @@ def rows_present_sql(measurement: str, org_id: str, ids: Iterable[str]) -> str:
     )
 
 
+def go_rows_sql(measurement: str, org_id: str, since: int, until: int, layout: ArcLayout) -> str:
+    """The Go memtrace's rows (no id) with ``since <= time < until``, in the layout's select
+    list (their ids are derived in Python)."""
+    ours = "id IS NULL AND " if layout.ours else ""
+    return (
+        f"SELECT {layout.select_list()} FROM {quote_ident(measurement)} "  # noqa: S608
+        f"WHERE org_id = {quote_literal(org_id)} AND {ours}"
+        f"time >= make_timestamp({number(since)}) AND time < make_timestamp({number(until)})"
+    )
+
+
 def delete_where(org_id: str, rows: Iterable[tuple[str, int]]) -> str:
-    """The ``where`` of an Arc delete of these (id, time) rows, bounded by their times so Arc
-    rewrites only the files of those partitions.
+    """The ``where`` of an Arc delete of these (id, time) memtrace rows, bounded by their times
+    so Arc rewrites only the files of those partitions.
 
     Arc's delete refuses a ``where`` with ``;``, ``--``, ``/*``, SQL keywords such as SELECT,
     SET or UNION, or ``xp_``/``sp_`` anywhere, quoted or not, so only values that cannot
@@ -187,12 +289,27 @@ def delete_where(org_id: str, rows: Iterable[tuple[str, int]]) -> str:
     for value in (org_id, *ids):
         if not SAFE_DELETE_VALUE.match(value):
             raise InvalidInput(f"id: {value!r} cannot be deleted through Arc's delete API")
+    return f"org_id = {quote_literal(org_id)} AND id IN {_in_list(ids)} AND " + _span(pairs)
+
+
+def go_delete_where(org_id: str, rows: Iterable[tuple[str, int]], layout: ArcLayout) -> str:
+    """The ``where`` of an Arc delete of Go rows, named by (md5 of the row, time): the same
+    md5 their derived ids come from (:mod:`memtrace.storage.arc.layouts`)."""
+    pairs = list(rows)
+    digests = [digest for digest, _ in pairs]
+    if not SAFE_DELETE_VALUE.match(org_id) or not all(_MD5.match(d) for d in digests):
+        raise InvalidInput("id: cannot be deleted through Arc's delete API")
+    ours = "id IS NULL AND " if layout.ours else ""
+    return (
+        f"org_id = {quote_literal(org_id)} AND {ours}{layout.go_digest} IN {_in_list(digests)} "
+        f"AND {_span(pairs)}"
+    )
+
+
+def _span(pairs: Sequence[tuple[str, int]]) -> str:
     low = min(at for _, at in pairs)
     high = max(at for _, at in pairs)
-    return (
-        f"org_id = {quote_literal(org_id)} AND id IN {_in_list(ids)} "
-        f"AND time >= make_timestamp({number(low)}) AND time <= make_timestamp({number(high)})"
-    )
+    return f"time >= make_timestamp({number(low)}) AND time <= make_timestamp({number(high)})"
 
 
 def other_orgs_sql(measurement: str, org_id: str) -> str:
