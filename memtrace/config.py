@@ -266,6 +266,8 @@ class RetentionSettings(_Section):
     def policy(self) -> RetentionPolicy:
         """The defaults as a policy (``days`` 0 = keep for ever)."""
         return RetentionPolicy(self.days, dict(self.types))
+
+
 class LegacyArcSettings(_Section):
     """The Go memtrace's legacy ``[arc]`` url/api_key/database/measurement (or
     ``MEMTRACE_ARC_URL``…): on the first start they become ``org_default``'s Arc binding, as the

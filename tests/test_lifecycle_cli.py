@@ -41,7 +41,7 @@ async def served(data_dir: Path, org_id: str | None = None) -> AsyncIterator[htt
         _, key = await create_org_key(runtime, "acme", org_id=org_id)
         transport = httpx.ASGITransport(app=create_app(runtime, manage_runtime=False))
         async with httpx.AsyncClient(
-            transport=transport, base_url="http://memtrace.test", headers={"x-api-key": key}
+            transport=transport, base_url="http://localhost", headers={"x-api-key": key}
         ) as client:
             yield client
     finally:

@@ -41,7 +41,7 @@ async def org_lifecycle(settings: Settings, org_id: str) -> AsyncIterator[Lifecy
     catalog = Catalog(settings.metadata_path, synchronous=settings.storage.synchronous)
     await catalog.open()
     try:
-        binding = (await catalog.list_bindings()).get(org_id)
+        binding = (await catalog.admin_snapshot()).bindings.get(org_id)
         store = await open_store(settings, org_id, binding)
         try:
             yield Lifecycle(org_id, store, catalog, settings, Metrics(), ACTOR)

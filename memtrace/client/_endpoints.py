@@ -22,8 +22,7 @@ from memtrace.client.models import (
     SearchResult,
     UpdateSessionRequest,
 )
-from memtrace.domain.errors import MemtraceError
-from memtrace.domain.errors import AgentExists, DuplicateMemory
+from memtrace.domain.errors import AgentExists, DuplicateMemory, MemtraceError
 from memtrace.domain.models import JsonObject
 
 

@@ -88,6 +88,8 @@ def _v3_agent_names(db: sqlite_utils.Database) -> None:
     not a valid id set it; ``GET /agents/{ref}`` matches the id or the name."""
     db.table("agents").add_column("name", str)
     db.table("agents").create_index(["org_id", "name"], index_name="agents_org_name")
+
+
 def _v4_lifecycle(db: sqlite_utils.Database) -> None:
     """Retention policies per org and the audit log of deletes, forgets, retention runs and
     imports (docs/api.md, "Data lifecycle")."""

@@ -40,7 +40,7 @@ async def served_runtime(
     await runtime.start(sweep=False)
     app = create_app(runtime, manage_runtime=False)
     async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://memtrace.test"
+        transport=httpx.ASGITransport(app=app), base_url="http://localhost"
     ) as client:
         yield runtime, client
     await runtime.close()

@@ -359,6 +359,17 @@ class Outbox:
 
         return await self.db.read(run)
 
+    async def older_than(self, cutoff: int) -> list[tuple[str, bool]]:
+        """(id, shipped) of every row with a time before ``cutoff`` (retention)."""
+
+        def run(conn: sqlite3.Connection) -> list[tuple[str, bool]]:
+            rows = conn.execute(
+                "SELECT id, shipped_at IS NOT NULL FROM outbox WHERE time < ?", (cutoff,)
+            )
+            return [(str(i), bool(s)) for i, s in rows]
+
+        return await self.db.read(run)
+
     async def held(self, ids: Sequence[str]) -> dict[str, bool]:
         """Which of ``ids`` are in the outbox: id → shipped (so maybe in Arc's write buffer)."""
 

@@ -9,8 +9,9 @@ retention_days - buffer_days``), far cheaper than deleting rows. It fits when:
 Then memtrace keeps one policy per org in Arc, named ``memtrace_<org>``, for the org's database
 and measurement, with ``buffer_days = 0``. It stays inactive, so Arc's scheduler never runs it
 with stale days; before each run memtrace sets its days, activates it, executes it and
-deactivates it again. Rows in files that straddle the cutoff, and rows in the outbox, are left
-for the row-by-row pass of the sweeper. Any refusal (retention off, no admin token) just
+deactivates it again. The outbox's rows older than Arc's cutoff go too (the store does that,
+under the shipper's lock); rows in files that straddle the cutoff are left for the row-by-row
+pass of the sweeper. Any refusal (retention off, no admin token) just
 means "not used": the row-by-row pass does all the work.
 """
 
@@ -35,17 +36,18 @@ def policy_name(org_id: str) -> str:
 
 async def expire_with_policy(
     client: ArcClient, measurement: str, org_id: str, cutoff: int, now: int
-) -> int:
-    """Drop Arc files entirely older than ``cutoff``; rows removed (0 when it does not fit)."""
+) -> tuple[int, int] | None:
+    """Drop Arc files entirely older than ``cutoff``: (rows Arc removed, the cutoff Arc used),
+    or ``None`` when a policy does not fit or Arc refused."""
     days, rest = divmod(now - cutoff, DAY_US)
     if rest > _SLACK_US:  # not whole days back: round up, never past the cutoff
         days += 1
     if days < 1:
-        return 0
+        return None
     try:
         rows = await client.query(arc_sql.other_orgs_sql(measurement, org_id))
         if rows and int(rows[0][0]) > 0:
-            return 0
+            return None
         name = policy_name(org_id)
         existing = [
             p
@@ -66,9 +68,10 @@ async def expire_with_policy(
             int(existing[0]["id"]) if existing else None, policy
         )
         try:
-            return await client.execute_retention(policy_id)
+            deleted = await client.execute_retention(policy_id)
         finally:
             await client.put_retention_policy(policy_id, {**policy, "is_active": False})
     except (ArcRejected, ArcUnavailable, KeyError, TypeError, ValueError) as exc:
         log.info("Arc retention policy not used for %s: %s", org_id, exc)
-        return 0
+        return None
+    return deleted, now - days * DAY_US

@@ -302,9 +302,22 @@ class ArcStore:
         return [o.record.id for o in outcomes if o.record is not None]
 
     async def expire(self, cutoff: int) -> int:
-        return await expire_with_policy(
-            self.client, self.target.measurement, self.org_id, cutoff, now_us()
-        )
+        """Arc's retention policy where it fits (:mod:`memtrace.storage.arc.retention`), then
+        the outbox's rows older than the cutoff Arc used: those Arc may hold are either in
+        the files it dropped (counted there) or in its write buffer (the row-by-row pass
+        finds them once flushed); those never shipped are counted here."""
+        async with self.shipper.lock:
+            done = await expire_with_policy(
+                self.client, self.target.measurement, self.org_id, cutoff, now_us()
+            )
+            if done is None:
+                return 0
+            deleted, used = done
+            held = await self.outbox.older_than(used)
+            if held:
+                await self.outbox.remove([memory_id for memory_id, _ in held], [])
+                self.purger.schedule()
+        return deleted + sum(1 for _, shipped in held if not shipped)
 
     async def get(self, memory_id: str) -> MemoryRecord | None:
         local = await self.outbox.get(memory_id)
