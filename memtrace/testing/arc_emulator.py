@@ -40,6 +40,7 @@ _FORBIDDEN = re.compile(
     re.IGNORECASE | re.DOTALL,
 )
 _QUALIFIED_TABLE = re.compile(r"\b(FROM|JOIN)\s+\"?[A-Za-z_]\w*\"?\s*\.\s*\"?[A-Za-z_]", re.I)
+_INSERT_INTO = re.compile(r'\s*INSERT\s+INTO\s+"?([A-Za-z][A-Za-z0-9_]*)"?\s+(.*)$', re.I | re.S)
 _STRIP_QUOTED = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"")
 _MIN_TS, _MAX_TS = -(2**63) + 1, 2**63 - 1  # DuckDB's TIMESTAMP range in µs (exclusive)
 TEST_TOKEN = "arc-test-token"  # noqa: S105 (a fixture's well-known token, not a secret)
@@ -164,12 +165,25 @@ class ArcEmulator:
             return sum(len(r) for b in self._buffers.values() for r in b.rows.values())
 
     def sql(self, database: str, sql: str) -> list[tuple[Any, ...]]:
-        """Run SQL directly on a database (flushed rows only); for test assertions."""
+        """Run SQL directly on a database (flushed rows only); for test assertions. An
+        ``INSERT INTO <measurement> <query>`` adds the rows as one new file (as a resent
+        batch would arrive)."""
         with self._lock:
             conn = self._dbs.get(database)
             if conn is None:
                 return []
+            insert = _INSERT_INTO.match(sql)
             try:
+                if insert and arc_files.has_table(conn, insert.group(1)):
+                    measurement = insert.group(1)
+                    file = arc_files.file_name(database, measurement, 0)
+                    conn.execute(
+                        f"INSERT INTO {arc_files.physical(measurement)} "  # noqa: S608
+                        f"SELECT *, ? AS _file FROM ({insert.group(2)})",
+                        [file],
+                    )
+                    arc_files.write_file(conn, self.data_dir, measurement, file)
+                    return []
                 return conn.execute(sql).fetchall()
             except duckdb.CatalogException:
                 return []
