@@ -167,8 +167,7 @@ class Runtime:
     async def lifecycle(self, org_id: str, actor: str) -> Lifecycle:
         """Delete, forget, export, import and retention of ``org_id``, done by ``actor`` (an
         API key id, ``cli`` or ``retention``: what the audit log records)."""
-        store = await self.stores.get(org_id)
-        return Lifecycle(org_id, store, self.catalog, self.settings, self.metrics, actor)
+        return Lifecycle(await self.service(org_id), actor)
 
     async def health(self) -> tuple[bool, dict[str, Any]]:
         """(ready, body of ``/health``): metadata DB reachable and every open store healthy."""

@@ -53,6 +53,44 @@ _TAG = re.compile(TAG_PATTERN)
 _AGENT_ID = re.compile(AGENT_ID_PATTERN)
 
 
+def prepare_memory(
+    item: MemoryCreate, now: int, field: str, max_content_bytes: int, memory_id: str | None = None
+) -> NewMemory:
+    """A validated memory as the store takes it: the configured content limit, ``time`` at
+    most 5 minutes ahead and not before 1970 (else the receive time ``now``), the dedup key
+    derived when none is given. ``field`` prefixes error messages (``memories[3].``).
+
+    Raises:
+        InvalidInput: a limit is exceeded.
+    """
+    limit = max_content_bytes
+    if len(item.content) > limit // 4 and len(item.content.encode()) > limit:
+        raise InvalidInput(f"{field}content: must be at most {limit} bytes of UTF-8")
+    if item.time is not None:
+        at = to_us(item.time)
+        if at > now + MAX_FUTURE_US:
+            raise InvalidInput(f"{field}time: must not be more than 5 minutes in the future")
+        if at < 0:
+            raise InvalidInput(f"{field}time: must not be before 1970-01-01")
+    else:
+        at = now
+    return NewMemory(
+        time=at,
+        agent_id=item.agent_id,
+        session_id=item.session_id,
+        memory_type=item.memory_type,
+        event_type=item.event_type,
+        content=item.content,
+        metadata=item.metadata or None,
+        tags=tuple(item.tags or ()),
+        importance=item.importance,
+        dedup_key=item.dedup_key
+        or derive_dedup_key(item.agent_id, item.event_type, item.session_id, item.content),
+        parent_id=item.parent_id,
+        id=memory_id,
+    )
+
+
 def _paged(
     q: MemoryQuery, cursor: str | None, offset: int, scope: tuple[object, ...]
 ) -> tuple[MemoryQuery, str]:
@@ -124,31 +162,7 @@ class MemoryService:
     # -- writes -------------------------------------------------------------------------------
 
     def _prepare(self, item: MemoryCreate, now: int, field: str) -> NewMemory:
-        limit = self.settings.limits.max_content_bytes
-        if len(item.content) > limit // 4 and len(item.content.encode()) > limit:
-            raise InvalidInput(f"{field}content: must be at most {limit} bytes of UTF-8")
-        if item.time is not None:
-            at = to_us(item.time)
-            if at > now + MAX_FUTURE_US:
-                raise InvalidInput(f"{field}time: must not be more than 5 minutes in the future")
-            if at < 0:
-                raise InvalidInput(f"{field}time: must not be before 1970-01-01")
-        else:
-            at = now
-        return NewMemory(
-            time=at,
-            agent_id=item.agent_id,
-            session_id=item.session_id,
-            memory_type=item.memory_type,
-            event_type=item.event_type,
-            content=item.content,
-            metadata=item.metadata or None,
-            tags=tuple(item.tags or ()),
-            importance=item.importance,
-            dedup_key=item.dedup_key
-            or derive_dedup_key(item.agent_id, item.event_type, item.session_id, item.content),
-            parent_id=item.parent_id,
-        )
+        return prepare_memory(item, now, field, self.settings.limits.max_content_bytes)
 
     async def remember(self, item: MemoryCreate) -> MemoryRecord:
         """Store one memory durably.

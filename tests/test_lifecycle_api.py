@@ -3,8 +3,6 @@ and their bad input (docs/api.md, "Data lifecycle")."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
 import httpx
 import orjson
 import pytest
@@ -12,19 +10,9 @@ import pytest
 from memtrace.domain.models import MemoryList, SearchResult
 from memtrace.runtime import Runtime
 from tests.helpers import create_org_key
+from tests.test_api_memories import ago, remember
 
 MEM = "/api/v1/memories"
-
-
-def ago(**delta: float) -> str:
-    return (datetime.now(UTC) - timedelta(**delta)).isoformat()
-
-
-async def remember(api: httpx.AsyncClient, **fields: object) -> dict[str, object]:
-    body = {"agent_id": "crawler", "content": "did something", **fields}
-    response = await api.post(MEM, json=body)
-    assert response.status_code == 201, response.text
-    return dict(response.json())
 
 
 @pytest.fixture

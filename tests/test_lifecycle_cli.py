@@ -156,8 +156,8 @@ def test_export_then_import_into_a_fresh_server_reproduces_the_org(tmp_path: Pat
         (["GOOD", "", '{"id": "mem_1", "agent_id": "a"}'], "line 3: "),
         (["GOOD", "GOOD2", "BAD_AGENT"], "line 3: agent_id:"),
         (["GOOD", "NO_TIME"], "line 2: time:"),
-        (["FUTURE"], "line 1: time: not between 1970 and 5 minutes from now"),
-        (["HUGE"], "line 1: content: longer than"),
+        (["FUTURE"], "line 1: time: must not be more than 5 minutes in the future"),
+        (["HUGE"], "line 1: content: must be at most 65536 bytes"),
     ],
 )
 def test_import_refuses_a_bad_file_whole(tmp_path: Path, lines: list[str], error: str) -> None:

@@ -35,6 +35,7 @@ async def org_lifecycle(settings: Settings, org_id: str) -> AsyncIterator[Lifecy
     (erasures completed, the Arc outbox drained for a while) on the way out."""
     from memtrace.lifecycle.service import Lifecycle
     from memtrace.metadata.catalog import Catalog
+    from memtrace.service import MemoryService
     from memtrace.telemetry.metrics import Metrics
     from memtrace.tenancy import open_store
 
@@ -44,7 +45,7 @@ async def org_lifecycle(settings: Settings, org_id: str) -> AsyncIterator[Lifecy
         binding = (await catalog.admin_snapshot()).bindings.get(org_id)
         store = await open_store(settings, org_id, binding)
         try:
-            yield Lifecycle(org_id, store, catalog, settings, Metrics(), ACTOR)
+            yield Lifecycle(MemoryService(org_id, store, catalog, settings, Metrics()), ACTOR)
         finally:
             await store.close()
     finally:

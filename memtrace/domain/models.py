@@ -346,8 +346,8 @@ class ExportParams(_MemoryFilterFields):
     order: OrderParam = "asc"
 
 
-class SearchRequest(_Request):
-    """Body of ``POST /search``: every given filter must match (AND)."""
+class _MemoryMatch(_Request):
+    """The filters of a search, shared by forget: every given filter must match (AND)."""
 
     agent_id: OptionalRef = None
     session_id: OptionalRef = None
@@ -360,11 +360,16 @@ class SearchRequest(_Request):
         BlankMeansAbsent,
         Field(description="Case-insensitive substring of content."),
     ] = None
+    since: str | None = None
+    until: str | None = None
+
+
+class SearchRequest(_MemoryMatch):
+    """Body of ``POST /search``: every given filter must match (AND)."""
+
     min_importance: Annotated[
         Importance, Field(description="Only memories at least this important; 0 means no minimum.")
     ] = None
-    since: str | None = None
-    until: str | None = None
     limit: int = Field(default=DEFAULT_SEARCH_LIMIT, ge=1, le=MAX_LIMIT, strict=True)
     offset: int = Field(default=0, ge=0, le=MAX_OFFSET, strict=True)
     order: OrderParam = "desc"
@@ -381,19 +386,9 @@ class SearchResult(BaseModel):
     )
 
 
-class ForgetRequest(_Request):
+class ForgetRequest(_MemoryMatch):
     """Body of ``POST /memories/forget``: which memories to erase (at least one filter)."""
 
-    agent_id: OptionalRef = None
-    session_id: OptionalRef = None
-    memory_types: list[MemoryType] | None = Field(default=None, max_length=len(MEMORY_TYPES))
-    event_types: list[EventType] | None = Field(default=None, max_length=64)
-    tags: TagList = None
-    content_contains: Annotated[
-        Needle | None, BeforeValidator(_blank_to_none), BlankMeansAbsent
-    ] = None
-    since: str | None = None
-    until: str | None = None
     dry_run: bool = Field(default=False, strict=True, description="Only count the matches.")
     delete_agent: bool = Field(
         default=False,

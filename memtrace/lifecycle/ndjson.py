@@ -13,9 +13,10 @@ import orjson
 from memtrace.domain.errors import InvalidInput
 from memtrace.domain.memory import MemoryRecord
 from memtrace.domain.models import MemoryImport, parse_model
-from memtrace.domain.timestamps import now_us, to_us
+from memtrace.domain.timestamps import now_us
+from memtrace.service import prepare_memory
+from memtrace.storage.base import NewMemory
 
-MAX_FUTURE_US = 5 * 60 * 1_000_000
 MAX_LINE_BYTES = 1024 * 1024  # a memory is at most 64 KiB of content + 16 KiB of metadata
 
 
@@ -24,44 +25,27 @@ def to_line(record: MemoryRecord) -> bytes:
     return orjson.dumps(record.to_wire()) + b"\n"
 
 
-def parse_line(raw: bytes, line_no: int, max_content_bytes: int, now: int) -> MemoryRecord:
-    """One export line as a record (``org_id`` left empty: the importing org sets it).
+def parse_line(raw: bytes, line_no: int, max_content_bytes: int, now: int) -> NewMemory:
+    """One export line as a memory to insert with its id (the file's ``org_id`` is ignored:
+    the importing org's is used). The rules of a write apply (:func:`prepare_memory`).
 
     Raises:
         InvalidInput: ``line N: <field>: <problem>``.
     """
+    where = f"line {line_no}: "
     if len(raw) > MAX_LINE_BYTES:
-        raise InvalidInput(f"line {line_no}: longer than {MAX_LINE_BYTES} bytes")
+        raise InvalidInput(f"{where}longer than {MAX_LINE_BYTES} bytes")
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise InvalidInput(f"line {line_no}: not JSON ({exc.msg})") from None
+        raise InvalidInput(f"{where}not JSON ({exc.msg})") from None
     if not isinstance(data, dict):
-        raise InvalidInput(f"line {line_no}: expected a JSON object (one memory per line)")
+        raise InvalidInput(f"{where}expected a JSON object (one memory per line)")
     try:
         item = parse_model(MemoryImport, data)
     except InvalidInput as exc:
-        raise InvalidInput(f"line {line_no}: {exc.message}") from None
-    if len(item.content.encode()) > max_content_bytes:
-        raise InvalidInput(f"line {line_no}: content: longer than {max_content_bytes} bytes")
-    at = to_us(item.time)
-    if at < 0 or at > now + MAX_FUTURE_US:
-        raise InvalidInput(f"line {line_no}: time: not between 1970 and 5 minutes from now")
-    return MemoryRecord(
-        id=item.id,
-        time=at,
-        org_id="",
-        agent_id=item.agent_id,
-        session_id=item.session_id,
-        memory_type=item.memory_type,
-        event_type=item.event_type,
-        content=item.content,
-        metadata=item.metadata or None,
-        tags=tuple(item.tags or ()),
-        importance=item.importance,
-        dedup_key=item.dedup_key,
-        parent_id=item.parent_id,
-    )
+        raise InvalidInput(where + exc.message) from None
+    return prepare_memory(item, now, where, max_content_bytes, memory_id=item.id)
 
 
 def _lines(stream: IO[bytes]) -> Iterator[tuple[int, bytes]]:
@@ -85,10 +69,10 @@ def validate_file(path: Path, max_content_bytes: int) -> int:
     return count
 
 
-def read_batches(path: Path, size: int, max_content_bytes: int) -> Iterator[list[MemoryRecord]]:
+def read_batches(path: Path, size: int, max_content_bytes: int) -> Iterator[list[NewMemory]]:
     """The file's memories in batches of ``size`` (after :func:`validate_file` passed)."""
     now = now_us()
-    batch: list[MemoryRecord] = []
+    batch: list[NewMemory] = []
     with path.open("rb") as stream:
         for line_no, raw in _lines(stream):
             batch.append(parse_line(raw, line_no, max_content_bytes, now))

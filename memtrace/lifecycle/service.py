@@ -16,7 +16,6 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from memtrace.config import Settings
 from memtrace.domain.errors import InvalidInput, NotFound
 from memtrace.domain.lifecycle import AuditEntry, RetentionPolicy
 from memtrace.domain.memory import MemoryRecord
@@ -24,9 +23,8 @@ from memtrace.domain.models import MEMORY_TYPES, ExportParams, ForgetRequest, Fo
 from memtrace.domain.timestamps import now_us
 from memtrace.domain.windows import parse_window
 from memtrace.metadata.base import MetadataStore
-from memtrace.service import parse_tags
-from memtrace.storage.base import MemoryQuery, MemoryStore
-from memtrace.telemetry.metrics import Metrics
+from memtrace.service import MemoryService, parse_tags
+from memtrace.storage.base import MemoryQuery, MemoryStore, NewMemory
 
 log = logging.getLogger(__name__)
 
@@ -43,24 +41,17 @@ class RuleReport:
 
 
 class Lifecycle:
-    """Lifecycle operations of one org, on behalf of ``actor`` (recorded in the audit log)."""
+    """Lifecycle operations of one org (its :class:`MemoryService`'s store and catalog), on
+    behalf of ``actor`` (recorded in the audit log)."""
 
-    def __init__(
-        self,
-        org_id: str,
-        store: MemoryStore,
-        catalog: MetadataStore,
-        settings: Settings,
-        metrics: Metrics,
-        actor: str,
-    ) -> None:
-        self.org_id = org_id
-        self.store = store
-        self.catalog = catalog
-        self.settings = settings
-        self.metrics = metrics
+    def __init__(self, service: MemoryService, actor: str) -> None:
+        self.org_id = service.org_id
+        self.store: MemoryStore = service.store
+        self.catalog: MetadataStore = service.catalog
+        self.settings = service.settings
+        self.metrics = service.metrics
         self.actor = actor
-        self.batch = settings.retention.batch_size
+        self.batch = service.settings.retention.batch_size
 
     async def _audit(
         self, action: str, count: int, filters: dict[str, Any] | None, detail: str | None = None
@@ -181,15 +172,14 @@ class Lifecycle:
             order=params.order,
         )
 
-    async def import_batch(self, records: Sequence[MemoryRecord]) -> int:
-        """Store validated records of an export (ids and times kept; existing ids skipped);
-        their agents are registered. Returns how many were new."""
-        if not records:
+    async def import_batch(self, items: Sequence[NewMemory]) -> int:
+        """Store validated memories of an export (with their ids; times kept; existing ids
+        skipped); their agents are registered. Returns how many were new."""
+        if not items:
             return 0
-        agents = dict.fromkeys(r.agent_id for r in records)
+        agents = dict.fromkeys(item.agent_id for item in items)
         await self.catalog.note_activity(self.org_id, agents, now_us())
-        own = [replace(r, org_id=self.org_id) for r in records]
-        return len(await self.store.insert_records(own))
+        return len(await self.store.insert_records(items))
 
     async def record_import(self, imported: int, lines: int, source: str) -> None:
         """One audit entry per imported file."""

@@ -58,7 +58,7 @@ class NewMemory:
     importance: float | None
     dedup_key: str
     parent_id: str | None
-    id: str | None = None  # set only when copying existing memories between stores
+    id: str | None = None  # set only for memories that have one (copies, imports)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,8 +120,8 @@ class MemoryStore(Protocol):
         """
         ...
 
-    async def insert_records(self, records: Sequence[MemoryRecord]) -> list[str]:
-        """Store memories exactly as given (id, time, dedup key; ``org_id`` is this store's),
+    async def insert_records(self, items: Sequence[NewMemory]) -> list[str]:
+        """Store memories exactly as given, each with its ``id`` (and time and dedup key),
         skipping ids that already exist (import is idempotent by id). No dedup window check.
         Returns the ids inserted, once durable."""
         ...

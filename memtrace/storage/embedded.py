@@ -315,26 +315,24 @@ class EmbeddedStore:
             [(agent, mtype, n) for (agent, mtype), n in counts.items()],
         )
 
-    async def insert_records(self, records: Sequence[MemoryRecord]) -> list[str]:
-        return await self._db.write(lambda conn: self._insert_records(conn, records))
+    async def insert_records(self, items: Sequence[NewMemory]) -> list[str]:
+        return await self._db.write(lambda conn: self._insert_records(conn, items))
 
-    def _insert_records(
-        self, conn: sqlite3.Connection, records: Sequence[MemoryRecord]
-    ) -> list[str]:
-        present = _existing_ids(conn, [r.id for r in records])
+    def _insert_records(self, conn: sqlite3.Connection, items: Sequence[NewMemory]) -> list[str]:
+        present = _existing_ids(conn, [item.id for item in items if item.id])
         next_rowid = conn.execute("SELECT coalesce(max(rowid), 0) + 1 FROM memories").fetchone()[0]
         rows: list[tuple[Any, ...]] = []
         tag_rows: list[tuple[str, int, int]] = []
         counts: Counter[tuple[str, str]] = Counter()
-        for record in records:
-            if record.id in present:
+        for item in items:
+            if not item.id or item.id in present:
                 continue
-            present.add(record.id)
-            if "\x00" in record.content:
+            present.add(item.id)
+            if "\x00" in item.content:
                 self._fts_nul = True
-            rows.append((next_rowid, *record_to_row(replace(record, org_id=self.org_id))))
-            tag_rows.extend((tag, record.time, next_rowid) for tag in record.tags)
-            counts[(record.agent_id, record.memory_type)] += 1
+            rows.append((next_rowid, *record_to_row(record_from_new(item, item.id, self.org_id))))
+            tag_rows.extend((tag, item.time, next_rowid) for tag in item.tags)
+            counts[(item.agent_id, item.memory_type)] += 1
             next_rowid += 1
         self._append(conn, rows, tag_rows, counts)
         return [row[1] for row in rows]

@@ -16,9 +16,9 @@ import pytest
 from memtrace.domain.memory import MemoryRecord
 from memtrace.domain.timestamps import now_us
 from memtrace.storage.arc.store import ArcStore
-from memtrace.storage.base import MemoryQuery, MemoryStore
+from memtrace.storage.base import MemoryQuery, MemoryStore, NewMemory
 from memtrace.storage.embedded import EmbeddedStore
-from memtrace.storage.rows import matches, sort_key
+from memtrace.storage.rows import matches, record_from_new, sort_key
 from memtrace.testing.arc_server import EmulatorServer
 from tests.storage.arc_support import FAST_ARC, arc_store, eventually, memory
 from tests.storage.test_contract import HOUR, ORG, T0, loaded  # noqa: F401 (the fixture)
@@ -102,20 +102,37 @@ async def test_position_is_exclusive_and_breaks_time_ties_by_id(loaded: Loaded) 
 
 async def test_insert_records_keeps_ids_and_is_idempotent(loaded: Loaded) -> None:
     store, records = loaded
-    source = records[2]
     copies = [
-        replace(source, id="mem_01ARZ3NDEKTSV4RRFFQ69G5FAV", time=T0 - HOUR, org_id="org_x"),
-        replace(records[0], id="mem_01ARZ3NDEKTSV4RRFFQ69G5FAW", time=T0 - HOUR),
+        replace(new_memory(records[2]), id="mem_01ARZ3NDEKTSV4RRFFQ69G5FAV", time=T0 - HOUR),
+        replace(new_memory(records[0]), id="mem_01ARZ3NDEKTSV4RRFFQ69G5FAW", time=T0 - HOUR),
     ]
-    assert await store.insert_records([*copies, records[3]]) == [c.id for c in copies]
+    held = replace(new_memory(records[3]), id=records[3].id)
+    assert await store.insert_records([*copies, held]) == [c.id for c in copies]
     assert await store.insert_records(copies) == []
-    stored = await store.get(copies[0].id)
-    assert stored == replace(copies[0], org_id=ORG)  # the store's org, never the file's
+    stored = await store.get("mem_01ARZ3NDEKTSV4RRFFQ69G5FAV")
+    assert stored == record_from_new(copies[0], "mem_01ARZ3NDEKTSV4RRFFQ69G5FAV", ORG)
     everything = await store.query(MemoryQuery(org_id=ORG, order="asc", limit=100))
     assert [r.id for r in everything[:2]] == [c.id for c in copies]
     # imported memories take part in dedup like any other
     again = memory("dup", time_us=T0 - HOUR + 5, dedup_key=copies[1].dedup_key)
     assert (await store.write([again], HOUR))[0].existing_id == copies[1].id
+
+
+def new_memory(record: MemoryRecord) -> NewMemory:
+    """A stored memory as it would be imported (the id set by the caller)."""
+    return NewMemory(
+        record.time,
+        record.agent_id,
+        record.session_id,
+        record.memory_type,
+        record.event_type,
+        record.content,
+        record.metadata,
+        record.tags,
+        record.importance,
+        record.dedup_key,
+        record.parent_id,
+    )
 
 
 async def test_expire_never_removes_newer_memories(loaded: Loaded) -> None:

@@ -270,31 +270,19 @@ class ArcStore:
         except ArcUnavailable as exc:
             raise self._read_failed(exc) from None
 
-    async def insert_records(self, records: Sequence[MemoryRecord]) -> list[str]:
-        """Append the records not held yet (outbox or Arc) to the outbox, ids and times kept."""
-        ids = list(dict.fromkeys(r.id for r in records))
+    async def insert_records(self, items: Sequence[NewMemory]) -> list[str]:
+        """Append the memories not held yet (outbox or Arc) to the outbox, ids and times
+        kept."""
+        ids = list(dict.fromkeys(item.id for item in items if item.id))
         try:
             in_arc = {row.id for row in await self._eraser.find(ids)}
         except (ArcUnavailable, ArcRejected) as exc:
             raise self._read_failed(exc) from None
         held = set(await self.outbox.held(ids)) | in_arc
         fresh: dict[str, NewMemory] = {}
-        for r in records:
-            if r.id not in held and r.id not in fresh:
-                fresh[r.id] = NewMemory(
-                    r.time,
-                    r.agent_id,
-                    r.session_id,
-                    r.memory_type,
-                    r.event_type,
-                    r.content,
-                    r.metadata,
-                    r.tags,
-                    r.importance,
-                    r.dedup_key,
-                    r.parent_id,
-                    id=r.id,
-                )
+        for item in items:
+            if item.id and item.id not in held and item.id not in fresh:
+                fresh[item.id] = item
         if not fresh:
             return []
         outcomes = await self.outbox.append(list(fresh.values()), None, now_us())
