@@ -1,24 +1,33 @@
 """The storage contract of the data lifecycle, on every backend of tests/storage/test_contract.py:
-delete (erasure from every read and from the dedup window), insert of records as they are
-(import), and walks by position (cursor paging), including a walk of more than 100,000
-memories under concurrent writes (slow)."""
+delete (erasure from every read and from the dedup window), forget by filter and retention
+sweeps (the lifecycle service over each store), insert of records as they are (import), and
+walks by position (cursor paging), including a walk of more than 100,000 memories under
+concurrent writes (slow)."""
 
 # ruff: noqa: F811 (tests take the contract suite's ``loaded`` fixture, imported below)
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from memtrace.config import load_settings
+from memtrace.domain.lifecycle import DAY_US, RetentionPolicy
 from memtrace.domain.memory import MemoryRecord
-from memtrace.domain.timestamps import now_us
+from memtrace.domain.models import ForgetRequest
+from memtrace.domain.timestamps import from_us, now_us
+from memtrace.lifecycle.service import Lifecycle
+from memtrace.metadata.catalog import Catalog
+from memtrace.service import MemoryService
 from memtrace.storage.arc.store import ArcStore
 from memtrace.storage.base import MemoryQuery, MemoryStore, NewMemory
 from memtrace.storage.embedded import EmbeddedStore
 from memtrace.storage.rows import matches, record_from_new, sort_key
+from memtrace.telemetry.metrics import Metrics
 from memtrace.testing.arc_server import EmulatorServer
 from tests.storage.arc_support import FAST_ARC, arc_store, eventually, memory
 from tests.storage.test_contract import HOUR, ORG, T0, loaded  # noqa: F401 (the fixture)
@@ -30,6 +39,19 @@ Loaded = tuple[MemoryStore, list[MemoryRecord]]
 def _arc_deletes_on(arc_server: EmulatorServer) -> None:
     """memtrace needs Arc's delete API, which Arc ships turned off (delete.enabled)."""
     arc_server.emulator.delete_enabled = True
+
+
+@pytest.fixture
+async def lifecycle(loaded: Loaded, tmp_path: Path) -> AsyncIterator[Lifecycle]:
+    """The lifecycle service over the loaded store (a metadata DB of its own for the audit
+    log), in batches of 2 so that every walk takes several store calls."""
+    catalog = Catalog(tmp_path / "meta.db", synchronous="NORMAL")
+    await catalog.open()
+    settings = load_settings(overrides={"storage.data_dir": tmp_path, "retention.batch_size": 2})
+    try:
+        yield Lifecycle(MemoryService(ORG, loaded[0], catalog, settings, Metrics()), "tester")
+    finally:
+        await catalog.close()
 
 
 async def walk(store: MemoryStore, q: MemoryQuery) -> list[MemoryRecord]:
@@ -62,6 +84,51 @@ async def test_delete_removes_from_every_read(loaded: Loaded) -> None:
     planner = await store.agent_stats("planner", T0)
     assert planner.memory_types == {"session": 1}
     assert await store.delete([doomed[0].id]) == []  # idempotent
+
+
+async def test_forget_erases_exactly_what_matches(loaded: Loaded, lifecycle: Lifecycle) -> None:
+    store, records = loaded
+    since = from_us(T0 + 10_000_000).isoformat()
+    request = ForgetRequest(agent_id="crawler", session_id="sess_a", since=since, dry_run=True)
+    doomed = [r for r in records if r.agent_id == "crawler" and r.session_id == "sess_a"]
+    doomed = [r for r in doomed if r.time >= T0 + 10_000_000]
+    assert len(doomed) == 3  # more than one batch of 2
+    assert (await lifecycle.forget(request)).matched == len(doomed)
+    q = MemoryQuery(org_id=ORG, order="asc", limit=100)
+    assert await store.query(q) == records  # a dry run deletes nothing
+    result = await lifecycle.forget(request.model_copy(update={"dry_run": False}))
+    assert result.deleted == len(doomed)
+    assert await store.query(q) == [r for r in records if r not in doomed]
+    for r in doomed:
+        assert await store.get(r.id) is None
+    assert (await lifecycle.forget(request.model_copy(update={"dry_run": False}))).deleted == 0
+    audit = await lifecycle.catalog.list_audit(ORG)
+    assert [(e.action, e.count, e.actor) for e in audit][:2] in (
+        [("forget", 0, "tester"), ("forget", 3, "tester")],
+        [("forget", 3, "tester"), ("forget", 0, "tester")],
+    )
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [
+        RetentionPolicy(days=1),  # every type: the store's bulk expiry first (Arc's policy)
+        RetentionPolicy(days=0, types={"episodic": 1, "decision": 1}),  # row by row
+    ],
+)
+async def test_retention_deletes_what_expired_and_nothing_else(
+    loaded: Loaded, lifecycle: Lifecycle, policy: RetentionPolicy
+) -> None:
+    store, records = loaded
+    now = T0 + 25_000_000 + DAY_US  # a day after the cutoff: T0 + 25 s
+    expired = [r for r in records if r.time < T0 + 25_000_000 and policy.days_of(r.memory_type)]
+    assert len(expired) == 4
+    report = await lifecycle.retention_report(policy, now)
+    assert sum(rule.count for rule in report) == len(expired)
+    assert await lifecycle.apply_retention(policy, now) == len(expired)
+    q = MemoryQuery(org_id=ORG, order="asc", limit=100)
+    assert await store.query(q) == [r for r in records if r not in expired]
+    assert await lifecycle.apply_retention(policy, now) == 0  # nothing left to expire
 
 
 async def test_deleted_memory_leaves_the_dedup_window(loaded: Loaded) -> None:
