@@ -4,7 +4,9 @@ remote mode against a real ``memtrace serve``."""
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -194,3 +196,69 @@ async def test_remote_mode_with_the_server_down_reports_a_tool_error() -> None:
         assert result.is_error
         assert "Traceback" not in text(result)
         assert result.structured_content["status"] >= 500
+
+
+def _serving(command: list[str], data_dir: Path) -> subprocess.Popen[str]:
+    """``command`` serving MCP over stdio, initialized, with one memory remembered, then idle
+    (blocked on the client's open stdin)."""
+    proc = subprocess.Popen(
+        command,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **TEST_ENV, "MEMTRACE_DATA_DIR": str(data_dir)},
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    messages = [
+        (
+            "initialize",
+            {
+                "protocolVersion": "2025-06-18",
+                "capabilities": {},
+                "clientInfo": {"name": "t", "version": "0"},
+            },
+        ),
+        (
+            "tools/call",
+            {"name": "memtrace_remember", "arguments": {"agent_id": "a", "content": "x"}},
+        ),
+    ]
+    for number, (method, params) in enumerate(messages, 1):
+        proc.stdin.write(
+            json.dumps({"jsonrpc": "2.0", "id": number, "method": method, "params": params}) + "\n"
+        )
+        proc.stdin.flush()
+        reply = json.loads(proc.stdout.readline())
+        assert reply["id"] == number and "error" not in reply, reply
+        if number == 1:
+            proc.stdin.write('{"jsonrpc": "2.0", "method": "notifications/initialized"}\n')
+    return proc
+
+
+def test_sigterm_stops_the_stdio_server_gracefully(tmp_path: Path) -> None:
+    """docker stop / systemd send SIGTERM while the client still holds stdin open: the server
+    ends its calls, closes the stores and exits 0 (it used to die by the signal)."""
+    proc = _serving([MEMTRACE_MCP], tmp_path / "d")
+    try:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        assert "Traceback" not in (proc.stderr.read() if proc.stderr else "")
+    finally:
+        proc.kill()
+
+
+def test_sigterm_stops_the_stdio_server_as_pid_1(tmp_path: Path) -> None:
+    """As a container's main process (PID 1 of its namespace) a signal without a handler is
+    ignored, so `docker stop` used to wait its whole timeout and then SIGKILL."""
+    probe = subprocess.run(["unshare", "--pid", "--fork", "true"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip(f"cannot create a PID namespace here: {probe.stderr.decode().strip()}")
+    proc = _serving(["unshare", "--pid", "--fork", "--kill-child", MEMTRACE_MCP], tmp_path / "d")
+    try:
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        assert len(children) == 1, children  # memtrace-mcp, PID 1 in its namespace
+        os.kill(int(children[0]), signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        proc.kill()
