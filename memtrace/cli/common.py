@@ -8,6 +8,7 @@ is printed alone on stdout; explanations go to stderr. Errors are one line on st
 
 from __future__ import annotations
 
+import signal
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,6 +24,18 @@ if TYPE_CHECKING:
     from memtrace.metadata.records import Org
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def exit_on_sigterm() -> None:
+    """Make SIGTERM end the process (status 143) until a command installs its own graceful
+    handler (``serve`` and ``mcp`` do once they serve). Called first by the entry points: as a
+    container's PID 1 a signal without a handler is ignored, so ``docker stop`` during a slow
+    start would otherwise wait out its timeout."""
+
+    def terminate(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, terminate)
 
 
 class MemtraceGroup(click.Group):

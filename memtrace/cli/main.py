@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from memtrace import __version__
-from memtrace.cli.common import MemtraceGroup, common_options
+from memtrace.cli.common import MemtraceGroup, common_options, exit_on_sigterm
 from memtrace.cli.config import config
 from memtrace.cli.keys import key, keygen
 from memtrace.cli.org import org
@@ -33,4 +33,5 @@ for _command in (serve, mcp, org, key, keygen, config):
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
+    exit_on_sigterm()
     cli.main(args=argv, prog_name="memtrace")
