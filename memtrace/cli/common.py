@@ -27,13 +27,14 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def exit_on_sigterm() -> None:
-    """Make SIGTERM end the process (status 143) until a command installs its own graceful
-    handler (``serve`` and ``mcp`` do once they serve). Called first by the entry points: as a
-    container's PID 1 a signal without a handler is ignored, so ``docker stop`` during a slow
-    start would otherwise wait out its timeout."""
+    """Make SIGTERM end the process with status 0 (a requested stop) until a command installs
+    its own graceful handler (``serve`` and ``mcp`` do while they serve; uvicorn re-raises the
+    signal once drained). Called first by the entry points: as a container's PID 1 a signal
+    without a handler is ignored, so ``docker stop`` during a slow start would wait out its
+    timeout; and systemd counts any status but 0 after ``systemctl stop`` as a failure."""
 
     def terminate(signum: int, frame: object) -> None:
-        raise SystemExit(128 + signum)
+        raise SystemExit(0)
 
     signal.signal(signal.SIGTERM, terminate)
 
