@@ -1,17 +1,9 @@
-"""``memtrace-mcp`` / ``python -m mcp_server``: the MCP server over stdio."""
+"""``python -m mcp_server``: the MCP server over stdio (the ``memtrace-mcp`` command is
+:func:`memtrace.cli.main.mcp_main`, which handles SIGTERM from its first moment)."""
 
 from __future__ import annotations
 
-
-def main() -> None:
-    """Console-script entry point of ``memtrace-mcp``."""
-    from memtrace.cli.common import exit_on_sigterm
-
-    exit_on_sigterm()  # before the imports below, which take a while
-    from mcp_server.stdio import main as run
-
-    run()
-
+from mcp_server.stdio import main
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -21,6 +21,9 @@ README = (ROOT / "README.md").read_text()
 def test_readme_shows_the_two_commands_first() -> None:
     first_screen = README[:1500]
     assert "make serve" in first_screen and "make test" in first_screen
+    # then the one-line install and the one-line container run (tests/deploy/ runs both ways)
+    assert "pip install memtrace-server && memtrace serve" in first_screen
+    assert "docker run -d -p 127.0.0.1:9100:9100 -v memtrace-data:/data memtrace" in first_screen
     assert ServerSettings().port == 9100 and ServerSettings().host == "127.0.0.1"
 
 

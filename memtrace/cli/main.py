@@ -35,3 +35,11 @@ def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
     exit_on_sigterm()
     cli.main(args=argv, prog_name="memtrace")
+
+
+def mcp_main() -> None:
+    """Console-script entry point of ``memtrace-mcp``: the MCP server over stdio."""
+    exit_on_sigterm()  # before the imports below, which take a while
+    from mcp_server.stdio import main as run
+
+    run()

@@ -55,7 +55,7 @@ def test_the_wheel_holds_every_file_of_the_packages_and_the_license(wheel: Path)
     assert "Name: memtrace-server\n" in metadata
     assert "License-Expression: Apache-2.0\n" in metadata
     assert "memtrace = memtrace.cli:main" in entry_points
-    assert "memtrace-mcp = mcp_server.__main__:main" in entry_points
+    assert "memtrace-mcp = memtrace.cli.main:mcp_main" in entry_points
 
 
 def test_the_sdist_holds_the_source_docs_cookbooks_and_deploy_files(dist: Path) -> None:
