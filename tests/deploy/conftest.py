@@ -1,6 +1,7 @@
 """The built distribution, shared by the packaging and container tests: `make dist` run once per
-test run (on a copy of the source tree, so the checkout gets no build/, dist/ or egg-info),
-and a wheelhouse of the wheel with every dependency."""
+test run (on a copy of the source tree, so the checkout gets no build/, dist/ or egg-info), a
+wheelhouse of the wheel with every dependency, and a virtualenv with the wheel installed. Each
+is made once per run by the first xdist worker to ask and shared by the others."""
 
 from __future__ import annotations
 
@@ -72,3 +73,18 @@ def wheelhouse(tmp_path_factory: pytest.TempPathFactory, wheel: Path) -> Path:
                  f"{wheel}[cookbooks]")  # fmt: skip
             (house / "complete").touch()
         return house
+
+
+@pytest.fixture(scope="session")
+def venv(tmp_path_factory: pytest.TempPathFactory, wheel: Path, wheelhouse: Path) -> Path:
+    """A fresh virtualenv outside the repository with the built wheel (and the cookbooks'
+    extra) installed, not editable. Tests only run it, never change it."""
+    with _shared(tmp_path_factory, "installed") as where:
+        if not (where / "complete").exists():
+            shutil.rmtree(where, ignore_errors=True)
+            assert ROOT not in where.parents
+            _run(sys.executable, "-m", "venv", where / "venv")
+            _run(where / "venv/bin/pip", "install", "-q", "--no-index", "--find-links",
+                 wheelhouse, f"{wheel}[cookbooks]")  # fmt: skip
+            (where / "complete").touch()
+        return where / "venv"
