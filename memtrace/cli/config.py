@@ -14,8 +14,10 @@ import click
 from memtrace.cli.common import common_options
 
 MASK = "********"
-# A setting whose name has one of these words is a secret (``api_key``, ``password``, …).
+# A setting whose name has one of these words is a secret (``api_key``, ``password``, …),
+# unless it names where one is kept (``key_file``).
 _SECRET_WORDS = frozenset({"password", "secret", "token", "key", "credentials"})
+_LOCATION_WORDS = frozenset({"file", "path", "dir"})
 
 
 def masked(dotted: str, value: Any) -> Any:
@@ -24,7 +26,8 @@ def masked(dotted: str, value: Any) -> Any:
 
     if value is None:
         return None
-    if isinstance(value, SecretStr) or _SECRET_WORDS & set(dotted.rpartition(".")[2].split("_")):
+    words = set(dotted.rpartition(".")[2].split("_"))
+    if isinstance(value, SecretStr) or (_SECRET_WORDS & words and not _LOCATION_WORDS & words):
         return MASK
     if isinstance(value, str) and "://" in value:
         parts = urlsplit(value)
@@ -109,7 +112,7 @@ def show(
 
 
 def _master_key_state() -> str:
-    """Whether the master key is usable, never the key: "set", "not set …" or "malformed …"."""
+    """Whether the master key is usable, never the key: "set", "not set" or "set but …"."""
     from memtrace.auth.crypto import MASTER_KEY_ENV, load_master_key
     from memtrace.domain.errors import ConfigError
 

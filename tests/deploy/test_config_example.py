@@ -163,6 +163,7 @@ def test_secrets_and_url_passwords_are_masked() -> None:
     )
     assert masked("arc.api_key", "arc-token-123") == MASK
     assert masked("auth.password", "hunter2") == MASK
+    assert masked("tls.key_file", Path("/etc/memtrace/tls.key")) == "/etc/memtrace/tls.key"
     assert masked("server.max_header_bytes", 65536) == 65536
     assert masked("server.keepalive_timeout_s", 5.0) == 5.0
 
