@@ -7,21 +7,25 @@ environment > the first toml file found > defaults.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal, NamedTuple, cast
+from typing import Annotated, Any, ClassVar, Literal, NamedTuple, cast
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
+    InitSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
-    TomlConfigSettingsSource,
 )
 
+from memtrace.config_go import GO_ENV, GO_KEYS, go_environ, normalize_log_level, read_toml
+from memtrace.config_go import log as go_log
 from memtrace.domain.errors import ConfigError
 from memtrace.domain.models import error_field
 
@@ -59,7 +63,10 @@ class ServerSettings(_Section):
 
 
 class LogSettings(_Section):
-    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Any case, and the Go memtrace's names (info, warn, trace, ...).
+    level: Annotated[
+        Literal["DEBUG", "INFO", "WARNING", "ERROR"], BeforeValidator(normalize_log_level)
+    ] = "INFO"
     format: Literal["console", "json"] = "console"
 
 
@@ -134,6 +141,17 @@ class ArcSettings(_Section):
     )
 
 
+class LegacyArcSettings(_Section):
+    """The Go memtrace's legacy ``[arc]`` url/api_key/database/measurement (or
+    ``MEMTRACE_ARC_URL``…): on the first start they become ``org_default``'s Arc binding, as the
+    Go server did (docs/migrating-from-go.md). Without a url, nothing happens."""
+
+    url: str | None = None
+    api_key: SecretStr | None = None
+    database: str | None = None
+    measurement: str | None = None
+
+
 class Settings(BaseSettings):
     """All of memtrace's configuration."""
 
@@ -145,6 +163,8 @@ class Settings(BaseSettings):
         frozen=True,
     )
 
+    toml_path: ClassVar[Path | None] = None  # the file read, set per load by load_settings
+
     server: ServerSettings = ServerSettings()
     log: LogSettings = LogSettings()
     storage: StorageSettings = StorageSettings()
@@ -152,6 +172,7 @@ class Settings(BaseSettings):
     dedup: DedupSettings = DedupSettings()
     limits: LimitsSettings = LimitsSettings()
     arc: ArcSettings = ArcSettings()
+    legacy_arc: LegacyArcSettings = LegacyArcSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -162,9 +183,22 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        if settings_cls.model_config.get("toml_file"):
-            sources.append(TomlConfigSettingsSource(settings_cls))
+        # Go's variable names (MEMTRACE_SERVER_READ_TIMEOUT, MEMTRACE_ARC_URL…) are read as the
+        # keys they map to, between the flags and our own variables.
+        go_values, go_names = go_environ(os.environ)
+        if isinstance(env_settings, EnvSettingsSource):
+            hidden = {name.lower() for name in go_names}
+            env_settings.env_vars = {
+                k: v for k, v in env_settings.env_vars.items() if k.lower() not in hidden
+            }
+        sources: list[PydanticBaseSettingsSource] = [
+            init_settings,
+            InitSettingsSource(settings_cls, go_values),
+            env_settings,
+        ]
+        toml_file: Path | None = getattr(settings_cls, "toml_path", None)
+        if toml_file is not None:
+            sources.append(InitSettingsSource(settings_cls, read_toml(toml_file)))
         return tuple(sources)
 
     @property
@@ -223,9 +257,10 @@ def _inputs(config: Path | None, overrides: dict[str, Any] | None) -> _Inputs:
 def _settings_class(toml_file: Path | None) -> type[Settings]:
     if toml_file is None:
         return Settings
-    # the file is part of the class config in pydantic-settings
-    config_dict = SettingsConfigDict(**{**Settings.model_config, "toml_file": toml_file})
-    return cast("type[Settings]", type("Settings", (Settings,), {"model_config": config_dict}))
+    # the sources are chosen per class in pydantic-settings
+    settings_cls = cast("type[Settings]", type("Settings", (Settings,), {}))
+    settings_cls.toml_path = toml_file
+    return settings_cls
 
 
 def load_settings(config: Path | None = None, overrides: dict[str, Any] | None = None) -> Settings:
@@ -264,12 +299,13 @@ def setting_sources(
     config: Path | None = None, overrides: dict[str, Any] | None = None
 ) -> tuple[Path | None, dict[str, SettingSource]]:
     """The config file read (if any) and the source of every setting, by the precedence of
-    :func:`load_settings` (flag > environment > file > default). Call it after
-    :func:`load_settings` accepted the same arguments."""
+    :func:`load_settings` (flag > environment, Go's names first > file > default). Call it
+    after :func:`load_settings` accepted the same arguments."""
     inputs = _inputs(config, overrides)
-    settings_cls = _settings_class(inputs.toml_file)
-    from_env = EnvSettingsSource(settings_cls)()
-    from_file = TomlConfigSettingsSource(settings_cls)() if inputs.toml_file else {}
+    with _quiet(go_log):  # load_settings already warned about Go keys without effect
+        go_values, go_names = go_environ(os.environ)
+        from_file = read_toml(inputs.toml_file) if inputs.toml_file else {}
+    from_env = EnvSettingsSource(Settings)()
     env_names = {name.upper() for name in os.environ}
     sources: dict[str, SettingSource] = {}
     for dotted, _ in setting_fields():
@@ -278,6 +314,9 @@ def setting_sources(
             sources[dotted] = SettingSource("flag")
         elif inputs.alias and dotted == "storage.data_dir":
             sources[dotted] = SettingSource("env", inputs.alias)
+        elif _present(go_values, section, key):
+            (name,) = [n for n in go_names if GO_KEYS[GO_ENV[n]] == dotted and os.environ[n]]
+            sources[dotted] = SettingSource("env", name)
         elif _present(from_env, section, key):
             full = f"MEMTRACE_{dotted.replace('.', '_')}".upper()
             whole = f"MEMTRACE_{section}".upper()  # a section given as one JSON object
@@ -292,3 +331,12 @@ def setting_sources(
 def _present(values: dict[str, Any], section: str, key: str) -> bool:
     scope = values.get(section) if section else values
     return isinstance(scope, dict) and key in scope
+
+
+@contextmanager
+def _quiet(logger: logging.Logger) -> Iterator[None]:
+    disabled, logger.disabled = logger.disabled, True
+    try:
+        yield
+    finally:
+        logger.disabled = disabled

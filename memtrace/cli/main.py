@@ -10,6 +10,7 @@ from memtrace import __version__
 from memtrace.cli.common import MemtraceGroup, common_options, exit_on_sigterm
 from memtrace.cli.config import config
 from memtrace.cli.keys import key, keygen
+from memtrace.cli.migrate import migrate_from_go
 from memtrace.cli.org import org
 from memtrace.cli.serve import mcp, serve
 
@@ -27,7 +28,7 @@ def cli(ctx: click.Context, config_path: Path | None, data_dir: Path | None) -> 
         ctx.invoke(serve)
 
 
-for _command in (serve, mcp, org, key, keygen, config):
+for _command in (serve, mcp, org, key, keygen, migrate_from_go, config):
     cli.add_command(_command)
 
 

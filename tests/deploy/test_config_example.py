@@ -172,3 +172,21 @@ def test_config_show_stops_on_an_invalid_value_naming_the_key() -> None:
     code, _, err = show("config", "show", env={"MEMTRACE_SERVER_PORT": "70000"})
     assert code == 1
     assert "server.port" in err and "Traceback" not in err
+
+
+def test_config_show_names_go_keys_and_variables_by_what_was_written(tmp_path: Path) -> None:
+    """A Go memtrace config and Go's variable names (docs/migrating-from-go.md) are shown as
+    the keys they map to, with the name the operator wrote as the source."""
+    config = tmp_path / "go.toml"
+    config.write_text('[server]\nread_timeout = 7\n[arc]\nurl = "http://arc:8000"\n')
+    env = {"MEMTRACE_ARC_API_KEY": "arc-secret-token", "MEMTRACE_SERVER_SHUTDOWN_TIMEOUT": "3"}
+    code, out, err = show("config", "show", "--config", str(config), env=env)
+    assert code == 0, err
+    lines = {line.split("=")[0].strip(): line for line in out.splitlines() if "=" in line}
+    assert lines["body_timeout_s"].startswith("body_timeout_s = 7.0")
+    assert lines["body_timeout_s"].endswith(f"# file {config}")
+    assert lines["graceful_timeout_s"].endswith("# env MEMTRACE_SERVER_SHUTDOWN_TIMEOUT")
+    assert lines["url"].endswith(f"# file {config}")
+    assert lines["api_key"].startswith('api_key = "********"')
+    assert lines["api_key"].endswith("# env MEMTRACE_ARC_API_KEY")
+    assert "arc-secret-token" not in out

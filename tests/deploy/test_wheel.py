@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import tarfile
+import tomllib
 import zipfile
 from pathlib import Path
 
@@ -23,7 +24,13 @@ from tests.mcp_helpers import call, data, research_flow
 
 pytestmark = pytest.mark.slow  # builds, installs and starts processes (docs/testing.md)
 
-PACKAGES = ("memtrace", "http_api", "mcp_server")
+# The top-level packages the wheel holds, as pyproject.toml finds them.
+PACKAGES = tuple(
+    pattern.rstrip("*")
+    for pattern in tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "packages"
+    ]["find"]["include"]
+)
 # Starts a command under MemoryDenyWriteExecute, as the systemd unit does: the kernel then
 # refuses writable+executable memory to it and its children (prctl PR_SET_MDWE, Linux 6.3+).
 MDWE = (
@@ -100,7 +107,7 @@ def run(venv: Path, cwd: Path, *command: str | Path, **env: str) -> str:
 
 def test_the_install_imports_from_site_packages(venv: Path, tmp_path: Path) -> None:
     out = run(venv, tmp_path, venv / "bin/python", "-c",
-              "import memtrace, http_api, mcp_server; print(memtrace.__file__)")  # fmt: skip
+              f"import memtrace, {', '.join(PACKAGES)}; print(memtrace.__file__)")  # fmt: skip
     assert Path(out.strip()).is_relative_to(venv)
     assert run(venv, tmp_path, "memtrace", "--version").strip().endswith(__version__)
     shown = run(venv, tmp_path, "memtrace", "config", "show", MEMTRACE_SERVER_PORT="9300")
