@@ -182,10 +182,13 @@ async def test_serve_walkthrough_sdk_and_mcp_from_the_wheel(venv: Path, tmp_path
         async with Client(params) as client:
             stored = await call(client, "memtrace_remember", {"agent_id": "r", "content": "over"})
             assert data(stored)["id"].startswith("mem_")
-    finally:
         proc.terminate()
         assert proc.wait(timeout=30) == 0, log_path.read_text()
         assert "Application shutdown complete" in log_path.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def test_the_cookbooks_run_from_the_sdist_against_the_install(
