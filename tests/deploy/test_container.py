@@ -26,6 +26,7 @@ from tests.helpers import KEY_RE, ROOT, free_port, wait_until
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.timeout(1200),  # the image build waits for the shared dist and wheelhouse
     pytest.mark.skipif(
         shutil.which("podman") is None or os.geteuid() != 0,
         reason="needs root and podman (.ci/run installs podman, runc and mmdebstrap)",

@@ -22,7 +22,9 @@ from memtrace import __version__
 from tests.helpers import KEY_RE, ROOT, TEST_ENV, check_walkthrough, free_port, wait_until
 from tests.mcp_helpers import call, data, research_flow
 
-pytestmark = pytest.mark.slow  # builds, installs and starts processes (docs/testing.md)
+# builds, installs and starts processes (docs/testing.md); the first test of a run also waits
+# for the shared dist, wheelhouse and virtualenv (conftest.py), minutes on a loaded machine
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
 # The top-level packages the wheel holds, as pyproject.toml finds them.
 PACKAGES = tuple(
