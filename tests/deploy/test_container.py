@@ -27,8 +27,11 @@ from tests.helpers import KEY_RE, ROOT, free_port, wait_until
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.timeout(1200),  # the image build waits for the shared dist and wheelhouse
+    # Outside CI a machine without podman skips it; .ci/run installs podman and sets
+    # MEMTRACE_DEPLOY_TESTS=required, so there it can only pass or fail.
     pytest.mark.skipif(
-        shutil.which("podman") is None or os.geteuid() != 0,
+        (shutil.which("podman") is None or os.geteuid() != 0)
+        and os.environ.get("MEMTRACE_DEPLOY_TESTS") != "required",
         reason="needs root and podman (.ci/run installs podman, runc and mmdebstrap)",
     ),
 ]

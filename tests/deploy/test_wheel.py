@@ -227,7 +227,10 @@ def test_the_cookbooks_run_from_the_sdist_against_the_install(
 def test_systemd_unit_verifies_against_the_install(venv: Path, tmp_path: Path) -> None:
     """`systemd-analyze verify` on the shipped unit, its ExecStart pointed at this install (the
     binary must exist). Bad keys or values only warn with exit 0, so stderr must be empty."""
-    if shutil.which("systemd-analyze") is None:
+    if (
+        shutil.which("systemd-analyze") is None
+        and os.environ.get("MEMTRACE_DEPLOY_TESTS") != "required"
+    ):
         pytest.skip("systemd-analyze is not installed (.ci/run installs it)")
     unit = (ROOT / "deploy/systemd/memtrace.service").read_text()
     assert "ExecStart=/opt/memtrace/bin/memtrace serve\n" in unit
