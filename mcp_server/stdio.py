@@ -186,7 +186,7 @@ async def _cancel_on_sigterm(scope: anyio.CancelScope) -> None:
 async def serve_stdio(
     env: Mapping[str, str] | None = None, settings: Settings | None = None, local: bool = False
 ) -> None:
-    """Serve the seven tools on stdin/stdout until the client closes the pipe or SIGTERM."""
+    """Serve the tools on stdin/stdout until the client closes the pipe or SIGTERM."""
     env = os.environ if env is None else env
     async with ops_from_env(env, settings, local=local) as ops:
         agent_id = env.get("MEMTRACE_AGENT_ID", "").strip() or None
