@@ -6,8 +6,8 @@ Deleting a row is not enough to make its content unrecoverable from the files:
   ``PRAGMA secure_delete = ON`` (:func:`memtrace.storage.sqlite.connect`), which zeroes them.
 - an FTS5 index keeps the deleted row's terms (trigrams of its content) in its older segments
   until those are merged with the segment holding the delete markers. :class:`Purger` merges
-  the whole index in short write slices (``'merge'`` with a page budget: about 0.1 s of write
-  lock each, measured at 100k memories in bench/README.md), which ends exactly like FTS5's
+  the whole index in short write slices (``'merge'`` with a page budget, so each slice holds
+  the write lock briefly), which ends exactly like FTS5's
   ``'optimize'`` without one long lock.
 - the WAL holds earlier versions of the pages (the row as inserted) until it is checkpointed
   and reset: :func:`checkpoint` copies it into the database and truncates it to zero bytes.
@@ -30,7 +30,7 @@ from memtrace.storage.sqlite import SQLiteDatabase
 
 log = logging.getLogger(__name__)
 
-MERGE_PAGES = 50  # pages written per merge slice (tens of ms of write lock, bench/README.md)
+MERGE_PAGES = 50  # pages written per merge slice: a bounded write lock per slice
 # A purge waits until deletes have paused this long (a sweep or a forget deletes batch after
 # batch: one purge after the last batch, not one per batch), but never more than MAX_DELAY_S.
 QUIET_S = 0.5
