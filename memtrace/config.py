@@ -252,7 +252,7 @@ class RetentionSettings(_Section):
         default=3600.0, gt=0, description="How often the sweeper deletes expired memories."
     )
     batch_size: int = Field(
-        default=250, ge=1, le=10_000, description="Memories deleted per write transaction."
+        default=100, ge=1, le=10_000, description="Memories deleted per write transaction."
     )
     batch_pause_ms: float = Field(
         default=10.0, ge=0, le=10_000, description="Pause between batches (writers go first)."
