@@ -32,6 +32,7 @@ from memtrace.domain.models import (
     DuplicateEntry,
     MemoryCreate,
     MemoryFilters,
+    MemoryMatch,
     SearchRequest,
     Session,
     SessionContext,
@@ -88,6 +89,24 @@ def prepare_memory(
         or derive_dedup_key(item.agent_id, item.event_type, item.session_id, item.content),
         parent_id=item.parent_id,
         id=memory_id,
+    )
+
+
+def match_query(
+    org_id: str, match: MemoryMatch, since: int | None, until: int | None, **more: Any
+) -> MemoryQuery:
+    """The store query of a search's or a forget's filters (``more``: limit, order, …)."""
+    return MemoryQuery(
+        org_id=org_id,
+        agent_id=match.agent_id,
+        session_id=match.session_id,
+        memory_types=tuple(dict.fromkeys(match.memory_types or ())),
+        event_types=tuple(dict.fromkeys(match.event_types or ())),
+        tags=tuple(match.tags or ()),
+        content_contains=match.content_contains,
+        since=since,
+        until=until,
+        **more,
     )
 
 
@@ -302,18 +321,13 @@ class MemoryService:
     async def search(self, request: SearchRequest) -> SearchHits:
         started = time.perf_counter()
         since, until = self._window(request.since, request.until, offset=request.offset)
-        query = MemoryQuery(
-            org_id=self.org_id,
-            agent_id=request.agent_id,
-            session_id=request.session_id,
-            memory_types=tuple(dict.fromkeys(request.memory_types or ())),
-            event_types=tuple(dict.fromkeys(request.event_types or ())),
-            tags=tuple(request.tags or ()),
-            content_contains=request.content_contains,
+        query = match_query(
+            self.org_id,
+            request,
+            since,
+            until,
             # 0 is "no minimum" (models and UIs send it), not "only memories with an importance"
             min_importance=request.min_importance or None,
-            since=since,
-            until=until,
             limit=request.limit + 1,  # look-ahead: has_more and the next cursor
             offset=request.offset,
             order=request.order,

@@ -346,7 +346,7 @@ class ExportParams(_MemoryFilterFields):
     order: OrderParam = "asc"
 
 
-class _MemoryMatch(_Request):
+class MemoryMatch(_Request):
     """The filters of a search, shared by forget: every given filter must match (AND)."""
 
     agent_id: OptionalRef = None
@@ -364,7 +364,7 @@ class _MemoryMatch(_Request):
     until: str | None = None
 
 
-class SearchRequest(_MemoryMatch):
+class SearchRequest(MemoryMatch):
     """Body of ``POST /search``: every given filter must match (AND)."""
 
     min_importance: Annotated[
@@ -386,7 +386,7 @@ class SearchResult(BaseModel):
     )
 
 
-class ForgetRequest(_MemoryMatch):
+class ForgetRequest(MemoryMatch):
     """Body of ``POST /memories/forget``: which memories to erase (at least one filter)."""
 
     dry_run: bool = Field(default=False, strict=True, description="Only count the matches.")

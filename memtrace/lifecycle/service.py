@@ -23,7 +23,7 @@ from memtrace.domain.models import MEMORY_TYPES, ExportParams, ForgetRequest, Fo
 from memtrace.domain.timestamps import now_us
 from memtrace.domain.windows import parse_window
 from memtrace.metadata.base import MetadataStore
-from memtrace.service import MemoryService, parse_tags
+from memtrace.service import MemoryService, match_query, parse_tags
 from memtrace.storage.base import MemoryQuery, MemoryStore, NewMemory
 
 log = logging.getLogger(__name__)
@@ -91,17 +91,7 @@ class Lifecycle:
         if request.delete_session and not request.session_id:
             raise InvalidInput("delete_session: needs session_id")
         since, until = parse_window(request.since, request.until, now_us())
-        query = MemoryQuery(
-            org_id=self.org_id,
-            agent_id=request.agent_id,
-            session_id=request.session_id,
-            memory_types=tuple(dict.fromkeys(request.memory_types or ())),
-            event_types=tuple(dict.fromkeys(request.event_types or ())),
-            tags=tuple(request.tags or ()),
-            content_contains=request.content_contains,
-            since=since,
-            until=until,
-        )
+        query = match_query(self.org_id, request, since, until)
         if request.dry_run:
             return ForgetResult(matched=await self.store.count(query))
         deleted = 0
