@@ -119,15 +119,16 @@ class Server:
         )
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.05)
-        else:
-            proc.kill()
-            raise RuntimeError(f"server did not become healthy:\n{log.read_text()}")
+        with httpx.Client() as http:  # one client: httpx.get() costs ~30 ms of CPU per call
+            while time.monotonic() < deadline:
+                try:
+                    if http.get(f"{url}/health").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    time.sleep(0.05)
+            else:
+                proc.kill()
+                raise RuntimeError(f"server did not become healthy:\n{log.read_text()}")
         if key is None:
             found = KEY_RE.search(log.read_text())
             if not found:
