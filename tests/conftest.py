@@ -4,6 +4,7 @@ the fast tier (``-m "not slow"``) fails a test that starts a process without tha
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 from collections.abc import AsyncIterator, Iterator
@@ -15,10 +16,10 @@ import pytest
 from http_api.app import create_app
 from memtrace.config import Settings, load_settings
 from memtrace.runtime import Runtime
-from tests.helpers import TEST_ENV, ServerProcess, create_org_key
+from tests.helpers import TEST_ENV, ServerProcess, Tenant, create_org_key, new_tenant
 
 # Fixtures that start a server process (a test using one is slow).
-PROCESS_FIXTURES = {"server", "slow_server", "capped_server"}
+PROCESS_FIXTURES = {"server", "shared_server", "tenant", "slow_server", "capped_server"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -100,3 +101,24 @@ def server(tmp_path: Path) -> Iterator[ServerProcess]:
     proc = ServerProcess(tmp_path / "server-data").start()
     yield proc
     proc.stop()
+
+
+@pytest.fixture(scope="session")
+def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One real ``memtrace serve`` per test process, started on first use, for tests that
+    neither reconfigure, stop nor kill the server: each takes its own org (``tenant``), so
+    none sees another's data. Saves a server start (~2 s of CPU) per test."""
+    proc = ServerProcess(tmp_path_factory.mktemp("shared") / "data").start()
+    yield proc
+    proc.stop()
+
+
+_tenants = itertools.count()
+
+
+@pytest.fixture
+def tenant(shared_server: ServerProcess) -> Tenant:
+    """A fresh org with a read+write key on the shared server, once the server accepts it."""
+    org_id, key = new_tenant(shared_server.data_dir, f"tenant-{next(_tenants)}")
+    shared_server.wait_for_key(key)
+    return Tenant(shared_server, org_id, key)

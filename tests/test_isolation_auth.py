@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from memtrace.runtime import Runtime
-from tests.helpers import ServerProcess, create_org_key, run_cli, wait_until
+from tests.helpers import Tenant, admin, create_org_key, run_cli, wait_until
 
 
 @pytest.fixture
@@ -166,23 +166,14 @@ async def test_permissions_are_enforced(client: httpx.AsyncClient, runtime: Runt
         assert response.status_code < 400, (method, url, response.text)
 
 
-def test_revoked_key_refused_within_two_seconds(server: ServerProcess) -> None:
+def test_revoked_key_refused_within_two_seconds(tenant: Tenant) -> None:
     """`memtrace key revoke` in another process; the running server refuses the key in <2 s."""
-    created = run_cli(
-        "key", "create", "--org", "org_default", "--name", "ci", data_dir=server.data_dir
-    )
-    key = created.stdout.strip()
-    headers = {"x-api-key": key}
-    wait_until(
-        lambda: httpx.get(f"{server.url}/api/v1/agents", headers=headers).status_code == 200,
-        timeout=2.0,
-    )
+    server = tenant.server
+    headers = {"x-api-key": tenant.key}
+    assert httpx.get(f"{server.url}/api/v1/agents", headers=headers).status_code == 200
     key_id = next(
         line.split("\t")[0]
-        for line in run_cli(
-            "key", "list", "--org", "org_default", data_dir=server.data_dir
-        ).stdout.splitlines()
-        if "\tci\t" in line
+        for line in admin(server.data_dir, "key", "list", "--org", tenant.org_id).splitlines()
     )
     run_cli("key", "revoke", key_id, data_dir=server.data_dir)
     revoked_at = time.monotonic()
