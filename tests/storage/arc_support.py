@@ -7,6 +7,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from memtrace.auth.crypto import generate_master_key
 from memtrace.config import ArcSettings
 from memtrace.storage.arc.store import ArcStore
 from memtrace.storage.arc.target import ArcTarget
@@ -15,6 +16,14 @@ from memtrace.testing.arc_emulator import TEST_TOKEN
 from memtrace.testing.arc_server import EmulatorServer
 
 FAST_ARC = ArcSettings(flush_interval_ms=10, retry_max_s=0.2, visibility_grace_s=0.0)
+# MEMTRACE_MASTER_KEY values a server may start with after the binding was saved under another
+# key, and the words of the refusal each one gets (pytest.param ids: missing ... wrong).
+BAD_MASTER_KEYS = {
+    "missing": ("", "MEMTRACE_MASTER_KEY is not set"),
+    "corrupted": ("not-base64!", "malformed"),
+    "short": ("c2hvcnQ=", "32 bytes"),
+    "wrong": (generate_master_key(), "not the key it was encrypted with"),
+}
 
 
 async def eventually(
