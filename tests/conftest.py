@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import platform
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -20,6 +21,12 @@ from tests.helpers import TEST_ENV, ServerProcess, Tenant, create_org_key, new_t
 
 # Fixtures that start a server process (a test using one is slow).
 PROCESS_FIXTURES = {"server", "shared_server", "tenant", "slow_server", "capped_server"}
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # platform.processor() runs `uname -p` once per process and caches it; the openai SDK asks
+    # for it on its first request. Ask now, so a fast test using that SDK starts no process.
+    platform.processor()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
