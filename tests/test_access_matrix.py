@@ -41,8 +41,6 @@ from memtrace.metadata import sqlite as md
 from memtrace.runtime import Runtime
 from tests.helpers import free_port
 
-pytestmark = pytest.mark.slow  # starts processes or servers (docs/testing.md)
-
 try:
     from mcp_server.http import McpHttpAddon
 except ImportError:  # a build without the MCP HTTP transports
@@ -417,6 +415,7 @@ async def test_every_route_and_tool_has_a_row(matrix_runtime: Runtime) -> None:
         assert {f"mcp:{t.name}" for t in tools.TOOLS} <= set(names)
 
 
+@pytest.mark.slow  # a real server socket and ~230 fresh worlds: ~5 s of CPU
 async def test_access_control_matrix(matrix_runtime: Runtime, matrix_url: str) -> None:
     mismatches: list[str] = []
     async with httpx.AsyncClient(base_url=matrix_url, timeout=30) as client:

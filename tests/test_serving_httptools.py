@@ -13,8 +13,6 @@ from http_api.serving import FastHeaderDeadlineProtocol, uvicorn_options
 from memtrace.config import load_settings
 from tests.helpers import ServerProcess
 
-pytestmark = pytest.mark.slow  # starts processes or servers (docs/testing.md)
-
 
 def test_serve_uses_httptools_with_the_configured_limits(tmp_path: Path) -> None:
     settings = load_settings(

@@ -39,8 +39,6 @@ from tests.cookbooks.helpers import (
     run_command,
 )
 
-pytestmark = pytest.mark.slow  # starts processes or servers (docs/testing.md)
-
 FOLDERS = {
     "claude": ("single_agent", "multi_agent"),
     "openai": ("single_agent", "multi_agent"),
@@ -122,6 +120,7 @@ def _assert_second_run_remembers(runs: list[Run]) -> None:
         assert [c for c in claims if c in second_prompt], (module, second_prompt)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("folder", ["claude", "openai"])
 def test_readme_commands_run_offline_store_and_remember(folder: str, tmp_path: Path) -> None:
     runs = _run_readme(folder, tmp_path)
@@ -140,6 +139,7 @@ def test_readme_commands_run_offline_store_and_remember(folder: str, tmp_path: P
     assert all(fact in writer_prompt for fact in RESEARCH_FACTS)
 
 
+@pytest.mark.slow
 def test_support_agent_readme_commands_continue_the_conversation(tmp_path: Path) -> None:
     runs = _run_readme("openai_agents", tmp_path)
     _assert_claimed_writes_stored({run.module for run in runs}, tmp_path / "cookbook-data")
