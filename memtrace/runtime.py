@@ -21,6 +21,7 @@ from memtrace.config import Settings
 from memtrace.domain.ids import DEFAULT_ORG_ID
 from memtrace.domain.timestamps import now_us
 from memtrace.metadata.catalog import Catalog
+from memtrace.metadata.goimport import LegacyArc
 from memtrace.service import MemoryService
 from memtrace.telemetry.metrics import Metrics
 from memtrace.tenancy import StoreRegistry
@@ -57,6 +58,7 @@ class Runtime:
             The plaintext of a newly created admin key (to print once), else ``None``.
         """
         await self.catalog.open()
+        await self._adopt_legacy_arc()
         key = await self._bootstrap(bootstrap_key and self.settings.auth.enabled)
         await self.reload()
         self._watcher = asyncio.create_task(self._watch(), name="memtrace-metadata-watch")
@@ -69,6 +71,31 @@ class Runtime:
             self._watcher = None
         await self.stores.close()
         await self.catalog.close()
+
+    async def _adopt_legacy_arc(self) -> None:
+        """A Go ``memtrace.toml`` with the legacy ``[arc]`` url binds ``org_default`` on the
+        first start, as the Go server did (docs/migrating-from-go.md)."""
+        legacy = self.settings.legacy_arc
+        if not legacy.url:
+            return
+        adopted = await self.catalog.adopt_legacy_arc(
+            LegacyArc(
+                url=legacy.url,
+                api_key=legacy.api_key.get_secret_value() if legacy.api_key else "",
+                database=legacy.database or "",
+                measurement=legacy.measurement or "",
+            ),
+            now_us(),
+        )
+        if adopted:
+            log.warning(
+                "legacy [arc] settings (url %s) are now the Arc binding of %s; remove "
+                "[arc] url/api_key/database/measurement from the config "
+                "(see: memtrace org show-arc %s)",
+                legacy.url,
+                DEFAULT_ORG_ID,
+                DEFAULT_ORG_ID,
+            )
 
     async def _bootstrap(self, create_key: bool) -> str | None:
         now = now_us()
@@ -129,6 +156,9 @@ class Runtime:
         stores = await self.stores.health()
         for org_id, health in stores.items():
             self.metrics.outbox_pending.labels(org_id).set(health.outbox_pending)
+            if health.backend == "arc":
+                self.metrics.outbox_unverified.labels(org_id).set(health.outbox_unverified)
+                self.metrics.outbox_parked.labels(org_id).set(health.outbox_parked)
         body = {
             "status": "ok" if metadata_ok else "degraded",
             "service": "memtrace",
@@ -140,6 +170,11 @@ class Runtime:
                     "backend": h.backend,
                     "healthy": h.healthy,
                     "outbox_pending": h.outbox_pending,
+                    **(
+                        {"outbox_unverified": h.outbox_unverified, "outbox_parked": h.outbox_parked}
+                        if h.backend == "arc"
+                        else {}
+                    ),
                     **({"detail": h.detail} if h.detail else {}),
                 }
                 for org, h in stores.items()

@@ -17,6 +17,8 @@ import pytest
 from http_api.app import create_app
 from memtrace.config import Settings, load_settings
 from memtrace.runtime import Runtime
+from memtrace.testing.arc_emulator import ArcEmulator
+from memtrace.testing.arc_server import EmulatorServer
 from tests.helpers import TEST_ENV, ServerProcess, Tenant, create_org_key, new_tenant
 
 # Fixtures that start a server process (a test using one is slow).
@@ -129,3 +131,11 @@ def tenant(shared_server: ServerProcess) -> Tenant:
     org_id, key = new_tenant(shared_server.data_dir, f"tenant-{next(_tenants)}")
     shared_server.wait_for_key(key)
     return Tenant(shared_server, org_id, key)
+
+
+@pytest.fixture
+def arc_server() -> Iterator[EmulatorServer]:
+    """A fresh Arc emulator (immediate visibility) over real HTTP on 127.0.0.1."""
+    server = EmulatorServer(ArcEmulator()).start()
+    yield server
+    server.stop()

@@ -1,7 +1,8 @@
 """Fault tests on the Arc backend with a real server subprocess and the Arc emulator over
 real HTTP: kill -9 loops with a non-empty outbox, Arc flapping (503, refused connections,
-success) under write load, and a missing or wrong master key at start (every kind of bad key
-is also checked in process by tests/storage/test_arc_runtime.py).
+success) under write load, Arc losing its unflushed write buffer (a crash before its flush) in
+both, and a missing or wrong master key at start (every kind of bad key is also checked in
+process by tests/storage/test_arc_runtime.py). Acknowledged = stored, exactly once.
 
 Setup (orgs, keys, bindings) runs the CLI in process; the server is always a real process."""
 
@@ -29,12 +30,17 @@ FAST = {
     "MEMTRACE_ARC_RETRY_MAX_S": "0.2",
     "MEMTRACE_ARC_CONNECT_TIMEOUT_S": "1",
     "MEMTRACE_ARC_WRITE_TIMEOUT_S": "2",
+    # Arc below flushes 0.3 s after a buffer's first write: verify after that, resend what
+    # it still lacks a second later.
+    "MEMTRACE_ARC_VERIFY_AFTER_S": "0.4",
+    "MEMTRACE_ARC_VISIBILITY_GRACE_S": "1",
 }
+ARC_FLUSH_S = 0.3
 
 
 @pytest.fixture
 def arc() -> Iterator[EmulatorServer]:
-    server = EmulatorServer(ArcEmulator()).start()
+    server = EmulatorServer(ArcEmulator(flush_delay_s=ARC_FLUSH_S)).start()
     yield server
     server.stop()
 
@@ -59,15 +65,21 @@ def arc_ids(arc: EmulatorServer) -> list[str]:
     return [row[0] for row in arc.emulator.sql("acme", "SELECT id FROM events")]
 
 
-def drained(server: ServerProcess, org: str) -> None:
-    """Wait until the org's outbox is empty (one client for the polls: see tests/helpers.py)."""
+def wait_settled(server: ServerProcess, org: str) -> None:
+    """Wait until Arc was seen (in a query) to hold every acknowledged row: the outbox is
+    empty. One client for the polls (see tests/helpers.py)."""
     with httpx.Client(base_url=server.url, timeout=10) as http:
 
-        def pending() -> int:
-            stores = http.get("/health").json()["stores"]
-            return int(stores.get(org, {}).get("outbox_pending", -1))
+        def settled() -> bool:
+            store = http.get("/health").json()["stores"].get(org, {})
+            return all(store.get(name) == 0 for name in ("outbox_pending", "outbox_unverified"))
 
-        wait_until(lambda: pending() == 0, timeout=60)
+        wait_until(settled, timeout=60)
+
+
+def flushed_ids(arc: EmulatorServer) -> list[str]:
+    """What Arc holds durably, without forcing a flush (memtrace must have made it so)."""
+    return [row[0] for row in arc.emulator.sql("acme", "SELECT id FROM events")]
 
 
 def test_sigkill_loop_with_unshipped_outbox(
@@ -78,18 +90,24 @@ def test_sigkill_loop_with_unshipped_outbox(
     server = ServerProcess(data_dir, env=env)
     acked: list[str] = []
     try:
+        lost = 0
         for round_no in range(3):
-            # Arc refuses writes in odd rounds: the kill hits a non-empty outbox.
+            # Arc refuses writes in odd rounds: the kill hits a non-empty outbox. In even
+            # rounds Arc crashes together with memtrace, losing its unflushed buffer.
             arc.emulator.fault = "503" if round_no % 2 else None
             server.start()
             with Writers(server.url, key, f"arc round {round_no}") as writers:
                 wait_until(lambda w=writers: w.count() >= 40, timeout=60)  # type: ignore[misc]
+                if not round_no % 2:
+                    wait_until(lambda: arc.emulator.buffered() > 0, timeout=60, interval=0.005)
+                    lost += arc.emulator.lose_buffer()
                 assert server.kill(signal.SIGKILL) == -signal.SIGKILL
             acked += writers.acked
+        assert lost > 0
         arc.emulator.fault = None
         server.start()
-        drained(server, org)
-        wait_until(lambda: set(acked) <= set(arc_ids(arc)), timeout=60)
+        wait_settled(server, org)
+        assert set(acked) <= set(flushed_ids(arc)), "an acknowledged memory was lost"
         # Shipping is at-least-once: a batch Arc accepted just before a kill is sent again
         # after the restart. Readers must still see every memory exactly once.
         listed = all_ids(server.url, key)
@@ -114,9 +132,10 @@ def test_arc_flapping_under_write_load(
     phases: list[str] = []
 
     def flap() -> None:
-        """503s, then refused connections, then success, over and over."""
+        """503s, then refused connections, then success, then a crash that loses Arc's
+        unflushed buffer, over and over."""
         while not stop.is_set():
-            for phase in ("503", "down", "up"):
+            for phase in ("503", "down", "up", "crash"):
                 if stop.is_set():
                     return
                 phases.append(phase)
@@ -125,15 +144,17 @@ def test_arc_flapping_under_write_load(
                 elif phase == "down":
                     arc.emulator.fault = None
                     arc.stop()
-                else:
+                elif phase == "up":
                     arc.start()
+                else:
+                    arc.emulator.lose_buffer()
                 stop.wait(0.3)  # how long each phase lasts (load keeps running throughout)
 
     flapper = threading.Thread(target=flap, daemon=True)
     try:
         with Writers(server.url, key, "flapping", threads=4) as writers:
             flapper.start()
-            wait_until(lambda: len(phases) >= 9 and writers.count() >= 150, timeout=120)
+            wait_until(lambda: len(phases) >= 12 and writers.count() >= 150, timeout=120)
             stop.set()
             flapper.join(timeout=30)
         if arc._server is None:  # the flapper may have stopped in a "down" phase
@@ -141,8 +162,9 @@ def test_arc_flapping_under_write_load(
         arc.emulator.fault = None
         acked = writers.acked
         assert acked, "no write was acknowledged while Arc flapped"
-        drained(server, org)
-        wait_until(lambda: set(acked) <= set(arc_ids(arc)), timeout=60)
+        assert arc.emulator.lost > 0, "no crash hit a non-empty buffer"
+        wait_settled(server, org)
+        assert set(acked) <= set(flushed_ids(arc)), "an acknowledged memory was lost"
         shipped = arc_ids(arc)
         assert len(shipped) == len(set(shipped)), "a memory reached Arc twice"
         listed = all_ids(server.url, key)
