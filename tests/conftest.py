@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from http_api.app import create_app
+from memtrace.auth.crypto import generate_master_key
 from memtrace.config import Settings, load_settings
 from memtrace.runtime import Runtime
 from memtrace.testing.arc_emulator import ArcEmulator
@@ -131,6 +132,12 @@ def tenant(shared_server: ServerProcess) -> Tenant:
     org_id, key = new_tenant(shared_server.data_dir, f"tenant-{next(_tenants)}")
     shared_server.wait_for_key(key)
     return Tenant(shared_server, org_id, key)
+
+
+@pytest.fixture
+def master_env() -> dict[str, str]:
+    """A fresh MEMTRACE_MASTER_KEY, to pass to the CLI or a server as their environment."""
+    return {"MEMTRACE_MASTER_KEY": generate_master_key()}
 
 
 @pytest.fixture

@@ -7,9 +7,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
-from memtrace.auth.crypto import generate_master_key
 from memtrace.domain.timestamps import now_us
 from memtrace.testing.arc_emulator import TEST_TOKEN
 from memtrace.testing.arc_server import EmulatorServer
@@ -23,11 +20,6 @@ from tests.storage.arc_support import (
 )
 
 SECRET = TEST_TOKEN  # the Arc API key that must never appear in clear text
-
-
-@pytest.fixture
-def master_env() -> dict[str, str]:
-    return {"MEMTRACE_MASTER_KEY": generate_master_key()}
 
 
 def test_master_key_errors_and_no_plaintext_anywhere(

@@ -13,7 +13,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from memtrace.auth.crypto import generate_master_key
 from memtrace.testing.arc_emulator import TEST_TOKEN
 from memtrace.testing.arc_server import EmulatorServer
 from tests.helpers import (
@@ -32,11 +31,6 @@ from tests.test_faults_embedded import Writers, all_ids
 pytestmark = pytest.mark.slow  # starts processes or servers (docs/testing.md)
 
 SECRET = TEST_TOKEN  # the Arc API key that must never appear in clear text
-
-
-@pytest.fixture
-def master_env() -> dict[str, str]:
-    return {"MEMTRACE_MASTER_KEY": generate_master_key()}
 
 
 def server_org(
