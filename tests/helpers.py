@@ -202,7 +202,7 @@ class ServerProcess:
     def wait_for_key(self, key: str) -> None:
         """Wait until the running server accepts ``key`` (it polls the metadata DB)."""
         with httpx.Client(base_url=self.url, headers={"x-api-key": key}, timeout=10) as http:
-            wait_until(lambda: http.get("/api/v1/agents").status_code != 401)
+            wait_until(lambda: http.get("/api/v1/agents").status_code != 401, timeout=30)
 
     def kill(self, sig: int = signal.SIGKILL) -> int:
         assert self.proc is not None
