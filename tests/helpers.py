@@ -86,7 +86,7 @@ def memtrace_cmd(*args: str) -> list[str]:
 
 def invoke(data_dir: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
     """Run a CLI command in process (click's runner: the console script's code without the
-    ~1 s of CPU a new interpreter costs); returns (exit code, stdout, stderr)."""
+    ~0.7 s of CPU a new interpreter costs); returns (exit code, stdout, stderr)."""
     result = CliRunner().invoke(cli, [*args, "--data-dir", str(data_dir)], env=env)
     return result.exit_code, result.stdout, result.stderr
 
