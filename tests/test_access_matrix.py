@@ -162,7 +162,7 @@ def _tool_error_status(message: str) -> int:
     return 400
 
 
-def mcp_tool(tool: str, perm: str, arguments: dict[str, Any], *, other: int = 200) -> Row:
+def mcp_tool(tool: str, perm: str, arguments: dict[str, Any]) -> Row:
     """An MCP tool called with a raw JSON-RPC ``tools/call`` on ``/mcp`` (stateless), its
     outcome mapped to the status REST would give."""
 
@@ -186,7 +186,7 @@ def mcp_tool(tool: str, perm: str, arguments: dict[str, Any], *, other: int = 20
             return _tool_error_status(text), response.text
         return 200, response.text
 
-    expect = _keyed(perm, 200, other, by_id=False)
+    expect = _keyed(perm, 200, 200, by_id=False)
     return Row(f"mcp:{tool}", call, expect, route=MCP_ROUTE, json_errors=False)
 
 
