@@ -259,18 +259,19 @@ MATRIX: list[Row] = [
     rest("POST", "/api/v1/agents", "write", 201, json={"name": "brand_new_agent"}),
     rest("GET", "/api/v1/agents", "read", 200),
     rest("GET", A, "read", 200),
-    # Memory reads under an agent or session path read the caller's org's memories carrying
-    # that id (docs/api.md): another org's id finds nothing, a 200 with nothing in it.
+    # Memories, stats and context of an agent or session answer from the caller's own org's
+    # memories carrying that id, registered or not (as the Go memtrace did, docs/api.md): with
+    # org B's ids they answer 200 with nothing in them (the leak checks below hold).
     rest("GET", A + "/stats", "read", 200, other=200),
     rest("GET", A + "/memories", "read", 200, other=200),
-    rest("POST", A + "/context", "read", 200, other=200, json={}),
+    rest("POST", A + "/context", "read", 200, json={}, other=200),
     rest("DELETE", A, "write", 204),
     rest("POST", "/api/v1/sessions", "write", 201, json={"agent_id": "{agent_id}"}),
     rest("GET", "/api/v1/sessions", "read", 200, params={"agent_id": "{agent_id}"}),
     rest("GET", S, "read", 200),
     rest("PUT", S, "write", 200, json={"status": "closed"}),
     rest("GET", S + "/memories", "read", 200, other=200),
-    rest("POST", S + "/context", "read", 200, other=200, json={}),
+    rest("POST", S + "/context", "read", 200, json={}, other=200),
 ]
 if McpHttpAddon is not None:  # the MCP transports are served by this build
     MATRIX += MCP_ROWS
@@ -337,7 +338,7 @@ async def _world(runtime: Runtime, column: str) -> World:
     def write(conn: Any) -> None:
         now = now_us()
         for org_id, record in ((org_a, record_a), (org_b, record_b)):
-            md.insert_org(conn, org_id, org_id, now)  # unnamed: the name is the fresh org id
+            md.insert_org(conn, org_id, org_id, now)  # unnamed: named after the fresh org id
             md.insert_key(conn, record)
         if extra is not None:
             md.insert_key(conn, extra[0])
