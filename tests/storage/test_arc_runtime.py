@@ -303,7 +303,7 @@ async def test_bad_master_key_at_start_refuses_only_the_arc_org(
     try:
         app = create_app(runtime, manage_runtime=False)
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://memtrace.test") as c:
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as c:
             body = {"agent_id": "a", "content": "x"}
             ok = await c.post(MEM, json=body, headers={"x-api-key": plain_key})
             assert ok.status_code == 201
