@@ -338,7 +338,8 @@ async def _world(runtime: Runtime, column: str) -> World:
     def write(conn: Any) -> None:
         now = now_us()
         for org_id, record in ((org_a, record_a), (org_b, record_b)):
-            md.insert_org(conn, org_id, org_id, now)  # unnamed: named after the fresh org id
+            # named after the fresh org id, as create_org_key does (a name cannot be an id)
+            md.insert_org(conn, org_id, "test-" + org_id.removeprefix("org_"), now)
             md.insert_key(conn, record)
         if extra is not None:
             md.insert_key(conn, extra[0])
