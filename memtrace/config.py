@@ -11,7 +11,14 @@ import os
 from pathlib import Path
 from typing import Any, Literal, cast
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -62,7 +69,11 @@ class LogSettings(_Section):
 
 class StorageSettings(_Section):
     data_dir: Path = Path("./data")
-    default_backend: Literal["embedded", "none"] = "embedded"
+    default_backend: Literal["embedded", "postgres", "none"] = Field(
+        default="embedded",
+        description="Where orgs without an Arc binding keep their memories; postgres needs "
+        "[postgres] url.",
+    )
     synchronous: Literal["FULL", "NORMAL"] = Field(
         default="FULL",
         description="FULL fsyncs each group commit (survives power loss); NORMAL survives "
@@ -123,6 +134,41 @@ class ArcSettings(_Section):
     )
 
 
+class PostgresSettings(_Section):
+    """Cluster mode (docs/deploy-cluster.md): with ``url`` set, the metadata (orgs, keys,
+    agents, sessions, Arc bindings) and the Arc outboxes live in PostgreSQL, and so do the
+    memories with ``storage.default_backend = "postgres"``."""
+
+    url: str | None = Field(
+        default=None, description="postgresql://user:password@host:5432/db (a libpq URL)."
+    )
+    pool_min: int = Field(default=1, ge=0, le=1000)
+    pool_max: int = Field(
+        default=10, ge=1, le=1000, description="Connections per process (plus one for events)."
+    )
+    acquire_timeout_s: float = Field(
+        default=5.0, gt=0, description="Longest a request waits for a pooled connection (503)."
+    )
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    statement_timeout_s: float = Field(
+        default=30.0, gt=0, description="Server-side cap of one statement."
+    )
+    lease_s: float = Field(
+        default=60.0,
+        gt=0,
+        le=3600,
+        description="Arc outbox rows a replica claimed are taken over by others after this "
+        "long if it stops answering (at once when its connection is gone).",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _postgres_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("must be a postgresql:// URL")
+        return value or None
+
+
 class Settings(BaseSettings):
     """All of memtrace's configuration."""
 
@@ -141,6 +187,16 @@ class Settings(BaseSettings):
     dedup: DedupSettings = DedupSettings()
     limits: LimitsSettings = LimitsSettings()
     arc: ArcSettings = ArcSettings()
+    postgres: PostgresSettings = PostgresSettings()
+
+    @model_validator(mode="after")
+    def _backend_needs_postgres(self) -> Settings:
+        if self.storage.default_backend == "postgres" and not self.postgres.url:
+            raise ValueError(
+                'storage.default_backend = "postgres" needs [postgres] url '
+                "(or MEMTRACE_POSTGRES_URL)"
+            )
+        return self
 
     @classmethod
     def settings_customise_sources(
@@ -209,8 +265,9 @@ def load_settings(config: Path | None = None, overrides: dict[str, Any] | None =
     except ValidationError as exc:
         first = exc.errors()[0]
         where = f" (in {toml_file})" if toml_file else ""
-        raise ConfigError(
-            f"invalid configuration{where}: {error_field(first['loc'])}: {first['msg']}"
-        ) from None
+        message = first["msg"].removeprefix("Value error, ")
+        if first["loc"]:  # a rule over several keys names them in its message
+            message = f"{error_field(first['loc'])}: {message}"
+        raise ConfigError(f"invalid configuration{where}: {message}") from None
     except (OSError, ValueError) as exc:  # unreadable or malformed toml
         raise ConfigError(f"cannot read config file {toml_file}: {exc}") from None
