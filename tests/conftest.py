@@ -16,9 +16,12 @@ from http_api.app import create_app
 from memtrace.config import Settings, load_settings
 from memtrace.runtime import Runtime
 from tests.helpers import TEST_ENV, ServerProcess, create_org_key
+from tests.postgres_support import pg_server, pg_template, pg_url
+
+__all__ = ["pg_server", "pg_template", "pg_url"]  # fixtures for every test module
 
 # Fixtures that start a server process (a test using one is slow).
-PROCESS_FIXTURES = {"server", "slow_server", "capped_server"}
+PROCESS_FIXTURES = {"server", "slow_server", "capped_server", "pg_server"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

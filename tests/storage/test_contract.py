@@ -1,8 +1,9 @@
 """The storage contract: everything the service relies on holds on every backend.
 
 Parametrized over the embedded store, Arc through the emulator over real HTTP with rows read
-from Arc (outbox shipped and out of the overlay), and Arc with every row both in Arc and in the
-read overlay (exercises the merge and the dedup by id).
+from Arc (outbox shipped and out of the overlay), Arc with every row both in Arc and in the
+read overlay (exercises the merge and the dedup by id), and PostgreSQL (a real server started
+by the suite; slow tier).
 """
 
 from __future__ import annotations
@@ -13,10 +14,13 @@ from pathlib import Path
 
 import pytest
 
+from memtrace.config import PostgresSettings
 from memtrace.domain.memory import MemoryRecord
 from memtrace.domain.timestamps import now_us
 from memtrace.storage.base import MemoryQuery, MemoryStore, NewMemory
 from memtrace.storage.embedded import EmbeddedStore
+from memtrace.storage.postgres.db import PgDatabase
+from memtrace.storage.postgres.store import PostgresStore
 from memtrace.storage.rows import matches, sort_key
 from memtrace.testing.arc_server import EmulatorServer
 from tests.storage.arc_support import FAST_ARC, arc_store, drained, memory
@@ -71,13 +75,20 @@ def dataset() -> list[NewMemory]:
     ]
 
 
-@pytest.fixture(params=["embedded", "arc", "arc-overlap"])
+@pytest.fixture(
+    params=["embedded", "arc", "arc-overlap", pytest.param("postgres", marks=pytest.mark.slow)]
+)
 async def loaded(
     request: pytest.FixtureRequest, tmp_path: Path, arc_server: EmulatorServer
 ) -> AsyncIterator[tuple[MemoryStore, list[MemoryRecord]]]:
     """A store of each backend holding :func:`dataset`, and the stored records."""
     store: MemoryStore
-    if request.param == "embedded":
+    db: PgDatabase | None = None
+    if request.param == "postgres":
+        db = PgDatabase(PostgresSettings(url=request.getfixturevalue("pg_url")))
+        await db.open()
+        store = PostgresStore(db, ORG)
+    elif request.param == "embedded":
         store = EmbeddedStore(tmp_path / "memories.db", ORG, synchronous="NORMAL")
     elif request.param == "arc":
         store = arc_store(arc_server, tmp_path, ORG)
@@ -94,12 +105,14 @@ async def loaded(
     outcomes = await store.write(items[:3], HOUR) + await store.write(items[3:], HOUR)
     records = [o.record for o in outcomes if o.record is not None]
     assert len(records) == len(items)
-    if request.param != "embedded":
+    if request.param.startswith("arc"):
         await drained(store)  # type: ignore[arg-type]
         if request.param == "arc-overlap":
             assert arc_server.emulator.flush() == len(items)
     yield store, records
     await store.close()
+    if db is not None:
+        await db.close()
 
 
 def expected(records: list[MemoryRecord], q: MemoryQuery) -> list[MemoryRecord]:

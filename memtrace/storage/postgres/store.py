@@ -1,0 +1,307 @@
+"""PostgreSQL backend: an org's memories in the cluster's shared, time-partitioned table.
+
+Any replica serves any org: a write is acknowledged after its transaction committed, so every
+replica's next read sees it. Dedup is exact across replicas: a write locks its keys' stripe
+rows (``dedup_stripes``, ascending order, so batches never deadlock) before it reads the
+window, so two replicas writing the same memory at once are serialized and the second sees
+the first's row. A single memory takes one round trip (``memtrace_remember``); a batch locks,
+reads the window, decides with :class:`~memtrace.domain.dedup.DedupWindow` and COPYs its rows.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from typing import TypeVar
+
+import asyncpg
+
+from memtrace.domain.dedup import DedupWindow
+from memtrace.domain.ids import memory_ids
+from memtrace.domain.memory import MemoryRecord, WriteOutcome
+from memtrace.storage.base import AgentMemoryStats, MemoryQuery, NewMemory, StoreHealth
+from memtrace.storage.postgres import sql as pg_sql
+from memtrace.storage.postgres.db import Connection, PgDatabase
+from memtrace.storage.postgres.schema import (
+    COLUMN_LIST,
+    COLUMNS,
+    MIGRATIONS,
+    STRIPES,
+    record_to_row,
+    row_to_record,
+)
+from memtrace.storage.rows import record_from_new
+
+T = TypeVar("T")
+
+_REMEMBER = "SELECT stored, memory_id FROM memtrace_remember({})".format(  # noqa: S608
+    ", ".join(f"${i}" for i in range(1, 16))
+)
+_LOCK = (
+    "SELECT stripe FROM dedup_stripes WHERE org_id = $1 AND stripe = ANY($2::int[]) "
+    "ORDER BY stripe FOR UPDATE"
+)
+_WINDOW = (
+    "SELECT dedup_key, time, id FROM memories WHERE org_id = $1 AND dedup_key = ANY($2::text[]) "
+    "AND time > $3 AND time < $4 ORDER BY time, id"
+)
+_COUNT = (
+    "INSERT INTO agent_type_counts (org_id, agent_id, memory_type, n) "
+    "SELECT $1, a, t, n FROM unnest($2::text[], $3::text[], $4::bigint[]) AS u(a, t, n) "
+    "ON CONFLICT (org_id, agent_id, memory_type) DO UPDATE SET n = agent_type_counts.n + "
+    "excluded.n"
+)
+
+
+def stripe_of(dedup_key: str) -> int:
+    return zlib.crc32(dedup_key.encode()) % STRIPES
+
+
+def month_of(time_us: int) -> tuple[int, int]:
+    at = datetime.fromtimestamp(time_us / 1_000_000, UTC)
+    return at.year, at.month
+
+
+async def migrate(db: PgDatabase) -> None:
+    await db.migrate("memories", MIGRATIONS)
+
+
+async def ensure_months(db: PgDatabase, conn: Connection, times: Sequence[int]) -> None:
+    """Create the monthly partitions ``times`` fall in (once per month per process)."""
+    wanted = {month_of(t): t for t in times}
+    for month, at in wanted.items():
+        if month not in db.known_months:
+            await conn.execute("SELECT memtrace_ensure_month($1)", at)
+            db.known_months.add(month)
+
+
+async def purge_org(db: PgDatabase, org_id: str) -> int:
+    """Delete every memory of an org (``memtrace org delete --purge``); returns how many."""
+    async with db.transaction() as conn:
+        status = await conn.execute("DELETE FROM memories WHERE org_id = $1", org_id)
+        for table in ("agent_type_counts", "dedup_stripes"):
+            await conn.execute(f"DELETE FROM {table} WHERE org_id = $1", org_id)  # noqa: S608
+    return int(status.split()[-1])
+
+
+class PostgresStore:
+    """One org's view of the shared ``memories`` table."""
+
+    backend = "postgres"
+
+    def __init__(self, db: PgDatabase, org_id: str) -> None:
+        self.db = db
+        self.org_id = org_id
+
+    async def open(self) -> None:
+        """Make sure the org's dedup stripes exist (once per org; idempotent)."""
+        async with self.db.connection() as conn:
+            have = await conn.fetchval(
+                "SELECT count(*) FROM dedup_stripes WHERE org_id = $1", self.org_id
+            )
+            if have < STRIPES:
+                await conn.execute(
+                    "INSERT INTO dedup_stripes (org_id, stripe) "
+                    "SELECT $1, s FROM generate_series(0, $2 - 1) AS s ON CONFLICT DO NOTHING",
+                    self.org_id,
+                    STRIPES,
+                )
+
+    async def close(self) -> None:
+        """Nothing to release: connections belong to the process's pool."""
+
+    # -- writes -------------------------------------------------------------------------------
+
+    async def write(
+        self, items: Sequence[NewMemory], dedup_window_us: int | None
+    ) -> list[WriteOutcome]:
+        if not items:
+            return []
+        return await self._retrying_partitions(
+            [item.time for item in items],
+            lambda conn: (
+                self._write_one(conn, items[0], dedup_window_us)
+                if len(items) == 1
+                else self._write_batch(conn, items, dedup_window_us)
+            ),
+        )
+
+    async def _retrying_partitions(
+        self, times: list[int], run: Callable[[Connection], Awaitable[T]]
+    ) -> T:
+        async with self.db.connection() as conn:
+            await ensure_months(self.db, conn, times)
+            try:
+                return await run(conn)
+            except asyncpg.CheckViolationError:  # a partition was dropped meanwhile
+                self.db.known_months.clear()
+                await ensure_months(self.db, conn, times)
+                return await run(conn)
+
+    async def _write_one(
+        self, conn: Connection, item: NewMemory, window: int | None
+    ) -> list[WriteOutcome]:
+        record = record_from_new(item, item.id or memory_ids.new(), self.org_id)
+        row = record_to_row(record)
+        result = await conn.fetchrow(
+            _REMEMBER, self.org_id, stripe_of(item.dedup_key), window, *row[:2], *row[3:]
+        )
+        assert result is not None  # a function call returns one row
+        stored, memory_id = result
+        return [WriteOutcome(record=record) if stored else WriteOutcome(existing_id=memory_id)]
+
+    async def _write_batch(
+        self, conn: Connection, items: Sequence[NewMemory], window: int | None
+    ) -> list[WriteOutcome]:
+        async with conn.transaction():
+            dedup = await self._load_window(conn, items, window) if window is not None else None
+            outcomes: list[WriteOutcome] = []
+            rows = []
+            counts: Counter[tuple[str, str]] = Counter()
+            for item in items:
+                if dedup is not None:
+                    duplicate = dedup.duplicate_of(item.dedup_key, item.time)
+                    if duplicate is not None:
+                        outcomes.append(WriteOutcome(existing_id=duplicate))
+                        continue
+                record = record_from_new(item, item.id or memory_ids.new(), self.org_id)
+                if dedup is not None:
+                    dedup.add(item.dedup_key, item.time, record.id)
+                rows.append(record_to_row(record))
+                counts[(item.agent_id, item.memory_type)] += 1
+                outcomes.append(WriteOutcome(record=record))
+            if rows:
+                await conn.copy_records_to_table("memories", records=rows, columns=COLUMNS)
+                keys = list(counts)
+                await conn.execute(
+                    _COUNT,
+                    self.org_id,
+                    [a for a, _ in keys],
+                    [t for _, t in keys],
+                    [counts[k] for k in keys],
+                )
+        return outcomes
+
+    async def _load_window(
+        self, conn: Connection, items: Sequence[NewMemory], window: int
+    ) -> DedupWindow:
+        """Lock the batch's stripes, then read the stored rows near its times (a new
+        statement: under READ COMMITTED it sees what earlier holders of the stripes wrote)."""
+        keys = list(dict.fromkeys(item.dedup_key for item in items))
+        await conn.execute(_LOCK, self.org_id, sorted({stripe_of(k) for k in keys}))
+        low = min(item.time for item in items) - window
+        high = max(item.time for item in items) + window
+        dedup = DedupWindow(window)
+        for key, at, memory_id in await conn.fetch(_WINDOW, self.org_id, keys, low, high):
+            dedup.add(key, at, memory_id)
+        return dedup
+
+    async def copy_in(self, records: Sequence[MemoryRecord]) -> int:
+        """Store copied memories as they are (``org copy-data``): ids, times and keys kept, a
+        record whose ``(time, id)`` is already here skipped. Returns how many were new."""
+        if not records:
+            return 0
+        rows = [record_to_row(r) for r in records]
+
+        async def run(conn: Connection) -> int:
+            async with conn.transaction():
+                present = {
+                    (t, i)
+                    for t, i in await conn.fetch(
+                        "SELECT time, id FROM memories WHERE org_id = $1 AND id = ANY($2::text[])",
+                        self.org_id,
+                        [r.id for r in records],
+                    )
+                }
+                new = [row for row in rows if (row[1], row[0]) not in present]
+                if new:
+                    await conn.copy_records_to_table("memories", records=new, columns=COLUMNS)
+                    counts = Counter((row[3], row[5]) for row in new)
+                    keys = list(counts)
+                    await conn.execute(
+                        _COUNT,
+                        self.org_id,
+                        [a for a, _ in keys],
+                        [t for _, t in keys],
+                        [counts[k] for k in keys],
+                    )
+                return len(new)
+
+        return await self._retrying_partitions([r.time for r in records], run)
+
+    # -- reads --------------------------------------------------------------------------------
+
+    async def query(self, q: MemoryQuery) -> list[MemoryRecord]:
+        sql, params = pg_sql.select_sql(q, collation=self.db.lower_collation)
+        async with self.db.connection() as conn:
+            return [row_to_record(row) for row in await conn.fetch(sql, *params)]
+
+    async def scan(self, after: tuple[int, str] | None, limit: int) -> list[MemoryRecord]:
+        """Up to ``limit`` memories in ``(time, id)`` order after ``after`` (for copies)."""
+        async with self.db.connection() as conn:
+            if after is None:
+                rows = await conn.fetch(
+                    f"SELECT {COLUMN_LIST} FROM memories WHERE org_id = $1 "  # noqa: S608
+                    "ORDER BY time, id LIMIT $2",
+                    self.org_id,
+                    limit,
+                )
+            else:
+                rows = await conn.fetch(
+                    f"SELECT {COLUMN_LIST} FROM memories WHERE org_id = $1 "  # noqa: S608
+                    "AND (time, id) > ($2, $3) ORDER BY time, id LIMIT $4",
+                    self.org_id,
+                    after[0],
+                    after[1],
+                    limit,
+                )
+        return [row_to_record(row) for row in rows]
+
+    async def count(self, q: MemoryQuery) -> int:
+        sql, params = pg_sql.count_sql(q, collation=self.db.lower_collation)
+        async with self.db.connection() as conn:
+            return int(await conn.fetchval(sql, *params))
+
+    async def get(self, memory_id: str) -> MemoryRecord | None:
+        async with self.db.connection() as conn:
+            row = await conn.fetchrow(
+                f"SELECT {COLUMN_LIST} FROM memories WHERE id = $1 AND org_id = $2",  # noqa: S608
+                memory_id,
+                self.org_id,
+            )
+        return row_to_record(row) if row else None
+
+    async def agent_stats(self, agent_id: str, since: int) -> AgentMemoryStats:
+        async with self.db.connection() as conn:
+            types = {
+                str(t): int(n)
+                for t, n in await conn.fetch(
+                    "SELECT memory_type, n FROM agent_type_counts "
+                    "WHERE org_id = $1 AND agent_id = $2 ORDER BY memory_type",
+                    self.org_id,
+                    agent_id,
+                )
+            }
+            totals = await conn.fetchrow(
+                "SELECT count(*), count(*) FILTER (WHERE event_type = 'error') FROM memories "
+                "WHERE org_id = $1 AND agent_id = $2 AND time >= $3",
+                self.org_id,
+                agent_id,
+                since,
+            )
+        recent, errors = totals if totals is not None else (0, 0)
+        return AgentMemoryStats(
+            memory_count=sum(types.values()),
+            memories_since=int(recent),
+            errors_since=int(errors),
+            memory_types=types,
+        )
+
+    async def health(self) -> StoreHealth:
+        try:
+            await self.db.ping()
+        except Exception as exc:
+            return StoreHealth(backend=self.backend, healthy=False, detail=str(exc))
+        return StoreHealth(backend=self.backend, healthy=True)
