@@ -20,7 +20,7 @@ from memtrace.auth.permissions import ALL_PERMISSIONS
 from memtrace.config import Settings
 from memtrace.domain.ids import DEFAULT_ORG_ID
 from memtrace.domain.timestamps import now_us
-from memtrace.metadata.catalog import Catalog
+from memtrace.metadata.backend import create_catalog, create_pg
 from memtrace.service import MemoryService
 from memtrace.telemetry.metrics import Metrics
 from memtrace.tenancy import StoreRegistry
@@ -35,10 +35,12 @@ class Runtime:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.catalog = Catalog(settings.metadata_path, synchronous=settings.storage.synchronous)
+        # cluster mode (docs/deploy-cluster.md): one bounded pool for metadata and stores
+        self.pg = create_pg(settings)
+        self.catalog = create_catalog(settings, self.pg)
         self.auth = Authenticator(enabled=settings.auth.enabled)
         self.metrics = Metrics()
-        self.stores = StoreRegistry(settings, self.metrics)
+        self.stores = StoreRegistry(settings, self.metrics, pg=self.pg)
         self.started_at = time.monotonic()
         self._watcher: asyncio.Task[None] | None = None
         # Reloads run one at a time: two overlapping ones could apply an older key snapshot
@@ -57,6 +59,7 @@ class Runtime:
             The plaintext of a newly created admin key (to print once), else ``None``.
         """
         await self.catalog.open()
+        await self.stores.prepare()
         key = await self._bootstrap(bootstrap_key and self.settings.auth.enabled)
         await self.reload()
         self._watcher = asyncio.create_task(self._watch(), name="memtrace-metadata-watch")
@@ -69,6 +72,8 @@ class Runtime:
             self._watcher = None
         await self.stores.close()
         await self.catalog.close()
+        if self.pg is not None:
+            await self.pg.close()
 
     async def _bootstrap(self, create_key: bool) -> str | None:
         now = now_us()

@@ -22,6 +22,8 @@ from memtrace.storage.arc.store import ArcStore
 from memtrace.storage.base import MemoryStore, StoreHealth
 from memtrace.storage.embedded import EmbeddedStore
 from memtrace.storage.layout import org_dir
+from memtrace.storage.postgres import store as pg_store
+from memtrace.storage.postgres.db import PgDatabase
 from memtrace.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -30,15 +32,23 @@ log = logging.getLogger(__name__)
 class StoreRegistry:
     """The open stores of this process, one per org."""
 
-    def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self, settings: Settings, metrics: Metrics | None = None, *, pg: PgDatabase | None = None
+    ) -> None:
         self._settings = settings
         self._metrics = metrics
+        self._pg = pg
         self._stores: dict[str, MemoryStore] = {}
         self._lock = asyncio.Lock()
         self._bindings: dict[str, ArcBinding] = {}
         self._opened_with: dict[str, tuple[object, ...] | None] = {}
         # bound orgs whose store cannot open: (binding fingerprint, why)
         self._unusable: dict[str, tuple[tuple[object, ...] | None, str]] = {}
+
+    async def prepare(self) -> None:
+        """Bring the PostgreSQL schema of memories to the current version (cluster mode)."""
+        if self._pg is not None:
+            await pg_store.migrate(self._pg)
 
     async def apply_bindings(self, bindings: dict[str, ArcBinding]) -> list[str]:
         """Adopt the current Arc bindings: close stores whose binding was added, changed or
@@ -94,6 +104,10 @@ class StoreRegistry:
                 "no arc instance configured for this org (no storage backend)",
                 hint=f"an administrator must run: memtrace org add-arc {org_id} …",
             )
+        if self._settings.storage.default_backend == "postgres" and self._pg is not None:
+            shared = pg_store.PostgresStore(self._pg, org_id)
+            await shared.open()
+            return shared
         store = EmbeddedStore(
             org_dir(self._settings.data_dir, org_id) / "memories.db",
             org_id,

@@ -11,7 +11,6 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import httpx
 
@@ -19,7 +18,6 @@ from memtrace.auth.keys import new_api_key
 from memtrace.auth.permissions import parse_permissions
 from memtrace.domain.ids import new_org_id
 from memtrace.domain.timestamps import now_us
-from memtrace.metadata import sqlite as md
 from memtrace.runtime import Runtime
 
 KEY_RE = re.compile(r"mtk_[A-Za-z0-9_-]{43}")
@@ -49,12 +47,9 @@ async def create_org_key(
         now=now,
     )
 
-    def write(conn: Any) -> None:
-        if org_id is None:
-            md.insert_org(conn, target, org_name or target, now)
-        md.insert_key(conn, record)
-
-    await runtime.catalog.db.write(write)
+    if org_id is None:
+        await runtime.catalog.create_org(target, org_name or target, now)
+    await runtime.catalog.add_key(record)
     await runtime.reload()
     return target, plain
 

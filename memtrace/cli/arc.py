@@ -8,11 +8,15 @@ metadata DB). See docs/arc.md.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from memtrace.cli.common import common_options, find_org, load_settings_for, metadata_db, note
+from memtrace.cli.common import Admin, common_options, load_settings_for, note, run_admin
 from memtrace.storage.arc.target import DEFAULT_MEASUREMENT
+
+if TYPE_CHECKING:
+    from memtrace.metadata.bindings import ArcBinding
 
 
 @click.command("add-arc")
@@ -36,14 +40,10 @@ def org_add_arc(
     """Store ORG's memories in Arc (replaces an existing binding). New writes go to Arc; copy
     older embedded memories with `memtrace org copy-data ORG --to arc`."""
     from memtrace.domain.timestamps import now_us
-    from memtrace.metadata import bindings
-    from memtrace.metadata.schema import transaction
 
-    settings = load_settings_for(ctx, config_path, data_dir)
-    with metadata_db(settings) as conn, transaction(conn):
-        found = find_org(conn, org_ref)
-        binding = bindings.put_binding(
-            conn,
+    async def add(admin: Admin) -> ArcBinding:
+        found = await admin.org(org_ref)
+        return await admin.catalog.put_binding(
             found.id,
             url=url,
             database=database,
@@ -51,8 +51,11 @@ def org_add_arc(
             api_key=api_key,
             now=now_us(),
         )
+
+    settings = load_settings_for(ctx, config_path, data_dir)
+    binding = run_admin(settings, add)
     note(
-        f"Arc binding of {found.id} saved: {binding.url} database={binding.database} "
+        f"Arc binding of {binding.org_id} saved: {binding.url} database={binding.database} "
         f"measurement={binding.measurement} api_key={'set (encrypted)' if api_key else 'none'}. "
         "Running servers switch within 2 seconds."
     )
@@ -67,15 +70,9 @@ def org_show_arc(
 ) -> None:
     """Show ORG's Arc binding (the API key masked)."""
     from memtrace.auth.crypto import mask_secret
-    from memtrace.domain.errors import NotFound
-    from memtrace.metadata import bindings
 
     settings = load_settings_for(ctx, config_path, data_dir)
-    with metadata_db(settings) as conn:
-        found = find_org(conn, org_ref)
-        binding = bindings.get_binding(conn, found.id)
-    if binding is None:
-        raise NotFound(f"org {found.id} has no Arc binding (it uses the embedded store)")
+    binding = run_admin(settings, lambda admin: _binding(admin, org_ref))
     key = "none"
     if binding.api_key_enc:
         key = mask_secret(binding.target().api_key or "")
@@ -94,14 +91,15 @@ def org_remove_arc(
     ctx: click.Context, org_ref: str, config_path: Path | None, data_dir: Path | None
 ) -> None:
     """Remove ORG's Arc binding; it goes back to the embedded store (data in Arc stays)."""
-    from memtrace.metadata import bindings
-    from memtrace.metadata.schema import transaction
+
+    async def remove(admin: Admin) -> str:
+        found = await admin.org(org_ref)
+        await admin.catalog.remove_binding(found.id)
+        return found.id
 
     settings = load_settings_for(ctx, config_path, data_dir)
-    with metadata_db(settings) as conn, transaction(conn):
-        found = find_org(conn, org_ref)
-        bindings.remove_binding(conn, found.id)
-    note(f"Arc binding of {found.id} removed; running servers switch within 2 seconds.")
+    org_id = run_admin(settings, remove)
+    note(f"Arc binding of {org_id} removed; running servers switch within 2 seconds.")
 
 
 @click.command("copy-data")
@@ -119,29 +117,33 @@ def org_copy_data(
     data_dir: Path | None,
 ) -> None:
     """Copy ORG's embedded memories to its Arc binding (resumable: rerun after a failure)."""
-    import asyncio
-
-    from memtrace.domain.errors import InvalidInput
-    from memtrace.metadata import bindings
     from memtrace.storage.arc.transfer import copy_to_arc
 
-    settings = load_settings_for(ctx, config_path, data_dir)
-    with metadata_db(settings) as conn:
-        found = find_org(conn, org_ref)
-        binding = bindings.get_binding(conn, found.id)
-    if binding is None:
-        raise InvalidInput(f"org {found.id} has no Arc binding; run: memtrace org add-arc first")
-    copied, total = asyncio.run(
-        copy_to_arc(
+    async def copy(admin: Admin) -> tuple[str, int, int]:
+        binding = await _binding(admin, org_ref)
+        copied, total = await copy_to_arc(
             settings,
-            found.id,
+            binding.org_id,
             binding.target(),
             batch_size=batch_size,
             progress=lambda n: note(f"… {n} memories copied"),
         )
-    )
-    note(f"Copy of {found.id} to Arc complete: {copied} copied now, {total} in total.")
+        return binding.org_id, copied, total
+
+    settings = load_settings_for(ctx, config_path, data_dir)
+    org_id, copied, total = run_admin(settings, copy)
+    note(f"Copy of {org_id} to Arc complete: {copied} copied now, {total} in total.")
     click.echo(total)
+
+
+async def _binding(admin: Admin, org_ref: str) -> ArcBinding:
+    from memtrace.domain.errors import NotFound
+
+    found = await admin.org(org_ref)
+    binding = await admin.catalog.get_binding(found.id)
+    if binding is None:
+        raise NotFound(f"org {found.id} has no Arc binding (run: memtrace org add-arc first)")
+    return binding
 
 
 # ``org migrate`` was this command's name in 0.3.0; "migrate" now means schema migration only.

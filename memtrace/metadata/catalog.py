@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -77,11 +77,51 @@ class Catalog:
     async def list_orgs(self) -> list[Org]:
         return await self.db.read(md.list_orgs)
 
-    async def list_keys(self) -> list[ApiKeyRecord]:
-        return await self.db.read(md.list_keys)
+    async def list_keys(self, org_id: str | None = None) -> list[ApiKeyRecord]:
+        return await self.db.read(lambda conn: md.list_keys(conn, org_id))
 
     async def list_bindings(self) -> dict[str, ArcBinding]:
         return await self.db.read(bindings.list_bindings)
+
+    # -- admin (:class:`~memtrace.metadata.base.MetadataAdmin`) -------------------------------
+
+    async def find_org(self, id_or_name: str) -> Org | None:
+        return await self.db.read(lambda conn: md.find_org(conn, id_or_name))
+
+    async def create_org(self, org_id: str, name: str, now: int) -> Org:
+        return await self.db.write(lambda conn: md.insert_org(conn, org_id, name, now))
+
+    async def delete_org(self, org_id: str) -> None:
+        await self.db.write(lambda conn: md.delete_org(conn, org_id))
+
+    async def add_key(self, record: ApiKeyRecord) -> None:
+        await self.db.write(lambda conn: md.insert_key(conn, record))
+
+    async def revoke_key(self, key_id: str, now: int) -> ApiKeyRecord:
+        return await self.db.write(lambda conn: md.revoke_key(conn, key_id, now))
+
+    async def get_binding(self, org_id: str) -> ArcBinding | None:
+        return await self.db.read(lambda conn: bindings.get_binding(conn, org_id))
+
+    async def put_binding(
+        self,
+        org_id: str,
+        *,
+        url: str,
+        database: str,
+        measurement: str,
+        api_key: str | None,
+        now: int,
+        environ: Mapping[str, str] | None = None,
+    ) -> ArcBinding:
+        # validated and encrypted here: the writer thread must not raise ConfigError
+        url, enc = bindings.prepare(org_id, url, database, measurement, api_key, environ)
+        return await self.db.write(
+            lambda conn: bindings.store_binding(conn, org_id, url, database, measurement, enc, now)
+        )
+
+    async def remove_binding(self, org_id: str) -> None:
+        await self.db.write(lambda conn: bindings.remove_binding(conn, org_id))
 
     def forget_org(self, org_id: str) -> None:
         """Drop caches of an org that was deleted."""

@@ -1,0 +1,450 @@
+"""The metadata on PostgreSQL (cluster mode): :class:`PgCatalog`, the same operations and
+semantics as the SQLite :class:`~memtrace.metadata.catalog.Catalog`, shared by every replica.
+
+Admin changes bump ``meta_version`` (a trigger, :mod:`memtrace.metadata.pg_schema`); each
+replica's :meth:`PgCatalog.changed` reads it every tick, so a revoked key, a deleted org or a
+changed Arc binding reaches every replica within a second. Agent activity is coalesced per
+replica as on SQLite (``last_active_at`` only moves forward, so replicas flushing in any order
+agree).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import asyncpg
+import orjson
+
+from memtrace.auth.keys import ApiKeyRecord
+from memtrace.domain.errors import Conflict, NotFound
+from memtrace.domain.ids import DEFAULT_ORG_ID, new_session_id
+from memtrace.metadata import bindings
+from memtrace.metadata.bindings import ArcBinding
+from memtrace.metadata.pg_schema import MIGRATIONS
+from memtrace.metadata.records import AgentRow, Org, SessionRow
+from memtrace.storage.postgres.db import Connection, PgDatabase
+
+AGENT_CACHE_SIZE = 50_000  # registered agents remembered per replica (least recent dropped)
+_BOOTSTRAP_LOCK = 0x6D656D7472616366  # replicas starting at once create one admin key
+
+_KEY_COLUMNS = "id, org_id, name, lookup, key_hash, permissions, created_at, revoked_at"
+_AGENT_COLUMNS = "org_id, id, description, config, created_at, last_active_at"
+_SESSION_COLUMNS = "id, org_id, agent_id, status, metadata, created_at, updated_at, closed_at"
+_BINDING_COLUMNS = "org_id, url, database, measurement, api_key_enc, created_at, updated_at"
+
+
+async def migrate(db: PgDatabase) -> None:
+    await db.migrate("metadata", MIGRATIONS)
+
+
+def _json(value: dict[str, Any] | None) -> str | None:
+    return orjson.dumps(value).decode() if value is not None else None
+
+
+def _unjson(value: str | None) -> dict[str, Any] | None:
+    return orjson.loads(value) if value else None
+
+
+def _key(row: Any) -> ApiKeyRecord:
+    return ApiKeyRecord(
+        row[0], row[1], row[2], row[3], row[4], frozenset(row[5].split(",")), row[6], row[7]
+    )
+
+
+def _agent(row: Any) -> AgentRow:
+    return AgentRow(row[0], row[1], row[2], _unjson(row[3]), row[4], row[5])
+
+
+def _session(row: Any) -> SessionRow:
+    return SessionRow(row[0], row[1], row[2], row[3], _unjson(row[4]), row[5], row[6], row[7])
+
+
+async def _find_org(conn: Connection, id_or_name: str) -> Org | None:
+    row = await conn.fetchrow(
+        "SELECT id, name, created_at FROM orgs WHERE id = $1 OR name = $1 "
+        "ORDER BY id = $1 DESC LIMIT 1",
+        id_or_name,
+    )
+    return Org(*row) if row else None
+
+
+async def _insert_org(conn: Connection, org_id: str, name: str, now: int) -> Org:
+    try:
+        async with conn.transaction():  # a savepoint when inside a transaction
+            await conn.execute(
+                "INSERT INTO orgs (id, name, created_at) VALUES ($1, $2, $3)", org_id, name, now
+            )
+    except asyncpg.UniqueViolationError:
+        raise Conflict(f"org {name!r} already exists") from None
+    return Org(org_id, name, now)
+
+
+async def _insert_key(conn: Connection, record: ApiKeyRecord) -> None:
+    if not await conn.fetchval("SELECT 1 FROM orgs WHERE id = $1", record.org_id):
+        raise NotFound(f"org {record.org_id!r} not found")
+    await conn.execute(
+        f"INSERT INTO api_keys ({_KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",  # noqa: S608
+        record.id,
+        record.org_id,
+        record.name,
+        record.lookup,
+        record.key_hash,
+        ",".join(sorted(record.permissions)),
+        record.created_at,
+        record.revoked_at,
+    )
+
+
+async def _touch_agents(conn: Connection, org_id: str, activity: dict[str, int]) -> None:
+    """Register unknown agents and move ``last_active_at`` forward (never backward)."""
+    await conn.execute(
+        "INSERT INTO agents (org_id, id, created_at, last_active_at) "
+        "SELECT $1, a, t, t FROM unnest($2::text[], $3::bigint[]) AS u(a, t) "
+        "ON CONFLICT (org_id, id) DO UPDATE SET last_active_at = "
+        "greatest(coalesce(agents.last_active_at, 0), excluded.last_active_at)",
+        org_id,
+        list(activity),
+        list(activity.values()),
+    )
+
+
+class PgCatalog:
+    """:class:`~memtrace.metadata.base.MetadataStore` and
+    :class:`~memtrace.metadata.base.MetadataAdmin` on the cluster's PostgreSQL."""
+
+    def __init__(self, db: PgDatabase, *, agent_cache_size: int = AGENT_CACHE_SIZE) -> None:
+        self.pg = db
+        self._known: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._known_max = agent_cache_size
+        self._pending: dict[tuple[str, str], int] = {}
+        self._version = -1
+
+    async def open(self) -> None:
+        await self.pg.open()
+        await migrate(self.pg)
+        await self.changed()
+
+    async def close(self) -> None:
+        await self.flush_activity()
+
+    async def changed(self) -> bool:
+        async with self.pg.connection() as conn:
+            version = int(await conn.fetchval("SELECT version FROM meta_version"))
+        if version == self._version:
+            return False
+        self._version = version
+        self._known.clear()  # an agent may have been deleted through another replica
+        return True
+
+    async def ping(self) -> None:
+        await self.pg.ping()
+
+    async def bootstrap(
+        self, *, default_org: bool, admin_key: ApiKeyRecord | None, now: int
+    ) -> bool:
+        async with self.pg.transaction() as conn:
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _BOOTSTRAP_LOCK)
+            no_orgs = not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM orgs)")
+            if (no_orgs or default_org) and await _find_org(conn, DEFAULT_ORG_ID) is None:
+                await _insert_org(conn, DEFAULT_ORG_ID, "default", now)
+            no_keys = not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM api_keys)")
+            if admin_key is not None and no_keys and await _find_org(conn, DEFAULT_ORG_ID):
+                await _insert_key(conn, admin_key)
+                return True
+        return False
+
+    # -- orgs, keys and bindings (the server's snapshot, and admin) ---------------------------
+
+    async def list_orgs(self) -> list[Org]:
+        async with self.pg.connection() as conn:
+            rows = await conn.fetch("SELECT id, name, created_at FROM orgs ORDER BY created_at, id")
+        return [Org(*row) for row in rows]
+
+    async def find_org(self, id_or_name: str) -> Org | None:
+        async with self.pg.connection() as conn:
+            return await _find_org(conn, id_or_name)
+
+    async def create_org(self, org_id: str, name: str, now: int) -> Org:
+        async with self.pg.connection() as conn:
+            return await _insert_org(conn, org_id, name, now)
+
+    async def delete_org(self, org_id: str) -> None:
+        async with self.pg.transaction() as conn:
+            if not await conn.fetchval("SELECT 1 FROM orgs WHERE id = $1", org_id):
+                raise NotFound(f"org {org_id!r} not found")
+            for table in ("api_keys", "agents", "sessions", "arc_bindings"):
+                await conn.execute(f"DELETE FROM {table} WHERE org_id = $1", org_id)  # noqa: S608
+            await conn.execute("DELETE FROM orgs WHERE id = $1", org_id)
+
+    async def list_keys(self, org_id: str | None = None) -> list[ApiKeyRecord]:
+        sql = f"SELECT {_KEY_COLUMNS} FROM api_keys"  # noqa: S608
+        async with self.pg.connection() as conn:
+            if org_id is None:
+                rows = await conn.fetch(sql + " ORDER BY created_at, id")
+            else:
+                rows = await conn.fetch(sql + " WHERE org_id = $1 ORDER BY created_at, id", org_id)
+        return [_key(row) for row in rows]
+
+    async def add_key(self, record: ApiKeyRecord) -> None:
+        async with self.pg.connection() as conn:
+            await _insert_key(conn, record)
+
+    async def revoke_key(self, key_id: str, now: int) -> ApiKeyRecord:
+        async with self.pg.transaction() as conn:
+            row = await conn.fetchrow(
+                f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE id = $1 FOR UPDATE",  # noqa: S608
+                key_id,
+            )
+            if row is None:
+                raise NotFound(f"key {key_id!r} not found")
+            await conn.execute(
+                "UPDATE api_keys SET revoked_at = coalesce(revoked_at, $1) WHERE id = $2",
+                now,
+                key_id,
+            )
+        return _key(row)
+
+    async def list_bindings(self) -> dict[str, ArcBinding]:
+        async with self.pg.connection() as conn:
+            rows = await conn.fetch(f"SELECT {_BINDING_COLUMNS} FROM arc_bindings")  # noqa: S608
+        return {row[0]: ArcBinding(*row) for row in rows}
+
+    async def get_binding(self, org_id: str) -> ArcBinding | None:
+        async with self.pg.connection() as conn:
+            row = await conn.fetchrow(
+                f"SELECT {_BINDING_COLUMNS} FROM arc_bindings WHERE org_id = $1",  # noqa: S608
+                org_id,
+            )
+        return ArcBinding(*row) if row else None
+
+    async def put_binding(
+        self,
+        org_id: str,
+        *,
+        url: str,
+        database: str,
+        measurement: str,
+        api_key: str | None,
+        now: int,
+        environ: Mapping[str, str] | None = None,
+    ) -> ArcBinding:
+        url, enc = bindings.prepare(org_id, url, database, measurement, api_key, environ)
+        async with self.pg.connection() as conn:
+            created = await conn.fetchval(
+                f"INSERT INTO arc_bindings ({_BINDING_COLUMNS}) "  # noqa: S608
+                "VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT (org_id) DO UPDATE SET "
+                "url = excluded.url, database = excluded.database, "
+                "measurement = excluded.measurement, api_key_enc = excluded.api_key_enc, "
+                "updated_at = excluded.updated_at RETURNING created_at",
+                org_id,
+                url,
+                database,
+                measurement,
+                enc,
+                now,
+            )
+        return ArcBinding(org_id, url, database, measurement, enc, int(created), now)
+
+    async def remove_binding(self, org_id: str) -> None:
+        async with self.pg.connection() as conn:
+            status = await conn.execute("DELETE FROM arc_bindings WHERE org_id = $1", org_id)
+        if status.endswith(" 0"):
+            raise NotFound(f"org {org_id} has no Arc binding")
+
+    def forget_org(self, org_id: str) -> None:
+        for key in [k for k in self._known if k[0] == org_id]:
+            del self._known[key]
+        for key in [k for k in self._pending if k[0] == org_id]:
+            del self._pending[key]
+
+    # -- agent activity -----------------------------------------------------------------------
+
+    def _remember(self, org_id: str, agents: Iterable[str]) -> None:
+        for agent in agents:
+            self._known[(org_id, agent)] = None
+            self._known.move_to_end((org_id, agent))
+        while len(self._known) > self._known_max:
+            self._known.popitem(last=False)
+
+    async def note_activity(self, org_id: str, agent_ids: Iterable[str], at: int) -> None:
+        unknown: dict[str, int] = {}
+        for agent in agent_ids:
+            key = (org_id, agent)
+            if key not in self._known:
+                unknown[agent] = at
+            elif self._pending.get(key, -1) < at:
+                self._pending[key] = at
+        if unknown:
+            async with self.pg.connection() as conn:
+                await _touch_agents(conn, org_id, unknown)
+            self._remember(org_id, unknown)
+
+    async def flush_activity(self) -> None:
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, {}
+        by_org: dict[str, dict[str, int]] = {}
+        for (org_id, agent), at in pending.items():
+            by_org.setdefault(org_id, {})[agent] = at
+        async with self.pg.transaction() as conn:
+            for org_id, activity in by_org.items():
+                await _touch_agents(conn, org_id, activity)
+
+    def _overlay(self, row: AgentRow) -> AgentRow:
+        pending = self._pending.get((row.org_id, row.id))
+        if pending is not None and (row.last_active_at or 0) < pending:
+            row.last_active_at = pending
+        return row
+
+    # -- agents -------------------------------------------------------------------------------
+
+    async def register_agent(
+        self,
+        org_id: str,
+        agent_id: str,
+        description: str | None,
+        config: dict[str, Any] | None,
+        now: int,
+    ) -> AgentRow:
+        async with self.pg.connection() as conn:
+            inserted = await conn.fetchval(
+                f"INSERT INTO agents ({_AGENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, NULL) "  # noqa: S608
+                "ON CONFLICT (org_id, id) DO NOTHING RETURNING true",
+                org_id,
+                agent_id,
+                description,
+                _json(config),
+                now,
+            )
+        if not inserted:
+            raise Conflict(f"agent {agent_id!r} already exists", existing_id=agent_id)
+        self._remember(org_id, (agent_id,))
+        return AgentRow(org_id, agent_id, description, config, now, None)
+
+    async def get_agent(self, org_id: str, agent_id: str) -> AgentRow | None:
+        async with self.pg.connection() as conn:
+            row = await conn.fetchrow(
+                f"SELECT {_AGENT_COLUMNS} FROM agents WHERE org_id = $1 AND id = $2",  # noqa: S608
+                org_id,
+                agent_id,
+            )
+        return self._overlay(_agent(row)) if row else None
+
+    async def list_agents(self, org_id: str, limit: int, offset: int) -> list[AgentRow]:
+        async with self.pg.connection() as conn:
+            rows = await conn.fetch(
+                f"SELECT {_AGENT_COLUMNS} FROM agents WHERE org_id = $1 "  # noqa: S608
+                "ORDER BY id LIMIT $2 OFFSET $3",
+                org_id,
+                limit,
+                offset,
+            )
+        return [self._overlay(_agent(row)) for row in rows]
+
+    async def delete_agent(self, org_id: str, agent_id: str) -> None:
+        self._pending.pop((org_id, agent_id), None)
+        self._known.pop((org_id, agent_id), None)
+        async with self.pg.transaction() as conn:
+            status = await conn.execute(
+                "DELETE FROM agents WHERE org_id = $1 AND id = $2", org_id, agent_id
+            )
+            if status.endswith(" 0"):
+                raise NotFound(f"agent {agent_id!r} not found")
+            await conn.execute(
+                "DELETE FROM sessions WHERE org_id = $1 AND agent_id = $2", org_id, agent_id
+            )
+
+    # -- sessions -----------------------------------------------------------------------------
+
+    async def create_session(
+        self, org_id: str, agent_id: str, metadata: dict[str, Any] | None, now: int
+    ) -> SessionRow:
+        await self.note_activity(org_id, (agent_id,), now)
+        row = SessionRow(new_session_id(), org_id, agent_id, "active", metadata, now, now, None)
+        async with self.pg.connection() as conn:
+            await conn.execute(
+                f"INSERT INTO sessions ({_SESSION_COLUMNS}) "  # noqa: S608
+                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                row.id,
+                row.org_id,
+                row.agent_id,
+                row.status,
+                _json(row.metadata),
+                row.created_at,
+                row.updated_at,
+                row.closed_at,
+            )
+        return row
+
+    async def get_session(self, org_id: str, session_id: str) -> SessionRow | None:
+        async with self.pg.connection() as conn:
+            row = await conn.fetchrow(
+                f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE id = $1 AND org_id = $2",  # noqa: S608
+                session_id,
+                org_id,
+            )
+        return _session(row) if row else None
+
+    async def list_sessions(
+        self, org_id: str, agent_id: str | None, status: str | None, limit: int, offset: int
+    ) -> list[SessionRow]:
+        sql = f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE org_id = $1"  # noqa: S608
+        args: list[Any] = [org_id]
+        if agent_id is not None:
+            args.append(agent_id)
+            sql += f" AND agent_id = ${len(args)}"
+        if status is not None:
+            args.append(status)
+            sql += f" AND status = ${len(args)}"
+        sql += f" ORDER BY created_at DESC, id DESC LIMIT ${len(args) + 1} OFFSET ${len(args) + 2}"
+        async with self.pg.connection() as conn:
+            rows = await conn.fetch(sql, *args, limit, offset)
+        return [_session(row) for row in rows]
+
+    async def update_session(
+        self,
+        org_id: str,
+        session_id: str,
+        status: str | None,
+        metadata: dict[str, Any] | None,
+        now: int,
+    ) -> SessionRow:
+        async with self.pg.transaction() as conn:
+            found = await conn.fetchrow(
+                f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE id = $1 AND org_id = $2 "  # noqa: S608
+                "FOR UPDATE",
+                session_id,
+                org_id,
+            )
+            if found is None:
+                raise NotFound(f"session {session_id!r} not found")
+            row = _session(found)
+            if status is not None and status != row.status:
+                row.status = status
+                row.closed_at = now if status == "closed" else None
+            if metadata is not None:
+                row.metadata = metadata
+            row.updated_at = now
+            await conn.execute(
+                "UPDATE sessions SET status = $1, metadata = $2, updated_at = $3, closed_at = $4 "
+                "WHERE id = $5 AND org_id = $6",
+                row.status,
+                _json(row.metadata),
+                now,
+                row.closed_at,
+                session_id,
+                org_id,
+            )
+        return row
+
+    async def session_counts(self, org_id: str, agent_id: str) -> tuple[int, int]:
+        async with self.pg.connection() as conn:
+            totals = await conn.fetchrow(
+                "SELECT count(*), count(*) FILTER (WHERE status = 'active') FROM sessions "
+                "WHERE org_id = $1 AND agent_id = $2",
+                org_id,
+                agent_id,
+            )
+        return (int(totals[0]), int(totals[1])) if totals else (0, 0)
