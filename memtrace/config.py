@@ -119,10 +119,18 @@ class ArcSettings(_Section):
     flush_interval_ms: int = Field(
         default=200, ge=1, le=600_000, description="Longest a row waits in the outbox."
     )
+    verify_after_s: float = Field(
+        default=6.0,
+        ge=0,
+        le=3600,
+        description="Wait this long after Arc's 204 before checking that Arc shows the rows "
+        "(covers Arc's flush, max_buffer_age_ms, default 5 s); verified rows leave the outbox.",
+    )
     visibility_grace_s: float = Field(
         default=30.0,
         ge=0,
-        description="How long shipped rows stay in the read overlay (cover Arc's flush delay).",
+        description="A shipped row Arc still does not show this long after its 204 is shipped "
+        "again (Arc lost its write buffer). Until verified, rows stay in the read overlay.",
     )
     retry_max_s: float = Field(default=30.0, gt=0, description="Cap of the shipper's backoff.")
     shutdown_drain_s: float = Field(

@@ -134,6 +134,9 @@ class Runtime:
         stores = await self.stores.health()
         for org_id, health in stores.items():
             self.metrics.outbox_pending.labels(org_id).set(health.outbox_pending)
+            if health.backend == "arc":
+                self.metrics.outbox_unverified.labels(org_id).set(health.outbox_unverified)
+                self.metrics.outbox_parked.labels(org_id).set(health.outbox_parked)
         body = {
             "status": "ok" if metadata_ok else "degraded",
             "service": "memtrace",
@@ -145,6 +148,11 @@ class Runtime:
                     "backend": h.backend,
                     "healthy": h.healthy,
                     "outbox_pending": h.outbox_pending,
+                    **(
+                        {"outbox_unverified": h.outbox_unverified, "outbox_parked": h.outbox_parked}
+                        if h.backend == "arc"
+                        else {}
+                    ),
                     **({"detail": h.detail} if h.detail else {}),
                 }
                 for org, h in stores.items()

@@ -18,10 +18,11 @@ from memtrace.domain.errors import (
     StorageUnavailable,
 )
 from memtrace.metadata.bindings import ArcBinding
+from memtrace.storage.arc import pg_outbox
 from memtrace.storage.arc.store import ArcStore
+from memtrace.storage.arc.transfer import move_outbox
 from memtrace.storage.base import MemoryStore, StoreHealth
-from memtrace.storage.embedded import EmbeddedStore
-from memtrace.storage.layout import org_dir
+from memtrace.storage.placement import default_store, existing_outbox, outbox_of
 from memtrace.storage.postgres import store as pg_store
 from memtrace.storage.postgres.db import PgDatabase
 from memtrace.telemetry.metrics import Metrics
@@ -46,9 +47,11 @@ class StoreRegistry:
         self._unusable: dict[str, tuple[tuple[object, ...] | None, str]] = {}
 
     async def prepare(self) -> None:
-        """Bring the PostgreSQL schema of memories to the current version (cluster mode)."""
+        """Bring the PostgreSQL schema of memories and Arc outboxes to the current version
+        (cluster mode)."""
         if self._pg is not None:
             await pg_store.migrate(self._pg)
+            await pg_outbox.migrate(self._pg)
 
     async def apply_bindings(self, bindings: dict[str, ArcBinding]) -> list[str]:
         """Adopt the current Arc bindings: close stores whose binding was added, changed or
@@ -104,16 +107,20 @@ class StoreRegistry:
                 "no arc instance configured for this org (no storage backend)",
                 hint=f"an administrator must run: memtrace org add-arc {org_id} …",
             )
-        if self._settings.storage.default_backend == "postgres" and self._pg is not None:
-            shared = pg_store.PostgresStore(self._pg, org_id)
-            await shared.open()
-            return shared
-        store = EmbeddedStore(
-            org_dir(self._settings.data_dir, org_id) / "memories.db",
-            org_id,
-            synchronous=self._settings.storage.synchronous,
-        )
+        store = default_store(self._settings, self._pg, org_id)
         await store.open()
+        # An org whose Arc binding was removed: memories still in its outbox (written just
+        # before the switch, or never confirmed by Arc) join its store, never stranded.
+        try:
+            outbox = await existing_outbox(self._settings, self._pg, org_id)
+            if outbox is not None:
+                await outbox.open()
+                try:
+                    await move_outbox(outbox, store)
+                finally:
+                    await outbox.close()
+        except MemtraceError as exc:  # they stay durable in the outbox; the next open retries
+            log.error("Arc outbox of %s could not be moved to its store: %s", org_id, exc)
         return store
 
     async def _open_arc(self, org_id: str, binding: ArcBinding) -> ArcStore:
@@ -127,7 +134,7 @@ class StoreRegistry:
         store = ArcStore(
             org_id,
             target,
-            org_dir(self._settings.data_dir, org_id) / "arc_outbox.db",
+            outbox_of(self._settings, self._pg, org_id),
             self._settings.arc,
             metrics=self._metrics,
             synchronous=self._settings.storage.synchronous,

@@ -25,13 +25,17 @@ TEMPLATE = "memtrace_template"
 
 async def migrate_all(url: str) -> None:
     """Every component's migrations, as a starting replica runs them."""
+    from memtrace.metadata.postgres import migrate as migrate_metadata
+    from memtrace.storage.arc.pg_outbox import migrate as migrate_outbox
     from memtrace.storage.postgres.db import PgDatabase
     from memtrace.storage.postgres.store import migrate as migrate_memories
 
     db = PgDatabase(PostgresSettings(url=url, pool_min=0, pool_max=2))
     await db.open()
     try:
+        await migrate_metadata(db)
         await migrate_memories(db)
+        await migrate_outbox(db)
     finally:
         await db.close()
 

@@ -1,5 +1,5 @@
-"""``memtrace org add-arc | show-arc | remove-arc | copy-data``: Arc bindings from the command
-line (commands of the ``org`` group, see :mod:`memtrace.cli.org`).
+"""``memtrace org add-arc | show-arc | remove-arc | outbox | copy-data``: Arc bindings and
+the outbox from the command line (commands of the ``org`` group, see :mod:`memtrace.cli.org`).
 
 A running server applies a new, changed or removed binding within 2 seconds (it watches the
 metadata DB). See docs/arc.md.
@@ -7,6 +7,8 @@ metadata DB). See docs/arc.md.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,6 +19,8 @@ from memtrace.storage.arc.target import DEFAULT_MEASUREMENT
 
 if TYPE_CHECKING:
     from memtrace.metadata.bindings import ArcBinding
+    from memtrace.storage.arc.outbox import OutboxCounts, ParkedRow
+    from memtrace.storage.arc.outbox_base import OutboxStore
 
 
 @click.command("add-arc")
@@ -86,54 +90,84 @@ def org_show_arc(
 @click.command("remove-arc")
 @common_options
 @click.argument("org_ref", metavar="ORG")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Remove it even though the outbox holds memories Arc is not known to hold; they are "
+    "moved into the org's embedded store.",
+)
 @click.pass_context
 def org_remove_arc(
-    ctx: click.Context, org_ref: str, config_path: Path | None, data_dir: Path | None
+    ctx: click.Context, org_ref: str, force: bool, config_path: Path | None, data_dir: Path | None
 ) -> None:
-    """Remove ORG's Arc binding; it goes back to the embedded store (data in Arc stays)."""
+    """Remove ORG's Arc binding; it goes back to the embedded store (data in Arc stays).
 
-    async def remove(admin: Admin) -> str:
-        found = await admin.org(org_ref)
-        await admin.catalog.remove_binding(found.id)
-        return found.id
+    Refused while the org's outbox holds memories Arc is not known to hold (not yet shipped,
+    not yet confirmed, or parked): they would be neither shipped nor shown any more. Let a
+    running server ship them first (`memtrace org outbox ORG` shows what is left), or pass
+    --force to move them into the embedded store.
+    """
+    from memtrace.domain.errors import Conflict
+    from memtrace.storage.arc.outbox import OutboxCounts
 
     settings = load_settings_for(ctx, config_path, data_dir)
-    org_id = run_admin(settings, remove)
+    no_store = settings.storage.default_backend == "none"
+
+    async def remove(admin: Admin) -> tuple[str, OutboxCounts, int]:
+        org_id = (await admin.org(org_ref)).id
+        async with _outbox(admin, org_id) as outbox:
+            counts = await outbox.counts() if outbox is not None else OutboxCounts()
+        if counts.total and (not force or no_store):
+            remedy = (
+                "the org would have no store to move them to (storage.default_backend = none)"
+                if no_store
+                else "use --force to move them into the org's store (embedded or PostgreSQL)"
+            )
+            raise Conflict(
+                f"org {org_id} has {counts.total} acknowledged memories Arc is not known to "
+                f"hold ({counts.pending} waiting to ship, {counts.unverified} awaiting Arc's "
+                f"confirmation, {counts.parked} parked); removing the binding would hide them. "
+                f"Let a running server ship them (see: memtrace org outbox {org_id}), or {remedy}"
+            )
+        await admin.catalog.remove_binding(org_id)
+        # A running server also moves what its last writes add before it switches.
+        moved = await _move_outbox(admin, org_id) if counts.total else 0
+        return org_id, counts, moved
+
+    org_id, counts, moved = run_admin(settings, remove)
     note(f"Arc binding of {org_id} removed; running servers switch within 2 seconds.")
+    if counts.total:
+        where = "PostgreSQL" if settings.storage.default_backend == "postgres" else "embedded"
+        note(f"{moved} memories moved from the Arc outbox into the {where} store.")
 
 
-@click.command("copy-data")
-@common_options
-@click.argument("org_ref", metavar="ORG")
-@click.option("--to", "to", type=click.Choice(["arc"]), required=True, help="Target backend.")
-@click.option("--batch-size", type=click.IntRange(1, 100_000), default=1000, show_default=True)
-@click.pass_context
-def org_copy_data(
-    ctx: click.Context,
-    org_ref: str,
-    to: str,
-    batch_size: int,
-    config_path: Path | None,
-    data_dir: Path | None,
-) -> None:
-    """Copy ORG's embedded memories to its Arc binding (resumable: rerun after a failure)."""
-    from memtrace.storage.arc.transfer import copy_to_arc
+@asynccontextmanager
+async def _outbox(admin: Admin, org_id: str) -> AsyncIterator[OutboxStore | None]:
+    """The org's outbox, open, or None when the org never had one."""
+    from memtrace.storage.placement import existing_outbox
 
-    async def copy(admin: Admin) -> tuple[str, int, int]:
-        binding = await _binding(admin, org_ref)
-        copied, total = await copy_to_arc(
-            settings,
-            binding.org_id,
-            binding.target(),
-            batch_size=batch_size,
-            progress=lambda n: note(f"… {n} memories copied"),
-        )
-        return binding.org_id, copied, total
+    outbox = await existing_outbox(admin.settings, admin.pg, org_id)
+    if outbox is None:
+        yield None
+        return
+    await outbox.open()
+    try:
+        yield outbox
+    finally:
+        await outbox.close()
 
-    settings = load_settings_for(ctx, config_path, data_dir)
-    org_id, copied, total = run_admin(settings, copy)
-    note(f"Copy of {org_id} to Arc complete: {copied} copied now, {total} in total.")
-    click.echo(total)
+
+async def _move_outbox(admin: Admin, org_id: str) -> int:
+    from memtrace.storage.arc.transfer import move_outbox
+    from memtrace.storage.placement import default_store
+
+    store = default_store(admin.settings, admin.pg, org_id)
+    await store.open()
+    try:
+        async with _outbox(admin, org_id) as outbox:
+            return await move_outbox(outbox, store) if outbox is not None else 0
+    finally:
+        await store.close()
 
 
 async def _binding(admin: Admin, org_ref: str) -> ArcBinding:
@@ -146,6 +180,94 @@ async def _binding(admin: Admin, org_ref: str) -> ArcBinding:
     return binding
 
 
+@click.command("outbox")
+@common_options
+@click.argument("org_ref", metavar="ORG")
+@click.option("--limit", type=click.IntRange(0, 100_000), default=100, show_default=True)
+@click.option(
+    "--retry-parked",
+    is_flag=True,
+    help="Ship the parked memories again (e.g. once what Arc refused is fixed).",
+)
+@click.pass_context
+def org_outbox(
+    ctx: click.Context,
+    org_ref: str,
+    limit: int,
+    retry_parked: bool,
+    config_path: Path | None,
+    data_dir: Path | None,
+) -> None:
+    """Show ORG's Arc outbox: memories waiting to ship, awaiting Arc's confirmation, and
+    parked (Arc refuses them; kept and readable), then the parked ones (id, time, agent,
+    Arc's reason), at most --limit."""
+    from memtrace.domain.timestamps import format_us
+    from memtrace.storage.arc.outbox import OutboxCounts
+
+    async def run(admin: Admin) -> tuple[OutboxCounts, list[ParkedRow], int]:
+        async with _outbox(admin, (await admin.org(org_ref)).id) as outbox:
+            if outbox is None:
+                return OutboxCounts(), [], 0
+            retried = await outbox.unpark() if retry_parked else 0
+            return await outbox.counts(), await outbox.parked(limit), retried
+
+    settings = load_settings_for(ctx, config_path, data_dir)
+    counts, parked, retried = run_admin(settings, run)
+    if retry_parked:
+        note(f"{retried} parked memories go back to the queue; a running server ships them.")
+    click.echo(f"pending\t{counts.pending}")
+    click.echo(f"unverified\t{counts.unverified}")
+    click.echo(f"parked\t{counts.parked}")
+    for row in parked:
+        click.echo(f"{row.id}\t{format_us(row.time)}\t{row.agent_id}\t{row.reason}")
+
+
+@click.command("copy-data")
+@common_options
+@click.argument("org_ref", metavar="ORG")
+@click.option(
+    "--to",
+    "to",
+    type=click.Choice(["arc", "postgres", "embedded"]),
+    required=True,
+    help="Target: the org's Arc binding, the cluster's PostgreSQL, or the embedded file.",
+)
+@click.option(
+    "--from",
+    "source",
+    type=click.Choice(["embedded", "postgres"]),
+    help="Source (default: embedded, or postgres for --to embedded; for --to arc, the org's "
+    "store: postgres when storage.default_backend is postgres).",
+)
+@click.option("--batch-size", type=click.IntRange(1, 100_000), default=1000, show_default=True)
+@click.pass_context
+def org_copy_data(
+    ctx: click.Context,
+    org_ref: str,
+    to: str,
+    source: str | None,
+    batch_size: int,
+    config_path: Path | None,
+    data_dir: Path | None,
+) -> None:
+    """Copy ORG's memories between its stores (resumable: rerun after a failure; what is
+    already in the target is skipped). The PostgreSQL side needs [postgres] url."""
+    from memtrace.cli.copying import copy_data
+
+    settings = load_settings_for(ctx, config_path, data_dir)
+    org_id, result = run_admin(
+        settings,
+        lambda admin: copy_data(admin, org_ref, to, source, batch_size=batch_size, progress=note),
+    )
+    note(f"Copy of {org_id} to {to} complete: {result.copied} copied now, {result.total} in total.")
+    if result.parked:
+        note(
+            f"{result.parked} memories were refused by Arc and parked in the outbox (kept and "
+            f"readable): memtrace org outbox {org_id}"
+        )
+    click.echo(result.total)
+
+
 # ``org migrate`` was this command's name in 0.3.0; "migrate" now means schema migration only.
 _old_name = click.Command(
     "migrate",
@@ -155,4 +277,4 @@ _old_name = click.Command(
     help="Old name of `org copy-data` (deprecated).",
 )
 
-COMMANDS = (org_add_arc, org_show_arc, org_remove_arc, org_copy_data, _old_name)
+COMMANDS = (org_add_arc, org_show_arc, org_remove_arc, org_outbox, org_copy_data, _old_name)

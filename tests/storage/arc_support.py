@@ -11,10 +11,13 @@ from memtrace.config import ArcSettings
 from memtrace.storage.arc.store import ArcStore
 from memtrace.storage.arc.target import ArcTarget
 from memtrace.storage.base import NewMemory
+from memtrace.telemetry.metrics import Metrics
 from memtrace.testing.arc_emulator import TEST_TOKEN
 from memtrace.testing.arc_server import EmulatorServer
 
-FAST_ARC = ArcSettings(flush_interval_ms=10, retry_max_s=0.2, visibility_grace_s=0.0)
+FAST_ARC = ArcSettings(
+    flush_interval_ms=10, retry_max_s=0.2, verify_after_s=0.0, visibility_grace_s=0.0
+)
 
 
 async def eventually(
@@ -37,12 +40,14 @@ def arc_store(
     database: str = "db1",
     settings: ArcSettings = FAST_ARC,
     dedup_window_us: int | None = 24 * 3_600_000_000,
+    metrics: Metrics | None = None,
 ) -> ArcStore:
     return ArcStore(
         org_id,
         ArcTarget(server.url, database, "events", TEST_TOKEN),
         tmp_path / f"{org_id}-{database}-outbox.db",
         settings,
+        metrics=metrics,
         synchronous="NORMAL",
         dedup_window_us=dedup_window_us,
     )
@@ -53,6 +58,15 @@ async def drained(store: ArcStore) -> None:
 
     async def empty() -> bool:
         return await store.outbox.pending_count() == 0
+
+    await eventually(empty)
+
+
+async def settled(store: ArcStore) -> None:
+    """Wait until Arc was seen to hold every row (the outbox is empty: reads come from Arc)."""
+
+    async def empty() -> bool:
+        return (await store.outbox.counts()).total == 0
 
     await eventually(empty)
 

@@ -17,13 +17,14 @@ import pytest
 from memtrace.config import PostgresSettings
 from memtrace.domain.memory import MemoryRecord
 from memtrace.domain.timestamps import now_us
+from memtrace.storage.arc.store import ArcStore
 from memtrace.storage.base import MemoryQuery, MemoryStore, NewMemory
 from memtrace.storage.embedded import EmbeddedStore
 from memtrace.storage.postgres.db import PgDatabase
 from memtrace.storage.postgres.store import PostgresStore
 from memtrace.storage.rows import matches, sort_key
 from memtrace.testing.arc_server import EmulatorServer
-from tests.storage.arc_support import FAST_ARC, arc_store, drained, memory
+from tests.storage.arc_support import FAST_ARC, arc_store, drained, memory, settled
 
 ORG = "org_contract"
 HOUR = 3_600_000_000
@@ -98,17 +99,21 @@ async def loaded(
             arc_server,
             tmp_path,
             ORG,
-            settings=FAST_ARC.model_copy(update={"visibility_grace_s": 3600.0}),
+            # never verified: every row stays in the overlay while Arc holds it too
+            settings=FAST_ARC.model_copy(
+                update={"verify_after_s": 3600.0, "visibility_grace_s": 3600.0}
+            ),
         )
     await store.open()  # type: ignore[attr-defined]
     items = dataset()
     outcomes = await store.write(items[:3], HOUR) + await store.write(items[3:], HOUR)
     records = [o.record for o in outcomes if o.record is not None]
     assert len(records) == len(items)
-    if request.param.startswith("arc"):
+    if request.param == "arc":
+        await settled(store)  # type: ignore[arg-type]
+    elif request.param == "arc-overlap":
         await drained(store)  # type: ignore[arg-type]
-        if request.param == "arc-overlap":
-            assert arc_server.emulator.flush() == len(items)
+        assert arc_server.emulator.flush() == len(items)
     yield store, records
     await store.close()
     if db is not None:
@@ -245,3 +250,47 @@ async def test_dedup_within_window_and_batch(
     later = memory("x", time_us=first.time + 2 * HOUR, dedup_key=first.dedup_key)
     assert (await store.write([later], HOUR))[0].record is not None
     assert (await store.write([again], None))[0].record is not None
+
+
+async def age_dedup_index(store: MemoryStore, *, forget_all: bool = False) -> None:
+    """Run the store's dedup housekeeping as if time had passed. The embedded store keeps
+    every key. The Arc store prunes its local window index (what its shipper does every 5 s);
+    ``forget_all`` empties it, as if every key had been written and dated long ago, so only
+    Arc itself still knows them."""
+    if isinstance(store, ArcStore):
+        if forget_all:
+            far = now_us() + 100 * 365 * 24 * HOUR
+            await store.outbox.prune_keys(far, far)
+        else:
+            await store.shipper.prune_keys()
+
+
+async def in_arc(store: MemoryStore, arc_server: EmulatorServer) -> None:
+    """For an Arc store: wait until every row is shipped and make Arc flush them."""
+    if isinstance(store, ArcStore):
+        await drained(store)
+        arc_server.emulator.flush()
+
+
+async def test_dedup_of_a_resent_backfill(
+    loaded: tuple[MemoryStore, list[MemoryRecord]], arc_server: EmulatorServer
+) -> None:
+    """Same rule on every backend: a duplicate is a memory with the same key less than the
+    window away in memory time, however old that time and whenever the first one was written."""
+    store, _ = loaded
+    backfill = memory("imported from last week's log", time_us=T0 - 72 * HOUR, dedup_key="bf")
+    (first,) = await store.write([backfill], HOUR)
+    assert first.record is not None
+    await age_dedup_index(store)  # the housekeeping that forgot it within 5 s
+    (resent,) = await store.write([backfill], HOUR)
+    assert resent.existing_id == first.record.id
+
+    # Much later: the Arc store's local index has forgotten the key; Arc still knows it.
+    await in_arc(store, arc_server)
+    await age_dedup_index(store, forget_all=True)
+    nearby = replace(backfill, time=backfill.time + HOUR // 2, content="same key, 30 min later")
+    (again,) = await store.write([nearby], HOUR)
+    assert again.existing_id == first.record.id
+    farther = replace(backfill, time=backfill.time + 2 * HOUR)
+    (new,) = await store.write([farther], HOUR)
+    assert new.record is not None

@@ -10,7 +10,7 @@ no cached ``time > '<literal>'`` form is produced, and read back as ``epoch_us(t
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 
 from memtrace.domain.errors import InvalidInput
 from memtrace.storage.arc.target import MEASUREMENT_RE
@@ -57,6 +57,24 @@ def number(value: int | float) -> str:
             raise InvalidInput("min_importance: must be a finite number")
         return repr(value)
     return str(int(value))
+
+
+def literal_chunks(
+    values: Sequence[str], budget: int = MAX_SQL_CHARS - 2000
+) -> Iterator[list[str]]:
+    """``values`` in runs whose ``IN (…)`` list stays within ``budget`` characters, so the
+    statement around it fits Arc's limit (one query per run, as few runs as possible)."""
+    run: list[str] = []
+    used = 0
+    for value in values:
+        size = len(quote_literal(value)) + 2
+        if run and used + size > budget:
+            yield run
+            run, used = [], 0
+        run.append(value)
+        used += size
+    if run:
+        yield run
 
 
 def _in_list(values: Iterable[str]) -> str:
@@ -121,11 +139,24 @@ def count_sql(measurement: str, q: MemoryQuery) -> str:
     )
 
 
-def ids_present_sql(measurement: str, org_id: str, ids: Iterable[str]) -> str:
-    """Which of ``ids`` Arc already holds (used to deduplicate the outbox overlay)."""
+def ids_present_sql(
+    measurement: str,
+    org_id: str,
+    ids: Iterable[str],
+    *,
+    since: int | None = None,
+    until: int | None = None,
+) -> str:
+    """Which of ``ids`` Arc holds (the overlay's dedup, and verifying shipped rows). The
+    optional time bounds (inclusive) let Arc skip the partitions the rows cannot be in."""
+    bounds = ""
+    if since is not None:
+        bounds += f" AND time >= make_timestamp({number(since)})"
+    if until is not None:
+        bounds += f" AND time <= make_timestamp({number(until)})"
     return (
         f"SELECT DISTINCT id FROM {quote_ident(measurement)} "  # noqa: S608
-        f"WHERE org_id = {quote_literal(org_id)} AND id IN {_in_list(ids)}"
+        f"WHERE org_id = {quote_literal(org_id)} AND id IN {_in_list(ids)}{bounds}"
     )
 
 
@@ -154,4 +185,15 @@ def dedup_seed_sql(measurement: str, org_id: str, since: int) -> str:
     return (
         f"SELECT dedup_key, epoch_us(time) AS time_us, id FROM {quote_ident(measurement)} "  # noqa: S608
         f"WHERE org_id = {quote_literal(org_id)} AND time >= make_timestamp({number(since)})"
+    )
+
+
+def dedup_lookup_sql(
+    measurement: str, org_id: str, keys: Iterable[str], since: int, until: int
+) -> str:
+    """Stored memories with one of ``keys`` and a time in the open interval (since, until)."""
+    return _checked(
+        f"SELECT dedup_key, epoch_us(time) AS time_us, id FROM {quote_ident(measurement)} "  # noqa: S608
+        f"WHERE org_id = {quote_literal(org_id)} AND dedup_key IN {_in_list(keys)} "
+        f"AND time > make_timestamp({number(since)}) AND time < make_timestamp({number(until)})"
     )

@@ -1,15 +1,15 @@
 """Arc backend: writes go to a durable local outbox, a shipper sends them to Arc, reads merge.
 
-Read-your-writes: Arc shows rows only after its own flush, so every read overlays outbox rows
-(pending, and shipped within ``arc.visibility_grace_s``) that match the query, deduplicated by
-``id`` against what Arc returned. Dedup of new writes uses the outbox's local window index.
+Read-your-writes: Arc shows rows only after its own flush, so every read overlays the outbox
+rows that match the query (every row Arc has not yet been seen to hold), deduplicated by ``id``
+against what Arc returned. Dedup of new writes uses the outbox's local window index, and Arc
+for backfills older than what that index covers. Shipping and verifying:
+:mod:`memtrace.storage.arc.shipper`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import random
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,31 +23,15 @@ from memtrace.domain.timestamps import now_us
 from memtrace.storage.arc import sql as arc_sql
 from memtrace.storage.arc.client import ArcClient, ArcRejected, ArcUnavailable
 from memtrace.storage.arc.outbox import Outbox
+from memtrace.storage.arc.outbox_base import OutboxStore
+from memtrace.storage.arc.shipper import Shipper, shown_by_arc
 from memtrace.storage.arc.target import ArcTarget
 from memtrace.storage.base import AgentMemoryStats, MemoryQuery, NewMemory, StoreHealth
-from memtrace.storage.rows import (
-    RECORD_COLUMNS,
-    matches,
-    record_to_row,
-    row_to_record,
-    sort_key,
-)
+from memtrace.storage.rows import matches, row_to_record, sort_key
 from memtrace.storage.sqlite import Synchronous
 from memtrace.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
-
-_IDS_PER_QUERY = 200  # keeps each "id IN (…)" query far below Arc's 10,000-character limit
-
-
-def arc_columns(records: Sequence[MemoryRecord]) -> dict[str, list[Any]]:
-    """The fixed column set of one msgpack write (times in µs, importance always a float)."""
-    columns: dict[str, list[Any]] = {name: [] for name in arc_sql.COLUMNS}
-    for record in records:
-        row = dict(zip(RECORD_COLUMNS, record_to_row(record), strict=True))
-        for name in arc_sql.COLUMNS:
-            columns[name].append(row[name])
-    return columns
 
 
 class ArcStore:
@@ -59,7 +43,7 @@ class ArcStore:
         self,
         org_id: str,
         target: ArcTarget,
-        outbox_path: Path,
+        outbox: Path | OutboxStore,
         settings: ArcSettings,
         *,
         metrics: Metrics | None = None,
@@ -70,7 +54,10 @@ class ArcStore:
         self.org_id = org_id
         self.target = target
         self.settings = settings
-        self.outbox = Outbox(outbox_path, org_id, synchronous=synchronous)
+        # a path: the org's outbox file; cluster mode passes its PostgreSQL outbox
+        self.outbox: OutboxStore = (
+            Outbox(outbox, org_id, synchronous=synchronous) if isinstance(outbox, Path) else outbox
+        )
         self.client = ArcClient(
             target.url,
             target.database,
@@ -81,32 +68,23 @@ class ArcStore:
             transport=transport,
         )
         self._metrics = metrics
-        self._dedup_window_us = dedup_window_us
-        self._wakeup = asyncio.Event()
-        self._closing = False
-        self._shipper: asyncio.Task[None] | None = None
-        self.consecutive_failures = 0
+        self.shipper = Shipper(
+            org_id,
+            self.outbox,
+            self.client,
+            target.measurement,
+            settings,
+            metrics=metrics,
+            dedup_window_us=dedup_window_us,
+        )
 
     async def open(self) -> None:
         await self.outbox.open()
-        self._shipper = asyncio.create_task(self._ship_loop(), name=f"arc-shipper:{self.org_id}")
+        self.shipper.start()
 
     async def close(self) -> None:
-        """Stop shipping, ship what is pending for up to ``arc.shutdown_drain_s`` while Arc
-        answers (what is left stays durable in the outbox for the next start), close files."""
-        self._closing = True
-        self._wakeup.set()
-        if self._shipper is not None:
-            self._shipper.cancel()
-            await asyncio.gather(self._shipper, return_exceptions=True)
-        if self._shipper is not None and self.settings.shutdown_drain_s > 0:
-            try:
-                async with asyncio.timeout(self.settings.shutdown_drain_s):
-                    await self._drain()
-            except TimeoutError:
-                log.warning(
-                    "arc outbox of %s not drained at shutdown; ships on next start", self.org_id
-                )
+        """Stop shipping (after a bounded drain, see :meth:`Shipper.stop`), close files."""
+        await self.shipper.stop()
         await self.client.close()
         await self.outbox.close()
 
@@ -115,129 +93,77 @@ class ArcStore:
     async def write(
         self, items: Sequence[NewMemory], dedup_window_us: int | None
     ) -> list[WriteOutcome]:
-        outcomes = await self.outbox.append(items, dedup_window_us, now_us())
-        self._wakeup.set()
+        now = now_us()
+        known = await self._older_keys(items, dedup_window_us, now)
+        outcomes = await self.outbox.append(items, dedup_window_us, now, known)
+        self.shipper.wake()
         return outcomes
 
-    # -- shipping -----------------------------------------------------------------------------
-
-    async def _ship_loop(self) -> None:
-        interval = self.settings.flush_interval_ms / 1000
-        seeded = False
-        last_prune = 0.0
-        loop = asyncio.get_running_loop()
-        while not self._closing:
-            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancel that
-            # arrives as the wakeup fires, and close() then waited out the linger below.
-            try:
-                async with asyncio.timeout(interval):
-                    await self._wakeup.wait()
-                await asyncio.sleep(interval)  # linger: let a burst of writes share one batch
-            except TimeoutError:
-                pass
-            self._wakeup.clear()
-            if not seeded:
-                seeded = await self._seed_dedup_index()
-            while not self._closing and await self._ship_once():
-                pass
-            if loop.time() - last_prune > 5:
-                last_prune = loop.time()
-                await self._prune()
-
-    async def _drain(self) -> None:
-        """Ship batch after batch until the outbox is empty or Arc fails once."""
-        failures = self.consecutive_failures
-        while await self._ship_once() and self.consecutive_failures == failures:
-            pass
-
-    async def _ship_once(self) -> bool:
-        """Ship one batch; True when there may be more to ship now."""
+    async def _older_keys(
+        self, items: Sequence[NewMemory], window: int | None, now: int
+    ) -> list[tuple[str, int, str]]:
+        """Keys in Arc that backfills dated more than a window ago may collide with: the local
+        index holds only the last two windows of memory time (and every key written in the
+        last window), so for those writes Arc itself is asked (one query per ~250 keys). If
+        Arc cannot answer, the write is still accepted, checked against the local index only."""
+        if window is None:
+            return []
+        old = [item for item in items if item.time < now - window]
+        if not old:
+            return []
+        keys = list(dict.fromkeys(item.dedup_key for item in old))
+        since = min(item.time for item in old) - window
+        until = max(item.time for item in old) + window
+        found: list[tuple[str, int, str]] = []
         try:
-            batch = await self.outbox.pending_batch(self.settings.batch_size)
-        except StorageUnavailable:
-            log.warning("arc outbox of %s unreadable; retrying", self.org_id)
-            await asyncio.sleep(self.settings.flush_interval_ms / 1000)
-            return False
-        if not batch:
-            return False
-        try:
-            await self.client.write(self.target.measurement, arc_columns([r for _, _, r in batch]))
+            for chunk in arc_sql.literal_chunks(keys):
+                sql = arc_sql.dedup_lookup_sql(
+                    self.target.measurement, self.org_id, chunk, since, until
+                )
+                found += [(str(k), int(t), str(i)) for k, t, i in await self.client.query(sql)]
         except (ArcUnavailable, ArcRejected) as exc:
-            # Never drop: back off (capped, jittered) and retry the same rows.
-            self.consecutive_failures += 1
             if self._metrics is not None:
-                self._metrics.arc_errors.labels("write").inc()
-            delay = min(self.settings.retry_max_s, 0.05 * 2 ** min(self.consecutive_failures, 20))
+                self._metrics.arc_errors.labels("query").inc()
             log.warning(
-                "arc write for %s failed (%s); %d rows wait, retry in %.2fs",
+                "dedup of %d backfilled memories of %s checked locally only: %s",
+                len(old),
                 self.org_id,
                 exc.message,
-                len(batch),
-                delay,
             )
-            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
-            return True
-        self.consecutive_failures = 0
-        now = now_us()
-        await self.outbox.mark_shipped([seq for seq, _, _ in batch], now)
-        if self._metrics is not None:
-            histogram = self._metrics.arc_ship_latency.labels(self.org_id)
-            for _, enqueued_at, _ in batch:
-                histogram.observe(max(0, now - enqueued_at) / 1e6)
-        return len(batch) == self.settings.batch_size
-
-    async def _prune(self) -> None:
-        now = now_us()
-        window = self._dedup_window_us or 0
-        try:
-            await self.outbox.prune(now - int(self.settings.visibility_grace_s * 1e6), now - window)
-        except StorageUnavailable:
-            log.warning("arc outbox of %s could not be pruned; will retry", self.org_id)
-
-    async def _seed_dedup_index(self) -> bool:
-        """Once per outbox file: load recent dedup keys already in Arc into the window index
-        (a binding to a database that has data). One attempt; True once done."""
-        if self._dedup_window_us is None or await self.outbox.get_state("seeded"):
-            return True
-        since = now_us() - self._dedup_window_us
-        try:
-            rows = await self.client.query(
-                arc_sql.dedup_seed_sql(self.target.measurement, self.org_id, since)
-            )
-        except (ArcUnavailable, ArcRejected):
-            return False
-        await self.outbox.remember_keys([(str(k), int(t), str(i)) for k, t, i in rows])
-        await self.outbox.set_state("seeded", "1")
-        return True
+        return found
 
     # -- reads --------------------------------------------------------------------------------
 
     async def _arc(self, sql: str) -> list[list[Any]]:
         try:
             return await self.client.query(sql)
-        except ArcUnavailable as exc:
-            if self._metrics is not None:
-                self._metrics.arc_errors.labels("query").inc()
-            raise StorageUnavailable(
+        except (ArcUnavailable, ArcRejected) as exc:
+            raise self._read_failed(exc) from None
+
+    def _read_failed(self, exc: ArcUnavailable | ArcRejected) -> StorageUnavailable:
+        if self._metrics is not None:
+            self._metrics.arc_errors.labels("query").inc()
+        if isinstance(exc, ArcUnavailable):
+            return StorageUnavailable(
                 f"Arc backend of this org is unavailable ({exc.message}); writes are still "
                 "accepted and queued, reads will work again when Arc is back"
-            ) from None
-        except ArcRejected as exc:
-            if self._metrics is not None:
-                self._metrics.arc_errors.labels("query").inc()
-            raise StorageUnavailable(f"Arc backend of this org: {exc.message}") from None
+            )
+        return StorageUnavailable(f"Arc backend of this org: {exc.message}")
 
     async def _overlay(self, q: MemoryQuery) -> list[MemoryRecord]:
-        since = now_us() - int(self.settings.visibility_grace_s * 1e6)
-        return [r for r in await self.outbox.overlay(since, q) if matches(r, q)]
+        return [r for r in await self.outbox.overlay(q) if matches(r, q)]
 
-    async def _present(self, ids: Sequence[str]) -> set[str]:
-        found: set[str] = set()
-        for start in range(0, len(ids), _IDS_PER_QUERY):
-            chunk = ids[start : start + _IDS_PER_QUERY]
-            sql = arc_sql.ids_present_sql(self.target.measurement, self.org_id, chunk)
-            found.update(str(row[0]) for row in await self._arc(sql))
-        return found
+    async def _present(self, records: Sequence[MemoryRecord]) -> set[str]:
+        """Ids of overlay rows Arc already holds (so counts take them once)."""
+        try:
+            return await shown_by_arc(
+                self.client,
+                self.target.measurement,
+                self.org_id,
+                [(r.id, r.time) for r in records],
+            )
+        except (ArcUnavailable, ArcRejected) as exc:
+            raise self._read_failed(exc) from None
 
     async def query(self, q: MemoryQuery) -> list[MemoryRecord]:
         extra = await self._overlay(q)
@@ -258,7 +184,7 @@ class ArcStore:
         rows = await self._arc(arc_sql.count_sql(self.target.measurement, q))
         total = int(rows[0][0]) if rows else 0
         if extra:
-            present = await self._present([r.id for r in extra])
+            present = await self._present(extra)
             total += sum(1 for r in extra if r.id not in present)
         return total
 
@@ -279,7 +205,7 @@ class ArcStore:
             errors += int(e)
         extra = await self._overlay(MemoryQuery(org_id=self.org_id, agent_id=agent_id))
         if extra:
-            present = await self._present([r.id for r in extra])
+            present = await self._present(extra)
             for record in extra:
                 if record.id in present:
                     continue
@@ -296,12 +222,26 @@ class ArcStore:
 
     async def health(self) -> StoreHealth:
         try:
-            pending = await self.outbox.pending_count()
+            counts = await self.outbox.counts()
         except Exception as exc:
             return StoreHealth(self.backend, False, 0, f"outbox unreadable: {exc}")
-        if not await self.client.ping():
-            return StoreHealth(self.backend, False, pending, "Arc is unreachable")
-        return StoreHealth(self.backend, True, pending)
+        detail = None
+        if counts.parked:
+            detail = (
+                f"{counts.parked} memories parked: Arc refuses them (kept and readable; "
+                f"memtrace org outbox {self.org_id})"
+            )
+        reachable = await self.client.ping()
+        if not reachable:
+            detail = "Arc is unreachable" + (f"; {detail}" if detail else "")
+        return StoreHealth(
+            self.backend,
+            reachable,
+            counts.pending,
+            detail,
+            outbox_unverified=counts.unverified,
+            outbox_parked=counts.parked,
+        )
 
 
 def _unique(records: list[MemoryRecord]) -> list[MemoryRecord]:

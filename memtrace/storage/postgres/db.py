@@ -12,7 +12,10 @@ DDL is transactional in PostgreSQL, so a failed step leaves the previous version
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import random
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -35,6 +38,12 @@ CREATE TABLE IF NOT EXISTS memtrace_schema (
     updated_at timestamptz NOT NULL DEFAULT now()
 )
 """
+# Presence locks: each process holds pg_advisory_lock(PRESENCE_CLASS, presence_key) on a
+# connection of its own while it lives; PostgreSQL releases it when that connection closes.
+# Claims on Arc outbox rows name their owner's presence_key (memtrace/storage/arc/pg_outbox.py).
+PRESENCE_CLASS = 0x6D74
+_PRESENCE_CHECK_S = 2.0
+
 # The ICU root locale lower-cases like Python's str.lower (content search is case-insensitive
 # by str.lower, docs/api.md); without ICU the database's default collation is used.
 ICU_COLLATION = "und-x-icu"
@@ -90,6 +99,9 @@ class PgDatabase:
         self._pool: asyncpg.Pool | None = None
         self.lower_collation: str | None = None  # set by open()
         self.known_months: set[tuple[int, int]] = set()  # memories partitions seen to exist
+        self.presence_key = 0  # set by open()
+        self._presence: asyncpg.Connection | None = None
+        self._presence_task: asyncio.Task[None] | None = None
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -138,8 +150,50 @@ class PgDatabase:
                 "PostgreSQL has no ICU collation: content search folds case with the "
                 "database's default collation"
             )
+        try:
+            await self._take_presence()
+        except DRIVER_ERRORS as exc:
+            raise pg_error(exc) from None
+        self._presence_task = asyncio.create_task(self._keep_presence(), name="pg-presence")
+
+    async def _take_presence(self) -> None:
+        """Connect the presence connection and lock a key no live process holds (ours again
+        after a reconnect, when it is still free)."""
+        conn = await asyncpg.connect(**self.connect_args())
+        candidates = [self.presence_key] if self.presence_key else []
+        while True:
+            key = candidates.pop() if candidates else random.randint(1, 2**31 - 1)
+            locked = await conn.fetchval(
+                "SELECT pg_try_advisory_lock($1::int, $2::int)", PRESENCE_CLASS, key
+            )
+            if locked:
+                self.presence_key, self._presence = key, conn
+                return
+
+    async def _keep_presence(self) -> None:
+        while True:
+            await asyncio.sleep(_PRESENCE_CHECK_S)
+            try:
+                if self._presence is None or self._presence.is_closed():
+                    raise ConnectionError("presence connection closed")  # an OSError
+                await self._presence.fetchval("SELECT 1", timeout=_PRESENCE_CHECK_S)
+            except DRIVER_ERRORS as exc:
+                log.warning("PostgreSQL presence connection lost (%s); reconnecting", exc)
+                if self._presence is not None:
+                    self._presence.terminate()
+                    self._presence = None
+                with contextlib.suppress(*DRIVER_ERRORS):
+                    await self._take_presence()
 
     async def close(self) -> None:
+        if self._presence_task is not None:
+            self._presence_task.cancel()
+            await asyncio.gather(self._presence_task, return_exceptions=True)
+            self._presence_task = None
+        if self._presence is not None:
+            with contextlib.suppress(*DRIVER_ERRORS):
+                await self._presence.close(timeout=2)
+            self._presence = None
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.close()

@@ -132,6 +132,14 @@ CREATE TABLE dedup_stripes (
     PRIMARY KEY (org_id, stripe)
 );
 
+-- Small per-org state: copy cursors, the Arc outbox's flags.
+CREATE TABLE org_state (
+    org_id text NOT NULL,
+    name text NOT NULL,
+    value text NOT NULL,
+    PRIMARY KEY (org_id, name)
+);
+
 -- The month of ts_us (UTC) as a partition of memories; idempotent and safe for replicas
 -- racing on it (advisory lock). ATTACH takes only SHARE UPDATE EXCLUSIVE on the parent.
 CREATE FUNCTION memtrace_ensure_month(ts_us bigint) RETURNS void

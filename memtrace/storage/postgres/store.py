@@ -77,11 +77,54 @@ async def ensure_months(db: PgDatabase, conn: Connection, times: Sequence[int]) 
             db.known_months.add(month)
 
 
+async def ensure_stripes(conn: Connection, org_id: str) -> None:
+    """Make sure the org's dedup stripe rows exist (idempotent; cheap once they do)."""
+    have = await conn.fetchval("SELECT count(*) FROM dedup_stripes WHERE org_id = $1", org_id)
+    if have < STRIPES:
+        await conn.execute(
+            "INSERT INTO dedup_stripes (org_id, stripe) "
+            "SELECT $1, s FROM generate_series(0, $2 - 1) AS s ON CONFLICT DO NOTHING",
+            org_id,
+            STRIPES,
+        )
+
+
+async def lock_stripes(conn: Connection, org_id: str, keys: Sequence[str]) -> None:
+    """Inside a transaction: lock the stripes of ``keys`` until it ends. Every later statement
+    of the transaction sees what earlier holders of these stripes committed."""
+    await conn.execute(_LOCK, org_id, sorted({stripe_of(k) for k in keys}))
+
+
+def org_state(
+    db: PgDatabase, org_id: str, name: str
+) -> tuple[Callable[[], Awaitable[str | None]], Callable[[str], Awaitable[None]]]:
+    """(load, save) of one named value of an org's ``org_state`` (e.g. a copy's cursor)."""
+
+    async def load() -> str | None:
+        async with db.connection() as conn:
+            value = await conn.fetchval(
+                "SELECT value FROM org_state WHERE org_id = $1 AND name = $2", org_id, name
+            )
+        return str(value) if value is not None else None
+
+    async def save(value: str) -> None:
+        async with db.connection() as conn:
+            await conn.execute(
+                "INSERT INTO org_state (org_id, name, value) VALUES ($1, $2, $3) "
+                "ON CONFLICT (org_id, name) DO UPDATE SET value = excluded.value",
+                org_id,
+                name,
+                value,
+            )
+
+    return load, save
+
+
 async def purge_org(db: PgDatabase, org_id: str) -> int:
     """Delete every memory of an org (``memtrace org delete --purge``); returns how many."""
     async with db.transaction() as conn:
         status = await conn.execute("DELETE FROM memories WHERE org_id = $1", org_id)
-        for table in ("agent_type_counts", "dedup_stripes"):
+        for table in ("agent_type_counts", "dedup_stripes", "org_state"):
             await conn.execute(f"DELETE FROM {table} WHERE org_id = $1", org_id)  # noqa: S608
     return int(status.split()[-1])
 
@@ -96,18 +139,8 @@ class PostgresStore:
         self.org_id = org_id
 
     async def open(self) -> None:
-        """Make sure the org's dedup stripes exist (once per org; idempotent)."""
         async with self.db.connection() as conn:
-            have = await conn.fetchval(
-                "SELECT count(*) FROM dedup_stripes WHERE org_id = $1", self.org_id
-            )
-            if have < STRIPES:
-                await conn.execute(
-                    "INSERT INTO dedup_stripes (org_id, stripe) "
-                    "SELECT $1, s FROM generate_series(0, $2 - 1) AS s ON CONFLICT DO NOTHING",
-                    self.org_id,
-                    STRIPES,
-                )
+            await ensure_stripes(conn, self.org_id)
 
     async def close(self) -> None:
         """Nothing to release: connections belong to the process's pool."""
@@ -190,46 +223,13 @@ class PostgresStore:
         """Lock the batch's stripes, then read the stored rows near its times (a new
         statement: under READ COMMITTED it sees what earlier holders of the stripes wrote)."""
         keys = list(dict.fromkeys(item.dedup_key for item in items))
-        await conn.execute(_LOCK, self.org_id, sorted({stripe_of(k) for k in keys}))
+        await lock_stripes(conn, self.org_id, keys)
         low = min(item.time for item in items) - window
         high = max(item.time for item in items) + window
         dedup = DedupWindow(window)
         for key, at, memory_id in await conn.fetch(_WINDOW, self.org_id, keys, low, high):
             dedup.add(key, at, memory_id)
         return dedup
-
-    async def copy_in(self, records: Sequence[MemoryRecord]) -> int:
-        """Store copied memories as they are (``org copy-data``): ids, times and keys kept, a
-        record whose ``(time, id)`` is already here skipped. Returns how many were new."""
-        if not records:
-            return 0
-        rows = [record_to_row(r) for r in records]
-
-        async def run(conn: Connection) -> int:
-            async with conn.transaction():
-                present = {
-                    (t, i)
-                    for t, i in await conn.fetch(
-                        "SELECT time, id FROM memories WHERE org_id = $1 AND id = ANY($2::text[])",
-                        self.org_id,
-                        [r.id for r in records],
-                    )
-                }
-                new = [row for row in rows if (row[1], row[0]) not in present]
-                if new:
-                    await conn.copy_records_to_table("memories", records=new, columns=COLUMNS)
-                    counts = Counter((row[3], row[5]) for row in new)
-                    keys = list(counts)
-                    await conn.execute(
-                        _COUNT,
-                        self.org_id,
-                        [a for a, _ in keys],
-                        [t for _, t in keys],
-                        [counts[k] for k in keys],
-                    )
-                return len(new)
-
-        return await self._retrying_partitions([r.time for r in records], run)
 
     # -- reads --------------------------------------------------------------------------------
 

@@ -1,0 +1,69 @@
+"""What the Arc store, its shipper and copies need from an org's outbox: the SQLite file
+(:class:`~memtrace.storage.arc.outbox.Outbox`) or the cluster's PostgreSQL
+(:class:`~memtrace.storage.arc.pg_outbox.PgOutbox`). Row states and rules: outbox.py."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from memtrace.domain.memory import MemoryRecord, WriteOutcome
+from memtrace.storage.arc.outbox import OutboxCounts, ParkedRow, ShippedRow
+from memtrace.storage.base import MemoryQuery, NewMemory
+
+
+class OutboxStore(Protocol):
+    org_id: str
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def append(
+        self,
+        items: Sequence[NewMemory],
+        dedup_window_us: int | None,
+        now: int,
+        known: Sequence[tuple[str, int, str]] = (),
+    ) -> list[WriteOutcome]:
+        """Commit new rows, skipping duplicates inside the window (exact, also across
+        replicas); ``known``: (dedup_key, time, id) the index may lack."""
+        ...
+
+    async def add_parked(self, records: Sequence[MemoryRecord], reason: str, now: int) -> None: ...
+
+    async def remember_keys(self, entries: Sequence[tuple[str, int, str]], now: int) -> None: ...
+
+    async def mark_shipped(self, seqs: Sequence[int], now: int) -> None: ...
+
+    async def settle(self, verified: Sequence[int], lost: Sequence[int]) -> None: ...
+
+    async def park(self, refused: Sequence[tuple[int, str]], now: int) -> None: ...
+
+    async def unpark(self) -> int: ...
+
+    async def delete(self, seqs: Sequence[int]) -> None: ...
+
+    async def prune_keys(self, time_before: int, written_before: int) -> None: ...
+
+    async def set_state(self, name: str, value: str) -> None: ...
+
+    async def get_state(self, name: str) -> str | None: ...
+
+    async def pending_batch(self, limit: int) -> list[tuple[int, int, MemoryRecord]]:
+        """The oldest rows to ship now: (seq, enqueued_at, record)."""
+        ...
+
+    async def shipped(self, until: int, limit: int) -> list[ShippedRow]: ...
+
+    async def rows(self, after_seq: int, limit: int) -> list[tuple[int, MemoryRecord]]: ...
+
+    async def parked(self, limit: int) -> list[ParkedRow]: ...
+
+    async def overlay(self, q: MemoryQuery) -> list[MemoryRecord]: ...
+
+    async def get(self, memory_id: str) -> MemoryRecord | None: ...
+
+    async def pending_count(self) -> int: ...
+
+    async def counts(self) -> OutboxCounts: ...
