@@ -2,8 +2,8 @@
 
 Parametrized over the embedded store, Arc through the emulator over real HTTP with rows read
 from Arc (outbox shipped and out of the overlay), Arc with every row both in Arc and in the
-read overlay (exercises the merge and the dedup by id), and PostgreSQL (a real server started
-by the suite; slow tier).
+read overlay (exercises the merge and the dedup by id), PostgreSQL, and Arc with its outbox in
+PostgreSQL as in cluster mode (both on a real server started by the suite; slow tier).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from memtrace.config import PostgresSettings
 from memtrace.domain.memory import MemoryRecord
 from memtrace.domain.timestamps import now_us
 from memtrace.storage.arc.store import ArcStore
+from memtrace.storage.arc.pg_outbox import PgOutbox
 from memtrace.storage.base import MemoryQuery, MemoryStore, NewMemory
 from memtrace.storage.embedded import EmbeddedStore
 from memtrace.storage.postgres.db import PgDatabase
@@ -77,7 +78,13 @@ def dataset() -> list[NewMemory]:
 
 
 @pytest.fixture(
-    params=["embedded", "arc", "arc-overlap", pytest.param("postgres", marks=pytest.mark.slow)]
+    params=[
+        "embedded",
+        "arc",
+        "arc-overlap",
+        pytest.param("postgres", marks=pytest.mark.slow),
+        pytest.param("arc-pg-outbox", marks=pytest.mark.slow),
+    ]
 )
 async def loaded(
     request: pytest.FixtureRequest, tmp_path: Path, arc_server: EmulatorServer
@@ -85,10 +92,15 @@ async def loaded(
     """A store of each backend holding :func:`dataset`, and the stored records."""
     store: MemoryStore
     db: PgDatabase | None = None
-    if request.param == "postgres":
+    if request.param in ("postgres", "arc-pg-outbox"):
         db = PgDatabase(PostgresSettings(url=request.getfixturevalue("pg_url")))
         await db.open()
+    if request.param == "postgres":
+        assert db is not None
         store = PostgresStore(db, ORG)
+    elif request.param == "arc-pg-outbox":  # cluster mode: the outbox in PostgreSQL
+        assert db is not None
+        store = arc_store(arc_server, tmp_path, ORG, outbox=PgOutbox(db, ORG))
     elif request.param == "embedded":
         store = EmbeddedStore(tmp_path / "memories.db", ORG, synchronous="NORMAL")
     elif request.param == "arc":
@@ -109,7 +121,7 @@ async def loaded(
     outcomes = await store.write(items[:3], HOUR) + await store.write(items[3:], HOUR)
     records = [o.record for o in outcomes if o.record is not None]
     assert len(records) == len(items)
-    if request.param == "arc":
+    if request.param in ("arc", "arc-pg-outbox"):
         await settled(store)  # type: ignore[arg-type]
     elif request.param == "arc-overlap":
         await drained(store)  # type: ignore[arg-type]

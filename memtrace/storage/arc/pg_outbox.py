@@ -81,7 +81,7 @@ WITH live AS (
     SELECT seq FROM arc_outbox
      WHERE org_id = $1 AND {_PENDING}
        AND (lease_owner IS NULL OR lease_owner = $2 OR lease_until < {_NOW}
-            OR NOT lease_owner = ANY((SELECT owners FROM live)))
+            OR NOT lease_owner = ANY((SELECT owners FROM live)::bigint[]))
      ORDER BY seq LIMIT $3
      FOR UPDATE SKIP LOCKED
 )
