@@ -9,23 +9,27 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Annotated, Any, ClassVar, Literal, cast
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
+    SecretStr,
     ValidationError,
     field_validator,
     model_validator,
 )
 from pydantic_settings import (
     BaseSettings,
+    EnvSettingsSource,
+    InitSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
-    TomlConfigSettingsSource,
 )
 
+from memtrace.config_go import go_environ, normalize_log_level, read_toml
 from memtrace.domain.errors import ConfigError
 from memtrace.domain.models import error_field
 
@@ -63,7 +67,10 @@ class ServerSettings(_Section):
 
 
 class LogSettings(_Section):
-    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Any case, and the Go memtrace's names (info, warn, trace, ...).
+    level: Annotated[
+        Literal["DEBUG", "INFO", "WARNING", "ERROR"], BeforeValidator(normalize_log_level)
+    ] = "INFO"
     format: Literal["console", "json"] = "console"
 
 
@@ -177,6 +184,17 @@ class PostgresSettings(_Section):
         return value or None
 
 
+class LegacyArcSettings(_Section):
+    """The Go memtrace's legacy ``[arc]`` url/api_key/database/measurement (or
+    ``MEMTRACE_ARC_URL``…): on the first start they become ``org_default``'s Arc binding, as the
+    Go server did (docs/migrating-from-go.md). Without a url, nothing happens."""
+
+    url: str | None = None
+    api_key: SecretStr | None = None
+    database: str | None = None
+    measurement: str | None = None
+
+
 class Settings(BaseSettings):
     """All of memtrace's configuration."""
 
@@ -188,6 +206,8 @@ class Settings(BaseSettings):
         frozen=True,
     )
 
+    toml_path: ClassVar[Path | None] = None  # the file read, set per load by load_settings
+
     server: ServerSettings = ServerSettings()
     log: LogSettings = LogSettings()
     storage: StorageSettings = StorageSettings()
@@ -195,6 +215,7 @@ class Settings(BaseSettings):
     dedup: DedupSettings = DedupSettings()
     limits: LimitsSettings = LimitsSettings()
     arc: ArcSettings = ArcSettings()
+    legacy_arc: LegacyArcSettings = LegacyArcSettings()
     postgres: PostgresSettings = PostgresSettings()
 
     @model_validator(mode="after")
@@ -215,9 +236,22 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        if settings_cls.model_config.get("toml_file"):
-            sources.append(TomlConfigSettingsSource(settings_cls))
+        # Go's variable names (MEMTRACE_SERVER_READ_TIMEOUT, MEMTRACE_ARC_URL…) are read as the
+        # keys they map to, between the flags and our own variables.
+        go_values, go_names = go_environ(os.environ)
+        if isinstance(env_settings, EnvSettingsSource):
+            hidden = {name.lower() for name in go_names}
+            env_settings.env_vars = {
+                k: v for k, v in env_settings.env_vars.items() if k.lower() not in hidden
+            }
+        sources: list[PydanticBaseSettingsSource] = [
+            init_settings,
+            InitSettingsSource(settings_cls, go_values),
+            env_settings,
+        ]
+        toml_file: Path | None = getattr(settings_cls, "toml_path", None)
+        if toml_file is not None:
+            sources.append(InitSettingsSource(settings_cls, read_toml(toml_file)))
         return tuple(sources)
 
     @property
@@ -263,11 +297,9 @@ def load_settings(config: Path | None = None, overrides: dict[str, Any] | None =
         if value is not None:
             _deep_set(init, dotted, value)
     settings_cls: type[Settings] = Settings
-    if toml_file is not None:  # the file is part of the class config in pydantic-settings
-        config_dict = SettingsConfigDict(**{**Settings.model_config, "toml_file": toml_file})
-        settings_cls = cast(
-            "type[Settings]", type("Settings", (Settings,), {"model_config": config_dict})
-        )
+    if toml_file is not None:  # the sources are chosen per class in pydantic-settings
+        settings_cls = cast("type[Settings]", type("Settings", (Settings,), {}))
+        settings_cls.toml_path = toml_file
     try:
         return settings_cls(**init)
     except ValidationError as exc:

@@ -21,6 +21,7 @@ from memtrace.config import Settings
 from memtrace.domain.ids import DEFAULT_ORG_ID
 from memtrace.domain.timestamps import now_us
 from memtrace.metadata.backend import create_catalog, create_pg
+from memtrace.metadata.goimport import LegacyArc
 from memtrace.service import MemoryService
 from memtrace.telemetry.metrics import Metrics
 from memtrace.tenancy import StoreRegistry
@@ -60,6 +61,7 @@ class Runtime:
         """
         await self.catalog.open()
         await self.stores.prepare()
+        await self._adopt_legacy_arc()
         key = await self._bootstrap(bootstrap_key and self.settings.auth.enabled)
         await self.reload()
         self._watcher = asyncio.create_task(self._watch(), name="memtrace-metadata-watch")
@@ -74,6 +76,31 @@ class Runtime:
         await self.catalog.close()
         if self.pg is not None:
             await self.pg.close()
+
+    async def _adopt_legacy_arc(self) -> None:
+        """A Go ``memtrace.toml`` with the legacy ``[arc]`` url binds ``org_default`` on the
+        first start, as the Go server did (docs/migrating-from-go.md)."""
+        legacy = self.settings.legacy_arc
+        if not legacy.url:
+            return
+        adopted = await self.catalog.adopt_legacy_arc(
+            LegacyArc(
+                url=legacy.url,
+                api_key=legacy.api_key.get_secret_value() if legacy.api_key else "",
+                database=legacy.database or "",
+                measurement=legacy.measurement or "",
+            ),
+            now_us(),
+        )
+        if adopted:
+            log.warning(
+                "legacy [arc] settings (url %s) are now the Arc binding of %s; remove "
+                "[arc] url/api_key/database/measurement from the config "
+                "(see: memtrace org show-arc %s)",
+                legacy.url,
+                DEFAULT_ORG_ID,
+                DEFAULT_ORG_ID,
+            )
 
     async def _bootstrap(self, create_key: bool) -> str | None:
         now = now_us()

@@ -15,6 +15,8 @@ import pytest
 from http_api.app import create_app
 from memtrace.config import Settings, load_settings
 from memtrace.runtime import Runtime
+from memtrace.testing.arc_emulator import ArcEmulator
+from memtrace.testing.arc_server import EmulatorServer
 from tests.helpers import TEST_ENV, ServerProcess, create_org_key
 from tests.postgres_support import pg_server, pg_template, pg_url
 
@@ -103,3 +105,11 @@ def server(tmp_path: Path) -> Iterator[ServerProcess]:
     proc = ServerProcess(tmp_path / "server-data").start()
     yield proc
     proc.stop()
+
+
+@pytest.fixture
+def arc_server() -> Iterator[EmulatorServer]:
+    """A fresh Arc emulator (immediate visibility) over real HTTP on 127.0.0.1."""
+    server = EmulatorServer(ArcEmulator()).start()
+    yield server
+    server.stop()

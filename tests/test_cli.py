@@ -37,6 +37,7 @@ def test_help_everywhere() -> None:
         ["key", "revoke"],
         ["keygen"],
         ["keygen", "master"],
+        ["migrate-from-go"],
     ):
         result = runner.invoke(cli, [*args, "--help"])
         assert result.exit_code == 0 and "Usage:" in result.stdout, args

@@ -50,17 +50,26 @@ async def test_other_org_sees_nothing(client: httpx.AsyncClient, two_orgs: dict)
         response = await client.request(method, url, headers=b, json=body)
         assert response.status_code == 200, (url, response.text)
         assert response.json()[key] == [], url
+    # Memory reads under an agent or session path answer from the caller's org's memories
+    # carrying that id (the Go memtrace's rule, docs/api.md): for another org's, nothing.
+    nothing = [
+        ("GET", "/api/v1/agents/shared_name/stats", None, "memory_count", 0),
+        ("GET", "/api/v1/agents/shared_name/memories", None, "memories", []),
+        ("POST", "/api/v1/agents/shared_name/context", {}, "memory_count", 0),
+        ("GET", f"/api/v1/sessions/{sid}/memories", None, "memories", []),
+        ("POST", f"/api/v1/sessions/{sid}/context", {}, "memory_count", 0),
+    ]
+    for method, url, body, key, value in nothing:
+        response = await client.request(method, url, headers=b, json=body)
+        assert response.status_code == 200, (url, response.text)
+        assert response.json()[key] == value, url
+        assert "secret" not in response.text
     not_found = [
         ("GET", f"/api/v1/memories/{mid}", None),
         ("GET", "/api/v1/agents/shared_name", None),
-        ("GET", "/api/v1/agents/shared_name/stats", None),
-        ("GET", "/api/v1/agents/shared_name/memories", None),
-        ("POST", "/api/v1/agents/shared_name/context", {}),
         ("DELETE", "/api/v1/agents/shared_name", None),
         ("GET", f"/api/v1/sessions/{sid}", None),
         ("PUT", f"/api/v1/sessions/{sid}", {"status": "closed"}),
-        ("GET", f"/api/v1/sessions/{sid}/memories", None),
-        ("POST", f"/api/v1/sessions/{sid}/context", {}),
     ]
     for method, url, body in not_found:
         response = await client.request(method, url, headers=b, json=body)

@@ -207,7 +207,7 @@ BAD_INPUT = [
     ("memtrace_search", {"tags": ["no spaces allowed"]}, "tags"),
     ("memtrace_decide", {"agent_id": "bot", "decision": "x"}, "reasoning"),
     ("memtrace_session_create", {"agent_id": "bot", "metadata": "not an object"}, "metadata"),
-    ("memtrace_session_context", {"session_id": "sess_nope"}, "not found"),
+    ("memtrace_session_context", {"session_id": "not a session"}, "not found"),
     ("memtrace_session_context", {"session_id": "s", "max_tokens": -1}, "max_tokens"),
     ("memtrace_agent_register", {"description": "nameless"}, "name"),
 ]

@@ -84,7 +84,8 @@ async def test_malformed_bodies(api: httpx.AsyncClient, raw: bytes, message: str
 @pytest.mark.parametrize(
     ("route", "body", "field"),
     [
-        ("/api/v1/agents", {"name": "bad name"}, "name"),
+        ("/api/v1/agents", {"name": "bad\nname"}, "name"),  # a free-text name, no control chars
+        ("/api/v1/agents", {"name": ""}, "name"),
         ("/api/v1/agents", {}, "name"),
         ("/api/v1/agents", {"name": "ok", "config": [1]}, "config"),
         ("/api/v1/sessions", {"agent_id": "9x"}, "agent_id"),

@@ -31,8 +31,8 @@ async def register_agent(body: AgentCreate, service: WriteService) -> Agent:
 
 @router.get("", response_model_exclude_none=True)
 async def list_agents(service: ReadService, page: Annotated[PageParams, Query()]) -> AgentList:
-    agents = await service.list_agents(page.limit, page.offset)
-    return AgentList(agents=agents, count=len(agents))
+    agents, has_more = await service.list_agents(page.limit, page.offset)
+    return AgentList(agents=agents, count=len(agents), has_more=has_more)
 
 
 @router.get("/{agent_id}", response_model_exclude_none=True)

@@ -33,8 +33,8 @@ async def create_session(body: SessionCreate, service: WriteService) -> Session:
 async def list_sessions(
     service: ReadService, params: Annotated[SessionListParams, Query()]
 ) -> SessionList:
-    sessions = await service.list_sessions(params)
-    return SessionList(sessions=sessions, count=len(sessions))
+    sessions, has_more = await service.list_sessions(params)
+    return SessionList(sessions=sessions, count=len(sessions), has_more=has_more)
 
 
 @router.get("/{session_id}", response_model_exclude_none=True)

@@ -1,11 +1,12 @@
 """API keys (docs/security.md): format, hashing, permissions, and fast cached verification.
 
-A key is ``mtk_`` + 43 base64url characters (32 random bytes). The server stores only a bcrypt
-hash and a lookup index (first 16 hex chars of SHA-256), so finding the candidate row is an
-index probe and bcrypt runs once per key per process; later requests hit an in-memory cache
-keyed by the key's full SHA-256. Revocation is read from a snapshot of the key table that is
-reloaded whenever the metadata DB changes (see :mod:`memtrace.runtime`), so a key revoked by
-another process is refused within the reload interval.
+A key is ``mtk_`` + 43 base64url characters (32 random bytes); keys made by the Go memtrace
+carry one ``=`` of base64 padding after them (48 characters) and are accepted as they are. The
+server stores only a bcrypt hash and a lookup index (first 16 hex chars of SHA-256), so finding
+the candidate row is an index probe and bcrypt runs once per key per process; later requests
+hit an in-memory cache keyed by the key's full SHA-256. Revocation is read from a snapshot of
+the key table that is reloaded whenever the metadata DB changes (see :mod:`memtrace.runtime`),
+so a key revoked by another process is refused within the reload interval.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from memtrace.domain.errors import Forbidden, Unauthorized
 from memtrace.domain.ids import DEFAULT_ORG_ID, new_key_id
 
 KEY_PREFIX = "mtk_"
-_KEY_PATTERN = re.compile(r"^mtk_[A-Za-z0-9_-]{43}$")
+# The optional "=" is the padding of keys made by the Go memtrace (docs/migrating-from-go.md).
+_KEY_PATTERN = re.compile(r"^mtk_[A-Za-z0-9_-]{43}=?$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +49,8 @@ class ApiKeyRecord:
 
 
 def presented_key(headers: Mapping[str, str]) -> str | None:
-    """The API key a request presents: ``x-api-key``, or ``Authorization: Bearer …``.
+    """The API key a request presents: ``x-api-key``, or ``Authorization: Bearer …`` (or a
+    bare ``Authorization: mtk_…``, which the Go memtrace accepted).
 
     The one accessor of every transport (REST, MCP over HTTP, the rate limiter).
     """
@@ -58,6 +61,8 @@ def presented_key(headers: Mapping[str, str]) -> str | None:
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() == "bearer" and token.strip():
         return token.strip()
+    if authorization.strip().startswith(KEY_PREFIX):
+        return authorization.strip()
     return None
 
 

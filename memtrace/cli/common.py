@@ -11,7 +11,8 @@ Errors are one line on stderr, exit 1.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -67,6 +68,29 @@ def load_settings_for(
     config_path = config_path or parent.get("config_path")
     data_dir = data_dir or parent.get("data_dir")
     return load_settings(config_path, {"storage.data_dir": data_dir, **overrides})
+
+
+@contextmanager
+def metadata_db(settings: Settings) -> Iterator[sqlite3.Connection]:
+    """A connection to the SQLite metadata DB, migrated (``migrate-from-go`` imports into it;
+    every other admin command goes through :func:`run_admin`)."""
+    from memtrace.metadata.schema import migrate
+    from memtrace.storage.sqlite import connect
+
+    if settings.postgres.url:
+        from memtrace.domain.errors import ConfigError
+
+        raise ConfigError(
+            "this command works on the SQLite metadata DB; unset postgres.url, then copy the "
+            "orgs' memories with memtrace org copy-data (docs/deploy-cluster.md)"
+        )
+    settings.metadata_path.parent.mkdir(parents=True, exist_ok=True)
+    conn = connect(settings.metadata_path, synchronous=settings.storage.synchronous)
+    try:
+        migrate(conn)
+        yield conn
+    finally:
+        conn.close()
 
 
 def run_admin(settings: Settings, fn: Callable[[Admin], Awaitable[T]]) -> T:

@@ -95,8 +95,9 @@ def mcp(
 ) -> None:
     """Run the MCP server (same as `memtrace-mcp` for stdio).
 
-    Remote mode when MEMTRACE_URL is set (with MEMTRACE_API_KEY); otherwise embedded mode on
-    the local data dir, which works while `memtrace serve` runs on it.
+    Remote mode when MEMTRACE_URL or MEMTRACE_API_KEY is set (default URL
+    http://localhost:9100); embedded mode on --data-dir/--config or MEMTRACE_DATA_DIR, which
+    works while `memtrace serve` runs on it.
     """
     settings = load_settings_for(ctx, config_path, data_dir)
     if transport != "stdio":
@@ -104,4 +105,8 @@ def mcp(
         return
     from mcp_server.stdio import run
 
-    run(settings)
+    parent = ctx.find_root().params
+    run(
+        settings,
+        local=any((config_path, data_dir, parent.get("config_path"), parent.get("data_dir"))),
+    )

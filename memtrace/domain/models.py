@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from memtrace.domain.errors import InvalidInput
+from memtrace.domain.gocompat import go_hint
 from memtrace.domain.timestamps import format_dt
 
 MemoryType = Literal["episodic", "decision", "entity", "session"]
@@ -40,6 +41,7 @@ MAX_TAGS = 32
 MAX_METADATA_BYTES = 16 * 1024
 MAX_DEDUP_KEY = 128
 MAX_DESCRIPTION = 4096
+MAX_AGENT_NAME = 256
 MAX_CONTAINS = 1024
 DEFAULT_LIST_LIMIT = 100
 DEFAULT_SEARCH_LIMIT = 50
@@ -157,6 +159,26 @@ class _Request(BaseModel):
         return {k: v for k, v in data.items() if v is not None or k not in droppable}
 
 
+class _QueryParams(_Request):
+    """Query parameters: an empty value (``?since=``, ``?limit=``) means the parameter is
+    absent, as with the Go memtrace (docs/api.md, "Clients written for the Go server")."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_is_absent(cls, data: Any) -> Any:
+        if isinstance(data, dict) and any(v == "" for v in data.values()):
+            return {k: v for k, v in data.items() if v != ""}
+        return data
+
+
+def _lower(value: Any) -> Any:
+    """``ASC``/``Desc`` mean ``asc``/``desc`` (the Go SDKs' users wrote either case)."""
+    return value.lower() if isinstance(value, str) else value
+
+
+OrderParam = Annotated[Order, BeforeValidator(_lower)]
+
+
 _DROPPABLE: dict[type[BaseModel], frozenset[str]] = {}
 
 
@@ -239,7 +261,7 @@ class MemoryList(BaseModel):
     has_more: bool
 
 
-class ListParams(_Request):
+class ListParams(_QueryParams):
     """Filters of ``GET /memories`` (and the agent/session memory lists)."""
 
     agent_id: OptionalRef = None
@@ -257,7 +279,7 @@ class ListParams(_Request):
     until: str | None = None
     limit: int = Field(default=DEFAULT_LIST_LIMIT, ge=1, le=MAX_LIMIT)
     offset: int = Field(default=0, ge=0, le=MAX_OFFSET)
-    order: Order = "desc"
+    order: OrderParam = "desc"
 
 
 class SearchRequest(_Request):
@@ -279,7 +301,7 @@ class SearchRequest(_Request):
     until: str | None = None
     limit: int = Field(default=DEFAULT_SEARCH_LIMIT, ge=1, le=MAX_LIMIT, strict=True)
     offset: int = Field(default=0, ge=0, le=MAX_OFFSET, strict=True)
-    order: Order = "desc"
+    order: OrderParam = "desc"
 
 
 class SearchResult(BaseModel):
@@ -291,8 +313,24 @@ class SearchResult(BaseModel):
 # --- agents ---------------------------------------------------------------------------------
 
 
+def _printable_name(value: str) -> str:
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+# An agent's name: its id when it matches the id pattern, else a display name (the Go memtrace
+# accepted any text; the agent then gets a generated ``agent_<hex>`` id, docs/api.md).
+AgentName = Annotated[
+    str, StringConstraints(min_length=1, max_length=MAX_AGENT_NAME), AfterValidator(_printable_name)
+]
+
+
 class AgentCreate(_Request):
-    name: AgentId
+    name: AgentName = Field(
+        description="The agent's id when it matches the id pattern; otherwise a display name "
+        "and the id is generated (agent_ + 24 hex)."
+    )
     description: Annotated[str | None, Field(max_length=MAX_DESCRIPTION)] = None
     config: JsonObject = None
 
@@ -310,6 +348,7 @@ class Agent(BaseModel):
 class AgentList(BaseModel):
     agents: list[Agent]
     count: int
+    has_more: bool = False
 
 
 class AgentStats(BaseModel):
@@ -323,8 +362,12 @@ class AgentStats(BaseModel):
     memory_types: dict[str, int]
 
 
-class PageParams(_Request):
-    limit: int = Field(default=DEFAULT_LIST_LIMIT, ge=1, le=MAX_LIMIT)
+class PageParams(_QueryParams):
+    """Paging of the agent and session lists. Without ``limit`` a page holds up to
+    ``MAX_LIMIT`` (1000): the Go memtrace returned these lists whole, and clients written for it
+    send no limit (docs/api.md)."""
+
+    limit: int = Field(default=MAX_LIMIT, ge=1, le=MAX_LIMIT)
     offset: int = Field(default=0, ge=0, le=MAX_OFFSET)
 
 
@@ -355,6 +398,7 @@ class Session(BaseModel):
 class SessionList(BaseModel):
     sessions: list[Session]
     count: int
+    has_more: bool = False
 
 
 class SessionListParams(PageParams):
@@ -426,8 +470,10 @@ def invalid_input(errors: Sequence[Mapping[str, Any]]) -> InvalidInput:
         message = str(error["msg"]).removeprefix("Value error, ")
         problems.append({"field": error_field(error["loc"]), "message": message})
     first = problems[0] if problems else {"field": "body", "message": "invalid"}
+    hint = go_hint(first["field"])
     return InvalidInput(
-        f"{first['field']}: {first['message']}", details=problems if len(problems) > 1 else None
+        f"{first['field']}: {first['message']}" + (f" ({hint})" if hint else ""),
+        details=problems if len(problems) > 1 else None,
     )
 
 

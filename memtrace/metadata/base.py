@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from memtrace.auth.keys import ApiKeyRecord
 from memtrace.metadata.bindings import ArcBinding
+from memtrace.metadata.goimport import LegacyArc
 from memtrace.metadata.records import AgentRow, Org, SessionRow
 
 
@@ -45,6 +46,11 @@ class MetadataStore(Protocol):
         ``admin_key`` if there is no key at all; True when the key was added."""
         ...
 
+    async def adopt_legacy_arc(self, legacy: LegacyArc, now: int) -> bool:
+        """Bind ``org_default`` to the Go memtrace's legacy ``[arc]`` block when no org has an
+        Arc binding yet (creating ``org_default`` if needed); True when it did."""
+        ...
+
     async def list_orgs(self) -> list[Org]: ...
 
     async def list_keys(self, org_id: str | None = None) -> list[ApiKeyRecord]:
@@ -71,11 +77,15 @@ class MetadataStore(Protocol):
         description: str | None,
         config: dict[str, Any] | None,
         now: int,
+        name: str | None = None,
     ) -> AgentRow:
-        """Raise :class:`~memtrace.domain.errors.Conflict` if the agent exists."""
+        """Register an agent (``name``: a display name other than the id). Raise
+        :class:`~memtrace.domain.errors.Conflict` if an agent of the org has that id or name."""
         ...
 
-    async def get_agent(self, org_id: str, agent_id: str) -> AgentRow | None: ...
+    async def get_agent(self, org_id: str, agent_id: str) -> AgentRow | None:
+        """The agent whose id, else whose name, is ``agent_id``."""
+        ...
 
     async def list_agents(self, org_id: str, limit: int, offset: int) -> list[AgentRow]: ...
 

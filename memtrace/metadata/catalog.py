@@ -16,9 +16,10 @@ from typing import Any
 
 from memtrace.auth.keys import ApiKeyRecord
 from memtrace.domain.ids import new_session_id
-from memtrace.metadata import bindings
+from memtrace.metadata import bindings, goimport
 from memtrace.metadata import sqlite as md
 from memtrace.metadata.bindings import ArcBinding
+from memtrace.metadata.goimport import LegacyArc
 from memtrace.metadata.records import AgentRow, Org, SessionRow
 from memtrace.metadata.schema import migrate
 from memtrace.storage.sqlite import SQLiteDatabase, Synchronous, connect
@@ -71,6 +72,10 @@ class Catalog:
         return await self.db.write(
             lambda conn: md.bootstrap(conn, default_org=default_org, admin_key=admin_key, now=now)
         )
+
+    async def adopt_legacy_arc(self, legacy: LegacyArc, now: int) -> bool:
+        """See :func:`memtrace.metadata.goimport.adopt_legacy_arc`."""
+        return await self.db.write(lambda conn: goimport.adopt_legacy_arc(conn, legacy, now))
 
     # -- orgs, keys and bindings --------------------------------------------------------------
 
@@ -174,9 +179,10 @@ class Catalog:
         description: str | None,
         config: dict[str, Any] | None,
         now: int,
+        name: str | None = None,
     ) -> AgentRow:
         row = await self.db.write(
-            lambda conn: md.insert_agent(conn, org_id, agent_id, description, config, now)
+            lambda conn: md.insert_agent(conn, org_id, agent_id, description, config, now, name)
         )
         self._known.setdefault(org_id, set()).add(agent_id)
         return row

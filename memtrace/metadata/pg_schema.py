@@ -34,8 +34,10 @@ CREATE TABLE agents (
     config text,
     created_at bigint NOT NULL,
     last_active_at bigint,
+    name text,  -- a display name other than the id (NULL: the id is the name)
     PRIMARY KEY (org_id, id)
 );
+CREATE INDEX agents_org_name ON agents (org_id, name);
 CREATE TABLE sessions (
     id text PRIMARY KEY,
     org_id text NOT NULL,

@@ -22,15 +22,17 @@ from memtrace.domain.errors import Conflict, NotFound
 from memtrace.domain.ids import DEFAULT_ORG_ID, new_session_id
 from memtrace.metadata import bindings
 from memtrace.metadata.bindings import ArcBinding
+from memtrace.metadata.goimport import LegacyArc
 from memtrace.metadata.pg_schema import MIGRATIONS
 from memtrace.metadata.records import AgentRow, Org, SessionRow
+from memtrace.storage.arc.target import DEFAULT_MEASUREMENT
 from memtrace.storage.postgres.db import Connection, PgDatabase
 
 AGENT_CACHE_SIZE = 50_000  # registered agents remembered per replica (least recent dropped)
 _BOOTSTRAP_LOCK = 0x6D656D7472616366  # replicas starting at once create one admin key
 
 _KEY_COLUMNS = "id, org_id, name, lookup, key_hash, permissions, created_at, revoked_at"
-_AGENT_COLUMNS = "org_id, id, description, config, created_at, last_active_at"
+_AGENT_COLUMNS = "org_id, id, description, config, created_at, last_active_at, name"
 _SESSION_COLUMNS = "id, org_id, agent_id, status, metadata, created_at, updated_at, closed_at"
 _BINDING_COLUMNS = "org_id, url, database, measurement, api_key_enc, created_at, updated_at"
 
@@ -54,7 +56,7 @@ def _key(row: Any) -> ApiKeyRecord:
 
 
 def _agent(row: Any) -> AgentRow:
-    return AgentRow(row[0], row[1], row[2], _unjson(row[3]), row[4], row[5])
+    return AgentRow(row[0], row[1], row[2], _unjson(row[3]), row[4], row[5], row[6])
 
 
 def _session(row: Any) -> SessionRow:
@@ -98,15 +100,27 @@ async def _insert_key(conn: Connection, record: ApiKeyRecord) -> None:
 
 
 async def _touch_agents(conn: Connection, org_id: str, activity: dict[str, int]) -> None:
-    """Register unknown agents and move ``last_active_at`` forward (never backward)."""
+    """Register unknown agents and move ``last_active_at`` forward (never backward). A memory
+    written under an agent's *name* counts as that agent's activity (Go-era clients)."""
+    agents, times = list(activity), list(activity.values())
     await conn.execute(
         "INSERT INTO agents (org_id, id, created_at, last_active_at) "
         "SELECT $1, a, t, t FROM unnest($2::text[], $3::bigint[]) AS u(a, t) "
+        "WHERE NOT EXISTS (SELECT 1 FROM agents g WHERE g.org_id = $1 AND g.name = u.a "
+        "AND g.id <> u.a) "
         "ON CONFLICT (org_id, id) DO UPDATE SET last_active_at = "
         "greatest(coalesce(agents.last_active_at, 0), excluded.last_active_at)",
         org_id,
-        list(activity),
-        list(activity.values()),
+        agents,
+        times,
+    )
+    await conn.execute(
+        "UPDATE agents g SET last_active_at = greatest(coalesce(g.last_active_at, 0), u.t) "
+        "FROM unnest($2::text[], $3::bigint[]) AS u(a, t) "
+        "WHERE g.org_id = $1 AND g.name = u.a AND g.id <> u.a",
+        org_id,
+        agents,
+        times,
     )
 
 
@@ -154,6 +168,35 @@ class PgCatalog:
                 await _insert_key(conn, admin_key)
                 return True
         return False
+
+    async def adopt_legacy_arc(self, legacy: LegacyArc, now: int) -> bool:
+        """See :func:`memtrace.metadata.goimport.adopt_legacy_arc` (same rule, PostgreSQL)."""
+        if not legacy.url:
+            return False
+        url, enc = bindings.prepare(
+            DEFAULT_ORG_ID,
+            legacy.url,
+            legacy.database,
+            legacy.measurement or DEFAULT_MEASUREMENT,
+            legacy.api_key or None,
+        )
+        async with self.pg.transaction() as conn:
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _BOOTSTRAP_LOCK)
+            if await conn.fetchval("SELECT EXISTS (SELECT 1 FROM arc_bindings)"):
+                return False
+            if await _find_org(conn, DEFAULT_ORG_ID) is None:
+                await _insert_org(conn, DEFAULT_ORG_ID, "Default", now)
+            await conn.execute(
+                f"INSERT INTO arc_bindings ({_BINDING_COLUMNS}) "  # noqa: S608
+                "VALUES ($1, $2, $3, $4, $5, $6, $6)",
+                DEFAULT_ORG_ID,
+                url,
+                legacy.database,
+                legacy.measurement or DEFAULT_MEASUREMENT,
+                enc,
+                now,
+            )
+        return True
 
     # -- orgs, keys and bindings (the server's snapshot, and admin) ---------------------------
 
@@ -307,26 +350,39 @@ class PgCatalog:
         description: str | None,
         config: dict[str, Any] | None,
         now: int,
+        name: str | None = None,
     ) -> AgentRow:
-        async with self.pg.connection() as conn:
-            inserted = await conn.fetchval(
-                f"INSERT INTO agents ({_AGENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, NULL) "  # noqa: S608
-                "ON CONFLICT (org_id, id) DO NOTHING RETURNING true",
+        label = name or agent_id
+        async with self.pg.transaction() as conn:
+            # registrations of one org queue here: the id and the name must both be free
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"agents:{org_id}")
+            taken = await conn.fetchval(
+                "SELECT 1 FROM agents WHERE org_id = $1 AND (id = ANY($2::text[]) "
+                "OR name = ANY($2::text[])) LIMIT 1",
+                org_id,
+                [agent_id, label],
+            )
+            if taken:
+                raise Conflict(
+                    f"agent {label!r} already exists in this organization", existing_id=agent_id
+                )
+            await conn.execute(
+                f"INSERT INTO agents ({_AGENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, NULL, $6)",  # noqa: S608
                 org_id,
                 agent_id,
                 description,
                 _json(config),
                 now,
+                name,
             )
-        if not inserted:
-            raise Conflict(f"agent {agent_id!r} already exists", existing_id=agent_id)
         self._remember(org_id, (agent_id,))
-        return AgentRow(org_id, agent_id, description, config, now, None)
+        return AgentRow(org_id, agent_id, description, config, now, None, name)
 
     async def get_agent(self, org_id: str, agent_id: str) -> AgentRow | None:
         async with self.pg.connection() as conn:
             row = await conn.fetchrow(
-                f"SELECT {_AGENT_COLUMNS} FROM agents WHERE org_id = $1 AND id = $2",  # noqa: S608
+                f"SELECT {_AGENT_COLUMNS} FROM agents "  # noqa: S608
+                "WHERE org_id = $1 AND (id = $2 OR name = $2) ORDER BY id = $2 DESC LIMIT 1",
                 org_id,
                 agent_id,
             )
