@@ -75,7 +75,7 @@ def create_app(
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=runtime.settings.limits.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=runtime.metrics)
-    install_abuse_limits(app, runtime.settings)
+    install_abuse_limits(app, runtime.settings, runtime.limiter)
     _document_extra_schemas(app)
     return app
 

@@ -10,6 +10,7 @@ within the 2 seconds docs/api.md promises.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 from memtrace import __version__
 from memtrace.auth.keys import Authenticator, Principal, new_api_key
 from memtrace.auth.permissions import ALL_PERMISSIONS
+from memtrace.auth.ratelimit import RateLimiter
 from memtrace.config import Settings
 from memtrace.domain.ids import DEFAULT_ORG_ID
 from memtrace.domain.timestamps import now_us
@@ -29,6 +31,7 @@ from memtrace.tenancy import StoreRegistry
 log = logging.getLogger(__name__)
 
 RELOAD_INTERVAL_S = 0.5
+REPLICAS_EVERY_TICKS = 10  # cluster mode: recount the live replicas every 5 s
 
 
 class Runtime:
@@ -40,6 +43,8 @@ class Runtime:
         self.pg = create_pg(settings)
         self.catalog = create_catalog(settings, self.pg)
         self.auth = Authenticator(enabled=settings.auth.enabled)
+        # per API key; in cluster mode each replica enforces 1/N (see _watch)
+        self.limiter = RateLimiter(settings.limits.rate_per_s, settings.limits.rate_burst)
         self.metrics = Metrics()
         self.stores = StoreRegistry(settings, self.metrics, pg=self.pg)
         self.started_at = time.monotonic()
@@ -134,12 +139,15 @@ class Runtime:
             log.info("org %s was deleted; its store is closed", org_id)
 
     async def _watch(self) -> None:
-        while True:
+        for tick in itertools.count():
             await asyncio.sleep(RELOAD_INTERVAL_S)
             try:
                 await self.catalog.flush_activity()
                 if await self.catalog.changed():
                     await self.reload()
+                if self.pg is not None and tick % REPLICAS_EVERY_TICKS == 0:
+                    # rate limits are the cluster's: each live replica enforces its share
+                    self.limiter.share = 1 / max(1, await self.pg.live_replicas())
             except Exception:
                 log.exception("metadata watch tick failed; retrying")
 

@@ -102,7 +102,7 @@ def run_admin(settings: Settings, fn: Callable[[Admin], Awaitable[T]]) -> T:
     from memtrace.metadata.backend import create_catalog, create_pg
 
     async def main() -> T:
-        pg = create_pg(settings)
+        pg = create_pg(settings, server=False)
         catalog = create_catalog(settings, pg)
         try:
             await catalog.open()

@@ -27,10 +27,11 @@ def create_catalog(settings: Settings, pg: PgDatabase | None) -> MetadataBackend
     return Catalog(settings.metadata_path, synchronous=settings.storage.synchronous)
 
 
-def create_pg(settings: Settings) -> PgDatabase | None:
-    """The process's PostgreSQL pool (not yet opened), or ``None`` without ``postgres.url``."""
+def create_pg(settings: Settings, *, server: bool = True) -> PgDatabase | None:
+    """The process's PostgreSQL pool (not yet opened), or ``None`` without ``postgres.url``.
+    A server (not the CLI) also announces itself as a live replica."""
     if not settings.postgres.url:
         return None
     from memtrace.storage.postgres.db import PgDatabase
 
-    return PgDatabase(settings.postgres)
+    return PgDatabase(settings.postgres, presence=server)

@@ -24,19 +24,19 @@ from tests.storage.arc_support import eventually
 MEM = "/api/v1/memories"
 
 
-@pytest.fixture
-async def replicas(
-    tmp_path: Path, pg_url: str
-) -> AsyncIterator[list[tuple[Runtime, httpx.AsyncClient]]]:
-    """Three replicas on the same PostgreSQL (each with its own data dir, which stays unused)."""
+async def start_replicas(
+    root: Path, pg_url: str, n: int = 3, **overrides: object
+) -> list[tuple[Runtime, httpx.AsyncClient]]:
+    """``n`` replicas on the same PostgreSQL (each with its own data dir, which stays unused)."""
     out: list[tuple[Runtime, httpx.AsyncClient]] = []
-    for n in range(3):
+    for i in range(n):
         settings = load_settings(
             None,
             {
-                "storage.data_dir": tmp_path / f"replica{n}",
+                "storage.data_dir": root / f"replica{i}",
                 "postgres.url": pg_url,
                 "storage.default_backend": "postgres",
+                **overrides,
             },
         )
         runtime = Runtime(settings)
@@ -46,10 +46,22 @@ async def replicas(
             transport=httpx.ASGITransport(app=app), base_url="http://memtrace.test"
         )
         out.append((runtime, client))
-    yield out
-    for runtime, client in out:
+    return out
+
+
+async def stop_replicas(replicas: list[tuple[Runtime, httpx.AsyncClient]]) -> None:
+    for runtime, client in replicas:
         await client.aclose()
         await runtime.close()
+
+
+@pytest.fixture
+async def replicas(
+    tmp_path: Path, pg_url: str
+) -> AsyncIterator[list[tuple[Runtime, httpx.AsyncClient]]]:
+    out = await start_replicas(tmp_path, pg_url)
+    yield out
+    await stop_replicas(out)
 
 
 async def test_any_replica_reads_what_another_acknowledged(
@@ -128,3 +140,49 @@ async def test_revocation_through_one_replica_reaches_all_within_two_seconds(
 
     await eventually(refused_everywhere, timeout=2.0)
     assert time.monotonic() - revoked_at < 2.0
+
+
+async def test_rate_limits_are_divided_among_live_replicas(tmp_path: Path, pg_url: str) -> None:
+    """A key's limit is the cluster's: three replicas each allow a third of the burst."""
+    replicas = await start_replicas(
+        tmp_path, pg_url, **{"limits.rate_per_s": 0.01, "limits.rate_burst": 30}
+    )
+    try:
+        _, key = await create_org_key(replicas[0][0], "acme")
+        for runtime, _ in replicas:
+            await runtime.reload()
+
+        async def divided() -> bool:
+            return all(r.limiter.share == pytest.approx(1 / 3) for r, _ in replicas)
+
+        await eventually(divided, timeout=15.0)
+        codes = [
+            (await replicas[n % 3][1].get(MEM, headers={"x-api-key": key})).status_code
+            for n in range(60)
+        ]
+        assert codes.count(200) == 30 and codes.count(429) == 30
+    finally:
+        await stop_replicas(replicas)
+
+
+async def test_ready_follows_the_postgresql_connection(tmp_path: Path) -> None:
+    """/ready is 503 while PostgreSQL is down and 200 again once it is back."""
+    from memtrace.testing.postgres import start_postgres
+
+    with start_postgres() as pg:
+        (replica,) = await start_replicas(
+            tmp_path, pg.url, n=1, **{"postgres.acquire_timeout_s": 1.0}
+        )
+        try:
+            client = replica[1]
+            assert (await client.get("/ready")).status_code == 200
+            await asyncio.to_thread(pg.kill)
+
+            async def status(code: int) -> bool:
+                return (await client.get("/ready")).status_code == code
+
+            await eventually(lambda: status(503), timeout=10.0)
+            await asyncio.to_thread(pg.restart)
+            await eventually(lambda: status(200), timeout=20.0)
+        finally:
+            await stop_replicas([replica])

@@ -91,7 +91,7 @@ def pg_error(exc: BaseException) -> StorageUnavailable:
 class PgDatabase:
     """The process's connection pool to the cluster's PostgreSQL database."""
 
-    def __init__(self, settings: PostgresSettings) -> None:
+    def __init__(self, settings: PostgresSettings, *, presence: bool = True) -> None:
         if not settings.url:
             raise ValueError("postgres.url is not set")
         self.settings = settings
@@ -99,6 +99,7 @@ class PgDatabase:
         self._pool: asyncpg.Pool | None = None
         self.lower_collation: str | None = None  # set by open()
         self.known_months: set[tuple[int, int]] = set()  # memories partitions seen to exist
+        self._with_presence = presence  # servers: yes; the CLI: no (it ships nothing)
         self.presence_key = 0  # set by open()
         self._presence: asyncpg.Connection | None = None
         self._presence_task: asyncio.Task[None] | None = None
@@ -150,11 +151,25 @@ class PgDatabase:
                 "PostgreSQL has no ICU collation: content search folds case with the "
                 "database's default collation"
             )
+        if not self._with_presence:
+            return
         try:
             await self._take_presence()
         except DRIVER_ERRORS as exc:
             raise pg_error(exc) from None
         self._presence_task = asyncio.create_task(self._keep_presence(), name="pg-presence")
+
+    async def live_replicas(self) -> int:
+        """How many processes (replicas) hold a presence lock on this database now."""
+        async with self.connection() as conn:
+            return int(
+                await conn.fetchval(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                    "AND classid = $1 AND objsubid = 2 AND granted AND database = "
+                    "(SELECT oid FROM pg_database WHERE datname = current_database())",
+                    PRESENCE_CLASS,
+                )
+            )
 
     async def _take_presence(self) -> None:
         """Connect the presence connection and lock a key no live process holds (ours again
