@@ -159,7 +159,7 @@ class PostgresSettings(_Section):
     )
     pool_min: int = Field(default=1, ge=0, le=1000)
     pool_max: int = Field(
-        default=10, ge=1, le=1000, description="Connections per process (plus one for events)."
+        default=10, ge=1, le=1000, description="Connections per process (plus one for presence)."
     )
     acquire_timeout_s: float = Field(
         default=5.0, gt=0, description="Longest a request waits for a pooled connection (503)."

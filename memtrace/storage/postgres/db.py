@@ -103,6 +103,7 @@ class PgDatabase:
         self.presence_key = 0  # set by open()
         self._presence: asyncpg.Connection | None = None
         self._presence_task: asyncio.Task[None] | None = None
+        self._health: tuple[float, asyncio.Future[str | None]] | None = None
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -231,6 +232,21 @@ class PgDatabase:
         """Raise unless PostgreSQL answers within the acquire timeout."""
         async with self.connection() as conn:
             await conn.fetchval("SELECT 1", timeout=self.settings.acquire_timeout_s)
+
+    async def problem(self) -> str | None:
+        """Why PostgreSQL cannot serve now, or None; one ping per second at most, however many
+        org stores ask (``/health`` asks each open store)."""
+        loop = asyncio.get_running_loop()
+        if self._health is None or loop.time() - self._health[0] > 1.0:
+            self._health = (loop.time(), asyncio.ensure_future(self._probe()))
+        return await asyncio.shield(self._health[1])
+
+    async def _probe(self) -> str | None:
+        try:
+            await self.ping()
+        except StorageUnavailable as exc:
+            return exc.message
+        return None
 
     async def migrate(self, component: str, steps: Sequence[str]) -> int:
         """Bring ``component`` to version ``len(steps)``; returns the version found before.

@@ -300,8 +300,5 @@ class PostgresStore:
         )
 
     async def health(self) -> StoreHealth:
-        try:
-            await self.db.ping()
-        except Exception as exc:
-            return StoreHealth(backend=self.backend, healthy=False, detail=str(exc))
-        return StoreHealth(backend=self.backend, healthy=True)
+        problem = await self.db.problem()
+        return StoreHealth(backend=self.backend, healthy=problem is None, detail=problem)
