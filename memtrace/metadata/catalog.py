@@ -18,6 +18,7 @@ from memtrace.auth.keys import ApiKeyRecord
 from memtrace.domain.ids import new_session_id
 from memtrace.metadata import bindings, goimport
 from memtrace.metadata import sqlite as md
+from memtrace.metadata.activity import AgentActivity
 from memtrace.metadata.bindings import ArcBinding
 from memtrace.metadata.goimport import LegacyArc
 from memtrace.metadata.records import AgentRow, Org, SessionRow
@@ -31,8 +32,7 @@ class Catalog:
 
     def __init__(self, path: Path, *, synchronous: Synchronous = "FULL") -> None:
         self.db = SQLiteDatabase(path, setup=migrate, synchronous=synchronous)
-        self._known: dict[str, set[str]] = {}
-        self._pending: dict[tuple[str, str], int] = {}
+        self.activity = AgentActivity()
         self._watch: sqlite3.Connection | None = None
         self._watch_version = -1
 
@@ -130,45 +130,28 @@ class Catalog:
 
     def forget_org(self, org_id: str) -> None:
         """Drop caches of an org that was deleted."""
-        self._known.pop(org_id, None)
-        for key in [k for k in self._pending if k[0] == org_id]:
-            del self._pending[key]
+        self.activity.forget_org(org_id)
 
-    # -- agent activity -----------------------------------------------------------------------
+    # -- agent activity (:mod:`memtrace.metadata.activity`) -----------------------------------
 
     async def note_activity(self, org_id: str, agent_ids: Iterable[str], at: int) -> None:
         """Register unknown agents (awaited) and record activity of known ones (coalesced)."""
-        agents = tuple(agent_ids)
-        known = self._known.setdefault(org_id, set())
-        unknown = {agent: at for agent in agents if agent not in known}
-        for agent in agents:
-            key = (org_id, agent)
-            if agent in known and self._pending.get(key, -1) < at:
-                self._pending[key] = at
+        unknown = self.activity.note(org_id, agent_ids, at)
         if unknown:
             await self.db.write(lambda conn: md.touch_agents(conn, org_id, unknown))
-            known.update(unknown)
+            self.activity.remember(org_id, unknown)
 
     async def flush_activity(self) -> None:
         """Persist coalesced ``last_active_at`` updates."""
-        if not self._pending:
+        by_org = self.activity.take()
+        if not by_org:
             return
-        pending, self._pending = self._pending, {}
-        by_org: dict[str, dict[str, int]] = {}
-        for (org_id, agent), at in pending.items():
-            by_org.setdefault(org_id, {})[agent] = at
 
         def flush(conn: sqlite3.Connection) -> None:
             for org_id, activity in by_org.items():
                 md.touch_agents(conn, org_id, activity)
 
         await self.db.write(flush)
-
-    def _overlay(self, row: AgentRow) -> AgentRow:
-        pending = self._pending.get((row.org_id, row.id))
-        if pending is not None and (row.last_active_at or 0) < pending:
-            row.last_active_at = pending
-        return row
 
     # -- agents -------------------------------------------------------------------------------
 
@@ -184,20 +167,19 @@ class Catalog:
         row = await self.db.write(
             lambda conn: md.insert_agent(conn, org_id, agent_id, description, config, now, name)
         )
-        self._known.setdefault(org_id, set()).add(agent_id)
+        self.activity.remember(org_id, (agent_id,))
         return row
 
     async def get_agent(self, org_id: str, agent_id: str) -> AgentRow | None:
         row = await self.db.read(lambda conn: md.get_agent(conn, org_id, agent_id))
-        return self._overlay(row) if row else None
+        return self.activity.overlay(row) if row else None
 
     async def list_agents(self, org_id: str, limit: int, offset: int) -> list[AgentRow]:
         rows = await self.db.read(lambda conn: md.list_agents(conn, org_id, limit, offset))
-        return [self._overlay(row) for row in rows]
+        return [self.activity.overlay(row) for row in rows]
 
     async def delete_agent(self, org_id: str, agent_id: str) -> None:
-        self._pending.pop((org_id, agent_id), None)
-        self._known.get(org_id, set()).discard(agent_id)
+        self.activity.forget_agent(org_id, agent_id)
         await self.db.write(lambda conn: md.delete_agent(conn, org_id, agent_id))
 
     # -- sessions -----------------------------------------------------------------------------

@@ -10,7 +10,6 @@ agree).
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -21,6 +20,7 @@ from memtrace.auth.keys import ApiKeyRecord
 from memtrace.domain.errors import Conflict, NotFound
 from memtrace.domain.ids import DEFAULT_ORG_ID, new_session_id
 from memtrace.metadata import bindings
+from memtrace.metadata.activity import AgentActivity
 from memtrace.metadata.bindings import ArcBinding
 from memtrace.metadata.goimport import LegacyArc
 from memtrace.metadata.pg_schema import MIGRATIONS
@@ -28,7 +28,6 @@ from memtrace.metadata.records import AgentRow, Org, SessionRow
 from memtrace.storage.arc.target import DEFAULT_MEASUREMENT
 from memtrace.storage.postgres.db import Connection, PgDatabase
 
-AGENT_CACHE_SIZE = 50_000  # registered agents remembered per replica (least recent dropped)
 _BOOTSTRAP_LOCK = 0x6D656D7472616366  # replicas starting at once create one admin key
 
 _KEY_COLUMNS = "id, org_id, name, lookup, key_hash, permissions, created_at, revoked_at"
@@ -128,11 +127,9 @@ class PgCatalog:
     """:class:`~memtrace.metadata.base.MetadataStore` and
     :class:`~memtrace.metadata.base.MetadataAdmin` on the cluster's PostgreSQL."""
 
-    def __init__(self, db: PgDatabase, *, agent_cache_size: int = AGENT_CACHE_SIZE) -> None:
+    def __init__(self, db: PgDatabase) -> None:
         self.pg = db
-        self._known: OrderedDict[tuple[str, str], None] = OrderedDict()
-        self._known_max = agent_cache_size
-        self._pending: dict[tuple[str, str], int] = {}
+        self.activity = AgentActivity()
         self._version = -1
 
     async def open(self) -> None:
@@ -149,7 +146,7 @@ class PgCatalog:
         if version == self._version:
             return False
         self._version = version
-        self._known.clear()  # an agent may have been deleted through another replica
+        self.activity.forget_known()  # an agent may have been deleted through another replica
         return True
 
     async def ping(self) -> None:
@@ -297,49 +294,24 @@ class PgCatalog:
             raise NotFound(f"org {org_id} has no Arc binding")
 
     def forget_org(self, org_id: str) -> None:
-        for key in [k for k in self._known if k[0] == org_id]:
-            del self._known[key]
-        for key in [k for k in self._pending if k[0] == org_id]:
-            del self._pending[key]
+        self.activity.forget_org(org_id)
 
-    # -- agent activity -----------------------------------------------------------------------
-
-    def _remember(self, org_id: str, agents: Iterable[str]) -> None:
-        for agent in agents:
-            self._known[(org_id, agent)] = None
-            self._known.move_to_end((org_id, agent))
-        while len(self._known) > self._known_max:
-            self._known.popitem(last=False)
+    # -- agent activity (:mod:`memtrace.metadata.activity`) -----------------------------------
 
     async def note_activity(self, org_id: str, agent_ids: Iterable[str], at: int) -> None:
-        unknown: dict[str, int] = {}
-        for agent in agent_ids:
-            key = (org_id, agent)
-            if key not in self._known:
-                unknown[agent] = at
-            elif self._pending.get(key, -1) < at:
-                self._pending[key] = at
+        unknown = self.activity.note(org_id, agent_ids, at)
         if unknown:
             async with self.pg.connection() as conn:
                 await _touch_agents(conn, org_id, unknown)
-            self._remember(org_id, unknown)
+            self.activity.remember(org_id, unknown)
 
     async def flush_activity(self) -> None:
-        if not self._pending:
+        by_org = self.activity.take()
+        if not by_org:
             return
-        pending, self._pending = self._pending, {}
-        by_org: dict[str, dict[str, int]] = {}
-        for (org_id, agent), at in pending.items():
-            by_org.setdefault(org_id, {})[agent] = at
         async with self.pg.transaction() as conn:
             for org_id, activity in by_org.items():
                 await _touch_agents(conn, org_id, activity)
-
-    def _overlay(self, row: AgentRow) -> AgentRow:
-        pending = self._pending.get((row.org_id, row.id))
-        if pending is not None and (row.last_active_at or 0) < pending:
-            row.last_active_at = pending
-        return row
 
     # -- agents -------------------------------------------------------------------------------
 
@@ -375,7 +347,7 @@ class PgCatalog:
                 now,
                 name,
             )
-        self._remember(org_id, (agent_id,))
+        self.activity.remember(org_id, (agent_id,))
         return AgentRow(org_id, agent_id, description, config, now, None, name)
 
     async def get_agent(self, org_id: str, agent_id: str) -> AgentRow | None:
@@ -386,7 +358,7 @@ class PgCatalog:
                 org_id,
                 agent_id,
             )
-        return self._overlay(_agent(row)) if row else None
+        return self.activity.overlay(_agent(row)) if row else None
 
     async def list_agents(self, org_id: str, limit: int, offset: int) -> list[AgentRow]:
         async with self.pg.connection() as conn:
@@ -397,11 +369,10 @@ class PgCatalog:
                 limit,
                 offset,
             )
-        return [self._overlay(_agent(row)) for row in rows]
+        return [self.activity.overlay(_agent(row)) for row in rows]
 
     async def delete_agent(self, org_id: str, agent_id: str) -> None:
-        self._pending.pop((org_id, agent_id), None)
-        self._known.pop((org_id, agent_id), None)
+        self.activity.forget_agent(org_id, agent_id)
         async with self.pg.transaction() as conn:
             status = await conn.execute(
                 "DELETE FROM agents WHERE org_id = $1 AND id = $2", org_id, agent_id

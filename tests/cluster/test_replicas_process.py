@@ -47,7 +47,7 @@ class Cluster:
             for i in range(n)
         ]
         with ThreadPoolExecutor(n) as pool:  # all at once: migrations and bootstrap race
-            list(pool.map(lambda r: r.start(), new))
+            list(pool.map(lambda r: r.start(timeout=120), new))
         self.replicas += new
         return new
 

@@ -23,8 +23,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from memtrace.domain.dedup import DedupWindow
-from memtrace.domain.ids import memory_ids
 from memtrace.domain.memory import MemoryRecord, WriteOutcome
 from memtrace.storage.arc.outbox import OutboxCounts, ParkedRow, ShippedRow
 from memtrace.storage.base import MemoryQuery, NewMemory
@@ -37,8 +35,8 @@ from memtrace.storage.postgres.schema import (
     record_to_row,
     row_to_record,
 )
-from memtrace.storage.postgres.store import ensure_stripes, lock_stripes, org_state
-from memtrace.storage.rows import record_from_new
+from memtrace.storage.postgres.store import ensure_stripes, locked_window, org_state
+from memtrace.storage.rows import admit
 
 _V1 = f"""
 CREATE TABLE arc_outbox (
@@ -152,38 +150,13 @@ class PgOutbox:
         now: int,
         known: Sequence[tuple[str, int, str]] = (),
     ) -> list[WriteOutcome]:
-        window = dedup_window_us
         async with self.db.transaction() as conn:
             dedup = None
-            if window is not None and items:
-                keys = list(dict.fromkeys(item.dedup_key for item in items))
-                await lock_stripes(conn, self.org_id, keys)
-                dedup = DedupWindow(window)
-                rows = await conn.fetch(
-                    "SELECT dedup_key, time, id FROM arc_dedup_index WHERE org_id = $1 "
-                    "AND dedup_key = ANY($2::text[]) AND time > $3 AND time < $4 ORDER BY time",
-                    self.org_id,
-                    keys,
-                    min(item.time for item in items) - window,
-                    max(item.time for item in items) + window,
+            if dedup_window_us is not None and items:
+                dedup = await locked_window(
+                    conn, self.org_id, "arc_dedup_index", items, dedup_window_us, known
                 )
-                for key, at, memory_id in rows:
-                    dedup.add(key, at, memory_id)
-                for key, at, memory_id in known:
-                    dedup.add(key, at, memory_id)
-            outcomes: list[WriteOutcome] = []
-            records: list[MemoryRecord] = []
-            for item in items:
-                if dedup is not None:
-                    duplicate = dedup.duplicate_of(item.dedup_key, item.time)
-                    if duplicate is not None:
-                        outcomes.append(WriteOutcome(existing_id=duplicate))
-                        continue
-                record = record_from_new(item, item.id or memory_ids.new(), self.org_id)
-                if dedup is not None:
-                    dedup.add(item.dedup_key, item.time, record.id)
-                records.append(record)
-                outcomes.append(WriteOutcome(record=record))
+            outcomes, records = admit(items, dedup, self.org_id)
             if records:
                 await conn.copy_records_to_table(
                     "arc_outbox",

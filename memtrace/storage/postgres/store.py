@@ -32,7 +32,7 @@ from memtrace.storage.postgres.schema import (
     record_to_row,
     row_to_record,
 )
-from memtrace.storage.rows import record_from_new
+from memtrace.storage.rows import admit, record_from_new
 
 T = TypeVar("T")
 
@@ -42,10 +42,6 @@ _REMEMBER = "SELECT stored, memory_id FROM memtrace_remember({})".format(  # noq
 _LOCK = (
     "SELECT stripe FROM dedup_stripes WHERE org_id = $1 AND stripe = ANY($2::int[]) "
     "ORDER BY stripe FOR UPDATE"
-)
-_WINDOW = (
-    "SELECT dedup_key, time, id FROM memories WHERE org_id = $1 AND dedup_key = ANY($2::text[]) "
-    "AND time > $3 AND time < $4 ORDER BY time, id"
 )
 _COUNT = (
     "INSERT INTO agent_type_counts (org_id, agent_id, memory_type, n) "
@@ -120,6 +116,36 @@ def org_state(
     return load, save
 
 
+async def locked_window(
+    conn: Connection,
+    org_id: str,
+    table: str,
+    items: Sequence[NewMemory],
+    window: int,
+    known: Sequence[tuple[str, int, str]] = (),
+) -> DedupWindow:
+    """Inside a transaction: lock the stripes of the items' keys, then read the stored
+    ``(dedup_key, time, id)`` near their times from ``table`` (a trusted constant) in a new
+    statement, which under READ COMMITTED sees what earlier holders of the stripes wrote.
+    ``known``: more stored entries to consider."""
+    keys = list(dict.fromkeys(item.dedup_key for item in items))
+    await lock_stripes(conn, org_id, keys)
+    dedup = DedupWindow(window)
+    rows = await conn.fetch(
+        f"SELECT dedup_key, time, id FROM {table} WHERE org_id = $1 "  # noqa: S608
+        "AND dedup_key = ANY($2::text[]) AND time > $3 AND time < $4 ORDER BY time, id",
+        org_id,
+        keys,
+        min(item.time for item in items) - window,
+        max(item.time for item in items) + window,
+    )
+    for row in rows:
+        dedup.add(row[0], row[1], row[2])
+    for key, at, memory_id in known:
+        dedup.add(key, at, memory_id)
+    return dedup
+
+
 async def purge_org(db: PgDatabase, org_id: str) -> int:
     """Delete every memory of an org (``memtrace org delete --purge``); returns how many."""
     async with db.transaction() as conn:
@@ -189,24 +215,14 @@ class PostgresStore:
         self, conn: Connection, items: Sequence[NewMemory], window: int | None
     ) -> list[WriteOutcome]:
         async with conn.transaction():
-            dedup = await self._load_window(conn, items, window) if window is not None else None
-            outcomes: list[WriteOutcome] = []
-            rows = []
-            counts: Counter[tuple[str, str]] = Counter()
-            for item in items:
-                if dedup is not None:
-                    duplicate = dedup.duplicate_of(item.dedup_key, item.time)
-                    if duplicate is not None:
-                        outcomes.append(WriteOutcome(existing_id=duplicate))
-                        continue
-                record = record_from_new(item, item.id or memory_ids.new(), self.org_id)
-                if dedup is not None:
-                    dedup.add(item.dedup_key, item.time, record.id)
-                rows.append(record_to_row(record))
-                counts[(item.agent_id, item.memory_type)] += 1
-                outcomes.append(WriteOutcome(record=record))
-            if rows:
+            dedup = None
+            if window is not None:
+                dedup = await locked_window(conn, self.org_id, "memories", items, window)
+            outcomes, records = admit(items, dedup, self.org_id)
+            if records:
+                rows = [record_to_row(r) for r in records]
                 await conn.copy_records_to_table("memories", records=rows, columns=COLUMNS)
+                counts = Counter((r.agent_id, r.memory_type) for r in records)
                 keys = list(counts)
                 await conn.execute(
                     _COUNT,
@@ -216,20 +232,6 @@ class PostgresStore:
                     [counts[k] for k in keys],
                 )
         return outcomes
-
-    async def _load_window(
-        self, conn: Connection, items: Sequence[NewMemory], window: int
-    ) -> DedupWindow:
-        """Lock the batch's stripes, then read the stored rows near its times (a new
-        statement: under READ COMMITTED it sees what earlier holders of the stripes wrote)."""
-        keys = list(dict.fromkeys(item.dedup_key for item in items))
-        await lock_stripes(conn, self.org_id, keys)
-        low = min(item.time for item in items) - window
-        high = max(item.time for item in items) + window
-        dedup = DedupWindow(window)
-        for key, at, memory_id in await conn.fetch(_WINDOW, self.org_id, keys, low, high):
-            dedup.add(key, at, memory_id)
-        return dedup
 
     # -- reads --------------------------------------------------------------------------------
 
