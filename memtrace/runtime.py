@@ -130,9 +130,11 @@ class Runtime:
             await self._reload()
 
     async def _reload(self) -> None:
-        self.auth.load(await self.catalog.list_keys())
-        live = {org.id for org in await self.catalog.list_orgs()}
-        for org_id in await self.stores.apply_bindings(await self.catalog.list_bindings()):
+        # Read on the catalog's watch thread, never in the shared reader pool (tenant reads).
+        snapshot = await self.catalog.admin_snapshot()
+        self.auth.load(snapshot.keys)
+        live = {org.id for org in snapshot.orgs}
+        for org_id in await self.stores.apply_bindings(snapshot.bindings):
             log.info("storage binding of %s changed; its store will be reopened", org_id)
         for org_id in await self.stores.retain(live):
             self.catalog.forget_org(org_id)
@@ -142,9 +144,11 @@ class Runtime:
         for tick in itertools.count():
             await asyncio.sleep(RELOAD_INTERVAL_S)
             try:
-                await self.catalog.flush_activity()
+                # Admin changes first: a flush waits for the metadata writer, which tenants
+                # keep busy (sessions, new agents); the reload must not wait behind it.
                 if await self.catalog.changed():
                     await self.reload()
+                await self.catalog.flush_activity()
                 if self.pg is not None and tick % REPLICAS_EVERY_TICKS == 0:
                     # rate limits are the cluster's: each live replica enforces its share
                     self.limiter.share = 1 / max(1, await self.pg.live_replicas())

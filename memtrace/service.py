@@ -29,8 +29,8 @@ from memtrace.domain.models import (
     AgentStats,
     ContextRequest,
     DuplicateEntry,
-    ListParams,
     MemoryCreate,
+    MemoryFilters,
     SearchRequest,
     Session,
     SessionContext,
@@ -274,13 +274,15 @@ class MemoryService:
 
     async def list_memories(
         self,
-        params: ListParams,
+        params: MemoryFilters,
         *,
         agent_id: str | None = None,
         session_id: str | None = None,
     ) -> RecordPage:
-        """The list endpoint; ``agent_id``/``session_id`` fix a filter (nested routes). The
-        agent's list covers the last 24 hours unless ``since`` is given (Go's default)."""
+        """The list endpoint; ``agent_id``/``session_id`` fix a filter (nested routes), and
+        ``params`` may filter by the other one (:class:`~memtrace.domain.models.ListParams` and
+        its per-route variants). The agent's list covers the last 24 hours unless ``since`` is
+        given (Go's default)."""
         default_since = None
         if agent_id is not None:
             agent_id = await self._memories_of_agent(agent_id)
@@ -292,8 +294,8 @@ class MemoryService:
         )
         query = MemoryQuery(
             org_id=self.org_id,
-            agent_id=agent_id or params.agent_id,
-            session_id=session_id or params.session_id,
+            agent_id=agent_id or getattr(params, "agent_id", None),
+            session_id=session_id or getattr(params, "session_id", None),
             memory_types=(params.memory_type,) if params.memory_type else (),
             event_types=(params.event_type,) if params.event_type else (),
             tags=_parse_tags(params.tags),
@@ -317,7 +319,8 @@ class MemoryService:
             event_types=tuple(dict.fromkeys(request.event_types or ())),
             tags=tuple(request.tags or ()),
             content_contains=request.content_contains,
-            min_importance=request.min_importance,
+            # 0 is "no minimum" (models and UIs send it), not "only memories with an importance"
+            min_importance=request.min_importance or None,
             since=since,
             until=until,
             limit=request.limit,

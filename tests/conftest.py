@@ -82,7 +82,7 @@ async def client(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
     """The real FastAPI app in process (no auth header: tests add the key they need)."""
     app = create_app(runtime, manage_runtime=False)
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://memtrace.test") as c:
+    async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as c:
         yield c
 
 

@@ -73,7 +73,7 @@ async def world(
     runtime = Runtime(load_settings(None, {"storage.data_dir": data_dir}))
     await runtime.start()
     transport = httpx.ASGITransport(app=create_app(runtime, manage_runtime=False))
-    async with httpx.AsyncClient(transport=transport, base_url="http://memtrace.test") as client:
+    async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
         yield World(go, memories, runtime, client)
     await runtime.close()
 

@@ -118,7 +118,7 @@ async def test_legacy_arc_block_binds_org_default_on_first_start(
         assert key is not None and KEY_RE.fullmatch(key)  # unlike Go, the admin key is printed
         principal = await runtime.authenticate(key)
         assert principal.org_id == "org_default"
-        bound = await runtime.catalog.list_bindings()
+        bound = (await runtime.catalog.admin_snapshot()).bindings
         target = bound["org_default"].target()
         assert (target.url, target.database, target.measurement, target.api_key) == (
             "http://127.0.0.1:8000",
@@ -131,7 +131,7 @@ async def test_legacy_arc_block_binds_org_default_on_first_start(
     again = Runtime(settings)  # later starts change nothing
     assert await again.start(bootstrap_key=True) is None
     try:
-        assert list(await again.catalog.list_bindings()) == ["org_default"]
+        assert list((await again.catalog.admin_snapshot()).bindings) == ["org_default"]
     finally:
         await again.close()
 

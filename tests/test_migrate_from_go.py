@@ -108,7 +108,7 @@ async def test_import_keeps_every_id_and_key(go: GoDeployment, data_dir: Path) -
         assert (await catalog.get_session(paused["org_id"], paused["id"])).metadata == {  # type: ignore[union-attr]
             "ticket": 4521
         }
-        bound = await catalog.list_bindings()
+        bound = (await catalog.admin_snapshot()).bindings
         assert set(bound) == {a["org_id"] for a in go.arc}
         for instance in go.arc:
             target = bound[instance["org_id"]].target()
@@ -209,7 +209,7 @@ async def test_pre_02_db_with_legacy_arc_block(tmp_path: Path, master: str, data
     runtime = Runtime(load_settings(None, {"storage.data_dir": data_dir}))
     await runtime.start()
     try:
-        target = (await runtime.catalog.list_bindings())["org_default"].target()
+        target = ((await runtime.catalog.admin_snapshot()).bindings)["org_default"].target()
         assert (target.url, target.database, target.api_key) == (
             "http://127.0.0.1:8123",
             "memory",

@@ -10,6 +10,7 @@ Errors are one line on stderr, exit 1.
 
 from __future__ import annotations
 
+import signal
 import sqlite3
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -28,6 +29,19 @@ if TYPE_CHECKING:
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
+
+
+def exit_on_sigterm() -> None:
+    """Make SIGTERM end the process with status 0 (a requested stop) until a command installs
+    its own graceful handler (``serve`` and ``mcp`` do while they serve; uvicorn re-raises the
+    signal once drained). Called first by the entry points: as a container's PID 1 a signal
+    without a handler is ignored, so ``docker stop`` during a slow start would wait out its
+    timeout; and systemd counts any status but 0 after ``systemctl stop`` as a failure."""
+
+    def terminate(signum: int, frame: object) -> None:
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, terminate)
 
 
 class MemtraceGroup(click.Group):

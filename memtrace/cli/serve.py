@@ -58,9 +58,14 @@ def run_server(settings: Settings) -> None:
             )
         elif not settings.auth.enabled:
             note("WARNING: auth is disabled; every request acts as org_default.")
+            if not settings.server.loopback and settings.server.allowed_hosts is None:
+                note(
+                    "WARNING: auth is disabled on a non-loopback bind with any Host accepted; "
+                    "set server.allowed_hosts (docs/security.md)."
+                )
 
     runtime = Runtime(settings)
-    mcp_http = McpHttpAddon(runtime, host=settings.server.host)
+    mcp_http = McpHttpAddon(runtime)
     app = create_app(runtime, bootstrap_key=True, on_started=on_started, addons=[mcp_http])
     config = uvicorn.Config(
         app,

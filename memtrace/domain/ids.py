@@ -13,6 +13,7 @@ _RANDOM_MAX = (1 << _RANDOM_BITS) - 1
 
 # The org every deployment has: created on the first start; the org of auth-disabled mode.
 DEFAULT_ORG_ID = "org_default"
+ORG_ID_PREFIX = "org_"  # every org id starts with it, and no org name may
 MEMORY_PREFIX = "mem_"
 SESSION_PREFIX = "sess_"
 
@@ -90,7 +91,7 @@ def new_agent_id() -> str:
 
 def new_org_id() -> str:
     """``org_`` + 16 lowercase hex characters."""
-    return "org_" + secrets.token_hex(8)
+    return ORG_ID_PREFIX + secrets.token_hex(8)
 
 
 def new_key_id() -> str:

@@ -6,6 +6,7 @@ configuration (content size, batch size) are checked in the service, not here.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -83,7 +84,7 @@ def _document_blank(schema: dict[str, Any]) -> None:
 BlankMeansAbsent = Field(json_schema_extra=_document_blank)
 
 
-_NUMERIC = re.compile(r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*")
+_NUMERIC = re.compile(r"\s*[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?\s*")
 
 
 def _timestamp_text(value: Any) -> Any:
@@ -100,14 +101,27 @@ def _check_json_object_size(value: dict[str, Any] | None) -> dict[str, Any] | No
     if value is None:
         return None
     try:
-        size = len(orjson.dumps(value))
+        raw = orjson.dumps(value)
     except TypeError:  # orjson: integers past 64 bits, or nesting deeper than 254
         raise ValueError(
             "must be JSON with integers within 64 bits and nesting at most 254 deep"
         ) from None
+    size = len(raw)
     if size > MAX_METADATA_BYTES:
         raise ValueError(f"must be at most {MAX_METADATA_BYTES} bytes when serialized")
+    if b"null" in raw and _has_non_finite(value):  # orjson writes NaN and Infinity as null
+        raise ValueError("numbers must be finite (NaN and Infinity are not JSON)")
     return value
+
+
+def _has_non_finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, dict):
+        return any(_has_non_finite(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(_has_non_finite(v) for v in value)
+    return False
 
 
 def _dedupe_tags(value: list[str] | None) -> list[str] | None:
@@ -261,11 +275,9 @@ class MemoryList(BaseModel):
     has_more: bool
 
 
-class ListParams(_QueryParams):
-    """Filters of ``GET /memories`` (and the agent/session memory lists)."""
+class MemoryFilters(_QueryParams):
+    """The filters every memory listing takes (the agent and session routes fix one more)."""
 
-    agent_id: OptionalRef = None
-    session_id: OptionalRef = None
     memory_type: Annotated[MemoryType | None, BeforeValidator(_blank_to_none), BlankMeansAbsent] = (
         None
     )
@@ -282,6 +294,25 @@ class ListParams(_QueryParams):
     order: OrderParam = "desc"
 
 
+class ListParams(MemoryFilters):
+    """Filters of ``GET /memories``."""
+
+    agent_id: OptionalRef = None
+    session_id: OptionalRef = None
+
+
+class AgentMemoryParams(MemoryFilters):
+    """Filters of ``GET /agents/{agent_id}/memories`` (the agent comes from the path)."""
+
+    session_id: OptionalRef = None
+
+
+class SessionMemoryParams(MemoryFilters):
+    """Filters of ``GET /sessions/{session_id}/memories`` (the session comes from the path)."""
+
+    agent_id: OptionalRef = None
+
+
 class SearchRequest(_Request):
     """Body of ``POST /search``: every given filter must match (AND)."""
 
@@ -296,7 +327,9 @@ class SearchRequest(_Request):
         BlankMeansAbsent,
         Field(description="Case-insensitive substring of content."),
     ] = None
-    min_importance: Importance = None
+    min_importance: Annotated[
+        Importance, Field(description="Only memories at least this important; 0 means no minimum.")
+    ] = None
     since: str | None = None
     until: str | None = None
     limit: int = Field(default=DEFAULT_SEARCH_LIMIT, ge=1, le=MAX_LIMIT, strict=True)

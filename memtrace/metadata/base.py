@@ -10,12 +10,22 @@ Every agent and session operation is scoped by ``org_id``; times are integer mic
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from memtrace.auth.keys import ApiKeyRecord
 from memtrace.metadata.bindings import ArcBinding
 from memtrace.metadata.goimport import LegacyArc
 from memtrace.metadata.records import AgentRow, Org, SessionRow
+
+
+@dataclass(frozen=True, slots=True)
+class AdminSnapshot:
+    """What a running server reloads when an administrator changed the metadata."""
+
+    keys: list[ApiKeyRecord]
+    orgs: list[Org]
+    bindings: dict[str, ArcBinding]
 
 
 class MetadataStore(Protocol):
@@ -53,11 +63,10 @@ class MetadataStore(Protocol):
 
     async def list_orgs(self) -> list[Org]: ...
 
-    async def list_keys(self, org_id: str | None = None) -> list[ApiKeyRecord]:
-        """Every key (revoked ones included), or one org's; oldest first."""
+    async def admin_snapshot(self) -> AdminSnapshot:
+        """Keys, orgs and bindings in one consistent read that never waits behind tenants'
+        reads (revocation depends on it, docs/security.md)."""
         ...
-
-    async def list_bindings(self) -> dict[str, ArcBinding]: ...
 
     def forget_org(self, org_id: str) -> None:
         """Drop what is cached about an org that was deleted."""
@@ -80,7 +89,8 @@ class MetadataStore(Protocol):
         name: str | None = None,
     ) -> AgentRow:
         """Register an agent (``name``: a display name other than the id). Raise
-        :class:`~memtrace.domain.errors.Conflict` if an agent of the org has that id or name."""
+        :class:`~memtrace.domain.errors.AgentExists` if an agent of the org has that id or
+        name."""
         ...
 
     async def get_agent(self, org_id: str, agent_id: str) -> AgentRow | None:
@@ -120,6 +130,10 @@ class MetadataStore(Protocol):
 class MetadataAdmin(Protocol):
     """Changes an operator makes (``memtrace org …``, ``memtrace key …``); each call is one
     transaction. Running servers see them within 2 seconds (they watch :meth:`changed`)."""
+
+    async def list_keys(self, org_id: str | None = None) -> list[ApiKeyRecord]:
+        """Every key (revoked ones included), or one org's; oldest first."""
+        ...
 
     async def find_org(self, id_or_name: str) -> Org | None:
         """The org with this id, else the one with this name."""

@@ -21,6 +21,7 @@ from memtrace.domain.errors import Conflict, NotFound
 from memtrace.domain.ids import DEFAULT_ORG_ID, new_session_id
 from memtrace.metadata import bindings
 from memtrace.metadata.activity import AgentActivity
+from memtrace.metadata.base import AdminSnapshot
 from memtrace.metadata.bindings import ArcBinding
 from memtrace.metadata.goimport import LegacyArc
 from memtrace.metadata.pg_schema import MIGRATIONS
@@ -152,6 +153,23 @@ class PgCatalog:
     async def ping(self) -> None:
         await self.pg.ping()
 
+    async def admin_snapshot(self) -> AdminSnapshot:
+        """Keys, orgs and Arc bindings as of one snapshot (a repeatable-read transaction)."""
+        async with (
+            self.pg.connection() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            keys = await conn.fetch(
+                f"SELECT {_KEY_COLUMNS} FROM api_keys ORDER BY created_at, id"  # noqa: S608
+            )
+            orgs = await conn.fetch("SELECT id, name, created_at FROM orgs ORDER BY created_at, id")
+            found = await conn.fetch(f"SELECT {_BINDING_COLUMNS} FROM arc_bindings")  # noqa: S608
+        return AdminSnapshot(
+            [_key(row) for row in keys],
+            [Org(*row) for row in orgs],
+            {row[0]: ArcBinding(*row) for row in found},
+        )
+
     async def bootstrap(
         self, *, default_org: bool, admin_key: ApiKeyRecord | None, now: int
     ) -> bool:
@@ -245,11 +263,6 @@ class PgCatalog:
                 key_id,
             )
         return _key(row)
-
-    async def list_bindings(self) -> dict[str, ArcBinding]:
-        async with self.pg.connection() as conn:
-            rows = await conn.fetch(f"SELECT {_BINDING_COLUMNS} FROM arc_bindings")  # noqa: S608
-        return {row[0]: ArcBinding(*row) for row in rows}
 
     async def get_binding(self, org_id: str) -> ArcBinding | None:
         async with self.pg.connection() as conn:

@@ -14,8 +14,8 @@ from typing import Any
 import orjson
 
 from memtrace.auth.keys import ApiKeyRecord
-from memtrace.domain.errors import Conflict, NotFound
-from memtrace.domain.ids import DEFAULT_ORG_ID
+from memtrace.domain.errors import AgentExists, Conflict, InvalidInput, NotFound
+from memtrace.domain.ids import DEFAULT_ORG_ID, ORG_ID_PREFIX
 from memtrace.metadata.records import AgentRow, Org, SessionRow
 
 
@@ -31,6 +31,17 @@ def _unjson(value: str | None) -> dict[str, Any] | None:
 
 
 def insert_org(conn: sqlite3.Connection, org_id: str, name: str, now: int) -> Org:
+    """Add an org. Names are looked up like ids (``memtrace key create --org NAME|ID``), so a
+    name may not look like an id (``org_…``): it could name another org than the one meant.
+
+    Raises:
+        InvalidInput: the name starts with ``org_``.
+        Conflict: the name or the id is taken.
+    """
+    if name.lower().startswith(ORG_ID_PREFIX):
+        raise InvalidInput(
+            f"name: {name!r} looks like an org id (org_…); choose a name without that prefix"
+        )
     if conn.execute("SELECT 1 FROM orgs WHERE name = ? OR id = ?", (name, org_id)).fetchone():
         raise Conflict(f"org {name!r} already exists")
     conn.execute("INSERT INTO orgs (id, name, created_at) VALUES (?, ?, ?)", (org_id, name, now))
@@ -151,7 +162,9 @@ def insert_agent(
         (org_id, agent_id, label, agent_id, label),
     ).fetchone()
     if taken:
-        raise Conflict(f"agent {label!r} already exists in this organization", existing_id=agent_id)
+        raise AgentExists(
+            f"agent {label!r} already exists in this organization", existing_id=agent_id
+        )
     conn.execute(
         f"INSERT INTO agents ({_AGENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, NULL, ?)",  # noqa: S608
         (org_id, agent_id, description, _json(config), now, name),

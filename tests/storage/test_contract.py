@@ -334,3 +334,19 @@ async def test_dedup_of_a_resent_backfill(
     farther = replace(backfill, time=backfill.time + 2 * HOUR)
     (new,) = await store.write([farther], HOUR)
     assert new.record is not None
+
+
+async def test_text_after_a_nul_is_found(loaded: tuple[MemoryStore, list[MemoryRecord]]) -> None:
+    # Found by adversarial testing: the embedded trigram index stopped at a NUL (FTS5 reads
+    # text up to it), so a search of 3+ ASCII characters never found what followed.
+    store, records = loaded
+    new = memory("head\x00tail after the NUL, Mixed Case", time_us=T0 + 70 * 1_000_000)
+    (outcome,) = await store.write([new], HOUR)
+    assert outcome.record is not None
+    if isinstance(store, ArcStore):
+        await drained(store)
+    everything = [*records, outcome.record]
+    q = MemoryQuery(org_id=ORG)
+    for needle in ("tail after", "MIXED case", "nul,", "head", "d\x00t"):
+        found = await check(store, everything, replace(q, content_contains=needle))
+        assert found == [new.content], needle
