@@ -165,6 +165,7 @@ async def test_rate_limits_are_divided_among_live_replicas(tmp_path: Path, pg_ur
         await stop_replicas(replicas)
 
 
+@pytest.mark.slow
 async def test_ready_follows_the_postgresql_connection(tmp_path: Path) -> None:
     """/ready is 503 while PostgreSQL is down and 200 again once it is back."""
     from memtrace.testing.postgres import start_postgres
