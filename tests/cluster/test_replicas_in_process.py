@@ -43,7 +43,7 @@ async def start_replicas(
         await runtime.start()
         app = create_app(runtime, manage_runtime=False)
         client = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://memtrace.test"
+            transport=httpx.ASGITransport(app=app), base_url="http://localhost"
         )
         out.append((runtime, client))
     return out
