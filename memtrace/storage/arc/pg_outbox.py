@@ -32,6 +32,7 @@ from memtrace.storage.postgres.schema import (
     COLUMN_LIST,
     COLUMNS,
     column_ddl,
+    encode_text,
     record_to_row,
     row_to_record,
 )
@@ -113,7 +114,7 @@ async def _remember(
         await conn.execute(
             _REMEMBER,
             org_id,
-            [k for k, _, _ in entries],
+            [encode_text(k) for k, _, _ in entries],
             [t for _, t, _ in entries],
             [i for _, _, i in entries],
             now,

@@ -6,9 +6,9 @@ a contiguous range of each index, and time-bounded reads touch one or two partit
 large the table grows. Columns follow ``MEMORY_FIELDS``, except that tags are a ``text[]``
 (GIN-indexed for ``@>``) and ``importance`` a ``double precision`` (float4 would not round-trip).
 
-PostgreSQL text cannot hold NUL, which a memory's content may contain: such contents are stored
-with NUL written as U+FFFE + ``0`` and U+FFFE itself doubled (:func:`encode_text`); contents
-without either character are stored as they are.
+PostgreSQL text cannot hold NUL, which a memory's content and a client's dedup key may contain:
+such texts are stored with NUL written as U+FFFE + ``0`` and U+FFFE itself doubled
+(:func:`encode_text`); texts without either character are stored as they are.
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def record_to_row(record: MemoryRecord) -> tuple[Any, ...]:
         orjson.dumps(record.metadata).decode() if record.metadata else None,
         list(record.tags) if record.tags else None,
         float(record.importance) if record.importance is not None else None,
-        record.dedup_key,
+        encode_text(record.dedup_key),
         record.parent_id,
     )
 
@@ -96,7 +96,7 @@ def row_to_record(row: Any) -> MemoryRecord:
         metadata=orjson.loads(row[8]) if row[8] else None,
         tags=tuple(row[9]) if row[9] else (),
         importance=row[10],
-        dedup_key=row[11],
+        dedup_key=decode_text(row[11]),
         parent_id=row[12],
     )
 

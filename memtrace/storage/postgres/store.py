@@ -29,6 +29,8 @@ from memtrace.storage.postgres.schema import (
     COLUMNS,
     MIGRATIONS,
     STRIPES,
+    decode_text,
+    encode_text,
     record_to_row,
     row_to_record,
 )
@@ -135,12 +137,12 @@ async def locked_window(
         f"SELECT dedup_key, time, id FROM {table} WHERE org_id = $1 "  # noqa: S608
         "AND dedup_key = ANY($2::text[]) AND time > $3 AND time < $4 ORDER BY time, id",
         org_id,
-        keys,
+        [encode_text(k) for k in keys],
         min(item.time for item in items) - window,
         max(item.time for item in items) + window,
     )
     for row in rows:
-        dedup.add(row[0], row[1], row[2])
+        dedup.add(decode_text(row[0]), row[1], row[2])
     for key, at, memory_id in known:
         dedup.add(key, at, memory_id)
     return dedup
