@@ -13,9 +13,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import asyncpg
-import orjson
-
 from memtrace.auth.keys import ApiKeyRecord
 from memtrace.domain.errors import Conflict, NotFound
 from memtrace.domain.ids import DEFAULT_ORG_ID, new_session_id
@@ -24,104 +21,30 @@ from memtrace.metadata.activity import AgentActivity
 from memtrace.metadata.base import AdminSnapshot
 from memtrace.metadata.bindings import ArcBinding
 from memtrace.metadata.goimport import LegacyArc
+from memtrace.metadata.pg_ops import (
+    AGENT_COLUMNS,
+    BINDING_COLUMNS,
+    KEY_COLUMNS,
+    SESSION_COLUMNS,
+    agent,
+    find_org,
+    insert_key,
+    insert_org,
+    json,
+    key,
+    session,
+    touch_agents,
+)
 from memtrace.metadata.pg_schema import MIGRATIONS
 from memtrace.metadata.records import AgentRow, Org, SessionRow
 from memtrace.storage.arc.target import DEFAULT_MEASUREMENT
-from memtrace.storage.postgres.db import Connection, PgDatabase
+from memtrace.storage.postgres.db import PgDatabase
 
 _BOOTSTRAP_LOCK = 0x6D656D7472616366  # replicas starting at once create one admin key
-
-_KEY_COLUMNS = "id, org_id, name, lookup, key_hash, permissions, created_at, revoked_at"
-_AGENT_COLUMNS = "org_id, id, description, config, created_at, last_active_at, name"
-_SESSION_COLUMNS = "id, org_id, agent_id, status, metadata, created_at, updated_at, closed_at"
-_BINDING_COLUMNS = "org_id, url, database, measurement, api_key_enc, created_at, updated_at"
 
 
 async def migrate(db: PgDatabase) -> None:
     await db.migrate("metadata", MIGRATIONS)
-
-
-def _json(value: dict[str, Any] | None) -> str | None:
-    return orjson.dumps(value).decode() if value is not None else None
-
-
-def _unjson(value: str | None) -> dict[str, Any] | None:
-    return orjson.loads(value) if value else None
-
-
-def _key(row: Any) -> ApiKeyRecord:
-    return ApiKeyRecord(
-        row[0], row[1], row[2], row[3], row[4], frozenset(row[5].split(",")), row[6], row[7]
-    )
-
-
-def _agent(row: Any) -> AgentRow:
-    return AgentRow(row[0], row[1], row[2], _unjson(row[3]), row[4], row[5], row[6])
-
-
-def _session(row: Any) -> SessionRow:
-    return SessionRow(row[0], row[1], row[2], row[3], _unjson(row[4]), row[5], row[6], row[7])
-
-
-async def _find_org(conn: Connection, id_or_name: str) -> Org | None:
-    row = await conn.fetchrow(
-        "SELECT id, name, created_at FROM orgs WHERE id = $1 OR name = $1 "
-        "ORDER BY id = $1 DESC LIMIT 1",
-        id_or_name,
-    )
-    return Org(*row) if row else None
-
-
-async def _insert_org(conn: Connection, org_id: str, name: str, now: int) -> Org:
-    try:
-        async with conn.transaction():  # a savepoint when inside a transaction
-            await conn.execute(
-                "INSERT INTO orgs (id, name, created_at) VALUES ($1, $2, $3)", org_id, name, now
-            )
-    except asyncpg.UniqueViolationError:
-        raise Conflict(f"org {name!r} already exists") from None
-    return Org(org_id, name, now)
-
-
-async def _insert_key(conn: Connection, record: ApiKeyRecord) -> None:
-    if not await conn.fetchval("SELECT 1 FROM orgs WHERE id = $1", record.org_id):
-        raise NotFound(f"org {record.org_id!r} not found")
-    await conn.execute(
-        f"INSERT INTO api_keys ({_KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",  # noqa: S608
-        record.id,
-        record.org_id,
-        record.name,
-        record.lookup,
-        record.key_hash,
-        ",".join(sorted(record.permissions)),
-        record.created_at,
-        record.revoked_at,
-    )
-
-
-async def _touch_agents(conn: Connection, org_id: str, activity: dict[str, int]) -> None:
-    """Register unknown agents and move ``last_active_at`` forward (never backward). A memory
-    written under an agent's *name* counts as that agent's activity (Go-era clients)."""
-    agents, times = list(activity), list(activity.values())
-    await conn.execute(
-        "INSERT INTO agents (org_id, id, created_at, last_active_at) "
-        "SELECT $1, a, t, t FROM unnest($2::text[], $3::bigint[]) AS u(a, t) "
-        "WHERE NOT EXISTS (SELECT 1 FROM agents g WHERE g.org_id = $1 AND g.name = u.a "
-        "AND g.id <> u.a) "
-        "ON CONFLICT (org_id, id) DO UPDATE SET last_active_at = "
-        "greatest(coalesce(agents.last_active_at, 0), excluded.last_active_at)",
-        org_id,
-        agents,
-        times,
-    )
-    await conn.execute(
-        "UPDATE agents g SET last_active_at = greatest(coalesce(g.last_active_at, 0), u.t) "
-        "FROM unnest($2::text[], $3::bigint[]) AS u(a, t) "
-        "WHERE g.org_id = $1 AND g.name = u.a AND g.id <> u.a",
-        org_id,
-        agents,
-        times,
-    )
 
 
 class PgCatalog:
@@ -160,12 +83,12 @@ class PgCatalog:
             conn.transaction(isolation="repeatable_read", readonly=True),
         ):
             keys = await conn.fetch(
-                f"SELECT {_KEY_COLUMNS} FROM api_keys ORDER BY created_at, id"  # noqa: S608
+                f"SELECT {KEY_COLUMNS} FROM api_keys ORDER BY created_at, id"  # noqa: S608
             )
             orgs = await conn.fetch("SELECT id, name, created_at FROM orgs ORDER BY created_at, id")
-            found = await conn.fetch(f"SELECT {_BINDING_COLUMNS} FROM arc_bindings")  # noqa: S608
+            found = await conn.fetch(f"SELECT {BINDING_COLUMNS} FROM arc_bindings")  # noqa: S608
         return AdminSnapshot(
-            [_key(row) for row in keys],
+            [key(row) for row in keys],
             [Org(*row) for row in orgs],
             {row[0]: ArcBinding(*row) for row in found},
         )
@@ -176,11 +99,11 @@ class PgCatalog:
         async with self.pg.transaction() as conn:
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _BOOTSTRAP_LOCK)
             no_orgs = not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM orgs)")
-            if (no_orgs or default_org) and await _find_org(conn, DEFAULT_ORG_ID) is None:
-                await _insert_org(conn, DEFAULT_ORG_ID, "default", now)
+            if (no_orgs or default_org) and await find_org(conn, DEFAULT_ORG_ID) is None:
+                await insert_org(conn, DEFAULT_ORG_ID, "default", now)
             no_keys = not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM api_keys)")
-            if admin_key is not None and no_keys and await _find_org(conn, DEFAULT_ORG_ID):
-                await _insert_key(conn, admin_key)
+            if admin_key is not None and no_keys and await find_org(conn, DEFAULT_ORG_ID):
+                await insert_key(conn, admin_key)
                 return True
         return False
 
@@ -199,10 +122,10 @@ class PgCatalog:
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _BOOTSTRAP_LOCK)
             if await conn.fetchval("SELECT EXISTS (SELECT 1 FROM arc_bindings)"):
                 return False
-            if await _find_org(conn, DEFAULT_ORG_ID) is None:
-                await _insert_org(conn, DEFAULT_ORG_ID, "Default", now)
+            if await find_org(conn, DEFAULT_ORG_ID) is None:
+                await insert_org(conn, DEFAULT_ORG_ID, "Default", now)
             await conn.execute(
-                f"INSERT INTO arc_bindings ({_BINDING_COLUMNS}) "  # noqa: S608
+                f"INSERT INTO arc_bindings ({BINDING_COLUMNS}) "  # noqa: S608
                 "VALUES ($1, $2, $3, $4, $5, $6, $6)",
                 DEFAULT_ORG_ID,
                 url,
@@ -222,11 +145,11 @@ class PgCatalog:
 
     async def find_org(self, id_or_name: str) -> Org | None:
         async with self.pg.connection() as conn:
-            return await _find_org(conn, id_or_name)
+            return await find_org(conn, id_or_name)
 
     async def create_org(self, org_id: str, name: str, now: int) -> Org:
         async with self.pg.connection() as conn:
-            return await _insert_org(conn, org_id, name, now)
+            return await insert_org(conn, org_id, name, now)
 
     async def delete_org(self, org_id: str) -> None:
         async with self.pg.transaction() as conn:
@@ -237,22 +160,22 @@ class PgCatalog:
             await conn.execute("DELETE FROM orgs WHERE id = $1", org_id)
 
     async def list_keys(self, org_id: str | None = None) -> list[ApiKeyRecord]:
-        sql = f"SELECT {_KEY_COLUMNS} FROM api_keys"  # noqa: S608
+        sql = f"SELECT {KEY_COLUMNS} FROM api_keys"  # noqa: S608
         async with self.pg.connection() as conn:
             if org_id is None:
                 rows = await conn.fetch(sql + " ORDER BY created_at, id")
             else:
                 rows = await conn.fetch(sql + " WHERE org_id = $1 ORDER BY created_at, id", org_id)
-        return [_key(row) for row in rows]
+        return [key(row) for row in rows]
 
     async def add_key(self, record: ApiKeyRecord) -> None:
         async with self.pg.connection() as conn:
-            await _insert_key(conn, record)
+            await insert_key(conn, record)
 
     async def revoke_key(self, key_id: str, now: int) -> ApiKeyRecord:
         async with self.pg.transaction() as conn:
             row = await conn.fetchrow(
-                f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE id = $1 FOR UPDATE",  # noqa: S608
+                f"SELECT {KEY_COLUMNS} FROM api_keys WHERE id = $1 FOR UPDATE",  # noqa: S608
                 key_id,
             )
             if row is None:
@@ -262,12 +185,12 @@ class PgCatalog:
                 now,
                 key_id,
             )
-        return _key(row)
+        return key(row)
 
     async def get_binding(self, org_id: str) -> ArcBinding | None:
         async with self.pg.connection() as conn:
             row = await conn.fetchrow(
-                f"SELECT {_BINDING_COLUMNS} FROM arc_bindings WHERE org_id = $1",  # noqa: S608
+                f"SELECT {BINDING_COLUMNS} FROM arc_bindings WHERE org_id = $1",  # noqa: S608
                 org_id,
             )
         return ArcBinding(*row) if row else None
@@ -286,7 +209,7 @@ class PgCatalog:
         url, enc = bindings.prepare(org_id, url, database, measurement, api_key, environ)
         async with self.pg.connection() as conn:
             created = await conn.fetchval(
-                f"INSERT INTO arc_bindings ({_BINDING_COLUMNS}) "  # noqa: S608
+                f"INSERT INTO arc_bindings ({BINDING_COLUMNS}) "  # noqa: S608
                 "VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT (org_id) DO UPDATE SET "
                 "url = excluded.url, database = excluded.database, "
                 "measurement = excluded.measurement, api_key_enc = excluded.api_key_enc, "
@@ -315,7 +238,7 @@ class PgCatalog:
         unknown = self.activity.note(org_id, agent_ids, at)
         if unknown:
             async with self.pg.connection() as conn:
-                await _touch_agents(conn, org_id, unknown)
+                await touch_agents(conn, org_id, unknown)
             self.activity.remember(org_id, unknown)
 
     async def flush_activity(self) -> None:
@@ -324,7 +247,7 @@ class PgCatalog:
             return
         async with self.pg.transaction() as conn:
             for org_id, activity in by_org.items():
-                await _touch_agents(conn, org_id, activity)
+                await touch_agents(conn, org_id, activity)
 
     # -- agents -------------------------------------------------------------------------------
 
@@ -352,11 +275,11 @@ class PgCatalog:
                     f"agent {label!r} already exists in this organization", existing_id=agent_id
                 )
             await conn.execute(
-                f"INSERT INTO agents ({_AGENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, NULL, $6)",  # noqa: S608
+                f"INSERT INTO agents ({AGENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, NULL, $6)",  # noqa: S608
                 org_id,
                 agent_id,
                 description,
-                _json(config),
+                json(config),
                 now,
                 name,
             )
@@ -366,23 +289,23 @@ class PgCatalog:
     async def get_agent(self, org_id: str, agent_id: str) -> AgentRow | None:
         async with self.pg.connection() as conn:
             row = await conn.fetchrow(
-                f"SELECT {_AGENT_COLUMNS} FROM agents "  # noqa: S608
+                f"SELECT {AGENT_COLUMNS} FROM agents "  # noqa: S608
                 "WHERE org_id = $1 AND (id = $2 OR name = $2) ORDER BY id = $2 DESC LIMIT 1",
                 org_id,
                 agent_id,
             )
-        return self.activity.overlay(_agent(row)) if row else None
+        return self.activity.overlay(agent(row)) if row else None
 
     async def list_agents(self, org_id: str, limit: int, offset: int) -> list[AgentRow]:
         async with self.pg.connection() as conn:
             rows = await conn.fetch(
-                f"SELECT {_AGENT_COLUMNS} FROM agents WHERE org_id = $1 "  # noqa: S608
+                f"SELECT {AGENT_COLUMNS} FROM agents WHERE org_id = $1 "  # noqa: S608
                 "ORDER BY id LIMIT $2 OFFSET $3",
                 org_id,
                 limit,
                 offset,
             )
-        return [self.activity.overlay(_agent(row)) for row in rows]
+        return [self.activity.overlay(agent(row)) for row in rows]
 
     async def delete_agent(self, org_id: str, agent_id: str) -> None:
         self.activity.forget_agent(org_id, agent_id)
@@ -405,13 +328,13 @@ class PgCatalog:
         row = SessionRow(new_session_id(), org_id, agent_id, "active", metadata, now, now, None)
         async with self.pg.connection() as conn:
             await conn.execute(
-                f"INSERT INTO sessions ({_SESSION_COLUMNS}) "  # noqa: S608
+                f"INSERT INTO sessions ({SESSION_COLUMNS}) "  # noqa: S608
                 "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 row.id,
                 row.org_id,
                 row.agent_id,
                 row.status,
-                _json(row.metadata),
+                json(row.metadata),
                 row.created_at,
                 row.updated_at,
                 row.closed_at,
@@ -421,16 +344,16 @@ class PgCatalog:
     async def get_session(self, org_id: str, session_id: str) -> SessionRow | None:
         async with self.pg.connection() as conn:
             row = await conn.fetchrow(
-                f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE id = $1 AND org_id = $2",  # noqa: S608
+                f"SELECT {SESSION_COLUMNS} FROM sessions WHERE id = $1 AND org_id = $2",  # noqa: S608
                 session_id,
                 org_id,
             )
-        return _session(row) if row else None
+        return session(row) if row else None
 
     async def list_sessions(
         self, org_id: str, agent_id: str | None, status: str | None, limit: int, offset: int
     ) -> list[SessionRow]:
-        sql = f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE org_id = $1"  # noqa: S608
+        sql = f"SELECT {SESSION_COLUMNS} FROM sessions WHERE org_id = $1"  # noqa: S608
         args: list[Any] = [org_id]
         if agent_id is not None:
             args.append(agent_id)
@@ -441,7 +364,7 @@ class PgCatalog:
         sql += f" ORDER BY created_at DESC, id DESC LIMIT ${len(args) + 1} OFFSET ${len(args) + 2}"
         async with self.pg.connection() as conn:
             rows = await conn.fetch(sql, *args, limit, offset)
-        return [_session(row) for row in rows]
+        return [session(row) for row in rows]
 
     async def update_session(
         self,
@@ -453,14 +376,14 @@ class PgCatalog:
     ) -> SessionRow:
         async with self.pg.transaction() as conn:
             found = await conn.fetchrow(
-                f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE id = $1 AND org_id = $2 "  # noqa: S608
+                f"SELECT {SESSION_COLUMNS} FROM sessions WHERE id = $1 AND org_id = $2 "  # noqa: S608
                 "FOR UPDATE",
                 session_id,
                 org_id,
             )
             if found is None:
                 raise NotFound(f"session {session_id!r} not found")
-            row = _session(found)
+            row = session(found)
             if status is not None and status != row.status:
                 row.status = status
                 row.closed_at = now if status == "closed" else None
@@ -471,7 +394,7 @@ class PgCatalog:
                 "UPDATE sessions SET status = $1, metadata = $2, updated_at = $3, closed_at = $4 "
                 "WHERE id = $5 AND org_id = $6",
                 row.status,
-                _json(row.metadata),
+                json(row.metadata),
                 now,
                 row.closed_at,
                 session_id,
