@@ -1,11 +1,16 @@
 """``memtrace org copy-data``: which store is copied where (the copies themselves are
-:mod:`memtrace.storage.arc.transfer`)."""
+:mod:`memtrace.storage.arc.transfer`); ``memtrace copy-metadata``: a deployment's SQLite metadata
+into the cluster's PostgreSQL."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+import click
+
+from memtrace.cli.common import common_options, load_settings_for, note, run_admin
 from memtrace.domain.errors import InvalidInput
 
 if TYPE_CHECKING:
@@ -83,3 +88,38 @@ async def copy_data(
         return org_id, result
     finally:
         await origin.close()
+
+
+@click.command("copy-metadata")
+@common_options
+@click.option(
+    "--from-db",
+    "from_db",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="The SQLite metadata DB to copy (default: <data_dir>/memtrace.db).",
+)
+@click.pass_context
+def copy_metadata(
+    ctx: click.Context, from_db: Path | None, config_path: Path | None, data_dir: Path | None
+) -> None:
+    """Copy a deployment's SQLite metadata (orgs, API keys, agents, sessions, Arc bindings) into
+    the cluster's PostgreSQL ([postgres] url): the first step of moving into cluster mode; then
+    `memtrace org copy-data ORG --to postgres` for each org. Rerun safely: rows already there
+    are kept."""
+    import sqlite3
+
+    from memtrace.metadata.pg_import import copy_metadata as run_copy
+    from memtrace.metadata.schema import migrate
+
+    settings = load_settings_for(ctx, config_path, data_dir)
+    source = from_db or settings.metadata_path
+    if not settings.postgres.url:
+        raise InvalidInput("postgres.url: copy-metadata copies into the cluster's PostgreSQL")
+    if not source.is_file():
+        raise InvalidInput(f"from_db: {source} does not exist")
+    conn = sqlite3.connect(source, check_same_thread=False)
+    try:
+        migrate(conn)  # an older file gets the current columns first
+        run_admin(settings, lambda admin: run_copy(conn, admin.pg, note))  # type: ignore[arg-type]
+    finally:
+        conn.close()

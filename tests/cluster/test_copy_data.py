@@ -99,3 +99,31 @@ def test_copy_needs_postgres_for_postgres(tmp_path: Path) -> None:
         cli, ["org", "copy-data", org_id, "--to", "postgres", "--data-dir", str(data_dir)]
     )
     assert result.exit_code == 1 and "needs [postgres] url" in result.stderr
+
+
+async def test_moving_an_embedded_deployment_into_cluster_mode(tmp_path: Path, pg_url: str) -> None:
+    """copy-metadata, then copy-data per org: the keys clients hold keep working on the
+    cluster, and every memory is there."""
+    from tests.cluster.test_replicas_in_process import start_replicas, stop_replicas
+
+    data_dir = tmp_path / "data"
+    org_id = run(data_dir, {}, "org", "create", "acme")
+    key = run(data_dir, {}, "key", "create", "--org", org_id, "--name", "k")
+    await _embedded(org_dir(data_dir, org_id) / "memories.db", org_id, 0, 120)
+    env = {"MEMTRACE_POSTGRES_URL": pg_url, "MEMTRACE_STORAGE_DEFAULT_BACKEND": "postgres"}
+    result = CliRunner().invoke(cli, ["copy-metadata", "--data-dir", str(data_dir)], env=env)
+    assert result.exit_code == 0, result.stderr
+    assert "orgs: 1 added of 1" in result.stderr
+    assert "api_keys: 1 added of 1" in result.stderr
+    again = CliRunner().invoke(cli, ["copy-metadata", "--data-dir", str(data_dir)], env=env)
+    assert "orgs: 0 added of 1 (1 already there)" in again.stderr
+    assert run(data_dir, env, "org", "copy-data", "acme", "--to", "postgres") == "120"
+
+    (replica,) = await start_replicas(tmp_path, pg_url, n=1)
+    try:
+        listed = await replica[1].get(
+            "/api/v1/memories", params={"limit": 1000}, headers={"x-api-key": key}
+        )
+        assert listed.status_code == 200 and listed.json()["count"] == 120
+    finally:
+        await stop_replicas([replica])
