@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import signal
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -18,6 +20,7 @@ from pathlib import Path
 
 import asyncpg
 import httpx
+import orjson
 import pytest
 
 from memtrace.testing.arc_emulator import ArcEmulator
@@ -257,3 +260,49 @@ def test_cli_works_against_the_cluster(cluster: Cluster) -> None:
     assert "purged" in result.stderr
     assert cluster.sql("SELECT count(*) AS n FROM memories")[0]["n"] == 0
     assert KEY_RE.fullmatch(cluster.cli("key", "create", "--org", "default", "--name", "x"))
+
+
+def test_sigterm_drains_an_in_flight_write_while_the_others_serve(cluster: Cluster) -> None:
+    """A rolling restart: SIGTERM to a replica in the middle of a request. The replica stops
+    accepting connections at once (the balancer sends new ones elsewhere), finishes the request
+    it has started, acknowledges it, and exits 0; the write is visible on the other replica."""
+    leaving, staying = cluster.start(2)
+    _, headers = cluster.org_key("acme")
+    with httpx.Client(timeout=10) as http:
+        wait_until(lambda: http.get(f"{leaving.url}{MEM}", headers=headers).status_code == 200)
+    body = orjson.dumps({"agent_id": "a", "content": "written during a rolling restart"})
+    head = (
+        f"POST {MEM} HTTP/1.1\r\nhost: 127.0.0.1:{leaving.port}\r\n"
+        f"x-api-key: {headers['x-api-key']}\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(body)}\r\nexpect: 100-continue\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", leaving.port), timeout=30) as conn:
+        conn.sendall(head)
+        interim = b""
+        while not interim.endswith(b"\r\n\r\n"):  # the app is reading the body: in flight
+            interim += conn.recv(1)
+        assert interim.startswith(b"HTTP/1.1 100"), interim
+        assert leaving.proc is not None
+        leaving.proc.send_signal(signal.SIGTERM)
+
+        def refusing() -> bool:
+            try:
+                socket.create_connection(("127.0.0.1", leaving.port), timeout=1).close()
+            except ConnectionRefusedError:
+                return True
+            return False
+
+        wait_until(refusing, timeout=10)  # draining: no new connection is accepted
+        conn.sendall(body)
+        response = b""
+        while chunk := conn.recv(65536):  # the replica closes the connection after answering
+            response += chunk
+    status_line, _, rest = response.partition(b"\r\n")
+    assert status_line.startswith(b"HTTP/1.1 201"), response
+    assert b"connection: close" in rest.lower()
+    memory_id = orjson.loads(rest.partition(b"\r\n\r\n")[2])["id"]
+    assert leaving.proc.wait(timeout=30) == 0
+    with httpx.Client(timeout=10) as http:
+        stored = http.get(f"{staying.url}{MEM}/{memory_id}", headers=headers)
+    assert stored.status_code == 200
+    assert stored.json()["content"] == "written during a rolling restart"
