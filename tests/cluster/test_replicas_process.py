@@ -306,3 +306,38 @@ def test_sigterm_drains_an_in_flight_write_while_the_others_serve(cluster: Clust
         stored = http.get(f"{staying.url}{MEM}/{memory_id}", headers=headers)
     assert stored.status_code == 200
     assert stored.json()["content"] == "written during a rolling restart"
+
+
+def test_an_arc_binding_added_by_the_cli_reaches_every_replica_within_two_seconds(
+    cluster: Cluster,
+) -> None:
+    arc = EmulatorServer(ArcEmulator(token=None)).start()
+    try:
+        replicas = cluster.start(3)
+        org_id, headers = cluster.org_key("acme")
+        probes = itertools.count()
+        with httpx.Client(timeout=10) as http:
+            wait_until(
+                lambda: all(http.get(f"{r.url}{MEM}", headers=headers).status_code == 200
+                            for r in replicas),
+            )  # fmt: skip
+
+            def routed_to_arc(replica: ServerProcess) -> bool:
+                """A fresh write on ``replica`` went to the org's Arc outbox, not its table."""
+                content = f"probe {next(probes)}"
+                body = {"agent_id": "a", "content": content}
+                response = http.post(f"{replica.url}{MEM}", json=body, headers=headers)
+                assert response.status_code == 201, response.text
+                query = (
+                    "SELECT count(*) AS n FROM arc_outbox WHERE org_id = '{}' AND content = '{}'"
+                )
+                return bool(cluster.sql(query.format(org_id, content))[0]["n"])
+
+            assert not any(routed_to_arc(r) for r in replicas)
+            cluster.cli("org", "add-arc", org_id, "--url", arc.url, "--database", "acme")
+            bound = time.monotonic()
+            for replica in replicas:
+                wait_until(lambda r=replica: routed_to_arc(r), timeout=2.0, interval=0.05)
+            assert time.monotonic() - bound <= 2.0
+    finally:
+        arc.stop()
