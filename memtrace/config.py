@@ -128,6 +128,14 @@ class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=9100, ge=0, le=65535)
     graceful_timeout_s: float = Field(default=10.0, ge=0, description="Drain time on SIGTERM.")
+    shutdown_delay_s: float = Field(
+        default=0.0,
+        ge=0,
+        le=300,
+        description="On SIGTERM, keep serving with /ready answering 503 for this long before "
+        "the listener closes, so a load balancer stops routing here first (a second signal "
+        "ends the wait).",
+    )
     keepalive_timeout_s: float = Field(default=5.0, gt=0)
     header_timeout_s: float = Field(
         default=10.0, gt=0, description="Request line and headers must arrive within this."

@@ -48,6 +48,8 @@ class Runtime:
         self.metrics = Metrics()
         self.stores = StoreRegistry(settings, self.metrics, pg=self.pg)
         self.started_at = time.monotonic()
+        # set when the server is about to stop (server.shutdown_delay_s): /ready answers 503
+        self.draining = False
         self._watcher: asyncio.Task[None] | None = None
         # Reloads run one at a time: two overlapping ones could apply an older key snapshot
         # after a newer one (a key created just before would be refused until the next tick).
@@ -197,5 +199,7 @@ class Runtime:
                 for org, h in stores.items()
             },
         }
-        ready = metadata_ok and all(h.healthy for h in stores.values())
+        if self.draining:
+            body["draining"] = True
+        ready = metadata_ok and all(h.healthy for h in stores.values()) and not self.draining
         return ready, body
