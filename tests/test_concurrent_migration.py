@@ -22,8 +22,6 @@ from memtrace.storage import embedded
 from memtrace.storage.arc import outbox
 from memtrace.storage.sqlite import connect, schema_statements
 
-pytestmark = pytest.mark.slow  # starts processes or servers (docs/testing.md)
-
 
 def _race(
     path: Path,
