@@ -119,9 +119,7 @@ class BodyTimeoutMiddleware:
             await send_error(send, exc, close=True)
 
 
-def install_abuse_limits(app: Starlette, settings: Settings) -> None:
+def install_abuse_limits(app: Starlette, settings: Settings, limiter: RateLimiter) -> None:
     """Add the abuse-limit middleware (outermost, so it also guards later mounts)."""
     app.add_middleware(BodyTimeoutMiddleware, timeout_s=settings.server.body_timeout_s)
-    limits = settings.limits
-    limiter = RateLimiter(limits.rate_per_s, limits.rate_burst)
     app.add_middleware(RateLimitMiddleware, limiter=limiter)

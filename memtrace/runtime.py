@@ -10,19 +10,22 @@ within the 2 seconds docs/api.md promises.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
+from functools import partial
 from typing import Any
 
 from memtrace import __version__
 from memtrace.auth.keys import Authenticator, Principal, new_api_key
 from memtrace.auth.permissions import ALL_PERMISSIONS
+from memtrace.auth.ratelimit import RateLimiter
 from memtrace.config import Settings
 from memtrace.domain.ids import DEFAULT_ORG_ID
 from memtrace.domain.timestamps import now_us
 from memtrace.lifecycle.service import Lifecycle
 from memtrace.lifecycle.sweeper import RetentionSweeper
-from memtrace.metadata.catalog import Catalog
+from memtrace.metadata.backend import create_catalog, create_pg
 from memtrace.metadata.goimport import LegacyArc
 from memtrace.service import MemoryService
 from memtrace.telemetry.metrics import Metrics
@@ -31,6 +34,9 @@ from memtrace.tenancy import StoreRegistry
 log = logging.getLogger(__name__)
 
 RELOAD_INTERVAL_S = 0.5
+REPLICAS_EVERY_TICKS = 10  # cluster mode: recount the live replicas every 5 s
+# cluster mode: the advisory lock whose holder runs the retention sweep (one replica at a time)
+SWEEP_LOCK = 0x6D74_7377_6565_70  # "mtsweep"
 
 
 class Runtime:
@@ -38,13 +44,24 @@ class Runtime:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.catalog = Catalog(settings.metadata_path, synchronous=settings.storage.synchronous)
+        # cluster mode (docs/deploy-cluster.md): one bounded pool for metadata and stores
+        self.pg = create_pg(settings)
+        self.catalog = create_catalog(settings, self.pg)
         self.auth = Authenticator(enabled=settings.auth.enabled)
+        # per API key; in cluster mode each replica enforces 1/N (see _watch)
+        self.limiter = RateLimiter(settings.limits.rate_per_s, settings.limits.rate_burst)
         self.metrics = Metrics()
-        self.stores = StoreRegistry(settings, self.metrics)
+        self.stores = StoreRegistry(settings, self.metrics, pg=self.pg)
         self.started_at = time.monotonic()
+        # set when the server is about to stop (server.shutdown_delay_s): /ready answers 503
+        self.draining = False
         self._watcher: asyncio.Task[None] | None = None
-        self.sweeper = RetentionSweeper(self.catalog, self.lifecycle, settings)
+        self.sweeper = RetentionSweeper(
+            self.catalog,
+            self.lifecycle,
+            settings,
+            turn=partial(self.pg.exclusive, SWEEP_LOCK) if self.pg is not None else None,
+        )
         self._sweeping: asyncio.Task[None] | None = None
         # Reloads run one at a time: two overlapping ones could apply an older key snapshot
         # after a newer one (a key created just before would be refused until the next tick).
@@ -64,6 +81,7 @@ class Runtime:
             The plaintext of a newly created admin key (to print once), else ``None``.
         """
         await self.catalog.open()
+        await self.stores.prepare()
         await self._adopt_legacy_arc()
         key = await self._bootstrap(bootstrap_key and self.settings.auth.enabled)
         await self.reload()
@@ -85,6 +103,8 @@ class Runtime:
             self._watcher = None
         await self.stores.close()
         await self.catalog.close()
+        if self.pg is not None:
+            await self.pg.close()
 
     async def _adopt_legacy_arc(self) -> None:
         """A Go ``memtrace.toml`` with the legacy ``[arc]`` url binds ``org_default`` on the
@@ -145,7 +165,7 @@ class Runtime:
             log.info("org %s was deleted; its store is closed", org_id)
 
     async def _watch(self) -> None:
-        while True:
+        for tick in itertools.count():
             await asyncio.sleep(RELOAD_INTERVAL_S)
             try:
                 # Admin changes first: a flush waits for the metadata writer, which tenants
@@ -153,6 +173,9 @@ class Runtime:
                 if await self.catalog.changed():
                     await self.reload()
                 await self.catalog.flush_activity()
+                if self.pg is not None and tick % REPLICAS_EVERY_TICKS == 0:
+                    # rate limits are the cluster's: each live replica enforces its share
+                    self.limiter.share = 1 / max(1, await self.pg.live_replicas())
             except Exception:
                 log.exception("metadata watch tick failed; retrying")
 
@@ -203,5 +226,7 @@ class Runtime:
                 for org, h in stores.items()
             },
         }
-        ready = metadata_ok and all(h.healthy for h in stores.values())
+        if self.draining:
+            body["draining"] = True
+        ready = metadata_ok and all(h.healthy for h in stores.values()) and not self.draining
         return ready, body

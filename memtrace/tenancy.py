@@ -18,11 +18,13 @@ from memtrace.domain.errors import (
     StorageUnavailable,
 )
 from memtrace.metadata.bindings import ArcBinding
+from memtrace.storage.arc import pg_outbox
 from memtrace.storage.arc.store import ArcStore
-from memtrace.storage.arc.transfer import move_outbox_to_embedded
+from memtrace.storage.arc.transfer import move_outbox
 from memtrace.storage.base import MemoryStore, StoreHealth
-from memtrace.storage.embedded import EmbeddedStore
-from memtrace.storage.layout import org_dir
+from memtrace.storage.placement import default_store, existing_outbox, outbox_of
+from memtrace.storage.postgres import store as pg_store
+from memtrace.storage.postgres.db import PgDatabase
 from memtrace.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -31,15 +33,25 @@ log = logging.getLogger(__name__)
 class StoreRegistry:
     """The open stores of this process, one per org."""
 
-    def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self, settings: Settings, metrics: Metrics | None = None, *, pg: PgDatabase | None = None
+    ) -> None:
         self._settings = settings
         self._metrics = metrics
+        self._pg = pg
         self._stores: dict[str, MemoryStore] = {}
         self._lock = asyncio.Lock()
         self._bindings: dict[str, ArcBinding] = {}
         self._opened_with: dict[str, tuple[object, ...] | None] = {}
         # bound orgs whose store cannot open: (binding fingerprint, why)
         self._unusable: dict[str, tuple[tuple[object, ...] | None, str]] = {}
+
+    async def prepare(self) -> None:
+        """Bring the PostgreSQL schema of memories and Arc outboxes to the current version
+        (cluster mode)."""
+        if self._pg is not None:
+            await pg_store.migrate(self._pg)
+            await pg_outbox.migrate(self._pg)
 
     async def apply_bindings(self, bindings: dict[str, ArcBinding]) -> list[str]:
         """Adopt the current Arc bindings: close stores whose binding was added, changed or
@@ -89,7 +101,7 @@ class StoreRegistry:
 
     async def _open(self, org_id: str, binding: ArcBinding | None) -> MemoryStore:
         try:
-            store = await open_store(self._settings, org_id, binding, self._metrics)
+            store = await open_store(self._settings, org_id, binding, self._metrics, pg=self._pg)
         except BindingUnusable as exc:
             self._unusable[org_id] = (_fingerprint(binding), exc.message)
             raise
@@ -123,15 +135,21 @@ class BindingUnusable(StorageUnavailable):
 
 
 async def open_store(
-    settings: Settings, org_id: str, binding: ArcBinding | None, metrics: Metrics | None = None
+    settings: Settings,
+    org_id: str,
+    binding: ArcBinding | None,
+    metrics: Metrics | None = None,
+    *,
+    pg: PgDatabase | None = None,
 ) -> MemoryStore:
-    """Open the org's store: Arc when it has a binding, else the embedded one.
+    """Open the org's store: Arc when it has a binding, else its default store (embedded, or
+    PostgreSQL in cluster mode: :mod:`memtrace.storage.placement`). ``pg`` is the process's
+    pool in cluster mode.
 
     Raises:
         NoArcInstanceError: no binding and ``storage.default_backend = "none"``.
         BindingUnusable: the binding cannot be used (master key missing or wrong).
     """
-    store: MemoryStore
     if binding is not None:
         try:
             target = binding.target()
@@ -139,35 +157,37 @@ async def open_store(
             raise BindingUnusable(
                 f"the Arc binding of this org cannot be used: {exc.message}"
             ) from None
-        store = ArcStore(
+        arc = ArcStore(
             org_id,
             target,
-            org_dir(settings.data_dir, org_id) / "arc_outbox.db",
+            outbox_of(settings, pg, org_id),
             settings.arc,
             metrics=metrics,
             synchronous=settings.storage.synchronous,
             dedup_window_us=settings.dedup_window_us,
         )
-        await store.open()
-        return store
+        await arc.open()
+        return arc
     if settings.storage.default_backend == "none":
         raise NoArcInstanceError(
             "no arc instance configured for this org (no storage backend)",
             hint=f"an administrator must run: memtrace org add-arc {org_id} …",
         )
-    directory = org_dir(settings.data_dir, org_id)
-    synchronous = settings.storage.synchronous
-    embedded = EmbeddedStore(directory / "memories.db", org_id, synchronous=synchronous)
-    await embedded.open()
+    store = default_store(settings, pg, org_id)
+    await store.open()
     # An org whose Arc binding was removed: memories still in its outbox (written just
-    # before the switch, or never confirmed by Arc) join the embedded store, never stranded.
+    # before the switch, or never confirmed by Arc) join its store, never stranded.
     try:
-        await move_outbox_to_embedded(
-            directory / "arc_outbox.db", org_id, embedded, synchronous=synchronous
-        )
+        outbox = await existing_outbox(settings, pg, org_id)
+        if outbox is not None:
+            await outbox.open()
+            try:
+                await move_outbox(outbox, store)
+            finally:
+                await outbox.close()
     except MemtraceError as exc:  # they stay durable in the outbox; the next open retries
         log.error("Arc outbox of %s could not be moved to its store: %s", org_id, exc)
-    return embedded
+    return store
 
 
 def _fingerprint(binding: ArcBinding | None) -> tuple[object, ...] | None:

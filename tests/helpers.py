@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 from click.testing import CliRunner
@@ -24,7 +23,6 @@ from memtrace.auth.permissions import parse_permissions
 from memtrace.cli import cli
 from memtrace.domain.ids import new_org_id
 from memtrace.domain.timestamps import now_us
-from memtrace.metadata import sqlite as md
 from memtrace.runtime import Runtime
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,12 +53,11 @@ async def create_org_key(
         now=now,
     )
 
-    def write(conn: Any) -> None:
-        if org_id is None:
-            md.insert_org(conn, target, org_name or "test-" + target.removeprefix("org_"), now)
-        md.insert_key(conn, record)
-
-    await runtime.catalog.db.write(write)
+    if org_id is None:
+        await runtime.catalog.create_org(
+            target, org_name or "test-" + target.removeprefix("org_"), now
+        )
+    await runtime.catalog.add_key(record)
     await runtime.reload()
     return target, plain
 

@@ -46,8 +46,10 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "memtrace.storage": ("memtrace.domain", "memtrace.config", "memtrace.telemetry"),
     "memtrace.metadata": (
         "memtrace.domain",
+        "memtrace.config",
         "memtrace.auth",
         "memtrace.storage.sqlite",
+        "memtrace.storage.postgres.db",
         "memtrace.storage.arc.target",
     ),
     "memtrace.service": (

@@ -1,7 +1,9 @@
 """Per-caller token buckets (abuse limit): pure, clock-injected, no I/O.
 
 Each caller (an API key, or the client address when no key is sent) owns a bucket of
-``burst`` tokens refilled at ``rate`` tokens per second; a request takes one token. The table
+``burst`` tokens refilled at ``rate`` tokens per second; a request takes one token. In cluster
+mode the limits are the cluster's: each of N replicas enforces its ``share`` (1/N) of them
+(docs/deploy-cluster.md, "Rate limits"). The table
 of buckets is bounded: the least recently used bucket is dropped first (a dropped bucket comes
 back full, which only ever favours the caller, so the bound cannot lock anyone out).
 """
@@ -46,6 +48,7 @@ class RateLimiter:
         self._clock = clock
         self._max = max_buckets
         self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
+        self.share = 1.0  # this process's part of the limits (1/N of N replicas)
 
     @property
     def enabled(self) -> bool:
@@ -60,12 +63,14 @@ class RateLimiter:
         if not self.enabled:
             return 0.0
         now = self._clock()
+        rate = self.rate * self.share
+        burst = max(1.0, self.burst * self.share)
         bucket = self._buckets.pop(caller, None)
         if bucket is None:
-            bucket = _Bucket(float(self.burst), now)
+            bucket = _Bucket(burst, now)
         else:
             elapsed = max(0.0, now - bucket.updated)
-            bucket.tokens = min(float(self.burst), bucket.tokens + elapsed * self.rate)
+            bucket.tokens = min(burst, bucket.tokens + elapsed * rate)
             bucket.updated = now
         self._buckets[caller] = bucket
         if len(self._buckets) > self._max:
@@ -73,7 +78,7 @@ class RateLimiter:
         if bucket.tokens >= 1.0:
             bucket.tokens -= 1.0
             return 0.0
-        return (1.0 - bucket.tokens) / self.rate
+        return (1.0 - bucket.tokens) / rate
 
 
 def caller_identity(api_key: str | None, client_host: str | None) -> str:

@@ -1,11 +1,10 @@
 """``memtrace forget | export | import | audit`` and ``memtrace org retention``: an org's data
-lifecycle from the command line, on the data directory (a running server may use it at the
-same time). Every change is recorded in the audit log as done by ``cli``
-(docs/api.md, "Data lifecycle")."""
+lifecycle from the command line, on the deployment's metadata and stores (the data directory,
+or the cluster's PostgreSQL in cluster mode; a running server may use them at the same time).
+Every change is recorded in the audit log as done by ``cli`` (docs/api.md, "Data lifecycle")."""
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -14,42 +13,32 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from memtrace.cli.common import common_options, find_org, load_settings_for, metadata_db, note
+from memtrace.cli.common import common_options, load_settings_for, note, run_admin
 
 if TYPE_CHECKING:
-    from memtrace.config import Settings
+    from memtrace.cli.common import Admin
     from memtrace.lifecycle.service import Lifecycle
 
 F = TypeVar("F", bound=Callable[..., Any])
 ACTOR = "cli"
 
 
-def _org_id(settings: Settings, org_ref: str) -> str:
-    with metadata_db(settings) as conn:
-        return find_org(conn, org_ref).id
-
-
 @asynccontextmanager
-async def org_lifecycle(settings: Settings, org_id: str) -> AsyncIterator[Lifecycle]:
-    """The org's lifecycle on its own store (embedded or Arc) and the metadata DB; closed
-    (erasures completed, the Arc outbox drained for a while) on the way out."""
+async def org_lifecycle(admin: Admin, org_id: str) -> AsyncIterator[Lifecycle]:
+    """The org's lifecycle on its own store (embedded, PostgreSQL or Arc) and the metadata;
+    closed (erasures completed, the Arc outbox drained for a while) on the way out."""
     from memtrace.lifecycle.service import Lifecycle
-    from memtrace.metadata.catalog import Catalog
     from memtrace.service import MemoryService
     from memtrace.telemetry.metrics import Metrics
     from memtrace.tenancy import open_store
 
-    catalog = Catalog(settings.metadata_path, synchronous=settings.storage.synchronous)
-    await catalog.open()
+    settings, catalog = admin.settings, admin.catalog
+    binding = await catalog.get_binding(org_id)
+    store = await open_store(settings, org_id, binding, pg=admin.pg)
     try:
-        binding = (await catalog.admin_snapshot()).bindings.get(org_id)
-        store = await open_store(settings, org_id, binding)
-        try:
-            yield Lifecycle(MemoryService(org_id, store, catalog, settings, Metrics()), ACTOR)
-        finally:
-            await store.close()
+        yield Lifecycle(MemoryService(org_id, store, catalog, settings, Metrics()), ACTOR)
     finally:
-        await catalog.close()
+        await store.close()
 
 
 def filter_options(fn: F) -> F:
@@ -111,10 +100,10 @@ def forget(
             "delete_session": delete_session,
         },
     )
-    org_id = _org_id(settings, org_ref)
 
-    async def run() -> None:
-        async with org_lifecycle(settings, org_id) as lifecycle:
+    async def run(admin: Admin) -> None:
+        org_id = (await admin.org(org_ref)).id
+        async with org_lifecycle(admin, org_id) as lifecycle:
             result = await lifecycle.forget(request)
         if result.matched is not None:
             click.echo(f"matched {result.matched}")
@@ -126,7 +115,7 @@ def forget(
             gone = "deleted" if result.session_deleted else "not found"
             note(f"session {request.session_id}: {gone}")
 
-    asyncio.run(run())
+    run_admin(settings, run)
 
 
 @click.command("export")
@@ -171,13 +160,13 @@ def export(
             "until": filters["until"],
         },
     )
-    org_id = _org_id(settings, org_ref)
 
-    async def run() -> int:
+    async def run(admin: Admin) -> tuple[str, int]:
+        org_id = (await admin.org(org_ref)).id
         count = 0
         stream = output.open("wb") if output else sys.stdout.buffer
         try:
-            async with org_lifecycle(settings, org_id) as lifecycle:
+            async with org_lifecycle(admin, org_id) as lifecycle:
                 bar = None
                 if output and sys.stderr.isatty():
                     bar = _progress(await lifecycle.export_count(params), "exporting")
@@ -193,9 +182,9 @@ def export(
                 stream.close()
             else:
                 stream.flush()
-        return count
+        return org_id, count
 
-    count = asyncio.run(run())
+    org_id, count = run_admin(settings, run)
     if output:
         note(f"{count} memories of {org_id} written to {output}")
 
@@ -221,17 +210,17 @@ def import_(
     from memtrace.lifecycle.ndjson import read_batches, validate_file
 
     settings = load_settings_for(ctx, config_path, data_dir)
-    org_id = _org_id(settings, org_ref)
     limit = settings.limits.max_content_bytes
-    try:
-        total = validate_file(file, limit)
-    except InvalidInput as exc:
-        raise click.ClickException(f"{file}: {exc.message}; nothing was imported") from None
 
-    async def run() -> int:
+    async def run(admin: Admin) -> tuple[str, int, int]:
+        org_id = (await admin.org(org_ref)).id
+        try:
+            total = validate_file(file, limit)
+        except InvalidInput as exc:
+            raise click.ClickException(f"{file}: {exc.message}; nothing was imported") from None
         imported = 0
         bar = _progress(total, "importing")
-        async with org_lifecycle(settings, org_id) as lifecycle:
+        async with org_lifecycle(admin, org_id) as lifecycle:
             try:
                 for batch in read_batches(file, batch_size, limit):
                     imported += await lifecycle.import_batch(batch)
@@ -241,9 +230,9 @@ def import_(
                 await lifecycle.record_import(imported, total, file.name)
                 if bar is not None:
                     bar.render_finish()
-        return imported
+        return org_id, imported, total
 
-    imported = asyncio.run(run())
+    org_id, imported, total = run_admin(settings, run)
     click.echo(f"imported {imported}")
     note(f"{imported} of {total} memories imported into {org_id} ({total - imported} were there)")
 
@@ -268,19 +257,19 @@ def audit(
     key id, cli, retention, mcp), action, how many, filter, detail."""
     import orjson
 
-    from memtrace.domain.errors import NotFound
+    from memtrace.domain.lifecycle import AuditEntry
     from memtrace.domain.timestamps import format_us, now_us
     from memtrace.domain.windows import parse_time_bound
-    from memtrace.metadata import lifecycle as lc
 
     settings = load_settings_for(ctx, config_path, data_dir)
     start = parse_time_bound(since, "since", now_us(), allow_now=False) if since else None
-    with metadata_db(settings) as conn:
-        try:
-            org_id = find_org(conn, org_ref).id
-        except NotFound:
-            org_id = org_ref  # a deleted org's entries stay listable by its id
-        entries = lc.list_audit(conn, org_id, limit=limit, since=start)
+
+    async def read(admin: Admin) -> list[AuditEntry]:
+        found = await admin.catalog.find_org(org_ref)
+        org_id = found.id if found else org_ref  # a deleted org's entries stay listable
+        return await admin.catalog.list_audit(org_id, limit=limit, since=start)
+
+    entries = run_admin(settings, read)
     for entry in entries:
         filters = orjson.dumps(entry.filter).decode() if entry.filter is not None else "-"
         line = f"{format_us(entry.at)}\t{entry.actor}\t{entry.action}\t{entry.count}\t{filters}"
@@ -318,37 +307,32 @@ def retention(
     would delete now."""
     from memtrace.domain.lifecycle import RetentionPolicy
     from memtrace.domain.timestamps import format_us, now_us
-    from memtrace.metadata import lifecycle as lc
-    from memtrace.metadata.schema import transaction
 
     settings = load_settings_for(ctx, config_path, data_dir)
     by_type = dict(_type_days(text) for text in types)
     changing = days is not None or bool(by_type)
     if clear and changing:
         raise click.UsageError("--clear takes no --days or --type")
-    with metadata_db(settings) as conn:
-        org_id = find_org(conn, org_ref).id
-        own = lc.get_retention(conn, org_id)
+
+    async def run(admin: Admin) -> None:
+        org_id = (await admin.org(org_ref)).id
+        own = await admin.catalog.get_retention(org_id)
         if changing:
             base = own or RetentionPolicy()
             own = RetentionPolicy(
                 days if days is not None else base.days, {**base.types, **by_type}
             )
             if not dry_run:
-                with transaction(conn):
-                    lc.put_retention(conn, org_id, own, now_us())
+                await admin.catalog.put_retention(org_id, own, now_us())
         elif clear:
-            with transaction(conn):
-                lc.delete_retention(conn, org_id)
+            await admin.catalog.delete_retention(org_id)
             own = None
-    effective = (own or RetentionPolicy()).over(settings.retention.policy())
-    origin = "org policy" if own is not None else "configuration defaults"
-    click.echo(f"{org_id}: {effective.describe()} ({origin})")
-    if not dry_run:
-        return
-
-    async def report() -> None:
-        async with org_lifecycle(settings, org_id) as lifecycle:
+        effective = (own or RetentionPolicy()).over(settings.retention.policy())
+        origin = "org policy" if own is not None else "configuration defaults"
+        click.echo(f"{org_id}: {effective.describe()} ({origin})")
+        if not dry_run:
+            return
+        async with org_lifecycle(admin, org_id) as lifecycle:
             rules = await lifecycle.retention_report(effective, now_us())
         if not rules:
             click.echo("nothing expires: every memory is kept for ever")
@@ -358,7 +342,7 @@ def retention(
                 f"older than {format_us(rule.cutoff)}"
             )
 
-    asyncio.run(report())
+    run_admin(settings, run)
 
 
 def _type_days(text: str) -> tuple[str, int]:

@@ -1,13 +1,16 @@
 """The retention sweeper of a running server: every ``retention.sweep_interval_s``, each org's
 policy (its own over the ``[retention]`` defaults) is applied by
 :meth:`~memtrace.lifecycle.service.Lifecycle.apply_retention`, in bounded batches with a pause
-between them, so writers never wait behind a long delete."""
+between them, so writers never wait behind a long delete. In cluster mode the replicas take
+turns: a pass runs only where ``turn`` says so (a PostgreSQL advisory lock, see
+:meth:`memtrace.runtime.Runtime`), so two replicas never sweep the same org at once."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 
 from memtrace.config import Settings
 from memtrace.domain.errors import MemtraceError
@@ -30,11 +33,14 @@ class RetentionSweeper:
         catalog: MetadataStore,
         lifecycle: Callable[[str, str], Awaitable[Lifecycle]],
         settings: Settings,
+        turn: Callable[[], AbstractAsyncContextManager[bool]] | None = None,
     ) -> None:
         self._catalog = catalog
         self._lifecycle = lifecycle
         self._settings = settings
+        self._turn = turn
         self.passes = 0
+        self.skipped = 0  # passes left to another replica (it held the turn)
 
     async def policies(self) -> dict[str, RetentionPolicy]:
         """Every org's effective policy that deletes something."""
@@ -59,6 +65,18 @@ class RetentionSweeper:
         self.passes += 1
         return deleted
 
+    async def run_turn(self) -> dict[str, int] | None:
+        """One pass if this process has the turn (always, outside cluster mode); ``None``
+        when another replica is sweeping now."""
+        if self._turn is None:
+            return await self.run_once()
+        async with self._turn() as mine:
+            if mine:
+                return await self.run_once()
+        self.skipped += 1
+        log.info("retention pass left to the replica sweeping now")
+        return None
+
     async def run_forever(self) -> None:
         """A pass shortly after start (not at once: start-up has enough to do), then one per
         interval."""
@@ -66,7 +84,7 @@ class RetentionSweeper:
         await asyncio.sleep(min(interval, FIRST_PASS_S))
         while True:
             try:
-                await self.run_once()
+                await self.run_turn()
             except Exception:
                 log.exception("retention pass failed; next one in %.0f s", interval)
             await asyncio.sleep(interval)

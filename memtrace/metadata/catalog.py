@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,7 +22,9 @@ from memtrace.domain.lifecycle import AuditEntry, RetentionPolicy
 from memtrace.metadata import bindings, goimport
 from memtrace.metadata import lifecycle as lc
 from memtrace.metadata import sqlite as md
+from memtrace.metadata.activity import AgentActivity
 from memtrace.metadata.base import AdminSnapshot
+from memtrace.metadata.bindings import ArcBinding
 from memtrace.metadata.goimport import LegacyArc
 from memtrace.metadata.records import AgentRow, Org, SessionRow
 from memtrace.metadata.schema import migrate
@@ -37,8 +39,7 @@ class Catalog:
 
     def __init__(self, path: Path, *, synchronous: Synchronous = "FULL") -> None:
         self.db = SQLiteDatabase(path, setup=migrate, synchronous=synchronous)
-        self._known: dict[str, set[str]] = {}
-        self._pending: dict[tuple[str, str], int] = {}
+        self.activity = AgentActivity()
         # The admin watch (data_version, keys, orgs, bindings) has a connection and a thread of
         # its own: it never queues behind tenants' reads in the shared reader pool, so a key
         # revoked while a tenant keeps every reader busy is still refused within 2 seconds.
@@ -115,47 +116,73 @@ class Catalog:
     async def list_orgs(self) -> list[Org]:
         return await self.db.read(md.list_orgs)
 
+    async def list_keys(self, org_id: str | None = None) -> list[ApiKeyRecord]:
+        return await self.db.read(lambda conn: md.list_keys(conn, org_id))
+
+    # -- admin (:class:`~memtrace.metadata.base.MetadataAdmin`) -------------------------------
+
+    async def find_org(self, id_or_name: str) -> Org | None:
+        return await self.db.read(lambda conn: md.find_org(conn, id_or_name))
+
+    async def create_org(self, org_id: str, name: str, now: int) -> Org:
+        return await self.db.write(lambda conn: md.insert_org(conn, org_id, name, now))
+
+    async def delete_org(self, org_id: str) -> None:
+        await self.db.write(lambda conn: md.delete_org(conn, org_id))
+
+    async def add_key(self, record: ApiKeyRecord) -> None:
+        await self.db.write(lambda conn: md.insert_key(conn, record))
+
+    async def revoke_key(self, key_id: str, now: int) -> ApiKeyRecord:
+        return await self.db.write(lambda conn: md.revoke_key(conn, key_id, now))
+
+    async def get_binding(self, org_id: str) -> ArcBinding | None:
+        return await self.db.read(lambda conn: bindings.get_binding(conn, org_id))
+
+    async def put_binding(
+        self,
+        org_id: str,
+        *,
+        url: str,
+        database: str,
+        measurement: str,
+        api_key: str | None,
+        now: int,
+        environ: Mapping[str, str] | None = None,
+    ) -> ArcBinding:
+        # validated and encrypted here: the writer thread must not raise ConfigError
+        url, enc = bindings.prepare(org_id, url, database, measurement, api_key, environ)
+        return await self.db.write(
+            lambda conn: bindings.store_binding(conn, org_id, url, database, measurement, enc, now)
+        )
+
+    async def remove_binding(self, org_id: str) -> None:
+        await self.db.write(lambda conn: bindings.remove_binding(conn, org_id))
+
     def forget_org(self, org_id: str) -> None:
         """Drop caches of an org that was deleted."""
-        self._known.pop(org_id, None)
-        for key in [k for k in self._pending if k[0] == org_id]:
-            del self._pending[key]
+        self.activity.forget_org(org_id)
 
-    # -- agent activity -----------------------------------------------------------------------
+    # -- agent activity (:mod:`memtrace.metadata.activity`) -----------------------------------
 
     async def note_activity(self, org_id: str, agent_ids: Iterable[str], at: int) -> None:
         """Register unknown agents (awaited) and record activity of known ones (coalesced)."""
-        agents = tuple(agent_ids)
-        known = self._known.setdefault(org_id, set())
-        unknown = {agent: at for agent in agents if agent not in known}
-        for agent in agents:
-            key = (org_id, agent)
-            if agent in known and self._pending.get(key, -1) < at:
-                self._pending[key] = at
+        unknown = self.activity.note(org_id, agent_ids, at)
         if unknown:
             await self.db.write(lambda conn: md.touch_agents(conn, org_id, unknown))
-            known.update(unknown)
+            self.activity.remember(org_id, unknown)
 
     async def flush_activity(self) -> None:
         """Persist coalesced ``last_active_at`` updates."""
-        if not self._pending:
+        by_org = self.activity.take()
+        if not by_org:
             return
-        pending, self._pending = self._pending, {}
-        by_org: dict[str, dict[str, int]] = {}
-        for (org_id, agent), at in pending.items():
-            by_org.setdefault(org_id, {})[agent] = at
 
         def flush(conn: sqlite3.Connection) -> None:
             for org_id, activity in by_org.items():
                 md.touch_agents(conn, org_id, activity)
 
         await self.db.write(flush)
-
-    def _overlay(self, row: AgentRow) -> AgentRow:
-        pending = self._pending.get((row.org_id, row.id))
-        if pending is not None and (row.last_active_at or 0) < pending:
-            row.last_active_at = pending
-        return row
 
     # -- agents -------------------------------------------------------------------------------
 
@@ -171,20 +198,19 @@ class Catalog:
         row = await self.db.write(
             lambda conn: md.insert_agent(conn, org_id, agent_id, description, config, now, name)
         )
-        self._known.setdefault(org_id, set()).add(agent_id)
+        self.activity.remember(org_id, (agent_id,))
         return row
 
     async def get_agent(self, org_id: str, agent_id: str) -> AgentRow | None:
         row = await self.db.read(lambda conn: md.get_agent(conn, org_id, agent_id))
-        return self._overlay(row) if row else None
+        return self.activity.overlay(row) if row else None
 
     async def list_agents(self, org_id: str, limit: int, offset: int) -> list[AgentRow]:
         rows = await self.db.read(lambda conn: md.list_agents(conn, org_id, limit, offset))
-        return [self._overlay(row) for row in rows]
+        return [self.activity.overlay(row) for row in rows]
 
     async def delete_agent(self, org_id: str, agent_id: str) -> None:
-        self._pending.pop((org_id, agent_id), None)
-        self._known.get(org_id, set()).discard(agent_id)
+        self.activity.forget_agent(org_id, agent_id)
         await self.db.write(lambda conn: md.delete_agent(conn, org_id, agent_id))
 
     # -- sessions -----------------------------------------------------------------------------
@@ -232,6 +258,12 @@ class Catalog:
 
     async def list_retention(self) -> dict[str, RetentionPolicy]:
         return await self.db.read(lc.list_retention)
+
+    async def put_retention(self, org_id: str, policy: RetentionPolicy, now: int) -> None:
+        await self.db.write(lambda conn: lc.put_retention(conn, org_id, policy, now))
+
+    async def delete_retention(self, org_id: str) -> bool:
+        return await self.db.write(lambda conn: lc.delete_retention(conn, org_id))
 
     async def record_audit(self, entry: AuditEntry) -> None:
         await self.db.write(lambda conn: lc.append_audit(conn, entry))

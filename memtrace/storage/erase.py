@@ -25,6 +25,7 @@ import sqlite3
 import time
 from functools import partial
 from pathlib import Path
+from typing import Protocol
 
 from memtrace.storage.sqlite import SQLiteDatabase
 
@@ -70,6 +71,19 @@ def checkpoint(path: Path) -> bool:
         return False
     finally:
         conn.close()
+
+
+class ErasureFinisher(Protocol):
+    """What completes erasures in a backend's files once rows are deleted: :class:`Purger`
+    (SQLite), :class:`memtrace.storage.postgres.vacuum.Vacuum` (PostgreSQL)."""
+
+    def schedule(self) -> None:
+        """Something was deleted: finish the erasure soon."""
+        ...
+
+    async def idle(self) -> None: ...
+
+    async def close(self) -> None: ...
 
 
 class Purger:

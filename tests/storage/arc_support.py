@@ -18,6 +18,7 @@ from memtrace.domain.timestamps import now_us
 from memtrace.metadata.bindings import put_binding
 from memtrace.runtime import Runtime
 from memtrace.storage.arc.layouts import go_memory_id, go_row_digest
+from memtrace.storage.arc.outbox_base import OutboxStore
 from memtrace.storage.arc.store import ArcStore
 from memtrace.storage.arc.target import ArcTarget
 from memtrace.storage.base import NewMemory
@@ -62,11 +63,12 @@ def arc_store(
     settings: ArcSettings = FAST_ARC,
     dedup_window_us: int | None = 24 * 3_600_000_000,
     metrics: Metrics | None = None,
+    outbox: OutboxStore | None = None,
 ) -> ArcStore:
     return ArcStore(
         org_id,
         ArcTarget(server.url, database, "events", TEST_TOKEN),
-        tmp_path / f"{org_id}-{database}-outbox.db",
+        outbox or tmp_path / f"{org_id}-{database}-outbox.db",
         settings,
         metrics=metrics,
         synchronous="NORMAL",

@@ -1,8 +1,8 @@
-"""The storage contract of the data lifecycle, on every backend of tests/storage/test_contract.py:
-delete (erasure from every read and from the dedup window), forget by filter and retention
-sweeps (the lifecycle service over each store), insert of records as they are (import), and
-walks by position (cursor paging), including a walk of more than 100,000 memories under
-concurrent writes (slow)."""
+"""The storage contract of the data lifecycle, on every backend of tests/storage/test_contract.py
+(the PostgreSQL ones against a real server): delete (erasure from every read and from the dedup
+window), forget by filter and retention sweeps (the lifecycle service over each store), insert
+of records as they are (import), and walks by position (cursor paging), including a walk of
+more than 100,000 memories under concurrent writes (slow)."""
 
 # ruff: noqa: F811 (tests take the contract suite's ``loaded`` fixture, imported below)
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from memtrace.config import load_settings
+from memtrace.config import PostgresSettings, load_settings
 from memtrace.domain.lifecycle import DAY_US, RetentionPolicy
 from memtrace.domain.memory import MemoryRecord
 from memtrace.domain.models import ForgetRequest
@@ -26,6 +26,8 @@ from memtrace.service import MemoryService
 from memtrace.storage.arc.store import ArcStore
 from memtrace.storage.base import MemoryQuery, MemoryStore, NewMemory
 from memtrace.storage.embedded import EmbeddedStore
+from memtrace.storage.postgres.db import PgDatabase
+from memtrace.storage.postgres.store import PostgresStore
 from memtrace.storage.rows import matches, record_from_new, sort_key
 from memtrace.telemetry.metrics import Metrics
 from memtrace.testing.arc_server import EmulatorServer
@@ -210,15 +212,20 @@ async def test_expire_never_removes_newer_memories(loaded: Loaded) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", ["embedded", "arc", "arc-overlap"])
+@pytest.mark.parametrize("backend", ["embedded", "arc", "arc-overlap", "postgres"])
 async def test_walk_of_100k_under_concurrent_writes(
-    backend: str, tmp_path: Path, arc_server: EmulatorServer
+    backend: str, tmp_path: Path, arc_server: EmulatorServer, request: pytest.FixtureRequest
 ) -> None:
     """The ETL case: 100,000+ memories over three days, read in pages of 1000 while writers
     keep adding; every memory (old and new) is seen exactly once, in order."""
     store: MemoryStore
+    db: PgDatabase | None = None
     if backend == "embedded":
         store = EmbeddedStore(tmp_path / "memories.db", ORG, synchronous="NORMAL")
+    elif backend == "postgres":  # cluster mode: the three days span the shared partitions
+        db = PgDatabase(PostgresSettings(url=request.getfixturevalue("pg_url")))
+        await db.open()
+        store = PostgresStore(db, ORG)
     else:
         overlap = backend == "arc-overlap"
         if overlap:
@@ -281,3 +288,5 @@ async def test_walk_of_100k_under_concurrent_writes(
         assert [sort_key(r) for r in seen] == sorted(sort_key(r) for r in seen)
     finally:
         await store.close()
+        if db is not None:
+            await db.close()

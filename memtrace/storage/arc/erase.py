@@ -31,8 +31,8 @@ from memtrace.domain.ids import memory_id_ms
 from memtrace.storage.arc import sql as arc_sql
 from memtrace.storage.arc.client import ArcClient, ArcRejected, ArcUnavailable
 from memtrace.storage.arc.layouts import LayoutProbe, go_row_digest
-from memtrace.storage.arc.outbox import Outbox
-from memtrace.storage.erase import Purger
+from memtrace.storage.arc.outbox_base import OutboxStore
+from memtrace.storage.erase import ErasureFinisher
 
 IDS_PER_DELETE = 200  # ids per Arc request: each where stays far below 10,000 characters
 _CONFIG_TTL_S = 60.0
@@ -54,11 +54,11 @@ class ArcEraser:
     def __init__(
         self,
         org_id: str,
-        outbox: Outbox,
+        outbox: OutboxStore,
         client: ArcClient,
         measurement: str,
         shipping: asyncio.Lock,
-        purger: Purger,
+        purger: ErasureFinisher,
         layouts: LayoutProbe,
     ) -> None:
         self.org_id = org_id

@@ -25,14 +25,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from memtrace.domain.ids import memory_ids
 from memtrace.domain.memory import MemoryRecord, WriteOutcome
 from memtrace.storage.base import MemoryQuery, NewMemory
+from memtrace.storage.erase import Purger
 from memtrace.storage.rows import (
     COLUMN_LIST,
     PLACEHOLDERS,
+    admit,
     column_ddl,
-    record_from_new,
     record_to_row,
     row_to_record,
 )
@@ -155,19 +155,7 @@ class Outbox:
         if dedup is not None:
             for key, at, memory_id in known:
                 dedup.add(key, at, memory_id)
-        outcomes: list[WriteOutcome] = []
-        records: list[MemoryRecord] = []
-        for item in items:
-            if dedup is not None:
-                duplicate = dedup.duplicate_of(item.dedup_key, item.time)
-                if duplicate is not None:
-                    outcomes.append(WriteOutcome(existing_id=duplicate))
-                    continue
-            record = record_from_new(item, item.id or memory_ids.new(), self.org_id)
-            if dedup is not None:
-                dedup.add(item.dedup_key, item.time, record.id)
-            records.append(record)
-            outcomes.append(WriteOutcome(record=record))
+        outcomes, records = admit(items, dedup, self.org_id)
         if records:
             conn.executemany(
                 f"INSERT INTO outbox ({COLUMN_LIST}, enqueued_at) "  # noqa: S608
@@ -408,6 +396,9 @@ class Outbox:
             return [str(row[2]) for row in gone]
 
         return await self.db.write(run)
+
+    def purger(self) -> Purger:
+        return Purger(self.db)
 
     async def get(self, memory_id: str) -> MemoryRecord | None:
         def run(conn: sqlite3.Connection) -> MemoryRecord | None:

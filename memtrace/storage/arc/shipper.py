@@ -29,7 +29,7 @@ from memtrace.storage.arc import sql as arc_sql
 from memtrace.storage.arc.batch import write_isolating
 from memtrace.storage.arc.client import ArcClient, ArcRejected, ArcUnavailable
 from memtrace.storage.arc.layouts import LayoutProbe, dedup_entries
-from memtrace.storage.arc.outbox import Outbox
+from memtrace.storage.arc.outbox_base import OutboxStore
 from memtrace.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ class Shipper:
     def __init__(
         self,
         org_id: str,
-        outbox: Outbox,
+        outbox: OutboxStore,
         client: ArcClient,
         measurement: str,
         settings: ArcSettings,

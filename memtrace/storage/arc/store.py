@@ -26,11 +26,12 @@ from memtrace.storage.arc.client import ArcClient, ArcRejected, ArcUnavailable
 from memtrace.storage.arc.erase import ArcEraser
 from memtrace.storage.arc.layouts import ArcLayout, LayoutProbe, dedup_entries
 from memtrace.storage.arc.outbox import Outbox
+from memtrace.storage.arc.outbox_base import OutboxStore
 from memtrace.storage.arc.retention import expire_with_policy
 from memtrace.storage.arc.shipper import Shipper, shown_by_arc
 from memtrace.storage.arc.target import ArcTarget
 from memtrace.storage.base import AgentMemoryStats, MemoryQuery, NewMemory, StoreHealth
-from memtrace.storage.erase import Purger
+from memtrace.storage.erase import ErasureFinisher
 from memtrace.storage.rows import after, matches, sort_key
 from memtrace.storage.sqlite import Synchronous
 from memtrace.telemetry.metrics import Metrics
@@ -49,7 +50,7 @@ class ArcStore:
         self,
         org_id: str,
         target: ArcTarget,
-        outbox_path: Path,
+        outbox: Path | OutboxStore,
         settings: ArcSettings,
         *,
         metrics: Metrics | None = None,
@@ -60,7 +61,10 @@ class ArcStore:
         self.org_id = org_id
         self.target = target
         self.settings = settings
-        self.outbox = Outbox(outbox_path, org_id, synchronous=synchronous)
+        # a path: the org's outbox file; cluster mode passes its PostgreSQL outbox
+        self.outbox: OutboxStore = (
+            Outbox(outbox, org_id, synchronous=synchronous) if isinstance(outbox, Path) else outbox
+        )
         self.client = ArcClient(
             target.url,
             target.database,
@@ -83,7 +87,7 @@ class ArcStore:
             dedup_window_us=dedup_window_us,
             layouts=self.layouts,
         )
-        self.purger = Purger(self.outbox.db)
+        self.purger: ErasureFinisher = self.outbox.purger()
         self._eraser = ArcEraser(
             org_id,
             self.outbox,
