@@ -148,7 +148,7 @@ class ServerProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 30.0) -> ServerProcess:
+    def start(self, timeout: float = 90.0) -> ServerProcess:
         # free_port() can race with other test runs on the machine: a server that lost the
         # bind would otherwise pass the health check against someone else's server.
         for _ in range(3):
