@@ -75,7 +75,9 @@ def create_app(
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=runtime.settings.limits.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=runtime.metrics)
-    install_abuse_limits(app, runtime.settings)
+    install_abuse_limits(
+        app, runtime.settings, org_of=runtime.auth.known_org, metrics=runtime.metrics
+    )
     _document_extra_schemas(app)
     return app
 

@@ -53,6 +53,18 @@ class ServerSettings(_Section):
         default=1000, ge=1, description="Concurrent connections; beyond it uvicorn answers 503."
     )
     max_header_bytes: int = Field(default=64 * 1024, ge=1024, le=1024 * 1024)
+    health_interval_s: float = Field(
+        default=2.0,
+        gt=0,
+        le=300,
+        description="How often the background health check refreshes what the probes report.",
+    )
+    health_timeout_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=300,
+        description="A backend that has not answered its health check by then is unhealthy.",
+    )
 
 
 class LogSettings(_Section):
@@ -67,6 +79,15 @@ class StorageSettings(_Section):
         default="FULL",
         description="FULL fsyncs each group commit (survives power loss); NORMAL survives "
         "process crashes only.",
+    )
+    max_open_stores: int = Field(
+        default=128,
+        ge=1,
+        description="Org stores kept open at once; the least recently used idle one is "
+        "closed to open another (each holds a writer thread and a few files).",
+    )
+    read_threads: int = Field(
+        default=8, ge=2, le=256, description="Reader threads shared by every org."
     )
 
 
@@ -89,9 +110,42 @@ class LimitsSettings(_Section):
         default=10_000, ge=100, description="Memories read to build one context."
     )
     rate_per_s: float = Field(
-        default=200.0, ge=0, description="Requests per second per API key; 0 disables."
+        default=1000.0, ge=0, description="Requests per second per API key; 0 disables."
     )
-    rate_burst: int = Field(default=400, ge=1, description="Token bucket size per API key.")
+    rate_burst: int = Field(default=2000, ge=1, description="Token bucket size per API key.")
+    org_rate_per_s: float = Field(
+        default=2000.0,
+        ge=0,
+        description="Requests per second per org, all its keys together; 0 disables.",
+    )
+    org_rate_burst: int = Field(default=4000, ge=1, description="Token bucket size per org.")
+    reads_per_org: int = Field(
+        default=2, ge=1, le=64, description="Reads of one org running at once."
+    )
+    scan_budget_ms: float = Field(
+        default=1000.0,
+        gt=0,
+        le=600_000,
+        description="CPU time one list or search may use; then it answers with what it found "
+        "(partial: true).",
+    )
+    streams_per_key: int = Field(
+        default=100, ge=1, description="Open GET /sse streams per API key."
+    )
+    streams_per_org: int = Field(default=200, ge=1, description="Open GET /sse streams per org.")
+    max_streams: int = Field(
+        default=500,
+        ge=1,
+        description="Open streams in all (at most half of server.max_connections is used).",
+    )
+    stream_idle_s: float = Field(
+        default=600.0, gt=0, description="A stream with no message for this long is closed."
+    )
+    agent_cache_size: int = Field(
+        default=50_000,
+        ge=100,
+        description="Agents remembered as registered (per process); older ones are re-checked.",
+    )
     max_window_days: float = Field(
         default=3660.0, gt=0, description="Longest explicit since..until query window."
     )

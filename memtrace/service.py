@@ -8,14 +8,15 @@ imports a concrete storage backend: it receives the org's
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
+from typing import Any, TypeVar
 
 from memtrace.config import Settings
-from memtrace.domain.context import render_context
+from memtrace.domain.context import PREVIEW_CHARS, fits_whole, render_context
 from memtrace.domain.dedup import derive_dedup_key
 from memtrace.domain.errors import DuplicateMemory, InvalidInput, NotFound
 from memtrace.domain.memory import MemoryRecord
@@ -36,6 +37,7 @@ from memtrace.domain.models import (
     SessionListParams,
     SessionUpdate,
 )
+from memtrace.domain.results import RecordPage, SearchHits, StoredBatch
 from memtrace.domain.timestamps import from_us, now_us, to_us
 from memtrace.domain.windows import parse_window
 from memtrace.metadata.base import MetadataStore
@@ -46,54 +48,13 @@ from memtrace.telemetry.metrics import Metrics
 MAX_FUTURE_US = 5 * 60 * 1_000_000
 DAY_US = 86_400_000_000
 _TAG = re.compile(TAG_PATTERN)
+T = TypeVar("T")
+Offload = Callable[[Callable[[], Any]], Awaitable[Any]]
+"""Runs CPU-heavy work (context rendering) off the event loop, counted as the org's work."""
 
 
-@dataclass(frozen=True, slots=True)
-class StoredBatch:
-    """What a batch write stored, and the duplicates it skipped (internal; see ``to_wire``)."""
-
-    memories: list[MemoryRecord]
-    duplicates: list[DuplicateEntry]
-
-    def to_wire(self) -> dict[str, Any]:
-        """The JSON shape of :class:`~memtrace.domain.models.MemoryBatchResult`."""
-        return {
-            "count": len(self.memories),
-            "memories": [m.to_wire() for m in self.memories],
-            "duplicates": [d.model_dump() for d in self.duplicates],
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class RecordPage:
-    """One page of a listing, with the exact look-ahead ``has_more``."""
-
-    memories: list[MemoryRecord]
-    has_more: bool
-
-    def to_wire(self) -> dict[str, Any]:
-        """The JSON shape of :class:`~memtrace.domain.models.MemoryList`."""
-        return {
-            "memories": [m.to_wire() for m in self.memories],
-            "count": len(self.memories),
-            "has_more": self.has_more,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class SearchHits:
-    """What a search found, with the time it took."""
-
-    results: list[MemoryRecord]
-    query_time_ms: int
-
-    def to_wire(self) -> dict[str, Any]:
-        """The JSON shape of :class:`~memtrace.domain.models.SearchResult`."""
-        return {
-            "results": [m.to_wire() for m in self.results],
-            "count": len(self.results),
-            "query_time_ms": self.query_time_ms,
-        }
+async def _to_thread(fn: Callable[[], T]) -> T:
+    return await asyncio.to_thread(fn)
 
 
 def _agent_model(row: AgentRow) -> Agent:
@@ -141,12 +102,15 @@ class MemoryService:
         catalog: MetadataStore,
         settings: Settings,
         metrics: Metrics,
+        offload: Offload = _to_thread,
     ) -> None:
         self.org_id = org_id
         self.store = store
         self.catalog = catalog
         self.settings = settings
         self.metrics = metrics
+        self._offload = offload
+        self._budget_s = settings.limits.scan_budget_ms / 1000
 
     def _count_writes(self, stored: int, duplicates: int) -> None:
         if stored:
@@ -276,8 +240,11 @@ class MemoryService:
             offset=params.offset,
             order=params.order,
         )
-        rows = await self.store.query(query)
-        return RecordPage(rows[: params.limit], len(rows) > params.limit)
+        page = await self.store.query_page(query, self._budget_s)
+        rows = page.records
+        # A partial page may have more beyond it: has_more says so.
+        more = len(rows) > params.limit or not page.complete
+        return RecordPage(rows[: params.limit], more, partial=not page.complete)
 
     async def search(self, request: SearchRequest) -> SearchHits:
         started = time.perf_counter()
@@ -297,8 +264,9 @@ class MemoryService:
             offset=request.offset,
             order=request.order,
         )
-        rows = await self.store.query(query)
-        return SearchHits(rows, round((time.perf_counter() - started) * 1000))
+        page = await self.store.query_page(query, self._budget_s)
+        elapsed = round((time.perf_counter() - started) * 1000)
+        return SearchHits(page.records, elapsed, partial=not page.complete)
 
     # -- agents -------------------------------------------------------------------------------
 
@@ -389,10 +357,23 @@ class MemoryService:
             until=until,
             limit=cap,
             order="desc",
+            content_chars=PREVIEW_CHARS,
         )
+        # Previews first: they render any context that does not fit whole. Only when even the
+        # previews fit the budget, and some were cut, are the full contents read: then at most
+        # budget / PREVIEW_CHARS memories are longer than their preview.
         memories = await self.store.query(query)
-        unseen = (await self.store.count(query)) - cap if len(memories) == cap else 0
-        rendered = render_context(header, memories, request.max_tokens, unseen=max(unseen, 0))
+        unseen = max((await self.store.count(query)) - cap, 0) if len(memories) == cap else 0
+        budget = request.max_tokens
+        if (
+            unseen == 0
+            and any(len(m.content) >= PREVIEW_CHARS for m in memories)
+            and await self._offload(lambda: fits_whole(header, memories, budget))
+        ):
+            memories = await self.store.query(replace(query, content_chars=None))
+        rendered = await self._offload(
+            lambda: render_context(header, memories, budget, unseen=unseen)
+        )
         return {
             "context": rendered.text,
             "memory_count": rendered.memory_count,

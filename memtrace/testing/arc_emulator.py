@@ -6,11 +6,13 @@ Per database (``x-arc-database``) one in-memory DuckDB; per measurement one tabl
 the first write with column types from each column's first non-null value. Writes land in a
 buffer that becomes queryable on flush: immediately (``flush_delay_s = 0``), after the delay,
 or on ``POST /api/v1/write/line-protocol/flush``. ``fault`` makes every API call answer 500 or
-503; stopping the server refuses connections. Run it: ``python -m memtrace.testing.arc_server``.
+503, or (``"hang"``) never answer while it is set; stopping the server refuses connections.
+Run it: ``python -m memtrace.testing.arc_server``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 import threading
 import time
@@ -36,7 +38,8 @@ _FORBIDDEN = re.compile(
 _QUALIFIED_TABLE = re.compile(r"\b(FROM|JOIN)\s+\"?[A-Za-z_]\w*\"?\s*\.\s*\"?[A-Za-z_]", re.I)
 _STRIP_QUOTED = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"")
 TEST_TOKEN = "arc-test-token"  # noqa: S105 (a fixture's well-known token, not a secret)
-Fault = Literal["500", "503"] | None
+Fault = Literal["500", "503", "hang"] | None
+HANG_POLL_S = 0.02
 
 
 def _duck_type(value: Any) -> str:
@@ -178,7 +181,14 @@ class ArcEmulator:
         bearer = request.headers.get("authorization", "")
         return bearer == f"Bearer {self.token}" or request.headers.get("x-api-key") == self.token
 
-    def _guard(self, request: Request) -> Response | None:
+    async def _stall(self) -> None:
+        """The "hang" fault: no answer for as long as it is set (an Arc that stopped
+        responding without closing connections)."""
+        while self.fault == "hang":  # noqa: ASYNC110 (set from another thread)
+            await asyncio.sleep(HANG_POLL_S)
+
+    async def _guard(self, request: Request) -> Response | None:
+        await self._stall()
         if self.fault is not None:
             return JSONResponse({"success": False, "error": "emulated fault"}, int(self.fault))
         if not self._authorized(request):
@@ -192,17 +202,18 @@ class ArcEmulator:
     # -- endpoints ----------------------------------------------------------------------------
 
     async def _health(self, request: Request) -> Response:
+        await self._stall()
         if self.fault is not None:
             return JSONResponse({"status": "error"}, int(self.fault))
         return JSONResponse({"status": "ok"})
 
     async def _flush(self, request: Request) -> Response:
-        if (denied := self._guard(request)) is not None:
+        if (denied := await self._guard(request)) is not None:
             return denied
         return JSONResponse({"flushed": self.flush()})
 
     async def _write(self, request: Request) -> Response:
-        if (denied := self._guard(request)) is not None:
+        if (denied := await self._guard(request)) is not None:
             return denied
         if self.fail_writes_after is not None and self.writes >= self.fail_writes_after:
             return JSONResponse({"success": False, "error": "emulated write fault"}, 503)
@@ -261,7 +272,7 @@ class ArcEmulator:
         return Response(status_code=204)
 
     async def _query(self, request: Request) -> Response:
-        if (denied := self._guard(request)) is not None:
+        if (denied := await self._guard(request)) is not None:
             return denied
         database = self._database(request)
         if database is None:

@@ -16,7 +16,7 @@ from memtrace.domain.timestamps import now_us
 from memtrace.storage.embedded import EmbeddedStore
 from memtrace.testing.arc_emulator import TEST_TOKEN
 from memtrace.testing.arc_server import EmulatorServer
-from tests.helpers import ServerProcess, run_cli, wait_until
+from tests.helpers import ServerProcess, fresh_store_health, run_cli, wait_until
 from tests.storage.arc_support import memory
 
 pytestmark = pytest.mark.slow  # starts processes or servers (docs/testing.md)
@@ -135,8 +135,8 @@ def test_sigkill_with_pending_outbox_then_restart_ships_everything(
             )
             assert response.status_code == 201
             ids.append(response.json()["id"])
-        stores = httpx.get(f"{server.url}/health").json()["stores"]
-        assert stores[org]["backend"] == "arc" and stores[org]["outbox_pending"] == 20
+        health = fresh_store_health(server.url, org)
+        assert health["backend"] == "arc" and health["outbox_pending"] == 20
         assert server.kill(signal.SIGKILL) == -signal.SIGKILL
     finally:
         server.stop()
@@ -151,8 +151,7 @@ def test_sigkill_with_pending_outbox_then_restart_ships_everything(
             return [r[0] for r in rows] == sorted(ids)
 
         wait_until(all_in_arc, timeout=20)
-        stores = httpx.get(f"{restarted.url}/health").json()["stores"]
-        assert stores[org]["outbox_pending"] == 0
+        assert fresh_store_health(restarted.url, org)["outbox_pending"] == 0
     finally:
         restarted.stop()
     logs = server.log_path.read_text() + restarted.log_path.read_text()

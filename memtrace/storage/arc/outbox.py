@@ -16,6 +16,7 @@ from pathlib import Path
 from memtrace.domain.ids import memory_ids
 from memtrace.domain.memory import MemoryRecord, WriteOutcome
 from memtrace.storage.base import MemoryQuery, NewMemory
+from memtrace.storage.readpool import SYSTEM_LANE
 from memtrace.storage.rows import (
     COLUMN_LIST,
     PLACEHOLDERS,
@@ -55,10 +56,17 @@ def _migrate(conn: sqlite3.Connection) -> None:
 class Outbox:
     """One org's outbox file: pending rows, recently shipped rows, the dedup window index."""
 
-    def __init__(self, path: Path, org_id: str, *, synchronous: Synchronous = "FULL") -> None:
+    def __init__(
+        self,
+        path: Path,
+        org_id: str,
+        *,
+        synchronous: Synchronous = "FULL",
+        lane: str | None = None,
+    ) -> None:
         self.path = path
         self.org_id = org_id
-        self.db = SQLiteDatabase(path, setup=_migrate, synchronous=synchronous)
+        self.db = SQLiteDatabase(path, setup=_migrate, synchronous=synchronous, lane=lane)
 
     async def open(self) -> None:
         await self.db.open()
@@ -205,8 +213,10 @@ class Outbox:
         return await self.db.read(run)
 
     async def pending_count(self) -> int:
+        """Unshipped rows (read on the system lane: health checks never queue behind reads)."""
         return await self.db.read(
             lambda conn: int(
                 conn.execute("SELECT count(*) FROM outbox WHERE shipped_at IS NULL").fetchone()[0]
-            )
+            ),
+            lane=SYSTEM_LANE,
         )

@@ -107,8 +107,13 @@ def select_sql(measurement: str, q: MemoryQuery, *, limit: int, offset: int) -> 
     (identical rows). Limit, offset and ``has_more`` must count each memory once.
     """
     direction = "DESC" if q.order == "desc" else "ASC"
+    columns = SELECT_LIST
+    if q.content_chars is not None:  # a preview: only the leading characters travel
+        cut = f"substr(content, 1, {number(q.content_chars)}) AS content"
+        columns = ", ".join(cut if name == "content" else _READ_AS.get(name, name)
+                            for name in RECORD_COLUMNS)  # fmt: skip
     return _checked(
-        f"SELECT DISTINCT {SELECT_LIST} FROM {quote_ident(measurement)} "  # noqa: S608
+        f"SELECT DISTINCT {columns} FROM {quote_ident(measurement)} "  # noqa: S608
         f"WHERE {where_clause(q)} ORDER BY time_us {direction}, id {direction} "
         f"LIMIT {number(limit)} OFFSET {number(offset)}"
     )

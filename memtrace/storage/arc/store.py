@@ -11,6 +11,7 @@ import asyncio
 import logging
 import random
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from memtrace.storage.arc import sql as arc_sql
 from memtrace.storage.arc.client import ArcClient, ArcRejected, ArcUnavailable
 from memtrace.storage.arc.outbox import Outbox
 from memtrace.storage.arc.target import ArcTarget
-from memtrace.storage.base import AgentMemoryStats, MemoryQuery, NewMemory, StoreHealth
+from memtrace.storage.base import AgentMemoryStats, MemoryQuery, NewMemory, QueryPage, StoreHealth
 from memtrace.storage.rows import (
     RECORD_COLUMNS,
     matches,
@@ -70,7 +71,7 @@ class ArcStore:
         self.org_id = org_id
         self.target = target
         self.settings = settings
-        self.outbox = Outbox(outbox_path, org_id, synchronous=synchronous)
+        self.outbox = Outbox(outbox_path, org_id, synchronous=synchronous, lane=org_id)
         self.client = ArcClient(
             target.url,
             target.database,
@@ -241,6 +242,8 @@ class ArcStore:
 
     async def query(self, q: MemoryQuery) -> list[MemoryRecord]:
         extra = await self._overlay(q)
+        if q.content_chars is not None:
+            extra = [replace(r, content=r.content[: q.content_chars]) for r in extra]
         measurement = self.target.measurement
         if not extra:
             sql = arc_sql.select_sql(measurement, q, limit=q.limit, offset=q.offset)
@@ -252,6 +255,10 @@ class ArcStore:
             merged.setdefault(record.id, record)
         ordered = sorted(merged.values(), key=sort_key, reverse=q.order == "desc")
         return ordered[q.offset : q.offset + q.limit]
+
+    async def query_page(self, q: MemoryQuery, budget_s: float) -> QueryPage:
+        # Arc scans on its own CPU, bounded by arc.query_timeout_s; the overlay is small.
+        return QueryPage(await self.query(q))
 
     async def count(self, q: MemoryQuery) -> int:
         extra = await self._overlay(q)
