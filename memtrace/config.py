@@ -120,7 +120,11 @@ class LimitsSettings(_Section):
     )
     org_rate_burst: int = Field(default=4000, ge=1, description="Token bucket size per org.")
     reads_per_org: int = Field(
-        default=2, ge=1, le=64, description="Reads of one org running at once."
+        default=0,
+        ge=0,
+        le=256,
+        description="Reads of one org running at once; 0 = one less than the CPUs this "
+        "process may use (at least 1), so one org never takes every core.",
     )
     scan_budget_ms: float = Field(
         default=1000.0,
@@ -217,6 +221,17 @@ class Settings(BaseSettings):
     @property
     def metadata_path(self) -> Path:
         return self.auth.db_path or self.storage.data_dir / "memtrace.db"
+
+    @property
+    def reads_per_org(self) -> int:
+        """``limits.reads_per_org``, with 0 resolved against the CPUs available."""
+        if self.limits.reads_per_org:
+            return self.limits.reads_per_org
+        try:
+            cpus = len(os.sched_getaffinity(0))
+        except AttributeError:  # not Linux
+            cpus = os.cpu_count() or 2
+        return max(1, cpus - 1)
 
     @property
     def dedup_window_us(self) -> int | None:

@@ -62,7 +62,7 @@ class Runtime:
         Returns:
             The plaintext of a newly created admin key (to print once), else ``None``.
         """
-        READ_POOL.configure(self.settings.storage.read_threads, self.settings.limits.reads_per_org)
+        READ_POOL.configure(self.settings.storage.read_threads, self.settings.reads_per_org)
         await self.catalog.open()
         key = await self._bootstrap(bootstrap_key and self.settings.auth.enabled)
         await self.reload()

@@ -16,7 +16,12 @@ from dataclasses import replace
 from typing import Any, TypeVar
 
 from memtrace.config import Settings
-from memtrace.domain.context import PREVIEW_CHARS, fits_whole, render_context
+from memtrace.domain.context import (
+    CHARS_PER_TOKEN,
+    PREVIEW_CHARS,
+    previews_to_complete,
+    render_context,
+)
 from memtrace.domain.dedup import derive_dedup_key
 from memtrace.domain.errors import DuplicateMemory, InvalidInput, NotFound
 from memtrace.domain.memory import MemoryRecord
@@ -42,12 +47,13 @@ from memtrace.domain.timestamps import from_us, now_us, to_us
 from memtrace.domain.windows import parse_window
 from memtrace.metadata.base import MetadataStore
 from memtrace.metadata.records import AgentRow, SessionRow
-from memtrace.storage.base import MemoryQuery, MemoryStore, NewMemory
+from memtrace.storage.base import MemoryQuery, MemoryStore, NewMemory, QueryPage
 from memtrace.telemetry.metrics import Metrics
 
 MAX_FUTURE_US = 5 * 60 * 1_000_000
 DAY_US = 86_400_000_000
 _TAG = re.compile(TAG_PATTERN)
+_COMPLETE_BATCH = 8  # full memories read at once while completing cut previews
 T = TypeVar("T")
 Offload = Callable[[Callable[[], Any]], Awaitable[Any]]
 """Runs CPU-heavy work (context rendering) off the event loop, counted as the org's work."""
@@ -207,6 +213,33 @@ class MemoryService:
             )
         return lo, hi
 
+    async def _complete(
+        self, previews: list[MemoryRecord], size: int, cut: list[int], max_tokens: int
+    ) -> tuple[list[MemoryRecord], bool]:
+        """Read in full the previews that were cut, newest first, until the whole context is
+        known to fit (the full records, True) or not to (the previews, False): at most the
+        budget plus one memory is read, however long the memories are."""
+        budget = max_tokens * CHARS_PER_TOKEN
+        memories = list(previews)
+        for start in range(0, len(cut), _COMPLETE_BATCH):
+            batch = cut[start : start + _COMPLETE_BATCH]
+            records = await asyncio.gather(*(self.store.get(previews[i].id) for i in batch))
+            for i, record in zip(batch, records, strict=True):
+                if record is None:  # gone meanwhile: render what was read
+                    return previews, False
+                size += len(record.content) - len(previews[i].content)  # a lower bound
+                if size > budget:
+                    return previews, False
+                memories[i] = record
+        return memories, True
+
+    async def _page(self, query: MemoryQuery) -> QueryPage:
+        """A list or search read within the work budget (``limits.scan_budget_ms``)."""
+        page = await self.store.query_page(query, self._budget_s)
+        if not page.complete:
+            self.metrics.partial_reads.inc()
+        return page
+
     async def get_memory(self, memory_id: str) -> MemoryRecord:
         record = await self.store.get(memory_id)
         if record is None or record.org_id != self.org_id:
@@ -240,7 +273,7 @@ class MemoryService:
             offset=params.offset,
             order=params.order,
         )
-        page = await self.store.query_page(query, self._budget_s)
+        page = await self._page(query)
         rows = page.records
         # A partial page may have more beyond it: has_more says so.
         more = len(rows) > params.limit or not page.complete
@@ -264,7 +297,7 @@ class MemoryService:
             offset=request.offset,
             order=request.order,
         )
-        page = await self.store.query_page(query, self._budget_s)
+        page = await self._page(query)
         elapsed = round((time.perf_counter() - started) * 1000)
         return SearchHits(page.records, elapsed, partial=not page.complete)
 
@@ -359,20 +392,22 @@ class MemoryService:
             order="desc",
             content_chars=PREVIEW_CHARS,
         )
-        # Previews first: they render any context that does not fit whole. Only when even the
-        # previews fit the budget, and some were cut, are the full contents read: then at most
-        # budget / PREVIEW_CHARS memories are longer than their preview.
-        memories = await self.store.query(query)
-        unseen = max((await self.store.count(query)) - cap, 0) if len(memories) == cap else 0
+        # Previews first: they render any context that does not fit whole (then items are cut
+        # to ITEM_CUT characters anyway). Reading, like formatting, stops at the budget.
+        page = await self._page(query)  # newest first: a spent budget omits the oldest
+        previews = page.records
+        unseen = 0
+        if len(previews) == cap or not page.complete:
+            unseen = max(await self.store.count(query) - len(previews), 0)
         budget = request.max_tokens
-        if (
-            unseen == 0
-            and any(len(m.content) >= PREVIEW_CHARS for m in memories)
-            and await self._offload(lambda: fits_whole(header, memories, budget))
-        ):
-            memories = await self.store.query(replace(query, content_chars=None))
+        memories, may_fit = previews, False
+        if unseen == 0:
+            todo = await self._offload(lambda: previews_to_complete(header, previews, budget))
+            if todo is not None:
+                size, cut = todo
+                memories, may_fit = await self._complete(previews, size, cut, budget)
         rendered = await self._offload(
-            lambda: render_context(header, memories, budget, unseen=unseen)
+            lambda: render_context(header, memories, budget, unseen=unseen, may_fit=may_fit)
         )
         return {
             "context": rendered.text,

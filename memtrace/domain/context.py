@@ -120,14 +120,29 @@ def _whole(header: str, memories: Sequence[MemoryRecord], max_tokens: int) -> st
     return text if estimate_tokens(text) <= max_tokens else None
 
 
-def fits_whole(header: str, memories: Sequence[MemoryRecord], max_tokens: int) -> bool:
-    """Whether every memory shown in full fits ``max_tokens``. With previews
-    (:data:`PREVIEW_CHARS`) it is a lower bound: False means the whole can never fit."""
-    return _whole(header, memories, max_tokens) is not None
+def previews_to_complete(
+    header: str, previews: Sequence[MemoryRecord], max_tokens: int
+) -> tuple[int, list[int]] | None:
+    """For memories read as previews (content cut to :data:`PREVIEW_CHARS`): ``None`` when the
+    whole context cannot fit (the previews alone exceed the budget: the truncated rendering
+    needs nothing more), else a lower bound of the whole context's size in characters and the
+    indexes of the previews that were cut, whose full content decides whether it fits."""
+    budget = max_tokens * CHARS_PER_TOKEN
+    size = len(header)
+    for memory in previews:
+        size += len(_line(memory, cut=False)) + 1
+        if size > budget:
+            return None
+    return size, [i for i, m in enumerate(previews) if len(m.content) >= PREVIEW_CHARS]
 
 
 def render_context(
-    header: str, memories: Sequence[MemoryRecord], max_tokens: int, *, unseen: int = 0
+    header: str,
+    memories: Sequence[MemoryRecord],
+    max_tokens: int,
+    *,
+    unseen: int = 0,
+    may_fit: bool = True,
 ) -> RenderedContext:
     """Render memories as markdown within ``max_tokens``; formatting stops at the budget.
 
@@ -137,8 +152,10 @@ def render_context(
         max_tokens: the budget, in estimated tokens.
         unseen: matching memories that were not even read (beyond the read cap); they count
             as omitted.
+        may_fit: False when the caller knows the whole cannot fit (``memories`` may then be
+            previews: only their first :data:`PREVIEW_CHARS` characters are used).
     """
-    full = _whole(header, memories, max_tokens) if unseen == 0 else None
+    full = _whole(header, memories, max_tokens) if unseen == 0 and may_fit else None
     if full is not None:
         return RenderedContext(full, len(memories), estimate_tokens(full), False, 0)
 

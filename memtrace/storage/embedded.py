@@ -17,6 +17,8 @@ from typing import Any
 from memtrace.domain.ids import memory_ids
 from memtrace.domain.memory import MemoryRecord, WriteOutcome
 from memtrace.storage.base import AgentMemoryStats, MemoryQuery, NewMemory, QueryPage, StoreHealth
+from memtrace.storage.contains import contains_clause
+from memtrace.storage.contains import prepare as prepare_contains
 from memtrace.storage.readpool import SYSTEM_LANE
 from memtrace.storage.rows import (
     COLUMN_LIST,
@@ -80,14 +82,6 @@ def _setup_writer(conn: sqlite3.Connection) -> None:
     conn.execute(f"PRAGMA cache_size = -{int(WRITER_CACHE_KIB)}")
 
 
-def _lower(value: str | None) -> str | None:
-    return value.lower() if value is not None else None
-
-
-def _prepare_reader(conn: sqlite3.Connection) -> None:
-    conn.create_function("mt_lower", 1, _lower, deterministic=True)
-
-
 def _fts_expression(needle: str) -> str | None:
     """An FTS5 query whose matches are a superset of rows containing ``needle``.
 
@@ -140,8 +134,9 @@ def build_where(q: MemoryQuery) -> tuple[str, list[Any]]:
         if expression is not None:
             clauses.append("m.rowid IN (SELECT rowid FROM memories_fts WHERE memories_fts MATCH ?)")
             params.append(expression)
-        clauses.append("instr(mt_lower(m.content), ?) > 0")
-        params.append(needle)
+        check, check_params = contains_clause(needle)
+        clauses.append(check)
+        params.extend(check_params)
     return " AND ".join(clauses), params
 
 
@@ -215,7 +210,7 @@ class EmbeddedStore:
             path,
             setup=_setup_writer,
             synchronous=synchronous,
-            prepare_reader=_prepare_reader,
+            prepare_reader=prepare_contains,
             on_begin=self._begin_group,
             before_commit=self._index_group,
             lane=lane,
