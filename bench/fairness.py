@@ -260,6 +260,7 @@ def _measure_in_subprocess(url: str, key: str, seconds: float) -> dict[str, list
         subprocess.run(
             [sys.executable, "-m", "bench.fairness", "--measure", url, key, str(seconds), out.name],
             check=True,
+            cwd=Path(__file__).resolve().parent.parent,  # the repository root: `bench` imports
         )
         data: dict[str, list[float]] = json.loads(Path(out.name).read_text())
         return data

@@ -102,7 +102,7 @@ class StreamGate:
         loop = asyncio.get_running_loop()
         last_message = loop.time()
         idle = asyncio.Event()
-        state = {"body_read": False, "started": False, "finished": False}
+        state = {"body_read": False, "started": False, "finished": False, "again": False}
 
         timers: list[asyncio.TimerHandle] = []
 
@@ -118,7 +118,14 @@ class StreamGate:
         async def tracked_send(message: Message) -> None:
             nonlocal last_message
             if message["type"] == "http.response.start":
+                if state["started"]:
+                    # The SDK's endpoint returns a response of its own once its stream has
+                    # ended; the stream was the response: drop the second one.
+                    state["again"] = True
+                    return
                 state["started"] = True
+            elif state["again"]:
+                return
             elif message["type"] == "http.response.body":
                 body = message.get("body", b"")
                 if body and not body.startswith(b":"):  # ": ping" comments keep nothing alive

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import time
@@ -51,11 +52,15 @@ def probe_write(data_dir: Path) -> str | None:
             path.unlink()  # a new file needs new blocks: rewriting old ones works on a full disk
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            os.write(fd, b"\0" * PROBE_BYTES)
+            left = memoryview(b"\0" * PROBE_BYTES)
+            while left:  # a file size limit shows as a short write first, then EFBIG
+                left = left[os.write(fd, left) :]
             os.fsync(fd)
         finally:
             os.close(fd)
     except OSError as exc:
+        if exc.errno in (errno.EMFILE, errno.ENFILE):
+            return "the server has too many files open (its file descriptor limit is reached)"
         reason = os.strerror(exc.errno) if exc.errno else type(exc).__name__
         return f"the data directory does not take writes ({reason})"
     return None

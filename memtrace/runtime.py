@@ -23,6 +23,7 @@ from memtrace.health import HealthMonitor
 from memtrace.metadata.catalog import Catalog
 from memtrace.service import MemoryService
 from memtrace.storage.readpool import READ_POOL
+from memtrace.storage.sqlite_limits import raise_open_file_limit
 from memtrace.telemetry.metrics import Metrics
 from memtrace.tenancy import StoreRegistry
 
@@ -63,12 +64,31 @@ class Runtime:
             The plaintext of a newly created admin key (to print once), else ``None``.
         """
         READ_POOL.configure(self.settings.storage.read_threads, self.settings.reads_per_org)
+        self._check_open_file_limit(raise_open_file_limit())
         await self.catalog.open()
         key = await self._bootstrap(bootstrap_key and self.settings.auth.enabled)
         await self.reload()
         await self.monitor.start()
         self._watcher = asyncio.create_task(self._watch(), name="memtrace-metadata-watch")
         return key
+
+    def _check_open_file_limit(self, limit: int) -> None:
+        """Warn when the descriptors the settings may need exceed the process's limit: the
+        server still works (idle stores are closed when descriptors run out), with more churn."""
+        settings = self.settings
+        need = (
+            settings.server.max_connections
+            + settings.storage.max_open_stores * (3 + 2 * settings.reads_per_org)
+            + 64
+        )
+        if need > limit:
+            log.warning(
+                "open-file limit %d is below what server.max_connections and "
+                "storage.max_open_stores may need (%d); raise it (ulimit -n, LimitNOFILE=) or "
+                "lower storage.max_open_stores",
+                limit,
+                need,
+            )
 
     async def close(self) -> None:
         await self.monitor.close()

@@ -16,9 +16,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import TypeVar
 
 from memtrace.config import Settings
 from memtrace.domain.errors import (
@@ -45,6 +46,7 @@ from memtrace.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 _FD_RETRIES = 3  # stores closed to free descriptors before an open gives up with a 503
 
 
@@ -132,6 +134,14 @@ class StoreRegistry:
         if self.on_open is not None:
             self.on_open(org_id)
         return entry
+
+    async def relieve(self) -> bool:
+        """When the process is out of file descriptors, close the least recently used idle
+        store; returns whether one was closed (the caller may then retry)."""
+        if not out_of_descriptors():
+            return False
+        async with self._lock:
+            return await self._make_room(len(self._open) - 1)
 
     async def _make_room(self, keep: int) -> bool:
         """Close least recently used idle embedded stores until at most ``keep`` are open.
@@ -265,42 +275,47 @@ class StoreRegistry:
 
 class OrgStore:
     """An org's store as its service sees it: every operation leases the open store, so the
-    registry may close an idle store to make room and reopen it on the next call."""
+    registry may close an idle store to make room and reopen it on the next call. An
+    operation that failed for want of a file descriptor (nothing of it was stored: a failed
+    write group is rolled back whole) is retried once after an idle store was closed."""
 
     def __init__(self, registry: StoreRegistry, org_id: str) -> None:
         self._registry = registry
         self.org_id = org_id
         self.backend = registry.backend_of(org_id)  # (a service lives for one request)
 
+    async def _run(self, operation: Callable[[MemoryStore], Awaitable[T]]) -> T:
+        try:
+            async with self._registry.use(self.org_id) as store:
+                return await operation(store)
+        except StorageUnavailable:
+            if not await self._registry.relieve():
+                raise
+        async with self._registry.use(self.org_id) as store:
+            return await operation(store)
+
     async def write(
         self, items: Sequence[NewMemory], dedup_window_us: int | None
     ) -> list[WriteOutcome]:
-        async with self._registry.use(self.org_id) as store:
-            return await store.write(items, dedup_window_us)
+        return await self._run(lambda store: store.write(items, dedup_window_us))
 
     async def query(self, q: MemoryQuery) -> list[MemoryRecord]:
-        async with self._registry.use(self.org_id) as store:
-            return await store.query(q)
+        return await self._run(lambda store: store.query(q))
 
     async def query_page(self, q: MemoryQuery, budget_s: float) -> QueryPage:
-        async with self._registry.use(self.org_id) as store:
-            return await store.query_page(q, budget_s)
+        return await self._run(lambda store: store.query_page(q, budget_s))
 
     async def count(self, q: MemoryQuery) -> int:
-        async with self._registry.use(self.org_id) as store:
-            return await store.count(q)
+        return await self._run(lambda store: store.count(q))
 
     async def get(self, memory_id: str) -> MemoryRecord | None:
-        async with self._registry.use(self.org_id) as store:
-            return await store.get(memory_id)
+        return await self._run(lambda store: store.get(memory_id))
 
     async def agent_stats(self, agent_id: str, since: int) -> AgentMemoryStats:
-        async with self._registry.use(self.org_id) as store:
-            return await store.agent_stats(agent_id, since)
+        return await self._run(lambda store: store.agent_stats(agent_id, since))
 
     async def health(self) -> StoreHealth:
-        async with self._registry.use(self.org_id) as store:
-            return await store.health()
+        return await self._run(lambda store: store.health())
 
     async def close(self) -> None:
         """Nothing to do: the registry owns the store."""

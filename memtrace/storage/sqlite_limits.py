@@ -24,6 +24,19 @@ def out_of_descriptors() -> bool:
         return False
 
 
+def raise_open_file_limit() -> int:
+    """Raise this process's soft open-file limit to its hard limit (as Go programs do at
+    start): every open store and every connection holds descriptors. Returns the soft limit."""
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft != hard and (soft != resource.RLIM_INFINITY):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+    except (OSError, ValueError):
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return int(soft)
+
+
 _NO_DESCRIPTORS = (
     "storage cannot be opened: the server has too many files open (its file descriptor limit "
     "is reached); retry shortly"
