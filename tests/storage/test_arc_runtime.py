@@ -251,7 +251,12 @@ async def test_binding_changes_apply_without_restart(
     org_id, key = await create_org_key(arc_runtime, "acme")
     headers = {"x-api-key": key}
     local = await write(http, headers, "embedded memory")
-    assert (await http.get("/health")).json()["stores"][org_id]["backend"] == "embedded"
+
+    async def on_embedded() -> bool:
+        stores = (await http.get("/health")).json()["stores"]
+        return stores.get(org_id, {}).get("backend") == "embedded"
+
+    await eventually(on_embedded)
     await bind(arc_runtime, org_id, arc_server, "acme", reload=False)  # like the CLI would
 
     async def on_arc() -> bool:
