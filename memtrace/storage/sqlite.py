@@ -178,7 +178,6 @@ class SQLiteDatabase:
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._readers: list[sqlite3.Connection] = []  # idle reader connections
         self._readers_lock = threading.Lock()
-        self._reading = 0  # reads running now
         self._thread: threading.Thread | None = None
         self._closed = False
         self.idle_releases = 0  # times the idle writer released its page cache
@@ -254,23 +253,20 @@ class SQLiteDatabase:
 
     def _reader(self) -> sqlite3.Connection:
         with self._readers_lock:
-            self._reading += 1
             if self._readers:
                 return self._readers.pop()
+        conn = connect(self.path, readonly=True)
         try:
-            conn = connect(self.path, readonly=True)
             if self._prepare_reader:
                 self._prepare_reader(conn)
-            return conn
         except BaseException:
-            with self._readers_lock:
-                self._reading -= 1
+            conn.close()
             raise
+        return conn
 
     def _release(self, conn: sqlite3.Connection) -> None:
         keep = self._max_readers or READ_POOL.per_lane + 1
         with self._readers_lock:
-            self._reading -= 1
             if not self._closed and len(self._readers) < keep:
                 self._readers.append(conn)
                 return
