@@ -1,8 +1,10 @@
 """The Arc backend through the real app: read-your-writes, Arc outages, isolation, rebinding,
-health and metrics. The emulator runs under uvicorn on 127.0.0.1 (real HTTP)."""
+health and metrics, probes while an Arc hangs. The emulator runs under uvicorn on 127.0.0.1
+(real HTTP)."""
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -36,6 +38,7 @@ async def arc_runtime(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncI
             "arc.retry_max_s": 0.2,
             "arc.connect_timeout_s": 1.0,
             "server.health_interval_s": 0.05,
+            "server.health_timeout_s": 2.0,
         },
     )
     rt = Runtime(settings)
@@ -313,3 +316,50 @@ async def test_filters_too_long_for_arc_are_a_400(
         "/api/v1/search", json={"content_contains": "\x00" * 1000}, headers=headers
     )
     assert huge.status_code == 400 and huge.json()["error"].startswith("query:")
+
+
+async def test_probes_answer_at_once_while_an_org_s_arc_hangs(
+    http: httpx.AsyncClient, arc_runtime: Runtime, arc_server: EmulatorServer
+) -> None:
+    """Probes never wait on a backend: with one org's Arc hanging (it accepts connections and
+    never answers), /health, /ready and /metrics answer at once, the process stays ready, and
+    the hang is reported for that org only (issue 14)."""
+    arc_org_id, arc_headers = await arc_org(arc_runtime, arc_server)
+    _, key = await create_org_key(arc_runtime)
+    plain = {"x-api-key": key}
+    await write(http, arc_headers, "acknowledged before the hang")
+    arc_server.emulator.fault = "hang"
+    try:
+
+        async def reported() -> bool:
+            store = (await http.get("/health")).json()["stores"].get(arc_org_id, {})
+            return "no answer" in store.get("detail", "")
+
+        await eventually(reported)
+        timings: dict[str, list[float]] = {}
+        for _ in range(10):
+            for path in ("/health", "/ready", "/metrics"):
+                started = time.perf_counter()
+                response = await http.get(path)
+                timings.setdefault(path, []).append(time.perf_counter() - started)
+                assert response.status_code == 200, (path, response.text)
+        for path, seconds in timings.items():
+            # Answered from memory; the hung Arc would hold each for 30 s (arc.query_timeout_s).
+            # The median is the figure: one answer on a loaded machine may be descheduled for
+            # a while, never for the hang.
+            assert statistics.median(seconds) < 0.1, (path, seconds)
+            assert max(seconds) < 2.0, (path, seconds)
+        assert (await http.get("/ready")).json()["stores"][arc_org_id]["healthy"] is False
+        metrics = (await http.get("/metrics")).text
+        assert f'memtrace_store_healthy{{org_id="{arc_org_id}"}} 0.0' in metrics
+        assert "memtrace_ready 1.0" in metrics
+        # Another org is served as usual meanwhile.
+        await write(http, plain, "an embedded org during the hang")
+        assert (await http.get(MEM, headers=plain)).json()["count"] == 1
+    finally:
+        arc_server.emulator.fault = None
+
+    async def recovered() -> bool:
+        return bool((await http.get("/health")).json()["stores"][arc_org_id]["healthy"])
+
+    await eventually(recovered)
