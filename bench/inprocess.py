@@ -53,7 +53,11 @@ async def remember(requests: int) -> dict[str, Any]:
     """CPU per single remember of the REST app, 32 concurrent in-process callers."""
     runtime, key = await _runtime(Path(tempfile.mkdtemp()) / "data")
     app = create_app(runtime, manage_runtime=False)
-    headers = [(b"content-type", b"application/json"), (b"x-api-key", key.encode())]
+    headers = [
+        (b"host", b"127.0.0.1:9100"),
+        (b"content-type", b"application/json"),
+        (b"x-api-key", key.encode()),
+    ]
 
     async def call(i: int) -> None:
         body = orjson.dumps(

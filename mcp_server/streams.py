@@ -17,7 +17,6 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
-from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -62,8 +61,8 @@ class StreamCounts:
 
 
 async def _refuse(send: Send, scope: Scope, receive: Receive, error: MemtraceError) -> None:
-    headers = {"retry-after": str(STREAM_RETRY_S)} if isinstance(error, RateLimited) else None
-    await JSONResponse(error.to_body(), error.status_code, headers=headers)(scope, receive, send)
+    response = JSONResponse(error.to_body(), error.status_code, headers=error.headers())
+    await response(scope, receive, send)
 
 
 class StreamGate:
@@ -80,13 +79,14 @@ class StreamGate:
             await self.app(scope, receive, send)
             return
         try:  # (the key gate in front has verified the key: this is a cache hit)
-            principal = await self.runtime.authenticate(presented_key(Headers(scope=scope)))
+            principal = await self.runtime.authenticate(presented_key(scope["headers"]))
         except MemtraceError as exc:
             await _refuse(send, scope, receive, exc)
             return
         refused = self.counts.open(principal)
         if refused is not None:
-            await _refuse(send, scope, receive, RateLimited(f"too many open streams: {refused}"))
+            error = RateLimited(f"too many open streams: {refused}", retry_after=STREAM_RETRY_S)
+            await _refuse(send, scope, receive, error)
             return
         metrics = self.runtime.metrics.open_streams
         metrics.set(self.counts.open_now)

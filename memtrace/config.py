@@ -7,18 +7,33 @@ environment > the first toml file found > defaults.
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import os
+import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Annotated, Any, ClassVar, Literal, cast
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+)
 from pydantic_settings import (
     BaseSettings,
+    EnvSettingsSource,
+    InitSettingsSource,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
-    TomlConfigSettingsSource,
 )
 
+from memtrace.config_go import go_environ, normalize_log_level, read_toml
 from memtrace.domain.errors import ConfigError
 from memtrace.domain.models import error_field
 
@@ -36,6 +51,71 @@ def config_search_path() -> list[Path]:
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+_HOST = r"([a-z0-9.-]+|\[[0-9a-f:.]+\])"
+_HOST_PATTERN = re.compile(rf"\*|{_HOST}(:[0-9]{{1,5}})?")
+_ORIGIN_PATTERN = re.compile(rf"\*|https?://{_HOST}(:([0-9]{{1,5}}|\*))?")
+
+
+def _matching(pattern: re.Pattern[str], what: str) -> Callable[[str], str]:
+    """A validator: the lower-cased value must match ``pattern`` (``what`` says how)."""
+
+    def check(value: str) -> str:
+        value = value.strip().lower().rstrip("/")
+        if not pattern.fullmatch(value):
+            raise ValueError(f"{value!r} is not {what} or *")
+        return value
+
+    return check
+
+
+def _comma_list(value: Any) -> Any:
+    """A list setting given as text (an environment variable): a JSON list or a comma list."""
+    if not isinstance(value, str):
+        return value
+    if value.lstrip().startswith("["):
+        try:
+            return json.loads(value)
+        except ValueError:
+            raise ValueError("expected a JSON list or a comma-separated list") from None
+    return [part for part in (p.strip() for p in value.split(",")) if part]
+
+
+# A host name or address, optionally with a port, or ``*`` for any host.
+HostPattern = Annotated[
+    str,
+    AfterValidator(
+        _matching(
+            _HOST_PATTERN,
+            "a host: expected a name or address with an optional port "
+            "(memtrace.example.com, 10.0.0.5:9100, [::1])",
+        )
+    ),
+]
+# ``scheme://host[:port]`` as browsers send it in ``Origin``, ``…:*`` for any port, or ``*``.
+OriginPattern = Annotated[
+    str,
+    AfterValidator(
+        _matching(
+            _ORIGIN_PATTERN,
+            "an origin: expected scheme://host[:port] (https://app.example.com, "
+            "http://localhost:*)",
+        )
+    ),
+]
+Hosts = Annotated[tuple[HostPattern, ...], NoDecode, BeforeValidator(_comma_list)]
+Origins = Annotated[tuple[OriginPattern, ...], NoDecode, BeforeValidator(_comma_list)]
+
+
+def is_loopback(host: str) -> bool:
+    """``localhost`` or a loopback address (127.0.0.0/8, ``::1``)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 class ServerSettings(_Section):
@@ -65,10 +145,30 @@ class ServerSettings(_Section):
         le=300,
         description="A backend that has not answered its health check by then is unhealthy.",
     )
+    allowed_hosts: Hosts | None = Field(
+        default=None,
+        description="Host header values accepted (DNS rebinding); None: the loopback names on "
+        "a loopback bind, any host otherwise.",
+    )
+    allowed_origins: Origins = Field(
+        default=(),
+        description="Origin header values accepted besides the server's own origin.",
+    )
+    cors_origins: Origins = Field(
+        default=(), description="Browser origins that get CORS headers; empty: CORS is off."
+    )
+
+    @property
+    def loopback(self) -> bool:
+        """Whether the server binds a loopback address only."""
+        return is_loopback(self.host)
 
 
 class LogSettings(_Section):
-    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Any case, and the Go memtrace's names (info, warn, trace, ...).
+    level: Annotated[
+        Literal["DEBUG", "INFO", "WARNING", "ERROR"], BeforeValidator(normalize_log_level)
+    ] = "INFO"
     format: Literal["console", "json"] = "console"
 
 
@@ -166,10 +266,18 @@ class ArcSettings(_Section):
     flush_interval_ms: int = Field(
         default=200, ge=1, le=600_000, description="Longest a row waits in the outbox."
     )
+    verify_after_s: float = Field(
+        default=6.0,
+        ge=0,
+        le=3600,
+        description="Wait this long after Arc's 204 before checking that Arc shows the rows "
+        "(covers Arc's flush, max_buffer_age_ms, default 5 s); verified rows leave the outbox.",
+    )
     visibility_grace_s: float = Field(
         default=30.0,
         ge=0,
-        description="How long shipped rows stay in the read overlay (cover Arc's flush delay).",
+        description="A shipped row Arc still does not show this long after its 204 is shipped "
+        "again (Arc lost its write buffer). Until verified, rows stay in the read overlay.",
     )
     retry_max_s: float = Field(default=30.0, gt=0, description="Cap of the shipper's backoff.")
     shutdown_drain_s: float = Field(
@@ -179,6 +287,17 @@ class ArcSettings(_Section):
         description="On graceful shutdown, ship pending outbox rows for at most this long "
         "(0 = don't; unshipped rows stay durable and ship after the next start).",
     )
+
+
+class LegacyArcSettings(_Section):
+    """The Go memtrace's legacy ``[arc]`` url/api_key/database/measurement (or
+    ``MEMTRACE_ARC_URL``…): on the first start they become ``org_default``'s Arc binding, as the
+    Go server did (docs/migrating-from-go.md). Without a url, nothing happens."""
+
+    url: str | None = None
+    api_key: SecretStr | None = None
+    database: str | None = None
+    measurement: str | None = None
 
 
 class Settings(BaseSettings):
@@ -192,6 +311,8 @@ class Settings(BaseSettings):
         frozen=True,
     )
 
+    toml_path: ClassVar[Path | None] = None  # the file read, set per load by load_settings
+
     server: ServerSettings = ServerSettings()
     log: LogSettings = LogSettings()
     storage: StorageSettings = StorageSettings()
@@ -199,6 +320,7 @@ class Settings(BaseSettings):
     dedup: DedupSettings = DedupSettings()
     limits: LimitsSettings = LimitsSettings()
     arc: ArcSettings = ArcSettings()
+    legacy_arc: LegacyArcSettings = LegacyArcSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -209,9 +331,22 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        if settings_cls.model_config.get("toml_file"):
-            sources.append(TomlConfigSettingsSource(settings_cls))
+        # Go's variable names (MEMTRACE_SERVER_READ_TIMEOUT, MEMTRACE_ARC_URL…) are read as the
+        # keys they map to, between the flags and our own variables.
+        go_values, go_names = go_environ(os.environ)
+        if isinstance(env_settings, EnvSettingsSource):
+            hidden = {name.lower() for name in go_names}
+            env_settings.env_vars = {
+                k: v for k, v in env_settings.env_vars.items() if k.lower() not in hidden
+            }
+        sources: list[PydanticBaseSettingsSource] = [
+            init_settings,
+            InitSettingsSource(settings_cls, go_values),
+            env_settings,
+        ]
+        toml_file: Path | None = getattr(settings_cls, "toml_path", None)
+        if toml_file is not None:
+            sources.append(InitSettingsSource(settings_cls, read_toml(toml_file)))
         return tuple(sources)
 
     @property
@@ -268,18 +403,17 @@ def load_settings(config: Path | None = None, overrides: dict[str, Any] | None =
         if value is not None:
             _deep_set(init, dotted, value)
     settings_cls: type[Settings] = Settings
-    if toml_file is not None:  # the file is part of the class config in pydantic-settings
-        config_dict = SettingsConfigDict(**{**Settings.model_config, "toml_file": toml_file})
-        settings_cls = cast(
-            "type[Settings]", type("Settings", (Settings,), {"model_config": config_dict})
-        )
+    if toml_file is not None:  # the sources are chosen per class in pydantic-settings
+        settings_cls = cast("type[Settings]", type("Settings", (Settings,), {}))
+        settings_cls.toml_path = toml_file
     try:
         return settings_cls(**init)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = f" (in {toml_file})" if toml_file else ""
         raise ConfigError(
-            f"invalid configuration{where}: {error_field(first['loc'])}: {first['msg']}"
+            f"invalid configuration{where}: {error_field(first['loc'])}: "
+            f"{first['msg'].removeprefix('Value error, ')}"
         ) from None
     except (OSError, ValueError) as exc:  # unreadable or malformed toml
         raise ConfigError(f"cannot read config file {toml_file}: {exc}") from None

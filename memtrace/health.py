@@ -17,7 +17,7 @@ import errno
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +120,11 @@ class HealthMonitor:
                 "backend": h.backend,
                 "healthy": h.healthy,
                 "outbox_pending": h.outbox_pending,
+                **(
+                    {"outbox_unverified": h.outbox_unverified, "outbox_parked": h.outbox_parked}
+                    if h.backend == "arc"
+                    else {}
+                ),
                 "checked_ago_s": round(now - checked.at, 3),  # when its last check started
                 **({"detail": h.detail} if h.detail else {}),
             }
@@ -187,11 +192,11 @@ class HealthMonitor:
                 health = await self._stores.check(org_id)
         except TimeoutError:
             previous = self._store_health.get(org_id)
-            health = StoreHealth(
-                self._stores.backend_of(org_id),
-                False,
-                previous.health.outbox_pending if previous else 0,
-                f"no answer to the health check within {self._timeout:g} s",
+            silent = f"no answer to the health check within {self._timeout:g} s"
+            health = (
+                replace(previous.health, healthy=False, detail=silent)  # counts: the last known
+                if previous is not None
+                else StoreHealth(self._stores.backend_of(org_id), False, detail=silent)
             )
         except Exception as exc:  # a store's health() never raises; be safe anyway
             health = StoreHealth(self._stores.backend_of(org_id), False, 0, str(exc))
@@ -203,6 +208,8 @@ class HealthMonitor:
         self._metrics.store_healthy.labels(org_id).set(1 if health.healthy else 0)
         if health.backend == "arc":
             self._metrics.outbox_pending.labels(org_id).set(health.outbox_pending)
+            self._metrics.outbox_unverified.labels(org_id).set(health.outbox_unverified)
+            self._metrics.outbox_parked.labels(org_id).set(health.outbox_parked)
 
     def _forget_closed(self) -> None:
         """Stores closed since (deleted orgs, idle stores closed to make room) leave the
@@ -210,7 +217,11 @@ class HealthMonitor:
         open_orgs = set(self._stores.open_orgs())
         for org in [o for o in self._store_health if o not in open_orgs]:
             del self._store_health[org]
-            with contextlib.suppress(KeyError):
-                self._metrics.store_healthy.remove(org)
-            with contextlib.suppress(KeyError):
-                self._metrics.outbox_pending.remove(org)
+            for gauge in (
+                self._metrics.store_healthy,
+                self._metrics.outbox_pending,
+                self._metrics.outbox_unverified,
+                self._metrics.outbox_parked,
+            ):
+                with contextlib.suppress(KeyError):
+                    gauge.remove(org)

@@ -31,6 +31,7 @@ from memtrace.domain.errors import (
 from memtrace.domain.memory import MemoryRecord, WriteOutcome
 from memtrace.metadata.bindings import ArcBinding
 from memtrace.storage.arc.store import ArcStore
+from memtrace.storage.arc.transfer import move_outbox_to_embedded
 from memtrace.storage.base import (
     AgentMemoryStats,
     MemoryQuery,
@@ -173,13 +174,20 @@ class StoreRegistry:
                 "no arc instance configured for this org (no storage backend)",
                 hint=f"an administrator must run: memtrace org add-arc {org_id} …",
             )
+        directory = org_dir(self._settings.data_dir, org_id)
+        synchronous = self._settings.storage.synchronous
         store = EmbeddedStore(
-            org_dir(self._settings.data_dir, org_id) / "memories.db",
-            org_id,
-            synchronous=self._settings.storage.synchronous,
-            lane=org_id,
+            directory / "memories.db", org_id, synchronous=synchronous, lane=org_id
         )
         await store.open()
+        # An org whose Arc binding was removed: memories still in its outbox (written just
+        # before the switch, or never confirmed by Arc) join the embedded store, never stranded.
+        try:
+            await move_outbox_to_embedded(
+                directory / "arc_outbox.db", org_id, store, synchronous=synchronous
+            )
+        except MemtraceError as exc:  # they stay durable in the outbox; the next open retries
+            log.error("Arc outbox of %s could not be moved to its store: %s", org_id, exc)
         return store
 
     async def _open_arc(self, org_id: str, binding: ArcBinding) -> ArcStore:

@@ -52,7 +52,7 @@ async def create_org_key(
 
     def write(conn: Any) -> None:
         if org_id is None:
-            md.insert_org(conn, target, org_name or target, now)
+            md.insert_org(conn, target, org_name or "test-" + target.removeprefix("org_"), now)
         md.insert_key(conn, record)
 
     await runtime.catalog.db.write(write)

@@ -1,6 +1,7 @@
 """Fault tests on the Arc backend with a real server subprocess and the Arc emulator over
 real HTTP: kill -9 loops with a non-empty outbox, Arc flapping (503, refused connections,
-success) under write load, and a missing or corrupted master key at start."""
+success) under write load, Arc losing its unflushed write buffer (a crash before its flush) in
+both, and a missing or corrupted master key at start. Acknowledged = stored, exactly once."""
 
 from __future__ import annotations
 
@@ -25,12 +26,17 @@ FAST = {
     "MEMTRACE_ARC_RETRY_MAX_S": "0.2",
     "MEMTRACE_ARC_CONNECT_TIMEOUT_S": "1",
     "MEMTRACE_ARC_WRITE_TIMEOUT_S": "2",
+    # Arc below flushes 0.3 s after a buffer's first write: verify after that, resend what
+    # it still lacks a second later.
+    "MEMTRACE_ARC_VERIFY_AFTER_S": "0.4",
+    "MEMTRACE_ARC_VISIBILITY_GRACE_S": "1",
 }
+ARC_FLUSH_S = 0.3
 
 
 @pytest.fixture
 def arc() -> Iterator[EmulatorServer]:
-    server = EmulatorServer(ArcEmulator()).start()
+    server = EmulatorServer(ArcEmulator(flush_delay_s=ARC_FLUSH_S)).start()
     yield server
     server.stop()
 
@@ -60,6 +66,17 @@ def outbox_pending(server: ServerProcess, org: str) -> int:
     return int(fresh_store_health(server.url, org)["outbox_pending"])
 
 
+def outbox_settled(server: ServerProcess, org: str) -> bool:
+    """Arc was seen (in a query) to hold every acknowledged row: the outbox is empty."""
+    store = httpx.get(f"{server.url}/health", timeout=10).json()["stores"].get(org, {})
+    return all(store.get(name) == 0 for name in ("outbox_pending", "outbox_unverified"))
+
+
+def flushed_ids(arc: EmulatorServer) -> list[str]:
+    """What Arc holds durably, without forcing a flush (memtrace must have made it so)."""
+    return [row[0] for row in arc.emulator.sql("acme", "SELECT id FROM events")]
+
+
 def test_sigkill_loop_with_unshipped_outbox(
     tmp_path: Path, arc: EmulatorServer, env: dict[str, str]
 ) -> None:
@@ -68,18 +85,24 @@ def test_sigkill_loop_with_unshipped_outbox(
     server = ServerProcess(data_dir, env=env)
     acked: list[str] = []
     try:
+        lost = 0
         for round_no in range(3):
-            # Arc refuses writes in odd rounds: the kill hits a non-empty outbox.
+            # Arc refuses writes in odd rounds: the kill hits a non-empty outbox. In even
+            # rounds Arc crashes together with memtrace, losing its unflushed buffer.
             arc.emulator.fault = "503" if round_no % 2 else None
             server.start()
             with Writers(server.url, key, f"arc round {round_no}") as writers:
                 wait_until(lambda w=writers: w.count() >= 40, timeout=60)  # type: ignore[misc]
+                if not round_no % 2:
+                    wait_until(lambda: arc.emulator.buffered() > 0, timeout=60, interval=0.005)
+                    lost += arc.emulator.lose_buffer()
                 assert server.kill(signal.SIGKILL) == -signal.SIGKILL
             acked += writers.acked
+        assert lost > 0
         arc.emulator.fault = None
         server.start()
-        wait_until(lambda: outbox_pending(server, org) == 0, timeout=60)
-        wait_until(lambda: set(acked) <= set(arc_ids(arc)), timeout=60)
+        wait_until(lambda: outbox_settled(server, org), timeout=60)
+        assert set(acked) <= set(flushed_ids(arc)), "an acknowledged memory was lost"
         # Shipping is at-least-once: a batch Arc accepted just before a kill is sent again
         # after the restart. Readers must still see every memory exactly once.
         listed = all_ids(server.url, key)
@@ -104,9 +127,10 @@ def test_arc_flapping_under_write_load(
     phases: list[str] = []
 
     def flap() -> None:
-        """503s, then refused connections, then success, over and over."""
+        """503s, then refused connections, then success, then a crash that loses Arc's
+        unflushed buffer, over and over."""
         while not stop.is_set():
-            for phase in ("503", "down", "up"):
+            for phase in ("503", "down", "up", "crash"):
                 if stop.is_set():
                     return
                 phases.append(phase)
@@ -115,15 +139,17 @@ def test_arc_flapping_under_write_load(
                 elif phase == "down":
                     arc.emulator.fault = None
                     arc.stop()
-                else:
+                elif phase == "up":
                     arc.start()
+                else:
+                    arc.emulator.lose_buffer()
                 stop.wait(0.3)  # how long each phase lasts (load keeps running throughout)
 
     flapper = threading.Thread(target=flap, daemon=True)
     try:
         with Writers(server.url, key, "flapping", threads=4) as writers:
             flapper.start()
-            wait_until(lambda: len(phases) >= 9 and writers.count() >= 150, timeout=120)
+            wait_until(lambda: len(phases) >= 12 and writers.count() >= 150, timeout=120)
             stop.set()
             flapper.join(timeout=30)
         if arc._server is None:  # the flapper may have stopped in a "down" phase
@@ -131,8 +157,9 @@ def test_arc_flapping_under_write_load(
         arc.emulator.fault = None
         acked = writers.acked
         assert acked, "no write was acknowledged while Arc flapped"
-        wait_until(lambda: outbox_pending(server, org) == 0, timeout=60)
-        wait_until(lambda: set(acked) <= set(arc_ids(arc)), timeout=60)
+        assert arc.emulator.lost > 0, "no crash hit a non-empty buffer"
+        wait_until(lambda: outbox_settled(server, org), timeout=60)
+        assert set(acked) <= set(flushed_ids(arc)), "an acknowledged memory was lost"
         shipped = arc_ids(arc)
         assert len(shipped) == len(set(shipped)), "a memory reached Arc twice"
         listed = all_ids(server.url, key)

@@ -194,3 +194,45 @@ async def test_remote_mode_with_the_server_down_reports_a_tool_error() -> None:
         assert result.is_error
         assert "Traceback" not in text(result)
         assert result.structured_content["status"] >= 500
+
+
+def without_memtrace_env() -> dict[str, str]:
+    """The environment with the test settings and no server or data directory."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMTRACE_")}
+    return {**env, **TEST_ENV}
+
+
+def test_without_a_mode_it_says_what_to_set_and_creates_nothing(tmp_path: Path) -> None:
+    """Neither a server nor a data directory: one line, and no ./data in the client's cwd."""
+    result = subprocess.run(
+        [MEMTRACE_MCP],
+        env=without_memtrace_env(),
+        cwd=tmp_path,
+        input="",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "memtrace-mcp: set MEMTRACE_URL and MEMTRACE_API_KEY to use a memtrace server "
+        "(MEMTRACE_API_KEY alone means http://localhost:9100), or MEMTRACE_DATA_DIR to open a "
+        "local data directory"
+    ]
+    assert list(tmp_path.iterdir()) == []
+
+
+async def test_go_era_config_only_an_api_key_calls_localhost_9100(tmp_path: Path) -> None:
+    """The Go memtrace-mcp's configuration (MEMTRACE_API_KEY, no URL) calls the server on
+    localhost:9100, never a private local store."""
+    params = StdioServerParameters(
+        command=MEMTRACE_MCP,
+        env={**without_memtrace_env(), "MEMTRACE_API_KEY": "mtk_" + "A" * 43 + "="},
+        cwd=str(tmp_path),
+    )
+    async with Client(params) as client:
+        result = await client.call_tool("memtrace_recall", {"agent_id": "bot"})
+        assert result.is_error  # a server there refuses the key, or none is listening
+        message = text(result)
+        assert "could not reach the memtrace server" in message or "API key" in message
+    assert list(tmp_path.iterdir()) == []

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
-from http_api.deps import ReadService, WriteService, json_response, read_json
+from http_api.deps import JsonRoute, ReadService, WriteService, json_response, read_json
 from memtrace.domain.models import (
     ListParams,
     Memory,
@@ -21,7 +21,7 @@ from memtrace.domain.models import (
 )
 from memtrace.domain.results import RecordPage
 
-router = APIRouter(prefix="/api/v1", tags=["memories"])
+router = APIRouter(prefix="/api/v1", tags=["memories"], route_class=JsonRoute)
 
 _WRITE_BODY = {
     "requestBody": {
@@ -41,6 +41,12 @@ _WRITE_BODY = {
 EXTRA_SCHEMAS = (MemoryCreate, MemoryBatchCreate)
 
 
+def is_batch(payload: Any) -> bool:
+    """A body is a batch when it has ``memories`` and no ``content``: a single memory with an
+    extra ``memories`` field is still one memory (unknown fields are ignored)."""
+    return isinstance(payload, dict) and "memories" in payload and "content" not in payload
+
+
 def page_response(page: RecordPage) -> Response:
     return json_response(page.to_wire())
 
@@ -55,7 +61,7 @@ def page_response(page: RecordPage) -> Response:
 )
 async def create_memories(request: Request, service: WriteService) -> Response:
     payload: Any = await read_json(request)
-    if isinstance(payload, dict) and "memories" in payload:
+    if is_batch(payload):
         batch = parse_model(MemoryBatchCreate, payload)
         result = await service.remember_batch(batch.memories)
         return json_response(result.to_wire(), 201)

@@ -9,6 +9,7 @@ import click
 from memtrace import __version__
 from memtrace.cli.common import MemtraceGroup, common_options
 from memtrace.cli.keys import key, keygen
+from memtrace.cli.migrate import migrate_from_go
 from memtrace.cli.org import org
 from memtrace.cli.serve import mcp, serve
 
@@ -26,7 +27,7 @@ def cli(ctx: click.Context, config_path: Path | None, data_dir: Path | None) -> 
         ctx.invoke(serve)
 
 
-for _command in (serve, mcp, org, key, keygen):
+for _command in (serve, mcp, org, key, keygen, migrate_from_go):
     cli.add_command(_command)
 
 

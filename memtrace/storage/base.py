@@ -82,6 +82,8 @@ class StoreHealth:
     healthy: bool
     outbox_pending: int = 0
     detail: str | None = None
+    outbox_unverified: int = 0  # Arc answered 204, not yet seen in a query
+    outbox_parked: int = 0  # Arc refuses these rows; kept and readable
 
 
 class MemoryStore(Protocol):

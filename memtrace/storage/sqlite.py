@@ -26,7 +26,8 @@ from memtrace.domain.dedup import DedupWindow
 from memtrace.domain.errors import MemtraceError, StorageUnavailable
 from memtrace.storage.base import NewMemory
 from memtrace.storage.readpool import READ_POOL
-from memtrace.storage.sqlite_limits import ScanBudget, storage_error
+from memtrace.storage.sqlite_limits import ScanBudget
+from memtrace.storage.sqlite_limits import storage_error as storage_error  # (re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -84,22 +85,39 @@ def schema_statements(script: str) -> list[str]:
     return statements
 
 
-def create_schema(conn: sqlite3.Connection, script: str, *, version: int, what: str) -> None:
-    """Create a file's schema (version 1) unless it is there, in one transaction.
+def create_schema(
+    conn: sqlite3.Connection,
+    script: str,
+    *,
+    version: int,
+    what: str,
+    upgrades: Sequence[str | Callable[[sqlite3.Connection], None]] = (),
+) -> None:
+    """Create a file's schema (version 1) unless it is there, then apply the ``upgrades`` it
+    lacks (``upgrades[0]`` takes version 1 to 2, and so on), in one transaction. An upgrade is
+    a DDL script, or a function run on the connection for what SQL alone cannot do.
 
     The version (``PRAGMA user_version``) is read only once the write lock is held, so two
     processes opening the same file at once (``memtrace serve`` beside an embedded
     ``memtrace-mcp``) cannot both create it; a crash mid-way leaves the old version intact.
     """
+    if version != 1 + len(upgrades):
+        raise ValueError(f"{what}: version {version} needs {version - 1} upgrade scripts")
     conn.execute("BEGIN IMMEDIATE")
     try:
         found = conn.execute("PRAGMA user_version").fetchone()[0]
         if found > version:
             raise RuntimeError(f"{what} schema {found}, newer than this memtrace supports")
-        if found < 1:
-            for statement in schema_statements(script):
+        scripts = [script, *upgrades]
+        for step in range(found, version):
+            upgrade = scripts[step]
+            if callable(upgrade):
+                upgrade(conn)
+                continue
+            for statement in schema_statements(upgrade):
                 conn.execute(statement)
-            conn.execute("PRAGMA user_version = 1")
+        if found < version:
+            conn.execute(f"PRAGMA user_version = {int(version)}")
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")

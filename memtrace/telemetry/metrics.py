@@ -40,6 +40,24 @@ class Metrics:
             ["org_id"],
             registry=self.registry,
         )
+        self.outbox_unverified = Gauge(
+            "memtrace_outbox_unverified",
+            "Memories Arc accepted (204) but has not yet shown in a query, by org.",
+            ["org_id"],
+            registry=self.registry,
+        )
+        self.outbox_parked = Gauge(
+            "memtrace_outbox_parked",
+            "Memories Arc refuses, kept in the outbox (memtrace org outbox ORG), by org.",
+            ["org_id"],
+            registry=self.registry,
+        )
+        self.arc_reshipped = Counter(
+            "memtrace_arc_reshipped",
+            "Memories shipped again because Arc did not show them after its 204, by org.",
+            ["org_id"],
+            registry=self.registry,
+        )
         self.arc_errors = Counter(
             "memtrace_arc_errors",
             "Failed requests to Arc, by operation.",

@@ -6,8 +6,10 @@ Per database (``x-arc-database``) one in-memory DuckDB; per measurement one tabl
 the first write with column types from each column's first non-null value. Writes land in a
 buffer that becomes queryable on flush: immediately (``flush_delay_s = 0``), after the delay,
 or on ``POST /api/v1/write/line-protocol/flush``. ``fault`` makes every API call answer 500 or
-503, or (``"hang"``) never answer while it is set; stopping the server refuses connections.
-Run it: ``python -m memtrace.testing.arc_server``.
+503, or (``"hang"``) never answer while it is set; ``lose_buffer()`` is a crash before the
+flush (204-answered rows are gone); ``refuse_content`` makes Arc refuse (400) writes holding a
+row with that text; stopping the server refuses connections. The same switches over HTTP:
+``POST /_emulator/control``. Run it: ``python -m memtrace.testing.arc_server``.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ _FORBIDDEN = re.compile(
 )
 _QUALIFIED_TABLE = re.compile(r"\b(FROM|JOIN)\s+\"?[A-Za-z_]\w*\"?\s*\.\s*\"?[A-Za-z_]", re.I)
 _STRIP_QUOTED = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"")
+_MIN_TS, _MAX_TS = -(2**63) + 1, 2**63 - 1  # DuckDB's TIMESTAMP range in µs (exclusive)
 TEST_TOKEN = "arc-test-token"  # noqa: S105 (a fixture's well-known token, not a secret)
 Fault = Literal["500", "503", "hang"] | None
 HANG_POLL_S = 0.02
@@ -53,15 +56,26 @@ def _duck_type(value: Any) -> str:
 
 
 def _to_us(first: int) -> int:
-    """Multiplier to microseconds, guessed from the first time value's magnitude (docs/arc.md)."""
-    magnitude = abs(first)
-    if magnitude < 10**10:
+    """Multiplier to microseconds, guessed from the first time value's magnitude (docs/arc.md).
+    Arc compares the signed value, so a negative first value reads as seconds."""
+    if first < 10**10:
         return 1_000_000
-    if magnitude < 10**13:
+    if first < 10**13:
         return 1000
-    if magnitude < 10**16:
+    if first < 10**16:
         return 1
     return -1000  # nanoseconds: divide
+
+
+def _int64(value: int) -> int:
+    """Arc converts with Go int64 arithmetic: an overflowing product wraps around silently."""
+    return (value + 2**63) % 2**64 - 2**63
+
+
+def _truncated(value: int, divisor: int) -> int:
+    """Go's integer division (toward zero)."""
+    quotient = abs(value) // divisor
+    return quotient if value >= 0 else -quotient
 
 
 def _rfc3339(value: datetime) -> str:
@@ -93,6 +107,8 @@ class ArcEmulator:
         self.flush_delay_s = flush_delay_s
         self.fault: Fault = None
         self.fail_writes_after: int | None = None  # answer 503 to writes once this many succeeded
+        self.refuse_content: str | None = None  # answer 400 to writes with a content holding it
+        self.lost = 0  # rows dropped by lose_buffer()
         self.writes = 0
         self._dbs: dict[str, duckdb.DuckDBPyConnection] = {}
         self._types: dict[tuple[str, str], dict[str, str]] = {}
@@ -105,6 +121,7 @@ class ArcEmulator:
                 ("POST", "/api/v1/write/msgpack"): self._write,
                 ("POST", "/api/v1/write/line-protocol/flush"): self._flush,
                 ("POST", "/api/v1/query"): self._query,
+                ("POST", "/_emulator/control"): self._control,
             }
         )
 
@@ -114,6 +131,17 @@ class ArcEmulator:
         """Make every buffered row queryable now; returns how many rows were flushed."""
         with self._lock:
             return sum(self._flush_db(db) for db in list(self._buffers))
+
+    def lose_buffer(self) -> int:
+        """Crash before the flush: rows Arc would already have flushed (their buffer's age
+        reached ``flush_delay_s``) become queryable, every other buffered row is gone although
+        its write was answered 204. Returns how many rows were lost."""
+        self._flush_due()
+        with self._lock:
+            lost = self.buffered()
+            self._buffers.clear()
+            self.lost += lost
+            return lost
 
     def buffered(self) -> int:
         with self._lock:
@@ -207,6 +235,47 @@ class ArcEmulator:
             return JSONResponse({"status": "error"}, int(self.fault))
         return JSONResponse({"status": "ok"})
 
+    async def _control(self, request: Request) -> Response:
+        """Test switches over HTTP, for an emulator in another process: a JSON object with any
+        of ``fault`` ("500", "503", "hang" or null), ``flush_delay_ms``, ``refuse_content`` (text or
+        null) and ``lose_buffer`` (true: crash before the flush now). Needs the token."""
+        if self.token is not None and not self._authorized(request):
+            return JSONResponse({"success": False, "error": "invalid token"}, 401)
+        try:
+            body = orjson.loads(await request.body())
+            if not isinstance(body, dict):
+                raise TypeError
+        except Exception:
+            return JSONResponse({"success": False, "error": "expected a JSON object"}, 400)
+        fault, delay, refuse = (
+            body.get("fault"),
+            body.get("flush_delay_ms", 0),
+            body.get("refuse_content"),
+        )
+        if fault not in (None, "500", "503", "hang") or not isinstance(refuse, str | None):
+            return JSONResponse({"success": False, "error": "fault or refuse_content"}, 400)
+        if isinstance(delay, bool) or not isinstance(delay, int | float) or delay < 0:
+            return JSONResponse({"success": False, "error": "flush_delay_ms"}, 400)
+        lost = 0
+        with self._lock:
+            if "fault" in body:
+                self.fault = fault
+            if "flush_delay_ms" in body:
+                self.flush_delay_s = delay / 1000
+            if "refuse_content" in body:
+                self.refuse_content = refuse
+            if body.get("lose_buffer"):
+                lost = self.lose_buffer()
+        return JSONResponse(
+            {
+                "fault": self.fault,
+                "flush_delay_ms": self.flush_delay_s * 1000,
+                "refuse_content": self.refuse_content,
+                "buffered": self.buffered(),
+                "lost": lost,
+            }
+        )
+
     async def _flush(self, request: Request) -> Response:
         if (denied := await self._guard(request)) is not None:
             return denied
@@ -241,7 +310,14 @@ class ArcEmulator:
         if any(not isinstance(t, int) for t in times):
             return JSONResponse({"success": False, "error": "time must be integers"}, 400)
         factor = _to_us(times[0])
-        micros = [t * factor if factor > 0 else t // -factor for t in times]
+        micros = [_int64(t * factor) if factor > 0 else _truncated(t, -factor) for t in times]
+        if any(not _MIN_TS < at < _MAX_TS for at in micros):
+            # DuckDB cannot hold the wrapped value: refuse rather than fail at flush time.
+            return JSONResponse({"success": False, "error": "timestamp out of range"}, 400)
+        if self.refuse_content is not None and any(
+            isinstance(v, str) and self.refuse_content in v for v in columns.get("content", ())
+        ):
+            return JSONResponse({"success": False, "error": "emulated refusal of a row"}, 400)
         with self._lock:
             types = self._types.setdefault((database, measurement), {"time": "TIMESTAMP"})
             for name, values in columns.items():

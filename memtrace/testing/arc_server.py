@@ -1,10 +1,12 @@
 """Run the Arc emulator on 127.0.0.1 (a developer's local Arc, and the tests' real-HTTP Arc).
 
     python -m memtrace.testing.arc_server --port 8000 --token arc-dev --flush-delay-ms 100
+    python -m memtrace.testing.arc_server --flush-delay-ms 1000 --lose-buffer-every-ms 2500
 
 :class:`EmulatorServer` runs it under uvicorn in a background thread of the current process, so
-a test can flip the emulator's switches (``fault``, ``flush_delay_s``) and stop/restart it to
-refuse connections.
+a test can flip the emulator's switches (``fault``, ``flush_delay_s``, ``lose_buffer()``, ...)
+and stop/restart it to refuse connections. An emulator in another process takes the same
+switches at ``POST /_emulator/control``.
 """
 
 from __future__ import annotations
@@ -69,9 +71,27 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--flush-delay-ms", type=int, default=0, help="rows become queryable after this delay"
     )
+    parser.add_argument(
+        "--lose-buffer-every-ms",
+        type=int,
+        default=0,
+        help="fault: every this many ms, drop the rows not yet flushed (an Arc crash before its "
+        "flush; writes were answered 204). Use with --flush-delay-ms.",
+    )
     args = parser.parse_args(argv)
     emulator = ArcEmulator(token=args.token or None, flush_delay_s=args.flush_delay_ms / 1000)
+    if args.lose_buffer_every_ms > 0:
+        _crash_periodically(emulator, args.lose_buffer_every_ms / 1000)
     uvicorn.run(emulator.app, host=args.host, port=args.port, log_level="info")
+
+
+def _crash_periodically(emulator: ArcEmulator, every_s: float) -> None:
+    def run() -> None:
+        while True:
+            time.sleep(every_s)
+            emulator.lose_buffer()
+
+    threading.Thread(target=run, name="arc-emulator-crashes", daemon=True).start()
 
 
 if __name__ == "__main__":  # pragma: no cover

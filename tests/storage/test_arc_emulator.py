@@ -74,3 +74,49 @@ async def test_auth_and_faults(arc: tuple[ArcEmulator, httpx.AsyncClient]) -> No
     assert (await client.get("/health")).status_code == 503
     emulator.fault = None
     assert (await client.get("/health")).status_code == 200
+
+
+async def test_time_unit_guessing_is_arcs(arc: tuple[ArcEmulator, httpx.AsyncClient]) -> None:
+    """The first value decides the unit of the whole column, compared signed, and products
+    wrap around like Go's int64 (docs/arc.md): what memtrace's batches are built against."""
+    emulator, client = arc
+    day_us = 86_400_000_000
+    assert await write(client, {"time": [day_us, 2 * day_us], "n": [1, 2]}) == 204  # read as ms
+    assert await write(client, {"time": [-5, 7], "n": [3, 4]}) == 204  # negative: seconds
+    now_us = 1_800_000_000_000_000
+    assert await write(client, {"time": [5, now_us], "n": [5, 6]}) == 204  # times 1e6 wraps
+    emulator.flush()
+    got = dict(emulator.sql("db", "SELECT n, epoch_us(time) FROM events"))
+    assert got[1] == day_us * 1000 and got[2] == 2 * day_us * 1000
+    assert got[3] == -5_000_000 and got[4] == 7_000_000
+    assert got[6] == (now_us * 1_000_000 + 2**63) % 2**64 - 2**63
+
+
+async def test_lose_buffer_is_a_crash_before_the_flush(
+    arc: tuple[ArcEmulator, httpx.AsyncClient],
+) -> None:
+    emulator, client = arc
+    emulator.flush_delay_s = 0.0  # a buffer already due is flushed, hence durable
+    assert await write(client, {"time": [1_800_000_000], "n": [1]}) == 204
+    emulator.flush_delay_s = 3600.0
+    assert await write(client, {"time": [1_800_000_001], "n": [2]}) == 204
+    assert emulator.buffered() == 1
+    control = await client.post("/_emulator/control", json={"lose_buffer": True})
+    assert control.status_code == 200 and control.json()["lost"] == 1
+    assert emulator.buffered() == 0 and emulator.lost == 1
+    assert emulator.sql("db", "SELECT n FROM events") == [(1,)]
+    denied = await client.post(
+        "/_emulator/control", json={"fault": "503"}, headers={"x-api-key": "wrong"}
+    )
+    assert denied.status_code == 401 and emulator.fault is None
+    refuse = await client.post("/_emulator/control", json={"refuse_content": "bad"})
+    assert refuse.json()["refuse_content"] == "bad"
+    body = {"time": [1_800_000_002, 1_800_000_003], "content": ["ok", "a bad row"]}
+    assert await write(client, body) == 400
+
+
+async def test_control_refuses_bad_switches(arc: tuple[ArcEmulator, httpx.AsyncClient]) -> None:
+    emulator, client = arc
+    for body in ({"fault": "418"}, {"flush_delay_ms": "soon"}, {"refuse_content": 3}, [1]):
+        assert (await client.post("/_emulator/control", json=body)).status_code == 400, body
+    assert emulator.fault is None and emulator.refuse_content is None

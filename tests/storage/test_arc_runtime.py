@@ -51,7 +51,7 @@ async def arc_runtime(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncI
 async def http(arc_runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(arc_runtime, manage_runtime=False)
     async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://memtrace.test"
+        transport=httpx.ASGITransport(app=app), base_url="http://localhost"
     ) as c:
         yield c
 
@@ -268,6 +268,7 @@ async def test_binding_changes_apply_without_restart(
         return response.status_code == 200 and stores.get(org_id, {}).get("backend") == "arc"
 
     await eventually(on_arc, timeout=2.0)
+    arc_server.emulator.flush_delay_s = 3600.0  # Arc keeps it unconfirmed in its buffer
     remote = await write(http, headers, "arc memory")
     listed = (await http.get(MEM, headers=headers)).json()["memories"]
     assert [m["id"] for m in listed] == [remote]  # embedded data stays put until copied
@@ -281,7 +282,8 @@ async def test_binding_changes_apply_without_restart(
 
     await eventually(back_on_embedded, timeout=2.0)
     listed = (await http.get(MEM, headers=headers)).json()["memories"]
-    assert [m["id"] for m in listed] == [local]
+    # The memory Arc never confirmed was moved from the outbox into the embedded store.
+    assert [m["id"] for m in listed] == [remote, local]
 
 
 async def test_wrong_master_key_gives_a_clear_503(
@@ -363,3 +365,29 @@ async def test_probes_answer_at_once_while_an_org_s_arc_hangs(
         return bool((await http.get("/health")).json()["stores"][arc_org_id]["healthy"])
 
     await eventually(recovered)
+
+
+async def test_parked_rows_are_reported_per_org(
+    http: httpx.AsyncClient, arc_runtime: Runtime, arc_server: EmulatorServer
+) -> None:
+    """A row Arc refuses shows in /health (per org, with what to run) and /metrics, the org
+    keeps shipping, and the row stays readable."""
+    org_id, headers = await arc_org(arc_runtime, arc_server)
+    arc_server.emulator.refuse_content = "refused by arc"
+    bad = await write(http, headers, "this one is refused by arc")
+    good = await write(http, headers, "this one is fine")
+
+    async def parked() -> bool:
+        store = (await http.get("/health")).json()["stores"][org_id]
+        return store["outbox_parked"] == 1 and store["outbox_pending"] == 0
+
+    await eventually(parked)
+    health = await http.get("/health")
+    store = health.json()["stores"][org_id]
+    assert store["healthy"] is True and f"memtrace org outbox {org_id}" in store["detail"]
+    assert (await http.get("/ready")).status_code == 200  # one org's refused row is no outage
+    metrics = (await http.get("/metrics")).text
+    assert f'memtrace_outbox_parked{{org_id="{org_id}"}} 1.0' in metrics
+    assert good in ids_in_arc(arc_server, "acme") and bad not in ids_in_arc(arc_server, "acme")
+    listed = (await http.get(MEM, headers=headers)).json()["memories"]
+    assert {m["id"] for m in listed} == {bad, good}

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from memtrace.domain.memory import MemoryRecord
 from memtrace.storage.arc import sql as arc_sql
+from memtrace.storage.arc.batch import arc_columns
 from memtrace.storage.arc.client import ArcClient
-from memtrace.storage.arc.store import arc_columns
 from memtrace.storage.base import MemoryQuery
 from memtrace.storage.embedded import EmbeddedStore
 from memtrace.storage.rows import row_to_record

@@ -5,8 +5,9 @@ The protocol is described in docs/arc.md, "Arc's wire protocol".
 httpx + msgpack directly rather than ``arc-tsdb-client``: we need an async client with our own
 timeouts and a transport seam for tests, and the official client pulls in pyarrow. Failures are
 raised as :class:`ArcUnavailable` (retryable: connection refused, timeouts, 5xx) or
-:class:`ArcRejected` (400/401/403: the request or the credentials are wrong). Messages never
-carry the API key.
+:class:`ArcRejected` (other 4xx: the request or the credentials are wrong), with
+:class:`ArcRefused` for a write whose rows Arc refuses (400/413/422). Messages never carry the
+API key.
 """
 
 from __future__ import annotations
@@ -31,6 +32,18 @@ class ArcRejected(StorageUnavailable):
     """Arc refused the request (bad payload, SQL or credentials); retrying will not help."""
 
     default_message = "Arc rejected the request"
+
+
+class ArcRefused(ArcRejected):
+    """Arc refused the payload itself (400, 413, 422): the rows, not the connection or the
+    credentials, are the problem; sending the same rows again gets the same answer."""
+
+    default_message = "Arc refused the rows"
+
+
+# Statuses that blame the request body; other 4xx (401/403 credentials, 404/405 a wrong URL)
+# blame the binding and must never get rows set aside.
+_PAYLOAD_REFUSALS = frozenset({400, 413, 422})
 
 
 class ArcClient:
@@ -83,6 +96,8 @@ class ArcClient:
             raise ArcUnavailable(f"Arc {operation} failed with {response.status_code}")
         if response.status_code >= 400:
             detail = _error(response)
+            if operation == "write" and response.status_code in _PAYLOAD_REFUSALS:
+                raise ArcRefused(f"Arc refused the rows ({response.status_code}): {detail}")
             raise ArcRejected(f"Arc {operation} rejected ({response.status_code}): {detail}")
         return response
 
@@ -99,6 +114,14 @@ class ArcClient:
 
     async def query(self, sql: str) -> list[list[Any]]:
         """Run one SQL statement; the rows (row-major), empty for a measurement with no data."""
+        return list((await self._query(sql)).get("data") or [])
+
+    async def query_columns(self, sql: str) -> list[str]:
+        """Run one SQL statement; the names of its result columns (none for a measurement
+        with no data)."""
+        return [str(name) for name in (await self._query(sql)).get("columns") or []]
+
+    async def _query(self, sql: str) -> dict[str, Any]:
         response = await self._post(
             "query",
             "/api/v1/query",
@@ -110,8 +133,9 @@ class ArcClient:
             payload = orjson.loads(response.content)
         except orjson.JSONDecodeError:
             raise ArcUnavailable("Arc answered a query with invalid JSON") from None
-        data = payload.get("data") or []
-        return list(data)
+        if not isinstance(payload, dict):
+            raise ArcUnavailable("Arc answered a query with unexpected JSON")
+        return payload
 
     async def ping(self) -> bool:
         """True when Arc's ``/health`` answers 200."""

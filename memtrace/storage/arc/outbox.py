@@ -1,16 +1,28 @@
 """The durable outbox of an Arc-backed org: ``<data_dir>/orgs/<org>/arc_outbox.db`` (SQLite).
 
-A write is acknowledged once its rows are committed here. The shipper reads pending rows in
-order, sends them to Arc, and marks them shipped only after Arc answered 204 (at-least-once:
-a crash between the two resends a batch; reads deduplicate by ``id``). Shipped rows stay for
-``visibility_grace_s`` so reads can overlay them until Arc has flushed them, then are pruned.
-``dedup_index`` is the local window index used for dedup (Arc is never queried per write).
+A write is acknowledged once its rows are committed here. A row then moves through:
+
+- **pending** (``shipped_at`` and ``parked_at`` null): the shipper sends pending rows in
+  ``seq`` order;
+- **shipped** (``shipped_at`` set): Arc answered 204, which only means "in Arc's write
+  buffer". The row stays until a query to Arc returns its id (it is *verified*), then it is
+  deleted. A row Arc still does not show ``visibility_grace_s`` after shipping (Arc lost its
+  buffer, e.g. a crash before its flush) goes back to pending and is shipped again;
+- **parked** (``parked_at`` set): Arc refused the row itself (a 400 for it alone). It stays
+  here, visible to reads and reported (``/health``, ``memtrace org outbox``), without blocking
+  the rows behind it, until an operator retries it.
+
+Every row still in the outbox is in the read overlay, whatever its state: Arc may not hold it.
+Delivery is at-least-once (a crash between Arc's 204 and the local commit resends a batch;
+reads deduplicate by ``id``). ``dedup_index`` is the local dedup window index (Arc is not
+queried for live writes, see :meth:`Outbox.prune_keys` for how long keys stay).
 """
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from memtrace.domain.ids import memory_ids
@@ -27,7 +39,6 @@ from memtrace.storage.rows import (
 )
 from memtrace.storage.sqlite import SQLiteDatabase, Synchronous, create_schema, load_dedup_window
 
-SCHEMA_VERSION = 1
 _SCHEMA_V1 = f"""
 CREATE TABLE outbox (
     seq INTEGER PRIMARY KEY,
@@ -47,14 +58,59 @@ CREATE TABLE dedup_index (
 CREATE INDEX dedup_index_time ON dedup_index(time);
 CREATE TABLE state (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+# v2: parked rows; dedup keys remember when they were written (kept a window after that, so a
+# resent backfill is still caught). Keys of a v1 file count as written at the upgrade.
+_SCHEMA_V2 = """
+ALTER TABLE outbox ADD COLUMN parked_at INTEGER;
+ALTER TABLE outbox ADD COLUMN park_reason TEXT;
+DROP INDEX outbox_pending;
+CREATE INDEX outbox_pending ON outbox(seq) WHERE shipped_at IS NULL AND parked_at IS NULL;
+ALTER TABLE dedup_index ADD COLUMN written_at INTEGER NOT NULL DEFAULT 0;
+UPDATE dedup_index SET written_at = CAST(strftime('%s', 'now') AS INTEGER) * 1000000;
+CREATE INDEX dedup_index_written ON dedup_index(written_at);
+"""
+SCHEMA_VERSION = 2
+_NOT_PARKED = "parked_at IS NULL"
+_PENDING = f"shipped_at IS NULL AND {_NOT_PARKED}"
 
 
 def _migrate(conn: sqlite3.Connection) -> None:
-    create_schema(conn, _SCHEMA_V1, version=SCHEMA_VERSION, what="outbox")
+    create_schema(conn, _SCHEMA_V1, version=SCHEMA_VERSION, what="outbox", upgrades=[_SCHEMA_V2])
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxCounts:
+    """Rows by state: not yet sent, sent but not yet seen in Arc, refused by Arc."""
+
+    pending: int = 0
+    unverified: int = 0
+    parked: int = 0
+
+    @property
+    def total(self) -> int:
+        """Acknowledged rows Arc is not known to hold."""
+        return self.pending + self.unverified + self.parked
+
+
+@dataclass(frozen=True, slots=True)
+class ParkedRow:
+    id: str
+    time: int
+    agent_id: str
+    parked_at: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ShippedRow:
+    seq: int
+    id: str
+    time: int
+    shipped_at: int
 
 
 class Outbox:
-    """One org's outbox file: pending rows, recently shipped rows, the dedup window index."""
+    """One org's outbox file: rows Arc is not known to hold, and the dedup window index."""
 
     def __init__(
         self,
@@ -77,10 +133,20 @@ class Outbox:
     # -- writes -------------------------------------------------------------------------------
 
     async def append(
-        self, items: Sequence[NewMemory], dedup_window_us: int | None, now: int
+        self,
+        items: Sequence[NewMemory],
+        dedup_window_us: int | None,
+        now: int,
+        known: Sequence[tuple[str, int, str]] = (),
     ) -> list[WriteOutcome]:
-        """Commit new rows (skipping duplicates inside the window); returns after the commit."""
-        return await self.db.write(lambda conn: self._append(conn, items, dedup_window_us, now))
+        """Commit new rows (skipping duplicates inside the window); returns after the commit.
+
+        ``known``: (dedup_key, time, id) of stored memories the local index may lack (looked
+        up in Arc for backfills), considered with the index.
+        """
+        return await self.db.write(
+            lambda conn: self._append(conn, items, dedup_window_us, now, known)
+        )
 
     def _append(
         self,
@@ -88,10 +154,14 @@ class Outbox:
         items: Sequence[NewMemory],
         window: int | None,
         now: int,
+        known: Sequence[tuple[str, int, str]],
     ) -> list[WriteOutcome]:
         dedup = (
             load_dedup_window(conn, "dedup_index", items, window) if window is not None else None
         )
+        if dedup is not None:
+            for key, at, memory_id in known:
+                dedup.add(key, at, memory_id)
         outcomes: list[WriteOutcome] = []
         records: list[MemoryRecord] = []
         for item in items:
@@ -111,35 +181,25 @@ class Outbox:
                 f"VALUES ({PLACEHOLDERS}, ?)",
                 [(*record_to_row(r), now) for r in records],
             )
-            conn.executemany(
-                "INSERT OR IGNORE INTO dedup_index (dedup_key, time, id) VALUES (?, ?, ?)",
-                [(r.dedup_key, r.time, r.id) for r in records],
-            )
+            _remember(conn, [(r.dedup_key, r.time, r.id) for r in records], now)
         return outcomes
 
-    async def remember_keys(self, entries: Sequence[tuple[str, int, str]]) -> None:
-        """Add (dedup_key, time, id) entries to the window index (seeding, migrations)."""
+    async def add_parked(self, records: Sequence[MemoryRecord], reason: str, now: int) -> None:
+        """Keep rows Arc refused during ``org copy-data`` as parked (an id already here is
+        left as it is, so a rerun adds nothing twice)."""
 
         def run(conn: sqlite3.Connection) -> None:
             conn.executemany(
-                "INSERT OR IGNORE INTO dedup_index (dedup_key, time, id) VALUES (?, ?, ?)",
-                entries,
+                f"INSERT OR IGNORE INTO outbox ({COLUMN_LIST}, enqueued_at, parked_at, "  # noqa: S608
+                f"park_reason) VALUES ({PLACEHOLDERS}, ?, ?, ?)",
+                [(*record_to_row(r), now, now, reason) for r in records],
             )
 
         await self.db.write(run)
 
-    async def pending_batch(self, limit: int) -> list[tuple[int, int, MemoryRecord]]:
-        """The oldest unshipped rows: (seq, enqueued_at, record)."""
-
-        def run(conn: sqlite3.Connection) -> list[tuple[int, int, MemoryRecord]]:
-            rows = conn.execute(
-                f"SELECT seq, enqueued_at, {COLUMN_LIST} FROM outbox "  # noqa: S608
-                "WHERE shipped_at IS NULL ORDER BY seq LIMIT ?",
-                (limit,),
-            )
-            return [(row[0], row[1], row_to_record(row[2:])) for row in rows]
-
-        return await self.db.read(run)
+    async def remember_keys(self, entries: Sequence[tuple[str, int, str]], now: int) -> None:
+        """Add (dedup_key, time, id) entries to the window index (seeding, copies to Arc)."""
+        await self.db.write(lambda conn: _remember(conn, entries, now))
 
     async def mark_shipped(self, seqs: Sequence[int], now: int) -> None:
         def run(conn: sqlite3.Connection) -> None:
@@ -149,15 +209,56 @@ class Outbox:
 
         await self.db.write(run)
 
-    async def prune(self, shipped_before: int, keys_before: int) -> None:
-        """Forget shipped rows older than the grace period and index entries out of window."""
+    async def settle(self, verified: Sequence[int], lost: Sequence[int]) -> None:
+        """Forget rows Arc has shown in a query; send the ``lost`` ones again."""
+
+        def run(conn: sqlite3.Connection) -> None:
+            conn.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in verified])
+            conn.executemany(
+                "UPDATE outbox SET shipped_at = NULL WHERE seq = ?", [(s,) for s in lost]
+            )
+
+        await self.db.write(run)
+
+    async def park(self, refused: Sequence[tuple[int, str]], now: int) -> None:
+        """Set rows Arc refuses aside: (seq, Arc's reason)."""
+
+        def run(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "UPDATE outbox SET parked_at = ?, park_reason = ? WHERE seq = ?",
+                [(now, reason[:500], seq) for seq, reason in refused],
+            )
+
+        await self.db.write(run)
+
+    async def unpark(self) -> int:
+        """Send every parked row again (an operator's retry); returns how many."""
+
+        def run(conn: sqlite3.Connection) -> int:
+            cursor = conn.execute(
+                "UPDATE outbox SET parked_at = NULL, park_reason = NULL, shipped_at = NULL "
+                "WHERE parked_at IS NOT NULL"
+            )
+            return int(cursor.rowcount)
+
+        return await self.db.write(run)
+
+    async def delete(self, seqs: Sequence[int]) -> None:
+        """Drop rows that now live elsewhere (moved to the embedded store)."""
+        await self.db.write(
+            lambda conn: conn.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in seqs])
+        )
+
+    async def prune_keys(self, time_before: int, written_before: int) -> None:
+        """Forget index keys whose memory time is before ``time_before`` **and** that were
+        written before ``written_before``: a resent backfill (old time, recent write) stays
+        caught for a whole window after it was written."""
 
         def run(conn: sqlite3.Connection) -> None:
             conn.execute(
-                "DELETE FROM outbox WHERE shipped_at IS NOT NULL AND shipped_at < ?",
-                (shipped_before,),
+                "DELETE FROM dedup_index WHERE time < ? AND written_at < ?",
+                (time_before, written_before),
             )
-            conn.execute("DELETE FROM dedup_index WHERE time < ?", (keys_before,))
 
         await self.db.write(run)
 
@@ -180,11 +281,61 @@ class Outbox:
 
         return await self.db.read(run)
 
-    async def overlay(self, shipped_since: int, q: MemoryQuery) -> list[MemoryRecord]:
-        """Rows Arc may not show yet (pending, or shipped after ``shipped_since``), narrowed in
-        SQL by the query's cheap filters; callers apply the full predicate."""
-        where = ["(shipped_at IS NULL OR shipped_at >= ?)"]
-        params: list[object] = [shipped_since]
+    async def pending_batch(self, limit: int) -> list[tuple[int, int, MemoryRecord]]:
+        """The oldest rows to ship (not shipped, not parked): (seq, enqueued_at, record)."""
+
+        def run(conn: sqlite3.Connection) -> list[tuple[int, int, MemoryRecord]]:
+            rows = conn.execute(
+                f"SELECT seq, enqueued_at, {COLUMN_LIST} FROM outbox "  # noqa: S608
+                f"WHERE {_PENDING} ORDER BY seq LIMIT ?",
+                (limit,),
+            )
+            return [(row[0], row[1], row_to_record(row[2:])) for row in rows]
+
+        return await self.db.read(run)
+
+    async def shipped(self, until: int, limit: int) -> list[ShippedRow]:
+        """Rows shipped at or before ``until`` and not yet verified, oldest shipment first."""
+
+        def run(conn: sqlite3.Connection) -> list[ShippedRow]:
+            rows = conn.execute(
+                "SELECT seq, id, time, shipped_at FROM outbox "
+                "WHERE shipped_at IS NOT NULL AND shipped_at <= ? ORDER BY shipped_at LIMIT ?",
+                (until, limit),
+            )
+            return [ShippedRow(*row) for row in rows]
+
+        return await self.db.read(run)
+
+    async def rows(self, after_seq: int, limit: int) -> list[tuple[int, MemoryRecord]]:
+        """Every row, whatever its state, in ``seq`` order: (seq, record)."""
+
+        def run(conn: sqlite3.Connection) -> list[tuple[int, MemoryRecord]]:
+            rows = conn.execute(
+                f"SELECT seq, {COLUMN_LIST} FROM outbox WHERE seq > ? "  # noqa: S608
+                "ORDER BY seq LIMIT ?",
+                (after_seq, limit),
+            )
+            return [(row[0], row_to_record(row[1:])) for row in rows]
+
+        return await self.db.read(run)
+
+    async def parked(self, limit: int) -> list[ParkedRow]:
+        def run(conn: sqlite3.Connection) -> list[ParkedRow]:
+            rows = conn.execute(
+                "SELECT id, time, agent_id, parked_at, park_reason FROM outbox "
+                "WHERE parked_at IS NOT NULL ORDER BY seq LIMIT ?",
+                (limit,),
+            )
+            return [ParkedRow(*row) for row in rows]
+
+        return await self.db.read(run)
+
+    async def overlay(self, q: MemoryQuery) -> list[MemoryRecord]:
+        """Rows Arc may not show (every row still here), narrowed in SQL by the query's cheap
+        filters; callers apply the full predicate."""
+        where = ["1"]
+        params: list[object] = []
         for column, value in (("agent_id", q.agent_id), ("session_id", q.session_id)):
             if value is not None:
                 where.append(f"{column} = ?")
@@ -213,10 +364,31 @@ class Outbox:
         return await self.db.read(run)
 
     async def pending_count(self) -> int:
-        """Unshipped rows (read on the system lane: health checks never queue behind reads)."""
+        """Rows waiting to be shipped (parked rows excluded)."""
         return await self.db.read(
             lambda conn: int(
-                conn.execute("SELECT count(*) FROM outbox WHERE shipped_at IS NULL").fetchone()[0]
-            ),
-            lane=SYSTEM_LANE,
+                conn.execute(f"SELECT count(*) FROM outbox WHERE {_PENDING}").fetchone()[0]  # noqa: S608
+            )
         )
+
+    async def counts(self) -> OutboxCounts:
+        """Pending, unverified and parked rows (read on the system lane: health checks never
+        queue behind the org's reads)."""
+
+        def run(conn: sqlite3.Connection) -> OutboxCounts:
+            pending, unverified, parked = conn.execute(
+                "SELECT count(*) FILTER (WHERE shipped_at IS NULL AND parked_at IS NULL), "
+                "count(*) FILTER (WHERE shipped_at IS NOT NULL AND parked_at IS NULL), "
+                "count(*) FILTER (WHERE parked_at IS NOT NULL) FROM outbox"
+            ).fetchone()
+            return OutboxCounts(int(pending), int(unverified), int(parked))
+
+        return await self.db.read(run, lane=SYSTEM_LANE)
+
+
+def _remember(conn: sqlite3.Connection, entries: Sequence[tuple[str, int, str]], now: int) -> None:
+    conn.executemany(
+        "INSERT INTO dedup_index (dedup_key, time, id, written_at) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT DO UPDATE SET written_at = excluded.written_at",
+        [(key, at, memory_id, now) for key, at, memory_id in entries],
+    )
