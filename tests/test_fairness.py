@@ -161,7 +161,7 @@ async def test_partial_search_says_so(tmp_path: Path) -> None:
         app = create_app(runtime, manage_runtime=False)
         headers = {"x-api-key": key}
         async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://t", headers=headers
+            transport=httpx.ASGITransport(app=app), base_url="http://localhost", headers=headers
         ) as client:
             # Only the oldest memory matches: the scan would read them all.
             found = (await client.post("/api/v1/search", json={"content_contains": "ä0"})).json()
@@ -329,7 +329,7 @@ async def test_the_org_limit_counts_every_key_of_the_org(tmp_path: Path) -> None
         _, other = await create_org_key(runtime)
         app = create_app(runtime, manage_runtime=False)
         async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://t"
+            transport=httpx.ASGITransport(app=app), base_url="http://localhost"
         ) as client:
 
             async def status(key: str) -> int:

@@ -42,7 +42,7 @@ async def small(tmp_path: Path) -> AsyncIterator[tuple[Runtime, httpx.AsyncClien
     await runtime.start()
     app = create_app(runtime, manage_runtime=False)
     async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://t"
+        transport=httpx.ASGITransport(app=app), base_url="http://localhost"
     ) as client:
         yield runtime, client
     await runtime.close()
@@ -113,7 +113,7 @@ async def test_more_orgs_than_descriptors_allow_open_at_once(
     try:
         orgs = [await create_org_key(runtime) for _ in range(40)]
         async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://t"
+            transport=httpx.ASGITransport(app=app), base_url="http://localhost"
         ) as client:
             _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
             # Room for a handful of stores (each holds 3-5 descriptors), not for 40.
