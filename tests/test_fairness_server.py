@@ -36,7 +36,7 @@ def add_orgs(server: ServerProcess, orgs: int, keys_per_org: int = 1) -> list[li
         conn.execute("BEGIN IMMEDIATE")
         for _ in range(orgs):
             org_id = new_org_id()
-            md.insert_org(conn, org_id, org_id, now)
+            md.insert_org(conn, org_id, f"fairness {org_id[4:]}", now)
             keys = []
             for n in range(keys_per_org):
                 record, plain = new_api_key(
