@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import logging
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, cast
+from typing import Annotated, Any, ClassVar, Literal, NamedTuple, cast
 
 from pydantic import (
     AfterValidator,
@@ -24,6 +26,7 @@ from pydantic import (
     SecretStr,
     ValidationError,
 )
+from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -33,7 +36,8 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from memtrace.config_go import go_environ, normalize_log_level, read_toml
+from memtrace.config_go import GO_ENV, GO_KEYS, go_environ, normalize_log_level, read_toml
+from memtrace.config_go import log as go_log
 from memtrace.domain.errors import ConfigError
 from memtrace.domain.models import error_field
 
@@ -380,6 +384,48 @@ def _deep_set(target: dict[str, Any], dotted: str, value: Any) -> None:
     target.setdefault(section, {})[key] = value
 
 
+def setting_fields(model: type[BaseModel] = Settings) -> Iterator[tuple[str, FieldInfo]]:
+    """Every setting as (dotted name, field), in declaration order: ``server.port``, …"""
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            for key, sub in setting_fields(annotation):
+                yield f"{name}.{key}", sub
+        else:
+            yield name, field
+
+
+class _Inputs(NamedTuple):
+    toml_file: Path | None
+    init: dict[str, Any]  # CLI flags and the MEMTRACE_DATA_DIR alias, nested by section
+    flags: frozenset[str]  # the dotted names set by a CLI flag
+    alias: str | None  # MEMTRACE_DATA_DIR when it sets storage.data_dir
+
+
+def _inputs(config: Path | None, overrides: dict[str, Any] | None) -> _Inputs:
+    if config is not None and not config.is_file():
+        raise ConfigError(f"config file not found: {config}")
+    toml_file = config or next((p for p in config_search_path() if p.is_file()), None)
+    init: dict[str, Any] = {}
+    alias = os.environ.get("MEMTRACE_DATA_DIR")
+    alias_used = bool(alias) and not os.environ.get("MEMTRACE_STORAGE_DATA_DIR")
+    if alias_used:
+        _deep_set(init, "storage.data_dir", alias)
+    flags = {dotted for dotted, value in (overrides or {}).items() if value is not None}
+    for dotted in flags:
+        _deep_set(init, dotted, (overrides or {})[dotted])
+    return _Inputs(toml_file, init, frozenset(flags), "MEMTRACE_DATA_DIR" if alias_used else None)
+
+
+def _settings_class(toml_file: Path | None) -> type[Settings]:
+    if toml_file is None:
+        return Settings
+    # the sources are chosen per class in pydantic-settings
+    settings_cls = cast("type[Settings]", type("Settings", (Settings,), {}))
+    settings_cls.toml_path = toml_file
+    return settings_cls
+
+
 def load_settings(config: Path | None = None, overrides: dict[str, Any] | None = None) -> Settings:
     """Read settings once.
 
@@ -392,28 +438,69 @@ def load_settings(config: Path | None = None, overrides: dict[str, Any] | None =
         ConfigError: the file is missing or unreadable, or a value is invalid (the message
             names the key).
     """
-    if config is not None and not config.is_file():
-        raise ConfigError(f"config file not found: {config}")
-    toml_file = config or next((p for p in config_search_path() if p.is_file()), None)
-    init: dict[str, Any] = {}
-    alias = os.environ.get("MEMTRACE_DATA_DIR")
-    if alias and not os.environ.get("MEMTRACE_STORAGE_DATA_DIR"):
-        _deep_set(init, "storage.data_dir", alias)
-    for dotted, value in (overrides or {}).items():
-        if value is not None:
-            _deep_set(init, dotted, value)
-    settings_cls: type[Settings] = Settings
-    if toml_file is not None:  # the sources are chosen per class in pydantic-settings
-        settings_cls = cast("type[Settings]", type("Settings", (Settings,), {}))
-        settings_cls.toml_path = toml_file
+    inputs = _inputs(config, overrides)
     try:
-        return settings_cls(**init)
+        return _settings_class(inputs.toml_file)(**inputs.init)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = f" (in {toml_file})" if toml_file else ""
+        where = f" (in {inputs.toml_file})" if inputs.toml_file else ""
         raise ConfigError(
             f"invalid configuration{where}: {error_field(first['loc'])}: "
             f"{first['msg'].removeprefix('Value error, ')}"
         ) from None
     except (OSError, ValueError) as exc:  # unreadable or malformed toml
-        raise ConfigError(f"cannot read config file {toml_file}: {exc}") from None
+        raise ConfigError(f"cannot read config file {inputs.toml_file}: {exc}") from None
+
+
+class SettingSource(NamedTuple):
+    """Where a setting's effective value came from."""
+
+    kind: Literal["flag", "env", "file", "default"]
+    origin: str = ""  # the variable name, or the file's path
+
+
+def setting_sources(
+    config: Path | None = None, overrides: dict[str, Any] | None = None
+) -> tuple[Path | None, dict[str, SettingSource]]:
+    """The config file read (if any) and the source of every setting, by the precedence of
+    :func:`load_settings` (flag > environment, Go's names first > file > default). Call it
+    after :func:`load_settings` accepted the same arguments."""
+    inputs = _inputs(config, overrides)
+    with _quiet(go_log):  # load_settings already warned about Go keys without effect
+        go_values, go_names = go_environ(os.environ)
+        from_file = read_toml(inputs.toml_file) if inputs.toml_file else {}
+    from_env = EnvSettingsSource(Settings)()
+    env_names = {name.upper() for name in os.environ}
+    sources: dict[str, SettingSource] = {}
+    for dotted, _ in setting_fields():
+        section, _, key = dotted.rpartition(".")
+        if dotted in inputs.flags:
+            sources[dotted] = SettingSource("flag")
+        elif inputs.alias and dotted == "storage.data_dir":
+            sources[dotted] = SettingSource("env", inputs.alias)
+        elif _present(go_values, section, key):
+            (name,) = [n for n in go_names if GO_KEYS[GO_ENV[n]] == dotted and os.environ[n]]
+            sources[dotted] = SettingSource("env", name)
+        elif _present(from_env, section, key):
+            full = f"MEMTRACE_{dotted.replace('.', '_')}".upper()
+            whole = f"MEMTRACE_{section}".upper()  # a section given as one JSON object
+            sources[dotted] = SettingSource("env", full if full in env_names else whole)
+        elif _present(from_file, section, key):
+            sources[dotted] = SettingSource("file", str(inputs.toml_file))
+        else:
+            sources[dotted] = SettingSource("default")
+    return inputs.toml_file, sources
+
+
+def _present(values: dict[str, Any], section: str, key: str) -> bool:
+    scope = values.get(section) if section else values
+    return isinstance(scope, dict) and key in scope
+
+
+@contextmanager
+def _quiet(logger: logging.Logger) -> Iterator[None]:
+    disabled, logger.disabled = logger.disabled, True
+    try:
+        yield
+    finally:
+        logger.disabled = disabled
