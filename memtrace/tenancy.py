@@ -26,6 +26,7 @@ from memtrace.domain.errors import (
     ConfigError,
     MemtraceError,
     NoArcInstanceError,
+    OutOfDescriptors,
     StorageUnavailable,
 )
 from memtrace.domain.memory import MemoryRecord, WriteOutcome
@@ -42,13 +43,15 @@ from memtrace.storage.base import (
 )
 from memtrace.storage.embedded import EmbeddedStore
 from memtrace.storage.layout import org_dir
-from memtrace.storage.sqlite_limits import out_of_descriptors
 from memtrace.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 _FD_RETRIES = 3  # stores closed to free descriptors before an open gives up with a 503
+# Out of descriptors while every open store is busy (a request, or its health check, holds
+# it): wait this long for one to become idle before answering 503.
+_IDLE_WAIT_S = 2.0
 
 
 @dataclass(slots=True)
@@ -71,6 +74,7 @@ class StoreRegistry:
         # bound orgs whose store cannot open: (binding fingerprint, why)
         self._unusable: dict[str, tuple[tuple[object, ...] | None, str]] = {}
         self.evictions = 0  # idle stores closed to make room
+        self._released = asyncio.Event()  # set whenever a store's last lease ends
         self.on_open: Callable[[str], None] | None = None  # told of every store opened
 
     # -- leases -------------------------------------------------------------------------------
@@ -98,7 +102,12 @@ class StoreRegistry:
         try:
             yield entry.store
         finally:
-            entry.in_use -= 1
+            self._release(entry)
+
+    def _release(self, entry: _Open) -> None:
+        entry.in_use -= 1
+        if entry.in_use == 0:
+            self._released.set()
 
     def backend_of(self, org_id: str) -> str:
         entry = self._open.get(org_id)
@@ -122,12 +131,10 @@ class StoreRegistry:
                 try:
                     store = await self._open_store(org_id, binding)
                     break
-                except StorageUnavailable:
-                    # Out of file descriptors: close idle stores, whatever the configured
-                    # maximum, and try again (the limit was set too high for the process).
-                    if attempt == _FD_RETRIES or not out_of_descriptors():
-                        raise
-                    if not await self._make_room(len(self._open) - 1):
+                except OutOfDescriptors:
+                    # Close an idle store, whatever the configured maximum, and try again
+                    # (the maximum was set too high for the process's open-file limit).
+                    if attempt == _FD_RETRIES or not await self._close_one_idle():
                         raise
             entry = _Open(store, _fingerprint(binding))
             self._open[org_id] = entry
@@ -137,12 +144,27 @@ class StoreRegistry:
         return entry
 
     async def relieve(self) -> bool:
-        """When the process is out of file descriptors, close the least recently used idle
+        """After an operation ran out of file descriptors, close the least recently used idle
         store; returns whether one was closed (the caller may then retry)."""
-        if not out_of_descriptors():
-            return False
         async with self._lock:
-            return await self._make_room(len(self._open) - 1)
+            return await self._close_one_idle()
+
+    async def _close_one_idle(self) -> bool:
+        """Close the least recently used idle embedded store, waiting up to ``_IDLE_WAIT_S``
+        for one while every store is leased (the lock is held)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _IDLE_WAIT_S
+        while True:
+            self._released.clear()
+            if await self._make_room(len(self._open) - 1):
+                return True
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            try:
+                await asyncio.wait_for(self._released.wait(), remaining)
+            except TimeoutError:
+                return False
 
     async def _make_room(self, keep: int) -> bool:
         """Close least recently used idle embedded stores until at most ``keep`` are open.
@@ -274,7 +296,7 @@ class StoreRegistry:
         try:
             return await entry.store.health()
         finally:
-            entry.in_use -= 1
+            self._release(entry)
 
     async def close(self) -> None:
         async with self._lock:
@@ -296,7 +318,7 @@ class OrgStore:
         try:
             async with self._registry.use(self.org_id) as store:
                 return await operation(store)
-        except StorageUnavailable:
+        except OutOfDescriptors:
             if not await self._registry.relieve():
                 raise
         async with self._registry.use(self.org_id) as store:

@@ -10,7 +10,7 @@ import resource
 import sqlite3
 import time
 
-from memtrace.domain.errors import StorageUnavailable
+from memtrace.domain.errors import OutOfDescriptors, StorageUnavailable
 
 
 def out_of_descriptors() -> bool:
@@ -37,12 +37,6 @@ def raise_open_file_limit() -> int:
     return int(soft)
 
 
-_NO_DESCRIPTORS = (
-    "storage cannot be opened: the server has too many files open (its file descriptor limit "
-    "is reached); retry shortly"
-)
-
-
 def storage_error(exc: BaseException) -> StorageUnavailable:
     """Map an SQLite (or file system) failure to a clean 503; the message never carries data
     or secrets."""
@@ -51,7 +45,7 @@ def storage_error(exc: BaseException) -> StorageUnavailable:
         return exc
     if isinstance(exc, OSError):
         if exc.errno in (errno.EMFILE, errno.ENFILE):
-            return StorageUnavailable(_NO_DESCRIPTORS)
+            return OutOfDescriptors()
         reason = os.strerror(exc.errno) if exc.errno else type(exc).__name__
         return StorageUnavailable(f"storage cannot be opened ({reason})")
     if isinstance(exc, RuntimeError):  # "can't start new thread"
@@ -59,7 +53,7 @@ def storage_error(exc: BaseException) -> StorageUnavailable:
     code = getattr(exc, "sqlite_errorname", None) or ""
     if code.startswith("SQLITE_CANTOPEN") or text == "unable to open database file":
         if out_of_descriptors():
-            return StorageUnavailable(_NO_DESCRIPTORS)
+            return OutOfDescriptors()
         return StorageUnavailable(
             "storage cannot be opened (unable to open database file: check that the data "
             "directory exists and is writable)"
