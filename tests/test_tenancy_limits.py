@@ -8,6 +8,7 @@ The same against a real server with a lowered ``RLIMIT_NOFILE`` is in
 
 from __future__ import annotations
 
+import asyncio
 import os
 import resource
 import threading
@@ -138,6 +139,21 @@ async def test_more_orgs_than_descriptors_allow_open_at_once(
                 )
                 assert refused.status_code == 503
                 assert "file descriptor limit" in refused.json()["error"]
+            # Every store busy for a moment only (a short read, a health check): the request
+            # waits for one to become idle, which is closed to make room.
+            _, late_key = await create_org_key(runtime)
+            async with AsyncExitStack() as leases:
+                for org in runtime.stores.open_orgs():
+                    await leases.enter_async_context(runtime.stores.use(org))
+                resource.setrlimit(resource.RLIMIT_NOFILE, (open_descriptors(), hard))
+                waiting = asyncio.create_task(
+                    client.post(
+                        MEM, json={"agent_id": "a", "content": "y"}, headers={"x-api-key": late_key}
+                    )
+                )
+                await asyncio.sleep(0.3)  # the leases end while the request waits
+            created = await waiting
+            assert created.status_code == 201, created.text
     finally:
         await runtime.close()
 
