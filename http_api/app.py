@@ -82,7 +82,7 @@ def create_app(
     app.add_middleware(AuthGate, runtime=runtime)
     app.add_middleware(RequestGuard, policy=HostPolicy.from_settings(settings.server))
     app.add_middleware(MetricsMiddleware, metrics=runtime.metrics)
-    install_abuse_limits(app, settings)
+    install_abuse_limits(app, settings, org_of=runtime.auth.known_org, metrics=runtime.metrics)
     if settings.server.cors_origins:  # outermost: it answers preflights itself
         app.add_middleware(
             CORSMiddleware,

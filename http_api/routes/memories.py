@@ -19,7 +19,7 @@ from memtrace.domain.models import (
     SearchResult,
     parse_model,
 )
-from memtrace.service import RecordPage
+from memtrace.domain.results import RecordPage
 
 router = APIRouter(prefix="/api/v1", tags=["memories"], route_class=JsonRoute)
 
