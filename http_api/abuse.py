@@ -1,10 +1,11 @@
-"""Abuse limits as pure ASGI middleware, so they cover every mount (REST now, /mcp and /sse
-later): per-caller rate limiting and a deadline for slow request bodies."""
+"""Abuse limits as pure ASGI middleware, so they cover every mount (REST, /mcp and /sse):
+rate limiting per key and per org, and a deadline for slow request bodies."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 import orjson
 from starlette.applications import Starlette
@@ -14,6 +15,7 @@ from memtrace.auth.keys import presented_key
 from memtrace.auth.ratelimit import RateLimiter, caller_identity
 from memtrace.config import Settings
 from memtrace.domain.errors import InvalidInput, MemtraceError, RateLimited, RequestTimeout
+from memtrace.telemetry.metrics import Metrics
 
 # Probes and scrapes stay reachable whatever a caller does.
 UNLIMITED_PATHS = frozenset({"/health", "/ready", "/metrics"})
@@ -34,19 +36,36 @@ async def send_error(send: Send, error: MemtraceError, *, close: bool = False) -
     await send({"type": "http.response.body", "body": body})
 
 
-class RateLimitMiddleware:
-    """429 with ``Retry-After`` once a caller's token bucket is empty."""
+_HINTS = {
+    "key": "limits.rate_per_s and limits.rate_burst set the allowance per key",
+    "org": "limits.org_rate_per_s and limits.org_rate_burst set the allowance per org "
+    "(all its keys together)",
+}
 
-    def __init__(self, app: ASGIApp, limiter: RateLimiter) -> None:
+
+class RateLimitMiddleware:
+    """429 with ``Retry-After`` once the caller's key bucket, or its org's, is empty.
+
+    The org of a key is known once this process has verified the key (``org_of``); a key's
+    first request is limited by its key bucket alone.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        limiter: RateLimiter,
+        org_limiter: RateLimiter | None = None,
+        org_of: Callable[[str | None], str | None] | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.app = app
         self.limiter = limiter
+        self.org_limiter = org_limiter
+        self.org_of = org_of
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] != "http"
-            or not self.limiter.enabled
-            or scope.get("path") in UNLIMITED_PATHS
-        ):
+        if scope["type"] != "http" or scope.get("path") in UNLIMITED_PATHS:
             await self.app(scope, receive, send)
             return
         client = scope.get("client")
@@ -55,12 +74,17 @@ class RateLimitMiddleware:
             key = presented_key(scope["headers"])  # the one the authenticator reads
         except InvalidInput as exc:  # ambiguous: charged to the address, then refused
             key, refused = None, exc
-        wait = self.limiter.acquire(caller_identity(key, client[0] if client else None))
+        wait, scope_name = 0.0, "key"
+        if self.limiter.enabled:
+            wait = self.limiter.acquire(caller_identity(key, client[0] if client else None))
+        if not wait and self.org_limiter is not None and self.org_limiter.enabled:
+            org = self.org_of(key) if self.org_of is not None else None
+            if org is not None:
+                wait, scope_name = self.org_limiter.acquire("org:" + org), "org"
         if wait > 0:
-            error = RateLimited(
-                retry_after=wait,
-                hint="limits.rate_per_s and limits.rate_burst set the allowance per key",
-            )
+            error = RateLimited(retry_after=wait, hint=_HINTS[scope_name])
+            if self.metrics is not None:
+                self.metrics.rate_limited.labels(scope_name).inc()
             await send_error(send, error)
             return
         if refused is not None:
@@ -119,7 +143,30 @@ class BodyTimeoutMiddleware:
             await send_error(send, exc, close=True)
 
 
-def install_abuse_limits(app: Starlette, settings: Settings, limiter: RateLimiter) -> None:
-    """Add the abuse-limit middleware (outermost, so it also guards later mounts)."""
+def install_abuse_limits(
+    app: Starlette,
+    settings: Settings,
+    limiter: RateLimiter,
+    *,
+    org_limiter: RateLimiter | None = None,
+    org_of: Callable[[str | None], str | None] | None = None,
+    metrics: Metrics | None = None,
+) -> None:
+    """Add the abuse-limit middleware (outermost, so it also guards later mounts).
+
+    Args:
+        limiter: the per-key limiter (the runtime's: in cluster mode it enforces this
+            replica's share).
+        org_limiter: the per-org limiter (likewise), else one from ``settings``.
+        org_of: the org of an already verified key (``Authenticator.known_org``); without it
+            only the per-key limit applies.
+    """
     app.add_middleware(BodyTimeoutMiddleware, timeout_s=settings.server.body_timeout_s)
-    app.add_middleware(RateLimitMiddleware, limiter=limiter)
+    limits = settings.limits
+    app.add_middleware(
+        RateLimitMiddleware,
+        limiter=limiter,
+        org_limiter=org_limiter or RateLimiter(limits.org_rate_per_s, limits.org_rate_burst),
+        org_of=org_of,
+        metrics=metrics,
+    )

@@ -88,7 +88,14 @@ def create_app(
     app.add_middleware(AuthGate, runtime=runtime)
     app.add_middleware(RequestGuard, policy=HostPolicy.from_settings(settings.server))
     app.add_middleware(MetricsMiddleware, metrics=runtime.metrics)
-    install_abuse_limits(app, settings, runtime.limiter)
+    install_abuse_limits(
+        app,
+        settings,
+        runtime.limiter,
+        org_limiter=runtime.org_limiter,
+        org_of=runtime.auth.known_org,
+        metrics=runtime.metrics,
+    )
     if settings.server.cors_origins:  # outermost: it answers preflights itself
         app.add_middleware(
             CORSMiddleware,

@@ -13,21 +13,24 @@ import asyncio
 import itertools
 import logging
 import time
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from memtrace import __version__
 from memtrace.auth.keys import Authenticator, Principal, new_api_key
 from memtrace.auth.permissions import ALL_PERMISSIONS
 from memtrace.auth.ratelimit import RateLimiter
 from memtrace.config import Settings
 from memtrace.domain.ids import DEFAULT_ORG_ID
 from memtrace.domain.timestamps import now_us
+from memtrace.health import HealthMonitor
 from memtrace.lifecycle.service import Lifecycle
 from memtrace.lifecycle.sweeper import RetentionSweeper
 from memtrace.metadata.backend import create_catalog, create_pg
 from memtrace.metadata.goimport import LegacyArc
 from memtrace.service import MemoryService
+from memtrace.storage.readpool import READ_POOL
+from memtrace.storage.sqlite_limits import raise_open_file_limit
 from memtrace.telemetry.metrics import Metrics
 from memtrace.tenancy import StoreRegistry
 
@@ -50,8 +53,12 @@ class Runtime:
         self.auth = Authenticator(enabled=settings.auth.enabled)
         # per API key; in cluster mode each replica enforces 1/N (see _watch)
         self.limiter = RateLimiter(settings.limits.rate_per_s, settings.limits.rate_burst)
+        limits = settings.limits
+        self.org_limiter = RateLimiter(limits.org_rate_per_s, limits.org_rate_burst)
         self.metrics = Metrics()
         self.stores = StoreRegistry(settings, self.metrics, pg=self.pg)
+        self.monitor = HealthMonitor(settings, self.catalog, self.stores, self.metrics)
+        self.stores.on_open = self.monitor.store_opened
         self.started_at = time.monotonic()
         # set when the server is about to stop (server.shutdown_delay_s): /ready answers 503
         self.draining = False
@@ -80,11 +87,14 @@ class Runtime:
         Returns:
             The plaintext of a newly created admin key (to print once), else ``None``.
         """
+        READ_POOL.configure(self.settings.storage.read_threads, self.settings.reads_per_org)
+        self._check_open_file_limit(raise_open_file_limit())
         await self.catalog.open()
         await self.stores.prepare()
         await self._adopt_legacy_arc()
         key = await self._bootstrap(bootstrap_key and self.settings.auth.enabled)
         await self.reload()
+        await self.monitor.start()
         self._watcher = asyncio.create_task(self._watch(), name="memtrace-metadata-watch")
         if sweep and self.settings.retention.enabled:
             self._sweeping = asyncio.create_task(
@@ -92,11 +102,30 @@ class Runtime:
             )
         return key
 
+    def _check_open_file_limit(self, limit: int) -> None:
+        """Warn when the descriptors the settings may need exceed the process's limit: the
+        server still works (idle stores are closed when descriptors run out), with more churn."""
+        settings = self.settings
+        need = (
+            settings.server.max_connections
+            + settings.storage.max_open_stores * (3 + 2 * settings.reads_per_org)
+            + 64
+        )
+        if need > limit:
+            log.warning(
+                "open-file limit %d is below what server.max_connections and "
+                "storage.max_open_stores may need (%d); raise it (ulimit -n, LimitNOFILE=) or "
+                "lower storage.max_open_stores",
+                limit,
+                need,
+            )
+
     async def close(self) -> None:
         if self._sweeping is not None:
             self._sweeping.cancel()
             await asyncio.gather(self._sweeping, return_exceptions=True)
             self._sweeping = None
+        await self.monitor.close()
         if self._watcher is not None:
             self._watcher.cancel()
             await asyncio.gather(self._watcher, return_exceptions=True)
@@ -175,7 +204,8 @@ class Runtime:
                 await self.catalog.flush_activity()
                 if self.pg is not None and tick % REPLICAS_EVERY_TICKS == 0:
                     # rate limits are the cluster's: each live replica enforces its share
-                    self.limiter.share = 1 / max(1, await self.pg.live_replicas())
+                    share = 1 / max(1, await self.pg.live_replicas())
+                    self.limiter.share = self.org_limiter.share = share
             except Exception:
                 log.exception("metadata watch tick failed; retrying")
 
@@ -185,48 +215,29 @@ class Runtime:
     async def service(self, org_id: str) -> MemoryService:
         """The service bound to ``org_id``'s store."""
         store = await self.stores.get(org_id)
-        return MemoryService(org_id, store, self.catalog, self.settings, self.metrics)
+        return MemoryService(
+            org_id, store, self.catalog, self.settings, self.metrics, offload=_on_lane(org_id)
+        )
 
     async def lifecycle(self, org_id: str, actor: str) -> Lifecycle:
         """Delete, forget, export, import and retention of ``org_id``, done by ``actor`` (an
         API key id, ``cli`` or ``retention``: what the audit log records)."""
         return Lifecycle(await self.service(org_id), actor)
 
-    async def health(self) -> tuple[bool, dict[str, Any]]:
-        """(ready, body of ``/health``): metadata DB reachable and every open store healthy."""
-        metadata_ok = True
-        try:
-            await self.catalog.ping()
-        except Exception:
-            metadata_ok = False
-        stores = await self.stores.health()
-        for org_id, health in stores.items():
-            self.metrics.outbox_pending.labels(org_id).set(health.outbox_pending)
-            if health.backend == "arc":
-                self.metrics.outbox_unverified.labels(org_id).set(health.outbox_unverified)
-                self.metrics.outbox_parked.labels(org_id).set(health.outbox_parked)
-        body = {
-            "status": "ok" if metadata_ok else "degraded",
-            "service": "memtrace",
-            "version": __version__,
-            "uptime_s": round(time.monotonic() - self.started_at, 3),
-            "metadata": {"healthy": metadata_ok},
-            "stores": {
-                org: {
-                    "backend": h.backend,
-                    "healthy": h.healthy,
-                    "outbox_pending": h.outbox_pending,
-                    **(
-                        {"outbox_unverified": h.outbox_unverified, "outbox_parked": h.outbox_parked}
-                        if h.backend == "arc"
-                        else {}
-                    ),
-                    **({"detail": h.detail} if h.detail else {}),
-                }
-                for org, h in stores.items()
-            },
-        }
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        """(ready, body of ``/health``) from the background checks (:mod:`memtrace.health`):
+        answers at once, whatever a backend does. A draining server is not ready."""
+        ready, body = self.monitor.report()
         if self.draining:
-            body["draining"] = True
-        ready = metadata_ok and all(h.healthy for h in stores.values()) and not self.draining
+            return False, {**body, "draining": True}
         return ready, body
+
+
+def _on_lane(org_id: str) -> Callable[[Callable[[], Any]], Any]:
+    """CPU work of an org's request (context rendering) runs on the org's read lane: off the
+    event loop, and counted against the org's share of the reader threads."""
+
+    def offload(fn: Callable[[], Any]) -> Any:
+        return READ_POOL.run(org_id, fn)
+
+    return offload

@@ -8,15 +8,21 @@ imports a concrete storage backend: it receives the org's
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 from memtrace.config import Settings
-from memtrace.domain.context import render_context
-from memtrace.domain.cursor import cursor_position, fingerprint, next_cursor
+from memtrace.domain.context import (
+    CHARS_PER_TOKEN,
+    PREVIEW_CHARS,
+    previews_to_complete,
+    render_context,
+)
+from memtrace.domain.cursor import cursor_position, encode_cursor, fingerprint, next_cursor
 from memtrace.domain.dedup import derive_dedup_key
 from memtrace.domain.errors import DuplicateMemory, InvalidInput, NotFound
 from memtrace.domain.ids import new_agent_id
@@ -45,13 +51,17 @@ from memtrace.domain.timestamps import from_us, now_us, to_us
 from memtrace.domain.windows import parse_window
 from memtrace.metadata.base import MetadataStore
 from memtrace.metadata.records import AgentRow, SessionRow
-from memtrace.storage.base import MemoryQuery, MemoryStore, NewMemory
+from memtrace.storage.base import MemoryQuery, MemoryStore, NewMemory, QueryPage
 from memtrace.telemetry.metrics import Metrics
 
 MAX_FUTURE_US = 5 * 60 * 1_000_000
 DAY_US = 86_400_000_000
 _TAG = re.compile(TAG_PATTERN)
 _AGENT_ID = re.compile(AGENT_ID_PATTERN)
+_COMPLETE_BATCH = 8  # full memories read at once while completing cut previews
+T = TypeVar("T")
+Offload = Callable[[Callable[[], Any]], Awaitable[Any]]
+"""Runs CPU-heavy work (context rendering) off the event loop, counted as the org's work."""
 
 
 def prepare_memory(
@@ -120,6 +130,20 @@ def _paged(
     return (q if position is None else replace(q, after=position)), query
 
 
+def _continued(page: QueryPage, limit: int, key: str) -> tuple[bool, str | None]:
+    """(has_more, next cursor) of a page read with one row of look-ahead; a page cut short
+    by the work budget has more after its last match (its cursor continues from there)."""
+    has_more, cursor = next_cursor(page.records, limit, key)
+    if page.complete or has_more:
+        return has_more, cursor
+    rows = page.records
+    return True, (encode_cursor((rows[-1].time, rows[-1].id), key) if rows else None)
+
+
+async def _to_thread(fn: Callable[[], T]) -> T:
+    return await asyncio.to_thread(fn)
+
+
 def _agent_model(row: AgentRow) -> Agent:
     return Agent(
         id=row.id,
@@ -165,12 +189,15 @@ class MemoryService:
         catalog: MetadataStore,
         settings: Settings,
         metrics: Metrics,
+        offload: Offload = _to_thread,
     ) -> None:
         self.org_id = org_id
         self.store = store
         self.catalog = catalog
         self.settings = settings
         self.metrics = metrics
+        self._offload = offload
+        self._budget_s = settings.limits.scan_budget_ms / 1000
 
     def _count_writes(self, stored: int, duplicates: int) -> None:
         if stored:
@@ -243,6 +270,33 @@ class MemoryService:
             )
         return lo, hi
 
+    async def _complete(
+        self, previews: list[MemoryRecord], size: int, cut: list[int], max_tokens: int
+    ) -> tuple[list[MemoryRecord], bool]:
+        """Read in full the previews that were cut, newest first, until the whole context is
+        known to fit (the full records, True) or not to (the previews, False): at most the
+        budget plus one memory is read, however long the memories are."""
+        budget = max_tokens * CHARS_PER_TOKEN
+        memories = list(previews)
+        for start in range(0, len(cut), _COMPLETE_BATCH):
+            batch = cut[start : start + _COMPLETE_BATCH]
+            records = await asyncio.gather(*(self.store.get(previews[i].id) for i in batch))
+            for i, record in zip(batch, records, strict=True):
+                if record is None:  # gone meanwhile: render what was read
+                    return previews, False
+                size += len(record.content) - len(previews[i].content)  # a lower bound
+                if size > budget:
+                    return previews, False
+                memories[i] = record
+        return memories, True
+
+    async def _page(self, query: MemoryQuery) -> QueryPage:
+        """A list or search read within the work budget (``limits.scan_budget_ms``)."""
+        page = await self.store.query_page(query, self._budget_s)
+        if not page.complete:
+            self.metrics.partial_reads.inc()
+        return page
+
     async def get_memory(self, memory_id: str) -> MemoryRecord:
         record = await self.store.get(memory_id)
         if record is None or record.org_id != self.org_id:
@@ -314,9 +368,9 @@ class MemoryService:
             params.order,
         )
         query, key = _paged(query, params.cursor, params.offset, scope)
-        rows = await self.store.query(query)
-        has_more, cursor = next_cursor(rows, params.limit, key)
-        return RecordPage(rows[: params.limit], has_more, cursor)
+        page = await self._page(query)
+        has_more, cursor = _continued(page, params.limit, key)
+        return RecordPage(page.records[: params.limit], has_more, cursor, not page.complete)
 
     async def search(self, request: SearchRequest) -> SearchHits:
         started = time.perf_counter()
@@ -346,10 +400,12 @@ class MemoryService:
             request.order,
         )
         query, key = _paged(query, request.cursor, request.offset, scope)
-        rows = await self.store.query(query)
-        has_more, cursor = next_cursor(rows, request.limit, key)
+        page = await self._page(query)
+        has_more, cursor = _continued(page, request.limit, key)
         elapsed = round((time.perf_counter() - started) * 1000)
-        return SearchHits(rows[: request.limit], elapsed, has_more, cursor)
+        return SearchHits(
+            page.records[: request.limit], elapsed, has_more, cursor, not page.complete
+        )
 
     # -- agents -------------------------------------------------------------------------------
 
@@ -452,10 +508,25 @@ class MemoryService:
             until=until,
             limit=cap,
             order="desc",
+            content_chars=PREVIEW_CHARS,
         )
-        memories = await self.store.query(query)
-        unseen = (await self.store.count(query)) - cap if len(memories) == cap else 0
-        rendered = render_context(header, memories, request.max_tokens, unseen=max(unseen, 0))
+        # Previews first: they render any context that does not fit whole (then items are cut
+        # to ITEM_CUT characters anyway). Reading, like formatting, stops at the budget.
+        page = await self._page(query)  # newest first: a spent budget omits the oldest
+        previews = page.records
+        unseen = 0
+        if len(previews) == cap or not page.complete:
+            unseen = max(await self.store.count(query) - len(previews), 0)
+        budget = request.max_tokens
+        memories, may_fit = previews, False
+        if unseen == 0:
+            todo = await self._offload(lambda: previews_to_complete(header, previews, budget))
+            if todo is not None:
+                size, cut = todo
+                memories, may_fit = await self._complete(previews, size, cut, budget)
+        rendered = await self._offload(
+            lambda: render_context(header, memories, budget, unseen=unseen, may_fit=may_fit)
+        )
         return {
             "context": rendered.text,
             "memory_count": rendered.memory_count,

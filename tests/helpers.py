@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 from click.testing import CliRunner
@@ -30,8 +31,9 @@ KEY_RE = re.compile(r"mtk_[A-Za-z0-9_-]{43}")
 TEST_ENV = {
     "MEMTRACE_AUTH_BCRYPT_ROUNDS": "4",
     "MEMTRACE_STORAGE_SYNCHRONOUS": "NORMAL",
-    # Tests drive bursts from one key; tests/test_abuse_limits.py turns the limiter on.
+    # Tests drive bursts from one key; tests/test_abuse_limits.py turns the limiters on.
     "MEMTRACE_LIMITS_RATE_PER_S": "0",
+    "MEMTRACE_LIMITS_ORG_RATE_PER_S": "0",
 }
 
 
@@ -70,6 +72,23 @@ def wait_until(check: Callable[[], bool], timeout: float = 10.0, interval: float
             return
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout}s")
+
+
+def fresh_store_health(url: str, org_id: str, timeout: float = 30.0) -> dict[str, Any]:
+    """The org's entry in ``/health`` from a check that started after this call: the report
+    is kept current by a background task, so an earlier one may predate the caller's writes."""
+    started = time.monotonic()
+    found: dict[str, Any] = {}
+
+    def fresh() -> bool:
+        entry = httpx.get(f"{url}/health", timeout=10).json()["stores"].get(org_id)
+        if entry is None or entry.get("checked_ago_s", 1e9) >= time.monotonic() - started:
+            return False
+        found.update(entry)
+        return True
+
+    wait_until(fresh, timeout=timeout)
+    return found
 
 
 def free_port() -> int:
@@ -145,7 +164,7 @@ class ServerProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 30.0) -> ServerProcess:
+    def start(self, timeout: float = 90.0) -> ServerProcess:
         # free_port() can race with other test runs on the machine: a server that lost the
         # bind would otherwise pass the health check against someone else's server.
         for _ in range(3):
@@ -258,3 +277,10 @@ def check_walkthrough(port: int, key: str) -> None:
     assert decision["memory_type"] == "decision"
     assert "Skip pagination — reasoning: only 2 pages deep" in context["context"]
     assert context["context"].startswith("## Session Context (sess_")
+
+
+async def open_store_of(runtime: Runtime, org_id: str) -> Any:
+    """The org's open store itself (an ``ArcStore``, ``EmbeddedStore``…), for tests that
+    inspect it; the service sees it through a lease (``OrgStore``)."""
+    async with runtime.stores.use(org_id) as store:
+        return store

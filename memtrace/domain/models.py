@@ -277,6 +277,11 @@ class MemoryList(BaseModel):
     next_cursor: str | None = Field(
         default=None, description="Present when has_more: pass it as cursor for the next page."
     )
+    partial: bool = Field(
+        default=False,
+        description="Present and true when the read stopped at its work budget "
+        "(limits.scan_budget_ms): the memories are the first matches, and has_more is true.",
+    )
 
 
 Cursor = Annotated[
@@ -383,6 +388,16 @@ class SearchResult(BaseModel):
     has_more: bool = False
     next_cursor: str | None = Field(
         default=None, description="Present when has_more: pass it as cursor for the next page."
+    )
+
+    partial: bool = Field(
+        default=False,
+        description="Present and true when the search stopped at its work budget "
+        "(limits.scan_budget_ms) before looking at every memory: the results are the first "
+        "matches in order, and more may exist.",
+    )
+    partial_reason: str | None = Field(
+        default=None, description="With partial: why, and how to narrow the search."
     )
 
 

@@ -9,6 +9,12 @@ from typing import Any
 from memtrace.domain.memory import MemoryRecord
 from memtrace.domain.models import DuplicateEntry
 
+PARTIAL_HINT = (
+    "the search stopped at its work budget (limits.scan_budget_ms) before it had looked at "
+    "every memory; narrow it with agent_id, session_id, since/until or a longer "
+    "content_contains (3+ ASCII characters use an index)"
+)
+
 
 @dataclass(frozen=True, slots=True)
 class StoredBatch:
@@ -34,6 +40,7 @@ class RecordPage:
     memories: list[MemoryRecord]
     has_more: bool
     next_cursor: str | None = None
+    partial: bool = False
 
     def to_wire(self) -> dict[str, Any]:
         """The JSON shape of :class:`~memtrace.domain.models.MemoryList`."""
@@ -44,6 +51,8 @@ class RecordPage:
         }
         if self.next_cursor is not None:
             body["next_cursor"] = self.next_cursor
+        if self.partial:
+            body["partial"] = True
         return body
 
 
@@ -55,6 +64,7 @@ class SearchHits:
     query_time_ms: int
     has_more: bool = False
     next_cursor: str | None = None
+    partial: bool = False
 
     def to_wire(self) -> dict[str, Any]:
         """The JSON shape of :class:`~memtrace.domain.models.SearchResult`."""
@@ -66,4 +76,7 @@ class SearchHits:
         }
         if self.next_cursor is not None:
             body["next_cursor"] = self.next_cursor
+        if self.partial:
+            body["partial"] = True
+            body["partial_reason"] = PARTIAL_HINT
         return body

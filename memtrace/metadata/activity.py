@@ -70,6 +70,10 @@ class AgentActivity:
         for key in [k for k in self._pending if k[0] == org_id]:
             del self._pending[key]
 
+    def known(self) -> int:
+        """How many agents are remembered as registered."""
+        return len(self._known)
+
     def forget_known(self) -> None:
         """Forget which agents exist (another process may have deleted some)."""
         self._known.clear()

@@ -4,6 +4,13 @@ Agent auto-registration is awaited (a new agent exists before its first memory i
 acknowledged), but ``last_active_at`` updates of known agents are coalesced in memory and
 flushed every tick (see :class:`memtrace.runtime.Runtime`): a memory write does not pay a second
 fsync. Reads overlay the pending activity, so the process itself never shows a stale value.
+Which agents are known is remembered for the ``limits.agent_cache_size`` most recently active
+ones only: an agent that fell out is registered again on its next write (an upsert, the cost of
+one metadata write), so memory stays bounded however many agents an org ever had.
+
+Reads of an org's rows queue on the org's read lane, the server's other reads (the health
+ping, listings) on the system lane, so they never wait behind a tenant; the admin watch (keys,
+orgs, bindings) has a thread and a connection of its own.
 """
 
 from __future__ import annotations
@@ -22,12 +29,13 @@ from memtrace.domain.lifecycle import AuditEntry, RetentionPolicy
 from memtrace.metadata import bindings, goimport
 from memtrace.metadata import lifecycle as lc
 from memtrace.metadata import sqlite as md
-from memtrace.metadata.activity import AgentActivity
+from memtrace.metadata.activity import AGENT_CACHE_SIZE, AgentActivity
 from memtrace.metadata.base import AdminSnapshot
 from memtrace.metadata.bindings import ArcBinding
 from memtrace.metadata.goimport import LegacyArc
 from memtrace.metadata.records import AgentRow, Org, SessionRow
 from memtrace.metadata.schema import migrate
+from memtrace.storage.readpool import SYSTEM_LANE
 from memtrace.storage.sqlite import SQLiteDatabase, Synchronous, connect, storage_error
 
 T = TypeVar("T")
@@ -37,9 +45,17 @@ class Catalog:
     """Metadata operations for the server (:class:`~memtrace.metadata.base.MetadataStore`) on one
     group-committing SQLite database."""
 
-    def __init__(self, path: Path, *, synchronous: Synchronous = "FULL") -> None:
-        self.db = SQLiteDatabase(path, setup=migrate, synchronous=synchronous)
-        self.activity = AgentActivity()
+    def __init__(
+        self,
+        path: Path,
+        *,
+        synchronous: Synchronous = "FULL",
+        agent_cache_size: int = AGENT_CACHE_SIZE,
+    ) -> None:
+        self.db = SQLiteDatabase(
+            path, setup=migrate, synchronous=synchronous, lane=SYSTEM_LANE, max_readers=4
+        )
+        self.activity = AgentActivity(agent_cache_size)
         # The admin watch (data_version, keys, orgs, bindings) has a connection and a thread of
         # its own: it never queues behind tenants' reads in the shared reader pool, so a key
         # revoked while a tenant keeps every reader busy is still refused within 2 seconds.
@@ -163,6 +179,10 @@ class Catalog:
         """Drop caches of an org that was deleted."""
         self.activity.forget_org(org_id)
 
+    def known_agents(self) -> int:
+        """How many agents are remembered as registered (bounded by the cache size)."""
+        return self.activity.known()
+
     # -- agent activity (:mod:`memtrace.metadata.activity`) -----------------------------------
 
     async def note_activity(self, org_id: str, agent_ids: Iterable[str], at: int) -> None:
@@ -202,11 +222,13 @@ class Catalog:
         return row
 
     async def get_agent(self, org_id: str, agent_id: str) -> AgentRow | None:
-        row = await self.db.read(lambda conn: md.get_agent(conn, org_id, agent_id))
+        row = await self.db.read(lambda conn: md.get_agent(conn, org_id, agent_id), lane=org_id)
         return self.activity.overlay(row) if row else None
 
     async def list_agents(self, org_id: str, limit: int, offset: int) -> list[AgentRow]:
-        rows = await self.db.read(lambda conn: md.list_agents(conn, org_id, limit, offset))
+        rows = await self.db.read(
+            lambda conn: md.list_agents(conn, org_id, limit, offset), lane=org_id
+        )
         return [self.activity.overlay(row) for row in rows]
 
     async def delete_agent(self, org_id: str, agent_id: str) -> None:
@@ -224,13 +246,16 @@ class Catalog:
         return row
 
     async def get_session(self, org_id: str, session_id: str) -> SessionRow | None:
-        return await self.db.read(lambda conn: md.get_session(conn, org_id, session_id))
+        return await self.db.read(
+            lambda conn: md.get_session(conn, org_id, session_id), lane=org_id
+        )
 
     async def list_sessions(
         self, org_id: str, agent_id: str | None, status: str | None, limit: int, offset: int
     ) -> list[SessionRow]:
         return await self.db.read(
-            lambda conn: md.list_sessions(conn, org_id, agent_id, status, limit, offset)
+            lambda conn: md.list_sessions(conn, org_id, agent_id, status, limit, offset),
+            lane=org_id,
         )
 
     async def update_session(
@@ -246,7 +271,9 @@ class Catalog:
         )
 
     async def session_counts(self, org_id: str, agent_id: str) -> tuple[int, int]:
-        return await self.db.read(lambda conn: md.session_counts(conn, org_id, agent_id))
+        return await self.db.read(
+            lambda conn: md.session_counts(conn, org_id, agent_id), lane=org_id
+        )
 
     async def delete_session(self, org_id: str, session_id: str) -> bool:
         return await self.db.write(lambda conn: lc.delete_session(conn, org_id, session_id))
@@ -254,7 +281,7 @@ class Catalog:
     # -- data lifecycle -----------------------------------------------------------------------
 
     async def get_retention(self, org_id: str) -> RetentionPolicy | None:
-        return await self.db.read(lambda conn: lc.get_retention(conn, org_id))
+        return await self.db.read(lambda conn: lc.get_retention(conn, org_id), lane=org_id)
 
     async def list_retention(self) -> dict[str, RetentionPolicy]:
         return await self.db.read(lc.list_retention)
@@ -272,5 +299,5 @@ class Catalog:
         self, org_id: str, *, limit: int = 100, since: int | None = None
     ) -> list[AuditEntry]:
         return await self.db.read(
-            lambda conn: lc.list_audit(conn, org_id, limit=limit, since=since)
+            lambda conn: lc.list_audit(conn, org_id, limit=limit, since=since), lane=org_id
         )

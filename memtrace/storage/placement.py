@@ -23,6 +23,7 @@ def embedded_store(settings: Settings, org_id: str) -> EmbeddedStore:
         org_dir(settings.data_dir, org_id) / "memories.db",
         org_id,
         synchronous=settings.storage.synchronous,
+        lane=org_id,
     )
 
 
@@ -43,6 +44,7 @@ def outbox_of(settings: Settings, pg: PgDatabase | None, org_id: str) -> OutboxS
         org_dir(settings.data_dir, org_id) / "arc_outbox.db",
         org_id,
         synchronous=settings.storage.synchronous,
+        lane=org_id,
     )
 
 

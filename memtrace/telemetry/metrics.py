@@ -85,6 +85,40 @@ class Metrics:
             ["org_id"],
             registry=self.registry,
         )
+        self.ready = Gauge(
+            "memtrace_ready",
+            "1 when this process can serve (metadata DB answers, the data directory takes "
+            "writes), as /ready reports it.",
+            registry=self.registry,
+        )
+        self.store_healthy = Gauge(
+            "memtrace_store_healthy",
+            "1 when the org's storage backend answered its last health check, by org.",
+            ["org_id"],
+            registry=self.registry,
+        )
+        self.open_stores = Gauge(
+            "memtrace_open_stores", "Org stores open in this process.", registry=self.registry
+        )
+        self.open_streams = Gauge(
+            "memtrace_open_streams", "Open GET /sse streams.", registry=self.registry
+        )
+        self.reads_queued = Gauge(
+            "memtrace_reads_queued",
+            "Reads waiting for a reader thread (all orgs).",
+            registry=self.registry,
+        )
+        self.partial_reads = Counter(
+            "memtrace_partial_reads",
+            "Lists and searches that stopped at their work budget (limits.scan_budget_ms).",
+            registry=self.registry,
+        )
+        self.rate_limited = Counter(
+            "memtrace_rate_limited",
+            "Requests answered 429, by the limit that refused them (key or org).",
+            ["scope"],
+            registry=self.registry,
+        )
 
     def render(self) -> bytes:
         """Prometheus text exposition format."""

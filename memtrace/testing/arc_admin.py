@@ -103,7 +103,7 @@ class ArcAdmin:
     # -- delete -------------------------------------------------------------------------------
 
     async def _delete_config(self, request: Request) -> Response:
-        if (denied := self.emulator.guard(request)) is not None:
+        if (denied := await self.emulator.guard(request)) is not None:
             return denied
         e = self.emulator
         return JSONResponse(
@@ -118,7 +118,7 @@ class ArcAdmin:
     async def _delete(self, request: Request) -> Response:
         started = time.perf_counter()
         e = self.emulator
-        if (denied := e.guard(request)) is not None:
+        if (denied := await e.guard(request)) is not None:
             return denied
         if not e.delete_enabled:
             return _fail(
@@ -202,12 +202,12 @@ class ArcAdmin:
             return None
 
     async def _list(self, request: Request) -> Response:
-        if (denied := self.emulator.guard(request)) is not None:
+        if (denied := await self.emulator.guard(request)) is not None:
             return denied
         return JSONResponse(list(self.policies.values()))
 
     async def _get(self, request: Request) -> Response:
-        if (denied := self.emulator.guard(request)) is not None:
+        if (denied := await self.emulator.guard(request)) is not None:
             return denied
         policy = self._policy(request)
         if policy is None:
@@ -231,7 +231,7 @@ class ArcAdmin:
         return None
 
     async def _create(self, request: Request) -> Response:
-        if (denied := self.emulator.guard(request)) is not None:
+        if (denied := await self.emulator.guard(request)) is not None:
             return denied
         if not self.emulator.retention_enabled:
             return JSONResponse({"error": "Retention policies are disabled"}, 403)
@@ -263,7 +263,7 @@ class ArcAdmin:
         return JSONResponse(policy, 201)
 
     async def _update(self, request: Request) -> Response:
-        if (denied := self.emulator.guard(request)) is not None:
+        if (denied := await self.emulator.guard(request)) is not None:
             return denied
         body = await _body(request)
         if problem := self._validated(body, creating=False):
@@ -279,7 +279,7 @@ class ArcAdmin:
         return JSONResponse(policy)
 
     async def _remove(self, request: Request) -> Response:
-        if (denied := self.emulator.guard(request)) is not None:
+        if (denied := await self.emulator.guard(request)) is not None:
             return denied
         policy = self._policy(request)
         if policy is None:
@@ -288,7 +288,7 @@ class ArcAdmin:
         return JSONResponse({"message": "Retention policy deleted successfully"})
 
     async def _executions(self, request: Request) -> Response:
-        if (denied := self.emulator.guard(request)) is not None:
+        if (denied := await self.emulator.guard(request)) is not None:
             return denied
         policy = self._policy(request)
         if policy is None:
@@ -299,7 +299,7 @@ class ArcAdmin:
     async def _execute(self, request: Request) -> Response:
         started = time.perf_counter()
         e = self.emulator
-        if (denied := e.guard(request)) is not None:
+        if (denied := await e.guard(request)) is not None:
             return denied
         body = await _body(request)
         if body is None:

@@ -18,7 +18,7 @@ from http_api.app import create_app
 from memtrace.config import load_settings
 from memtrace.runtime import Runtime
 from memtrace.storage.postgres.store import PostgresStore
-from tests.helpers import create_org_key
+from tests.helpers import create_org_key, open_store_of
 from tests.storage.arc_support import eventually
 
 MEM = "/api/v1/memories"
@@ -93,7 +93,7 @@ async def test_any_replica_reads_what_another_acknowledged(
     assert [m["content"] for m in found["results"]] == ["step 4"]
     agent = (await replicas[1][1].get("/api/v1/agents/crawler/stats", headers=headers)).json()
     assert agent["memory_count"] == 9
-    store = await replicas[0][0].stores.get(org_id)
+    store = await open_store_of(replicas[0][0], org_id)
     assert isinstance(store, PostgresStore)
 
 

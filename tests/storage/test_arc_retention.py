@@ -14,6 +14,7 @@ from memtrace.metadata import lifecycle as lc
 from memtrace.runtime import Runtime
 from memtrace.storage.arc.store import ArcStore
 from memtrace.testing.arc_server import EmulatorServer
+from tests.helpers import open_store_of
 from tests.storage.arc_support import bound_org, drained
 
 DAY_S = 86_400
@@ -50,7 +51,7 @@ async def test_arc_retention_uses_arcs_policy_then_rows(
         "/api/v1/memories", json={"memories": old + edge + kept + decisions}, headers=rw
     )
     assert response.status_code == 201, response.text
-    store = await runtime.stores.get(org_id)
+    store = await open_store_of(runtime, org_id)
     assert isinstance(store, ArcStore)
     await drained(store)
 
@@ -91,7 +92,7 @@ async def test_arc_policy_is_not_used_when_the_measurement_is_shared(
             await client.post("/api/v1/memories", json=body, headers=headers)
         ).status_code == 201
     for org_id in (mine, theirs):
-        store = await runtime.stores.get(org_id)
+        store = await open_store_of(runtime, org_id)
         assert isinstance(store, ArcStore)
         await drained(store)
 

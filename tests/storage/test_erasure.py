@@ -16,6 +16,7 @@ from memtrace.storage.arc.store import ArcStore
 from memtrace.storage.embedded import EmbeddedStore
 from memtrace.storage.layout import org_dir
 from memtrace.testing.arc_server import EmulatorServer
+from tests.helpers import open_store_of
 from tests.storage.arc_support import bound_org, drained
 
 SECRET = "Zqxjv SSN 078-05-1120 of Ada Lovelace"
@@ -89,7 +90,7 @@ async def test_embedded_delete_and_forget_leave_nothing_in_the_files(
         "/api/v1/memories/forget", json={"agent_id": "subject"}, headers=admin
     )
     assert forgot.json() == {"deleted": 1}
-    store = await runtime.stores.get(org_id)
+    store = await open_store_of(runtime, org_id)
     assert isinstance(store, EmbeddedStore)
     await store.purger.idle()
 
@@ -108,7 +109,7 @@ async def test_arc_delete_and_forget_rewrite_arcs_files_and_the_outbox(
     runtime, client = served_runtime
     org_id, rw, admin = await bound_org(runtime, arc_files_server)
     ids = await fill(client, rw)
-    store = await runtime.stores.get(org_id)
+    store = await open_store_of(runtime, org_id)
     assert isinstance(store, ArcStore)
     await drained(store)
     arc_files = arc_files_server.emulator.data_dir
@@ -137,7 +138,7 @@ async def test_arc_refusing_deletes_is_a_clear_503_and_changes_nothing(
     runtime, client = served_runtime
     org_id, rw, _ = await bound_org(runtime, arc_files_server)
     ids = await fill(client, rw)
-    store = await runtime.stores.get(org_id)
+    store = await open_store_of(runtime, org_id)
     assert isinstance(store, ArcStore)
     await drained(store)
     arc_files_server.emulator.delete_enabled = False  # Arc's default

@@ -30,7 +30,7 @@ from memtrace.storage.arc.outbox_base import OutboxStore
 from memtrace.storage.arc.retention import expire_with_policy
 from memtrace.storage.arc.shipper import Shipper, shown_by_arc
 from memtrace.storage.arc.target import ArcTarget
-from memtrace.storage.base import AgentMemoryStats, MemoryQuery, NewMemory, StoreHealth
+from memtrace.storage.base import AgentMemoryStats, MemoryQuery, NewMemory, QueryPage, StoreHealth
 from memtrace.storage.erase import ErasureFinisher
 from memtrace.storage.rows import after, matches, sort_key
 from memtrace.storage.sqlite import Synchronous
@@ -63,7 +63,9 @@ class ArcStore:
         self.settings = settings
         # a path: the org's outbox file; cluster mode passes its PostgreSQL outbox
         self.outbox: OutboxStore = (
-            Outbox(outbox, org_id, synchronous=synchronous) if isinstance(outbox, Path) else outbox
+            Outbox(outbox, org_id, synchronous=synchronous, lane=org_id)
+            if isinstance(outbox, Path)
+            else outbox
         )
         self.client = ArcClient(
             target.url,
@@ -210,6 +212,15 @@ class ArcStore:
             raise self._read_failed(exc) from None
 
     async def query(self, q: MemoryQuery) -> list[MemoryRecord]:
+        records = await self._query(q)
+        if q.content_chars is None:
+            return records
+        chars = q.content_chars  # (the outbox's rows and Go rows arrive whole)
+        return [
+            r if len(r.content) <= chars else replace(r, content=r.content[:chars]) for r in records
+        ]
+
+    async def _query(self, q: MemoryQuery) -> list[MemoryRecord]:
         extra = await self._overlay(q, q.offset + q.limit)
         measurement = self.target.measurement
         layout = await self._layout()
@@ -257,6 +268,10 @@ class ArcStore:
             merged.setdefault(record.id, record)
         ordered = sorted(merged.values(), key=sort_key, reverse=q.order == "desc")
         return ordered[q.offset : q.offset + q.limit]
+
+    async def query_page(self, q: MemoryQuery, budget_s: float) -> QueryPage:
+        # Arc scans on its own CPU, bounded by arc.query_timeout_s; the overlay is small.
+        return QueryPage(await self.query(q))
 
     async def count(self, q: MemoryQuery) -> int:
         extra = await self._overlay(q)

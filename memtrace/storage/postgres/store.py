@@ -13,6 +13,7 @@ from __future__ import annotations
 import zlib
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TypeVar
 
@@ -21,7 +22,13 @@ import asyncpg
 from memtrace.domain.dedup import DedupWindow
 from memtrace.domain.ids import memory_ids
 from memtrace.domain.memory import MemoryRecord, WriteOutcome
-from memtrace.storage.base import AgentMemoryStats, MemoryQuery, NewMemory, StoreHealth
+from memtrace.storage.base import (
+    AgentMemoryStats,
+    MemoryQuery,
+    NewMemory,
+    QueryPage,
+    StoreHealth,
+)
 from memtrace.storage.postgres import sql as pg_sql
 from memtrace.storage.postgres.db import Connection, PgDatabase
 from memtrace.storage.postgres.schema import (
@@ -308,7 +315,18 @@ class PostgresStore:
     async def query(self, q: MemoryQuery) -> list[MemoryRecord]:
         sql, params = pg_sql.select_sql(q, collation=self.db.lower_collation)
         async with self.db.connection() as conn:
-            return [row_to_record(row) for row in await conn.fetch(sql, *params)]
+            records = [row_to_record(row) for row in await conn.fetch(sql, *params)]
+        chars = q.content_chars  # a preview: only the leading characters are wanted
+        if chars is None:
+            return records
+        return [
+            r if len(r.content) <= chars else replace(r, content=r.content[:chars]) for r in records
+        ]
+
+    async def query_page(self, q: MemoryQuery, budget_s: float) -> QueryPage:
+        # PostgreSQL scans on its own CPU, bounded by postgres.statement_timeout_s (as Arc
+        # is by arc.query_timeout_s): the replica's CPU budget does not apply.
+        return QueryPage(await self.query(q))
 
     async def scan(self, after: tuple[int, str] | None, limit: int) -> list[MemoryRecord]:
         """Up to ``limit`` memories in ``(time, id)`` order after ``after`` (for copies)."""
