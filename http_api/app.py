@@ -7,11 +7,14 @@ from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontext
 from typing import Any, Protocol
 
 from fastapi import FastAPI
+from starlette.routing import BaseRoute
 
 from http_api.abuse import install_abuse_limits
 from http_api.errors import install_error_handlers
 from http_api.middleware import BodyLimitMiddleware, MetricsMiddleware
 from http_api.routes import agents, health, memories, sessions
+from http_api.routes.memories import WRITE_PATH
+from http_api.writepath import MemoryWritePath
 from memtrace import __version__
 from memtrace.domain.models import ErrorBody
 from memtrace.runtime import Runtime
@@ -73,11 +76,21 @@ def create_app(
     for addon in addons:
         addon.install(app)
     install_error_handlers(app)
+    # Innermost: the write route without FastAPI's per-request work, inside every check below.
+    route = _route(memories.router.routes, "POST", WRITE_PATH)
+    app.add_middleware(MemoryWritePath, runtime=runtime, route=route)
     app.add_middleware(BodyLimitMiddleware, max_bytes=runtime.settings.limits.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=runtime.metrics)
     install_abuse_limits(app, runtime.settings)
     _document_extra_schemas(app)
     return app
+
+
+def _route(routes: Sequence[BaseRoute], method: str, path: str) -> BaseRoute | None:
+    for route in routes:
+        if getattr(route, "path", None) == path and method in getattr(route, "methods", ()):
+            return route
+    return None
 
 
 _API_ERRORS = {

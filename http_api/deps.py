@@ -47,12 +47,16 @@ ReadService = Annotated[MemoryService, Depends(_service_with("read"))]
 WriteService = Annotated[MemoryService, Depends(_service_with("write"))]
 
 
-async def read_json(request: Request) -> Any:
-    """The request body parsed as JSON (an empty body is ``None``)."""
-    body = await request.body()
+def parse_body(body: bytes) -> Any:
+    """A request body parsed as JSON (an empty body is ``None``)."""
     if not body.strip():
         return None
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError:
         raise InvalidInput("body: invalid JSON") from None
+
+
+async def read_json(request: Request) -> Any:
+    """The request body parsed as JSON (an empty body is ``None``)."""
+    return parse_body(await request.body())
