@@ -11,8 +11,8 @@ with the client out of the picture, so before/after pairs of one change can be c
   bare FastAPI endpoint validating the same body into the same pydantic model) the same way,
   alternating, and prints the ratio.
 - ``ingest``: 1,000-memory batches through the service, with the CPU per memory of each phase
-  (JSON parse, validation, the service's per-item preparation, the store write including the
-  writer thread, the response's JSON).
+  (JSON parse, validation as the REST route does it, the service's per-item preparation and
+  the store write including the writer thread, the response's JSON).
 
 .venv/bin/python -m bench.inprocess remember --requests 8000 [--compare]
 .venv/bin/python -m bench.inprocess ingest --memories 40000
@@ -36,8 +36,8 @@ from bench.bare import create_bare_app
 from bench.common import batches
 from http_api.app import create_app
 from memtrace.config import load_settings
+from memtrace.domain.hotpath import parse_batch
 from memtrace.domain.ids import DEFAULT_ORG_ID
-from memtrace.domain.models import MemoryBatchCreate, parse_model
 from memtrace.runtime import Runtime
 
 Message = MutableMapping[str, Any]
@@ -190,8 +190,8 @@ async def ingest(memories: int) -> dict[str, Any]:
         total = time.process_time()
         for body in bodies:
             payload = timed("parse", lambda b=body: orjson.loads(b))
-            batch = timed("validate", lambda p=payload: parse_model(MemoryBatchCreate, p))
-            result = await timed_async("write", lambda b=batch: service.remember_batch(b.memories))
+            batch = timed("validate", lambda p=payload: parse_batch(p))
+            result = await timed_async("write", lambda b=batch: service.remember_batch(b))
             timed("response", lambda r=result: orjson.dumps(r.to_wire()))
         total = time.process_time() - total
     finally:

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from http_api.deps import ReadService, WriteService, json_response, read_json
+from memtrace.domain.hotpath import parse_batch, parse_memory
 from memtrace.domain.models import (
     ListParams,
     Memory,
@@ -17,7 +18,6 @@ from memtrace.domain.models import (
     MemoryList,
     SearchRequest,
     SearchResult,
-    parse_model,
 )
 from memtrace.service import MemoryService, RecordPage
 
@@ -49,10 +49,9 @@ def page_response(page: RecordPage) -> Response:
 async def write_memories(service: MemoryService, payload: Any) -> tuple[int, Any]:
     """Validate a single memory or a batch and store it: (status, JSON content)."""
     if isinstance(payload, dict) and "memories" in payload:
-        batch = parse_model(MemoryBatchCreate, payload)
-        result = await service.remember_batch(batch.memories)
+        result = await service.remember_batch(parse_batch(payload))
         return 201, result.to_wire()
-    record = await service.remember(parse_model(MemoryCreate, payload))
+    record = await service.remember(parse_memory(payload))
     return 201, record.to_wire()
 
 

@@ -74,9 +74,17 @@ def _migrate(conn: sqlite3.Connection) -> None:
     create_schema(conn, _SCHEMA_V1, version=SCHEMA_VERSION, what="store")
 
 
+# FTS5 merges its segments once 16 of a level exist instead of 4: about 12% less CPU per
+# indexed memory (~4 us), with the same search times at 200k memories (bench/README.md).
+FTS_AUTOMERGE = 16
+
+
 def _setup_writer(conn: sqlite3.Connection) -> None:
     _migrate(conn)
     conn.execute(f"PRAGMA cache_size = -{int(WRITER_CACHE_KIB)}")
+    conn.execute(
+        "INSERT INTO memories_fts (memories_fts, rank) VALUES ('automerge', ?)", (FTS_AUTOMERGE,)
+    )
 
 
 def _lower(value: str | None) -> str | None:
