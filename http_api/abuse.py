@@ -4,13 +4,17 @@ later): per-caller rate limiting and a deadline for slow request bodies."""
 from __future__ import annotations
 
 import asyncio
-import time
 
 import orjson
 from starlette.applications import Starlette
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from memtrace.auth.ratelimit import RateLimiter, caller_identity, retry_after_header
+from memtrace.auth.ratelimit import (
+    RateLimiter,
+    SharedRateLimiter,
+    caller_identity,
+    retry_after_header,
+)
 from memtrace.config import Settings
 from memtrace.domain.errors import MemtraceError, RateLimited, RequestTimeout
 
@@ -48,7 +52,7 @@ async def send_error(
 class RateLimitMiddleware:
     """429 with ``Retry-After`` once a caller's token bucket is empty."""
 
-    def __init__(self, app: ASGIApp, limiter: RateLimiter) -> None:
+    def __init__(self, app: ASGIApp, limiter: RateLimiter | SharedRateLimiter) -> None:
         self.app = app
         self.limiter = limiter
 
@@ -97,9 +101,11 @@ class BodyTimeoutMiddleware:
             if body_done:  # later reads only wait for a disconnect: no deadline
                 return await receive()
             if deadline is None:
-                deadline = time.monotonic() + self.timeout_s
+                deadline = asyncio.get_running_loop().time() + self.timeout_s
             try:
-                message = await asyncio.wait_for(receive(), deadline - time.monotonic())
+                # (asyncio.timeout_at, not wait_for: no task per read, ~10 us less a request)
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
             except TimeoutError:
                 timed_out = True
                 raise RequestTimeout(
@@ -128,9 +134,14 @@ class BodyTimeoutMiddleware:
 _CLOSE = (b"connection", b"close")
 
 
-def install_abuse_limits(app: Starlette, settings: Settings) -> None:
-    """Add the abuse-limit middleware (outermost, so it also guards later mounts)."""
+def install_abuse_limits(
+    app: Starlette, settings: Settings, limiter: RateLimiter | SharedRateLimiter | None = None
+) -> None:
+    """Add the abuse-limit middleware (outermost, so it also guards later mounts).
+
+    ``limiter``: the per-key limiter (shared by the workers of a multi-process server); by
+    default one of this process from ``limits.rate_per_s`` and ``limits.rate_burst``."""
     app.add_middleware(BodyTimeoutMiddleware, timeout_s=settings.server.body_timeout_s)
     limits = settings.limits
-    limiter = RateLimiter(limits.rate_per_s, limits.rate_burst)
+    limiter = limiter or RateLimiter(limits.rate_per_s, limits.rate_burst)
     app.add_middleware(RateLimitMiddleware, limiter=limiter)

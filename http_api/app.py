@@ -81,7 +81,9 @@ def create_app(
     app.add_middleware(MemoryWritePath, runtime=runtime, route=route)
     app.add_middleware(BodyLimitMiddleware, max_bytes=runtime.settings.limits.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=runtime.metrics)
-    install_abuse_limits(app, runtime.settings)
+    limits = runtime.settings.limits
+    limiter = runtime.rate_limiter(limits.rate_per_s, limits.rate_burst, "key")
+    install_abuse_limits(app, runtime.settings, limiter)
     _document_extra_schemas(app)
     return app
 

@@ -17,6 +17,7 @@ from typing import Any
 from memtrace import __version__
 from memtrace.auth.keys import Authenticator, Principal, new_api_key
 from memtrace.auth.permissions import ALL_PERMISSIONS
+from memtrace.auth.ratelimit import RateLimiter, SharedRateLimiter
 from memtrace.config import Settings
 from memtrace.domain.ids import DEFAULT_ORG_ID
 from memtrace.domain.timestamps import now_us
@@ -24,6 +25,7 @@ from memtrace.metadata.catalog import Catalog
 from memtrace.service import MemoryService
 from memtrace.telemetry.metrics import Metrics
 from memtrace.tenancy import StoreRegistry
+from memtrace.workers import WorkerShare
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +35,10 @@ RELOAD_INTERVAL_S = 0.5
 class Runtime:
     """Everything a memtrace process needs, started and stopped as one unit."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, share: WorkerShare | None = None) -> None:
+        """``share``: this process is one worker of several (``memtrace serve --workers``)."""
         self.settings = settings
+        self.share = share
         self.catalog = Catalog(settings.metadata_path, synchronous=settings.storage.synchronous)
         self.auth = Authenticator(enabled=settings.auth.enabled)
         self.metrics = Metrics()
@@ -110,6 +114,15 @@ class Runtime:
                     await self.reload()
             except Exception:
                 log.exception("metadata watch tick failed; retrying")
+
+    def rate_limiter(
+        self, rate: float, burst: int, namespace: str
+    ) -> RateLimiter | SharedRateLimiter:
+        """A token-bucket limiter of this process, or of every worker when there are several
+        (one allowance per server, whichever worker a request reaches)."""
+        if self.share is not None and rate > 0:
+            return self.share.rate_limiter(rate, burst, namespace)
+        return RateLimiter(rate, burst)
 
     async def authenticate(self, presented: str | None) -> Principal:
         return await self.auth.authenticate(presented)

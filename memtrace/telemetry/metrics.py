@@ -1,8 +1,18 @@
-"""Prometheus metrics of one runtime (its own registry, so several runtimes can coexist)."""
+"""Prometheus metrics of one runtime (its own registry, so several runtimes can coexist).
+
+Under ``memtrace serve --workers N`` every worker process records into the files of
+``PROMETHEUS_MULTIPROC_DIR`` (prometheus_client's multiprocess mode, set up by the parent before
+the workers start) and ``GET /metrics``, whichever worker answers it, reports the sum over all
+workers: counters and histograms add up, and a gauge holds the value most recently set by any
+worker (each worker computes the same outbox counts from the shared files).
+"""
 
 from __future__ import annotations
 
+import os
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -39,18 +49,21 @@ class Metrics:
             "Memories acknowledged but not yet shipped to Arc, by org.",
             ["org_id"],
             registry=self.registry,
+            multiprocess_mode="mostrecent",
         )
         self.outbox_unverified = Gauge(
             "memtrace_outbox_unverified",
             "Memories Arc accepted (204) but has not yet shown in a query, by org.",
             ["org_id"],
             registry=self.registry,
+            multiprocess_mode="mostrecent",
         )
         self.outbox_parked = Gauge(
             "memtrace_outbox_parked",
             "Memories Arc refuses, kept in the outbox (memtrace org outbox ORG), by org.",
             ["org_id"],
             registry=self.registry,
+            multiprocess_mode="mostrecent",
         )
         self.arc_reshipped = Counter(
             "memtrace_arc_reshipped",
@@ -74,5 +87,10 @@ class Metrics:
         )
 
     def render(self) -> bytes:
-        """Prometheus text exposition format."""
-        return bytes(generate_latest(self.registry))
+        """Prometheus text exposition format (of every worker process, see the module doc)."""
+        directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if not directory:
+            return bytes(generate_latest(self.registry))
+        merged = CollectorRegistry()
+        MultiProcessCollector(merged, path=directory)  # type: ignore[no-untyped-call]
+        return bytes(generate_latest(merged))
