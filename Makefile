@@ -6,18 +6,21 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: serve test test-fast lint ci bench bench-quick profile-tools clean
+.PHONY: serve test test-fast lint ci bench bench-quick profile-tools dist wheelhouse image clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# Stamp files re-run the install only when pyproject.toml changes.
+# Stamp files re-run the install only when pyproject.toml changes. The distribution was called
+# `memtrace` before 0.3.0 became `memtrace-server`: drop the old name so a venv holds one copy.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
+	@$(BIN)/pip uninstall --quiet --yes memtrace 2>/dev/null || true
 	$(BIN)/pip install --quiet -e .
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	@$(BIN)/pip uninstall --quiet --yes memtrace 2>/dev/null || true
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@ $(VENV)/.installed
 
@@ -55,5 +58,20 @@ $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
 # Profilers (py-spy, pyinstrument) for the optimisation work described in bench/README.md.
 profile-tools: $(VENV)/.installed-bench
 
+# Packaging and images (docs/deploy.md). `make dist`: the wheel and the sdist in dist/.
+# `make wheelhouse`: dist/wheelhouse/ holds the wheel and every dependency, so `make image`
+# builds with no network inside the build (CONTAINER=podman also works; BASE picks the base image).
+dist: $(VENV)/.installed-dev
+	rm -rf dist build
+	$(BIN)/python -m build --outdir dist .
+
+wheelhouse: dist
+	$(BIN)/python -m pip wheel --quiet --wheel-dir dist/wheelhouse dist/*.whl
+
+CONTAINER ?= docker
+BASE      ?= python:3.11-slim-bookworm
+image: wheelhouse
+	$(CONTAINER) build $(if $(filter podman,$(CONTAINER)),--format docker) --network=none --build-arg BASE=$(BASE) -t memtrace:$(shell $(BIN)/python -c 'import memtrace; print(memtrace.__version__)') -t memtrace:latest .
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache dist build

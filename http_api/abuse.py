@@ -9,41 +9,25 @@ import orjson
 from starlette.applications import Starlette
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from memtrace.auth.ratelimit import (
-    RateLimiter,
-    SharedRateLimiter,
-    caller_identity,
-    retry_after_header,
-)
+from memtrace.auth.keys import presented_key
+from memtrace.auth.ratelimit import RateLimiter, SharedRateLimiter, caller_identity
 from memtrace.config import Settings
-from memtrace.domain.errors import MemtraceError, RateLimited, RequestTimeout
+from memtrace.domain.errors import InvalidInput, MemtraceError, RateLimited, RequestTimeout
 
 # Probes and scrapes stay reachable whatever a caller does.
 UNLIMITED_PATHS = frozenset({"/health", "/ready", "/metrics"})
+_CLOSE = (b"connection", b"close")
 
 
-def _presented_key(scope: Scope) -> str | None:
-    headers: dict[str, bytes] = {
-        name.decode("latin-1").lower(): value for name, value in scope["headers"]
-    }
-    key = headers.get("x-api-key", b"").strip()
-    if key:
-        return key.decode("latin-1")
-    scheme, _, token = headers.get("authorization", b"").partition(b" ")
-    if scheme.lower() == b"bearer" and token.strip():
-        return token.strip().decode("latin-1")
-    return None
-
-
-async def send_error(
-    send: Send, error: MemtraceError, extra_headers: list[tuple[bytes, bytes]] | None = None
-) -> None:
-    """Answer with the error's status and ``{"error": …}`` body, then close the connection."""
+async def send_error(send: Send, error: MemtraceError, *, close: bool = False) -> None:
+    """Answer with the error's status, headers and ``{"error": …}`` body; ``close`` hangs up
+    afterwards (a body that was not read must not be drained on a kept-alive connection)."""
     body = orjson.dumps(error.to_body())
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
-        *(extra_headers or []),
+        *((name.lower().encode(), value.encode()) for name, value in error.headers().items()),
+        *([_CLOSE] if close else []),
     ]
     await send({"type": "http.response.start", "status": error.status_code, "headers": headers})
     await send({"type": "http.response.body", "body": body})
@@ -65,16 +49,21 @@ class RateLimitMiddleware:
             await self.app(scope, receive, send)
             return
         client = scope.get("client")
-        caller = caller_identity(_presented_key(scope), client[0] if client else None)
-        wait = self.limiter.acquire(caller)
+        refused: InvalidInput | None = None
+        try:
+            key = presented_key(scope["headers"])  # the one the authenticator reads
+        except InvalidInput as exc:  # ambiguous: charged to the address, then refused
+            key, refused = None, exc
+        wait = self.limiter.acquire(caller_identity(key, client[0] if client else None))
         if wait > 0:
-            retry = retry_after_header(wait)
             error = RateLimited(
-                f"rate limit exceeded; retry after {retry} s",
                 retry_after=wait,
                 hint="limits.rate_per_s and limits.rate_burst set the allowance per key",
             )
-            await send_error(send, error, [(b"retry-after", retry.encode())])
+            await send_error(send, error)
+            return
+        if refused is not None:
+            await send_error(send, refused, close=True)
             return
         await self.app(scope, receive, send)
 
@@ -128,10 +117,7 @@ class BodyTimeoutMiddleware:
         except RequestTimeout as exc:
             if response_started:
                 raise
-            await send_error(send, exc, [_CLOSE])
-
-
-_CLOSE = (b"connection", b"close")
+            await send_error(send, exc, close=True)
 
 
 def install_abuse_limits(

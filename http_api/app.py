@@ -7,10 +7,12 @@ from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontext
 from typing import Any, Protocol
 
 from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import BaseRoute
 
 from http_api.abuse import install_abuse_limits
 from http_api.errors import install_error_handlers
+from http_api.guard import AuthGate, HostPolicy, RequestGuard
 from http_api.middleware import BodyLimitMiddleware, MetricsMiddleware
 from http_api.routes import agents, health, memories, sessions
 from http_api.routes.memories import WRITE_PATH
@@ -76,14 +78,28 @@ def create_app(
     for addon in addons:
         addon.install(app)
     install_error_handlers(app)
-    # Innermost: the write route without FastAPI's per-request work, inside every check below.
+    settings = runtime.settings
+    # Added innermost first: rate limit → body deadline → metrics → Host/Origin/JSON guard →
+    # key check (before any body is read) → body size → the write route (POST /memories
+    # without FastAPI's per-request work) → routes (REST and the addons').
     route = _route(memories.router.routes, "POST", WRITE_PATH)
     app.add_middleware(MemoryWritePath, runtime=runtime, route=route)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=runtime.settings.limits.max_body_bytes)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.limits.max_body_bytes)
+    app.add_middleware(AuthGate, runtime=runtime)
+    app.add_middleware(RequestGuard, policy=HostPolicy.from_settings(settings.server))
     app.add_middleware(MetricsMiddleware, metrics=runtime.metrics)
-    limits = runtime.settings.limits
+    limits = settings.limits
     limiter = runtime.rate_limiter(limits.rate_per_s, limits.rate_burst, "key")
-    install_abuse_limits(app, runtime.settings, limiter)
+    install_abuse_limits(app, settings, limiter)
+    if settings.server.cors_origins:  # outermost: it answers preflights itself
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.server.cors_origins),
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=CORS_REQUEST_HEADERS,
+            expose_headers=CORS_RESPONSE_HEADERS,
+            max_age=600,
+        )
     _document_extra_schemas(app)
     return app
 
@@ -95,6 +111,18 @@ def _route(routes: Sequence[BaseRoute], method: str, path: str) -> BaseRoute | N
     return None
 
 
+# What browser clients (the TypeScript SDK, MCP clients) send and need to read.
+CORS_REQUEST_HEADERS = [
+    "authorization",
+    "content-type",
+    "x-api-key",
+    "mcp-protocol-version",
+    "mcp-session-id",
+    "last-event-id",
+]
+CORS_RESPONSE_HEADERS = ["retry-after", "www-authenticate", "mcp-session-id"]
+
+
 _API_ERRORS = {
     "400": "Invalid input; `error` names the field",
     "401": "Missing, malformed, unknown or revoked API key",
@@ -103,6 +131,8 @@ _API_ERRORS = {
     "409": "Conflict or duplicate",
     "408": "Request body not received in time",
     "413": "Request body too large",
+    "415": "Request body is not JSON",
+    "421": "Host not in server.allowed_hosts",
     "429": "Rate limited",
     "503": "Storage unavailable",
 }

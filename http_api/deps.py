@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Annotated, Any
 
 import orjson
-from fastapi import Depends, Request
+from fastapi import Depends, HTTPException, Request
+from fastapi.routing import APIRoute
 from starlette.responses import Response
 
+from http_api.guard import PRINCIPAL
 from memtrace.auth.keys import Principal, presented_key
 from memtrace.domain.errors import InvalidInput
+from memtrace.domain.jsonbody import parse_json
 from memtrace.runtime import Runtime
 from memtrace.service import MemoryService
 
@@ -30,7 +33,11 @@ def get_runtime(request: Request) -> Runtime:
 
 
 async def get_principal(request: Request) -> Principal:
-    return await get_runtime(request).authenticate(presented_key(request.headers))
+    """The caller, as authenticated by :class:`http_api.guard.AuthGate` before the body."""
+    principal = request.scope.get("state", {}).get(PRINCIPAL)
+    if isinstance(principal, Principal):
+        return principal
+    return await get_runtime(request).authenticate(presented_key(request.scope["headers"]))
 
 
 def _service_with(permission: str) -> Callable[..., Awaitable[MemoryService]]:
@@ -47,16 +54,28 @@ ReadService = Annotated[MemoryService, Depends(_service_with("read"))]
 WriteService = Annotated[MemoryService, Depends(_service_with("write"))]
 
 
-def parse_body(body: bytes) -> Any:
-    """A request body parsed as JSON (an empty body is ``None``)."""
-    if not body.strip():
-        return None
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise InvalidInput("body: invalid JSON") from None
-
-
 async def read_json(request: Request) -> Any:
-    """The request body parsed as JSON (an empty body is ``None``)."""
-    return parse_body(await request.body())
+    """The request body parsed by the one JSON parser of every route (an empty body is
+    ``None``)."""
+    return parse_json(await request.body())
+
+
+class _JsonRequest(Request):
+    async def json(self) -> Any:
+        try:
+            return parse_json(await self.body())
+        except InvalidInput as exc:  # FastAPI re-raises an HTTPException from here as it is
+            raise HTTPException(400, detail=exc.message) from None
+
+
+class JsonRoute(APIRoute):
+    """A route whose JSON body FastAPI parses with :func:`memtrace.domain.jsonbody.parse_json`
+    (the same parser and rules as ``POST /memories``), not Python's lenient ``json``."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def parse_with_memtrace_rules(request: Request) -> Response:
+            return await handler(_JsonRequest(request.scope, request.receive))
+
+        return parse_with_memtrace_rules

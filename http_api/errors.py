@@ -10,7 +10,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from http_api.deps import json_response
-from memtrace.domain.errors import MemtraceError, RateLimited
+from memtrace.domain.errors import MemtraceError
 from memtrace.domain.models import invalid_input
 
 log = logging.getLogger("memtrace.http")
@@ -20,10 +20,7 @@ _HTTP_MESSAGES = {404: "not found", 405: "method not allowed", 413: "request bod
 
 async def _memtrace_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, MemtraceError)
-    response = json_response(exc.to_body(), exc.status_code)
-    if isinstance(exc, RateLimited):
-        response.headers["Retry-After"] = str(max(1, round(exc.retry_after)))
-    return response
+    return json_response(exc.to_body(), exc.status_code, headers=exc.headers())
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:

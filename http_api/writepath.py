@@ -13,15 +13,15 @@ document and for requests this middleware does not take.
 from __future__ import annotations
 
 import orjson
-from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from http_api.deps import parse_body
 from http_api.errors import error_response
+from http_api.guard import PRINCIPAL
 from http_api.routes.memories import WRITE_PATH, write_memories
-from memtrace.auth.keys import presented_key
+from memtrace.auth.keys import Principal, presented_key
+from memtrace.domain.jsonbody import parse_json
 from memtrace.runtime import Runtime
 
 _JSON = (b"content-type", b"application/json")
@@ -67,10 +67,12 @@ class MemoryWritePath:
         if self.route is not None:
             scope["route"] = self.route
         try:
-            principal = await self.runtime.authenticate(presented_key(Headers(scope=scope)))
+            principal = scope.get("state", {}).get(PRINCIPAL)  # from http_api.guard.AuthGate
+            if not isinstance(principal, Principal):
+                principal = await self.runtime.authenticate(presented_key(scope["headers"]))
             principal.require("write")
             service = await self.runtime.service(principal.org_id)
-            payload = parse_body(await read_body(receive))
+            payload = parse_json(await read_body(receive))
             status, content = await write_memories(service, payload)
         except Exception as exc:
             response = await error_response(Request(scope), exc)

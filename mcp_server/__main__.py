@@ -1,4 +1,5 @@
-"""``memtrace-mcp`` / ``python -m mcp_server``: the MCP server over stdio."""
+"""``python -m mcp_server``: the MCP server over stdio (the ``memtrace-mcp`` command is
+:func:`memtrace.cli.main.mcp_main`, which handles SIGTERM from its first moment)."""
 
 from __future__ import annotations
 

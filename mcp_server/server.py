@@ -11,10 +11,12 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import traceback
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.server.mcpserver.tools import Tool
 from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase, FuncMetadata
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
@@ -22,6 +24,7 @@ from pydantic import ConfigDict
 
 from memtrace import __version__
 from memtrace.domain.errors import MemtraceError
+from memtrace.domain.redact import redact
 from memtrace.tools import TOOLS, MemoryOps, ToolResult, ToolSpec, call_tool
 
 log = logging.getLogger("memtrace.mcp")
@@ -48,8 +51,10 @@ class _RawArguments(ArgModelBase):
 
 
 def error_text(exc: MemtraceError) -> str:
-    """The message a model reads for a failed call (never a stack trace or a secret)."""
-    return f"{exc.message} (hint: {exc.hint})" if exc.hint else exc.message
+    """The message a model reads for a failed call: the REST error body's text, redacted the
+    same way (never a stack trace or a secret)."""
+    body = exc.to_body()
+    return f"{body['error']} (hint: {body['hint']})" if body.get("hint") else body["error"]
 
 
 def error_result(exc: MemtraceError) -> CallToolResult:
@@ -58,6 +63,10 @@ def error_result(exc: MemtraceError) -> CallToolResult:
         structured_content={**exc.to_body(), "status": exc.status_code},
         is_error=True,
     )
+
+
+class _ToolCrashed(MemtraceError):
+    default_message = "internal error while running the tool (the server log has details)"
 
 
 def success_result(result: ToolResult) -> CallToolResult:
@@ -98,6 +107,11 @@ def _render(spec: ToolSpec, ops_for: OpsForCall, default_agent_id: str | None) -
         except MemtraceError as exc:
             log.info("tool %s refused: %s", spec.name, exc.message)
             return error_result(exc)
+        except Exception as exc:  # a bug: the model gets a plain error, the log the code path
+            # Only the frames, not the exception's text: that may quote the arguments.
+            frames = "".join(traceback.format_tb(exc.__traceback__))
+            log.error("tool %s crashed with %s:\n%s", spec.name, type(exc).__name__, frames)
+            return error_result(_ToolCrashed())
         return success_result(result)
 
     return Tool(
@@ -117,15 +131,31 @@ def _render(spec: ToolSpec, ops_for: OpsForCall, default_agent_id: str | None) -
     )
 
 
+class _Server(MCPServer):
+    """The SDK's server, with its own error texts (an unknown tool name) redacted like every
+    memtrace error."""
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
+    ) -> Any:
+        try:
+            return await super().call_tool(name, arguments, context)
+        except ToolError as exc:
+            if isinstance(exc, UnexpectedToolError):
+                raise
+            raise ToolError(redact(str(exc))) from exc.__cause__
+
+
 def build_server(ops_for: OpsForCall, *, default_agent_id: str | None = None) -> MCPServer:
     """An ``MCPServer`` exposing the seven memtrace tools.
 
     Args:
         ops_for: where each call's operations come from (and who may run it).
-        default_agent_id: ``MEMTRACE_AGENT_ID``; makes ``agent_id`` optional in every tool.
+        default_agent_id: ``MEMTRACE_AGENT_ID``; makes ``agent_id`` optional in the tools
+            where the agent writes or is the subject (never in search, where it filters).
     """
     tools = [_render(spec, ops_for, default_agent_id or None) for spec in TOOLS]
-    return MCPServer(
+    return _Server(
         name="memtrace",
         version=__version__,
         instructions=INSTRUCTIONS,

@@ -7,18 +7,37 @@ environment > the first toml file found > defaults.
 
 from __future__ import annotations
 
+import ipaddress
+import json
+import logging
 import os
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Annotated, Any, ClassVar, Literal, NamedTuple, cast
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+)
+from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
+    EnvSettingsSource,
+    InitSettingsSource,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
-    TomlConfigSettingsSource,
 )
 
+from memtrace.config_go import GO_ENV, GO_KEYS, go_environ, normalize_log_level, read_toml
+from memtrace.config_go import log as go_log
 from memtrace.domain.errors import ConfigError
 from memtrace.domain.models import error_field
 
@@ -38,6 +57,71 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+_HOST = r"([a-z0-9.-]+|\[[0-9a-f:.]+\])"
+_HOST_PATTERN = re.compile(rf"\*|{_HOST}(:[0-9]{{1,5}})?")
+_ORIGIN_PATTERN = re.compile(rf"\*|https?://{_HOST}(:([0-9]{{1,5}}|\*))?")
+
+
+def _matching(pattern: re.Pattern[str], what: str) -> Callable[[str], str]:
+    """A validator: the lower-cased value must match ``pattern`` (``what`` says how)."""
+
+    def check(value: str) -> str:
+        value = value.strip().lower().rstrip("/")
+        if not pattern.fullmatch(value):
+            raise ValueError(f"{value!r} is not {what} or *")
+        return value
+
+    return check
+
+
+def _comma_list(value: Any) -> Any:
+    """A list setting given as text (an environment variable): a JSON list or a comma list."""
+    if not isinstance(value, str):
+        return value
+    if value.lstrip().startswith("["):
+        try:
+            return json.loads(value)
+        except ValueError:
+            raise ValueError("expected a JSON list or a comma-separated list") from None
+    return [part for part in (p.strip() for p in value.split(",")) if part]
+
+
+# A host name or address, optionally with a port, or ``*`` for any host.
+HostPattern = Annotated[
+    str,
+    AfterValidator(
+        _matching(
+            _HOST_PATTERN,
+            "a host: expected a name or address with an optional port "
+            "(memtrace.example.com, 10.0.0.5:9100, [::1])",
+        )
+    ),
+]
+# ``scheme://host[:port]`` as browsers send it in ``Origin``, ``…:*`` for any port, or ``*``.
+OriginPattern = Annotated[
+    str,
+    AfterValidator(
+        _matching(
+            _ORIGIN_PATTERN,
+            "an origin: expected scheme://host[:port] (https://app.example.com, "
+            "http://localhost:*)",
+        )
+    ),
+]
+Hosts = Annotated[tuple[HostPattern, ...], NoDecode, BeforeValidator(_comma_list)]
+Origins = Annotated[tuple[OriginPattern, ...], NoDecode, BeforeValidator(_comma_list)]
+
+
+def is_loopback(host: str) -> bool:
+    """``localhost`` or a loopback address (127.0.0.0/8, ``::1``)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=9100, ge=0, le=65535)
@@ -53,10 +137,30 @@ class ServerSettings(_Section):
         default=1000, ge=1, description="Concurrent connections; beyond it uvicorn answers 503."
     )
     max_header_bytes: int = Field(default=64 * 1024, ge=1024, le=1024 * 1024)
+    allowed_hosts: Hosts | None = Field(
+        default=None,
+        description="Host header values accepted (DNS rebinding); None: the loopback names on "
+        "a loopback bind, any host otherwise.",
+    )
+    allowed_origins: Origins = Field(
+        default=(),
+        description="Origin header values accepted besides the server's own origin.",
+    )
+    cors_origins: Origins = Field(
+        default=(), description="Browser origins that get CORS headers; empty: CORS is off."
+    )
+
+    @property
+    def loopback(self) -> bool:
+        """Whether the server binds a loopback address only."""
+        return is_loopback(self.host)
 
 
 class LogSettings(_Section):
-    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Any case, and the Go memtrace's names (info, warn, trace, ...).
+    level: Annotated[
+        Literal["DEBUG", "INFO", "WARNING", "ERROR"], BeforeValidator(normalize_log_level)
+    ] = "INFO"
     format: Literal["console", "json"] = "console"
 
 
@@ -131,6 +235,17 @@ class ArcSettings(_Section):
     )
 
 
+class LegacyArcSettings(_Section):
+    """The Go memtrace's legacy ``[arc]`` url/api_key/database/measurement (or
+    ``MEMTRACE_ARC_URL``…): on the first start they become ``org_default``'s Arc binding, as the
+    Go server did (docs/migrating-from-go.md). Without a url, nothing happens."""
+
+    url: str | None = None
+    api_key: SecretStr | None = None
+    database: str | None = None
+    measurement: str | None = None
+
+
 class Settings(BaseSettings):
     """All of memtrace's configuration."""
 
@@ -142,6 +257,8 @@ class Settings(BaseSettings):
         frozen=True,
     )
 
+    toml_path: ClassVar[Path | None] = None  # the file read, set per load by load_settings
+
     server: ServerSettings = ServerSettings()
     log: LogSettings = LogSettings()
     storage: StorageSettings = StorageSettings()
@@ -149,6 +266,7 @@ class Settings(BaseSettings):
     dedup: DedupSettings = DedupSettings()
     limits: LimitsSettings = LimitsSettings()
     arc: ArcSettings = ArcSettings()
+    legacy_arc: LegacyArcSettings = LegacyArcSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -159,9 +277,22 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        if settings_cls.model_config.get("toml_file"):
-            sources.append(TomlConfigSettingsSource(settings_cls))
+        # Go's variable names (MEMTRACE_SERVER_READ_TIMEOUT, MEMTRACE_ARC_URL…) are read as the
+        # keys they map to, between the flags and our own variables.
+        go_values, go_names = go_environ(os.environ)
+        if isinstance(env_settings, EnvSettingsSource):
+            hidden = {name.lower() for name in go_names}
+            env_settings.env_vars = {
+                k: v for k, v in env_settings.env_vars.items() if k.lower() not in hidden
+            }
+        sources: list[PydanticBaseSettingsSource] = [
+            init_settings,
+            InitSettingsSource(settings_cls, go_values),
+            env_settings,
+        ]
+        toml_file: Path | None = getattr(settings_cls, "toml_path", None)
+        if toml_file is not None:
+            sources.append(InitSettingsSource(settings_cls, read_toml(toml_file)))
         return tuple(sources)
 
     @property
@@ -184,6 +315,48 @@ def _deep_set(target: dict[str, Any], dotted: str, value: Any) -> None:
     target.setdefault(section, {})[key] = value
 
 
+def setting_fields(model: type[BaseModel] = Settings) -> Iterator[tuple[str, FieldInfo]]:
+    """Every setting as (dotted name, field), in declaration order: ``server.port``, …"""
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            for key, sub in setting_fields(annotation):
+                yield f"{name}.{key}", sub
+        else:
+            yield name, field
+
+
+class _Inputs(NamedTuple):
+    toml_file: Path | None
+    init: dict[str, Any]  # CLI flags and the MEMTRACE_DATA_DIR alias, nested by section
+    flags: frozenset[str]  # the dotted names set by a CLI flag
+    alias: str | None  # MEMTRACE_DATA_DIR when it sets storage.data_dir
+
+
+def _inputs(config: Path | None, overrides: dict[str, Any] | None) -> _Inputs:
+    if config is not None and not config.is_file():
+        raise ConfigError(f"config file not found: {config}")
+    toml_file = config or next((p for p in config_search_path() if p.is_file()), None)
+    init: dict[str, Any] = {}
+    alias = os.environ.get("MEMTRACE_DATA_DIR")
+    alias_used = bool(alias) and not os.environ.get("MEMTRACE_STORAGE_DATA_DIR")
+    if alias_used:
+        _deep_set(init, "storage.data_dir", alias)
+    flags = {dotted for dotted, value in (overrides or {}).items() if value is not None}
+    for dotted in flags:
+        _deep_set(init, dotted, (overrides or {})[dotted])
+    return _Inputs(toml_file, init, frozenset(flags), "MEMTRACE_DATA_DIR" if alias_used else None)
+
+
+def _settings_class(toml_file: Path | None) -> type[Settings]:
+    if toml_file is None:
+        return Settings
+    # the sources are chosen per class in pydantic-settings
+    settings_cls = cast("type[Settings]", type("Settings", (Settings,), {}))
+    settings_cls.toml_path = toml_file
+    return settings_cls
+
+
 def load_settings(config: Path | None = None, overrides: dict[str, Any] | None = None) -> Settings:
     """Read settings once.
 
@@ -196,29 +369,69 @@ def load_settings(config: Path | None = None, overrides: dict[str, Any] | None =
         ConfigError: the file is missing or unreadable, or a value is invalid (the message
             names the key).
     """
-    if config is not None and not config.is_file():
-        raise ConfigError(f"config file not found: {config}")
-    toml_file = config or next((p for p in config_search_path() if p.is_file()), None)
-    init: dict[str, Any] = {}
-    alias = os.environ.get("MEMTRACE_DATA_DIR")
-    if alias and not os.environ.get("MEMTRACE_STORAGE_DATA_DIR"):
-        _deep_set(init, "storage.data_dir", alias)
-    for dotted, value in (overrides or {}).items():
-        if value is not None:
-            _deep_set(init, dotted, value)
-    settings_cls: type[Settings] = Settings
-    if toml_file is not None:  # the file is part of the class config in pydantic-settings
-        config_dict = SettingsConfigDict(**{**Settings.model_config, "toml_file": toml_file})
-        settings_cls = cast(
-            "type[Settings]", type("Settings", (Settings,), {"model_config": config_dict})
-        )
+    inputs = _inputs(config, overrides)
     try:
-        return settings_cls(**init)
+        return _settings_class(inputs.toml_file)(**inputs.init)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = f" (in {toml_file})" if toml_file else ""
+        where = f" (in {inputs.toml_file})" if inputs.toml_file else ""
         raise ConfigError(
-            f"invalid configuration{where}: {error_field(first['loc'])}: {first['msg']}"
+            f"invalid configuration{where}: {error_field(first['loc'])}: "
+            f"{first['msg'].removeprefix('Value error, ')}"
         ) from None
     except (OSError, ValueError) as exc:  # unreadable or malformed toml
-        raise ConfigError(f"cannot read config file {toml_file}: {exc}") from None
+        raise ConfigError(f"cannot read config file {inputs.toml_file}: {exc}") from None
+
+
+class SettingSource(NamedTuple):
+    """Where a setting's effective value came from."""
+
+    kind: Literal["flag", "env", "file", "default"]
+    origin: str = ""  # the variable name, or the file's path
+
+
+def setting_sources(
+    config: Path | None = None, overrides: dict[str, Any] | None = None
+) -> tuple[Path | None, dict[str, SettingSource]]:
+    """The config file read (if any) and the source of every setting, by the precedence of
+    :func:`load_settings` (flag > environment, Go's names first > file > default). Call it
+    after :func:`load_settings` accepted the same arguments."""
+    inputs = _inputs(config, overrides)
+    with _quiet(go_log):  # load_settings already warned about Go keys without effect
+        go_values, go_names = go_environ(os.environ)
+        from_file = read_toml(inputs.toml_file) if inputs.toml_file else {}
+    from_env = EnvSettingsSource(Settings)()
+    env_names = {name.upper() for name in os.environ}
+    sources: dict[str, SettingSource] = {}
+    for dotted, _ in setting_fields():
+        section, _, key = dotted.rpartition(".")
+        if dotted in inputs.flags:
+            sources[dotted] = SettingSource("flag")
+        elif inputs.alias and dotted == "storage.data_dir":
+            sources[dotted] = SettingSource("env", inputs.alias)
+        elif _present(go_values, section, key):
+            (name,) = [n for n in go_names if GO_KEYS[GO_ENV[n]] == dotted and os.environ[n]]
+            sources[dotted] = SettingSource("env", name)
+        elif _present(from_env, section, key):
+            full = f"MEMTRACE_{dotted.replace('.', '_')}".upper()
+            whole = f"MEMTRACE_{section}".upper()  # a section given as one JSON object
+            sources[dotted] = SettingSource("env", full if full in env_names else whole)
+        elif _present(from_file, section, key):
+            sources[dotted] = SettingSource("file", str(inputs.toml_file))
+        else:
+            sources[dotted] = SettingSource("default")
+    return inputs.toml_file, sources
+
+
+def _present(values: dict[str, Any], section: str, key: str) -> bool:
+    scope = values.get(section) if section else values
+    return isinstance(scope, dict) and key in scope
+
+
+@contextmanager
+def _quiet(logger: logging.Logger) -> Iterator[None]:
+    disabled, logger.disabled = logger.disabled, True
+    try:
+        yield
+    finally:
+        logger.disabled = disabled

@@ -22,6 +22,7 @@ from memtrace.config import Settings
 from memtrace.domain.ids import DEFAULT_ORG_ID
 from memtrace.domain.timestamps import now_us
 from memtrace.metadata.catalog import Catalog
+from memtrace.metadata.goimport import LegacyArc
 from memtrace.service import MemoryService
 from memtrace.telemetry.metrics import Metrics
 from memtrace.tenancy import StoreRegistry
@@ -61,6 +62,7 @@ class Runtime:
             The plaintext of a newly created admin key (to print once), else ``None``.
         """
         await self.catalog.open()
+        await self._adopt_legacy_arc()
         key = await self._bootstrap(bootstrap_key and self.settings.auth.enabled)
         await self.reload()
         self._watcher = asyncio.create_task(self._watch(), name="memtrace-metadata-watch")
@@ -73,6 +75,31 @@ class Runtime:
             self._watcher = None
         await self.stores.close()
         await self.catalog.close()
+
+    async def _adopt_legacy_arc(self) -> None:
+        """A Go ``memtrace.toml`` with the legacy ``[arc]`` url binds ``org_default`` on the
+        first start, as the Go server did (docs/migrating-from-go.md)."""
+        legacy = self.settings.legacy_arc
+        if not legacy.url:
+            return
+        adopted = await self.catalog.adopt_legacy_arc(
+            LegacyArc(
+                url=legacy.url,
+                api_key=legacy.api_key.get_secret_value() if legacy.api_key else "",
+                database=legacy.database or "",
+                measurement=legacy.measurement or "",
+            ),
+            now_us(),
+        )
+        if adopted:
+            log.warning(
+                "legacy [arc] settings (url %s) are now the Arc binding of %s; remove "
+                "[arc] url/api_key/database/measurement from the config "
+                "(see: memtrace org show-arc %s)",
+                legacy.url,
+                DEFAULT_ORG_ID,
+                DEFAULT_ORG_ID,
+            )
 
     async def _bootstrap(self, create_key: bool) -> str | None:
         now = now_us()
@@ -97,9 +124,11 @@ class Runtime:
             await self._reload()
 
     async def _reload(self) -> None:
-        self.auth.load(await self.catalog.list_keys())
-        live = {org.id for org in await self.catalog.list_orgs()}
-        for org_id in await self.stores.apply_bindings(await self.catalog.list_bindings()):
+        # Read on the catalog's watch thread, never in the shared reader pool (tenant reads).
+        snapshot = await self.catalog.admin_snapshot()
+        self.auth.load(snapshot.keys)
+        live = {org.id for org in snapshot.orgs}
+        for org_id in await self.stores.apply_bindings(snapshot.bindings):
             log.info("storage binding of %s changed; its store will be reopened", org_id)
         for org_id in await self.stores.retain(live):
             self.catalog.forget_org(org_id)
@@ -109,9 +138,11 @@ class Runtime:
         while True:
             await asyncio.sleep(RELOAD_INTERVAL_S)
             try:
-                await self.catalog.flush_activity()
+                # Admin changes first: a flush waits for the metadata writer, which tenants
+                # keep busy (sessions, new agents); the reload must not wait behind it.
                 if await self.catalog.changed():
                     await self.reload()
+                await self.catalog.flush_activity()
             except Exception:
                 log.exception("metadata watch tick failed; retrying")
 

@@ -18,8 +18,10 @@ from memtrace.config import Settings
 from memtrace.domain.context import render_context
 from memtrace.domain.dedup import derive_dedup_key
 from memtrace.domain.errors import DuplicateMemory, InvalidInput, NotFound
+from memtrace.domain.ids import new_agent_id
 from memtrace.domain.memory import MemoryRecord
 from memtrace.domain.models import (
+    AGENT_ID_PATTERN,
     TAG_PATTERN,
     Agent,
     AgentContext,
@@ -27,8 +29,8 @@ from memtrace.domain.models import (
     AgentStats,
     ContextRequest,
     DuplicateEntry,
-    ListParams,
     MemoryCreate,
+    MemoryFilters,
     SearchRequest,
     Session,
     SessionContext,
@@ -46,6 +48,7 @@ from memtrace.telemetry.metrics import Metrics
 MAX_FUTURE_US = 5 * 60 * 1_000_000
 DAY_US = 86_400_000_000
 _TAG = re.compile(TAG_PATTERN)
+_AGENT_ID = re.compile(AGENT_ID_PATTERN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +103,7 @@ def _agent_model(row: AgentRow) -> Agent:
     return Agent(
         id=row.id,
         org_id=row.org_id,
-        name=row.id,
+        name=row.display_name,
         description=row.description,
         config=row.config,
         created_at=from_us(row.created_at),
@@ -254,24 +257,50 @@ class MemoryService:
             raise NotFound(f"memory {memory_id!r} not found")
         return record
 
+    async def _memories_of_agent(self, agent_ref: str) -> str:
+        """The ``agent_id`` the memories of ``/agents/{ref}/…`` carry: the path as given (as
+        the Go memtrace read it; the agent need not be registered), or, for a name that is not
+        a valid id, its agent's id."""
+        if _AGENT_ID.match(agent_ref):
+            return agent_ref
+        row = await self.catalog.get_agent(self.org_id, agent_ref)
+        if row is None:
+            raise NotFound(f"agent {agent_ref!r} not found")
+        return row.id
+
+    @staticmethod
+    def _session_ref(session_id: str) -> str:
+        """A session's memories and context answer from the memories carrying its id, created
+        with ``POST /sessions`` or not (as the Go memtrace did); only an impossible id is
+        ``404``."""
+        if not _AGENT_ID.match(session_id):
+            raise NotFound(f"session {session_id!r} not found")
+        return session_id
+
     async def list_memories(
         self,
-        params: ListParams,
+        params: MemoryFilters,
         *,
         agent_id: str | None = None,
         session_id: str | None = None,
     ) -> RecordPage:
-        """The list endpoint; ``agent_id``/``session_id`` fix a filter (nested routes), and the
-        agent or session must then exist."""
+        """The list endpoint; ``agent_id``/``session_id`` fix a filter (nested routes), and
+        ``params`` may filter by the other one (:class:`~memtrace.domain.models.ListParams` and
+        its per-route variants). The agent's list covers the last 24 hours unless ``since`` is
+        given (Go's default)."""
+        default_since = None
         if agent_id is not None:
-            await self.get_agent(agent_id)
+            agent_id = await self._memories_of_agent(agent_id)
+            default_since = "24h"
         if session_id is not None:
-            await self.get_session(session_id)
-        since, until = self._window(params.since, params.until, offset=params.offset)
+            session_id = self._session_ref(session_id)
+        since, until = self._window(
+            params.since, params.until, offset=params.offset, default_since=default_since
+        )
         query = MemoryQuery(
             org_id=self.org_id,
-            agent_id=agent_id or params.agent_id,
-            session_id=session_id or params.session_id,
+            agent_id=agent_id or getattr(params, "agent_id", None),
+            session_id=session_id or getattr(params, "session_id", None),
             memory_types=(params.memory_type,) if params.memory_type else (),
             event_types=(params.event_type,) if params.event_type else (),
             tags=_parse_tags(params.tags),
@@ -295,7 +324,8 @@ class MemoryService:
             event_types=tuple(dict.fromkeys(request.event_types or ())),
             tags=tuple(request.tags or ()),
             content_contains=request.content_contains,
-            min_importance=request.min_importance,
+            # 0 is "no minimum" (models and UIs send it), not "only memories with an importance"
+            min_importance=request.min_importance or None,
             since=since,
             until=until,
             limit=request.limit,
@@ -308,8 +338,14 @@ class MemoryService:
     # -- agents -------------------------------------------------------------------------------
 
     async def register_agent(self, body: AgentCreate) -> Agent:
+        """A name that is a valid id is the agent's id; any other name (the Go memtrace took
+        free text) gets a generated ``agent_<24 hex>`` id and stays the display name."""
+        if _AGENT_ID.match(body.name):
+            agent_id, name = body.name, None
+        else:
+            agent_id, name = new_agent_id(), body.name
         row = await self.catalog.register_agent(
-            self.org_id, body.name, body.description, body.config, now_us()
+            self.org_id, agent_id, body.description, body.config, now_us(), name
         )
         return _agent_model(row)
 
@@ -319,17 +355,24 @@ class MemoryService:
             raise NotFound(f"agent {agent_id!r} not found")
         return _agent_model(row)
 
-    async def list_agents(self, limit: int, offset: int) -> list[Agent]:
-        rows = await self.catalog.list_agents(self.org_id, limit, offset)
-        return [_agent_model(row) for row in rows]
+    async def list_agents(self, limit: int, offset: int) -> tuple[list[Agent], bool]:
+        """One page of the org's agents, and whether another page follows."""
+        rows = await self.catalog.list_agents(self.org_id, limit + 1, offset)
+        return [_agent_model(row) for row in rows[:limit]], len(rows) > limit
 
     async def delete_agent(self, agent_id: str) -> None:
         await self.catalog.delete_agent(self.org_id, agent_id)
 
     async def agent_stats(self, agent_id: str) -> AgentStats:
-        agent = await self.get_agent(agent_id)
-        memory = await self.store.agent_stats(agent_id, now_us() - DAY_US)
-        sessions, active = await self.catalog.session_counts(self.org_id, agent_id)
+        """Counts over the memories carrying the agent's id (zeros for an agent without any,
+        registered or not, as with the Go memtrace)."""
+        memories_of = await self._memories_of_agent(agent_id)
+        agent = await self.catalog.get_agent(self.org_id, agent_id)
+        last_active = agent.last_active_at if agent else None
+        memory = await self.store.agent_stats(memories_of, now_us() - DAY_US)
+        sessions, active = await self.catalog.session_counts(
+            self.org_id, agent.id if agent else memories_of
+        )
         return AgentStats(
             agent_id=agent_id,
             memory_count=memory.memory_count,
@@ -337,14 +380,13 @@ class MemoryService:
             errors_24h=memory.errors_since,
             session_count=sessions,
             active_sessions=active,
-            last_active_at=agent.last_active_at,
+            last_active_at=from_us(last_active) if last_active else None,
             memory_types=memory.memory_types,
         )
 
     async def agent_context(self, agent_id: str, request: ContextRequest) -> AgentContext:
         """Context over the agent's memories across sessions (default window: last 24h)."""
-        await self.get_agent(agent_id)
-        base = MemoryQuery(org_id=self.org_id, agent_id=agent_id)
+        base = MemoryQuery(org_id=self.org_id, agent_id=await self._memories_of_agent(agent_id))
         rendered = await self._context(f"## Agent Context ({agent_id})", base, request, "24h")
         return AgentContext(agent_id=agent_id, **rendered)
 
@@ -360,11 +402,12 @@ class MemoryService:
             raise NotFound(f"session {session_id!r} not found")
         return _session_model(row)
 
-    async def list_sessions(self, params: SessionListParams) -> list[Session]:
+    async def list_sessions(self, params: SessionListParams) -> tuple[list[Session], bool]:
+        """One page of the org's sessions (newest first), and whether another page follows."""
         rows = await self.catalog.list_sessions(
-            self.org_id, params.agent_id, params.status, params.limit, params.offset
+            self.org_id, params.agent_id, params.status, params.limit + 1, params.offset
         )
-        return [_session_model(row) for row in rows]
+        return [_session_model(row) for row in rows[: params.limit]], len(rows) > params.limit
 
     async def update_session(self, session_id: str, body: SessionUpdate) -> Session:
         row = await self.catalog.update_session(
@@ -373,8 +416,7 @@ class MemoryService:
         return _session_model(row)
 
     async def session_context(self, session_id: str, request: ContextRequest) -> SessionContext:
-        await self.get_session(session_id)
-        base = MemoryQuery(org_id=self.org_id, session_id=session_id)
+        base = MemoryQuery(org_id=self.org_id, session_id=self._session_ref(session_id))
         rendered = await self._context(f"## Session Context ({session_id})", base, request, None)
         return SessionContext(session_id=session_id, **rendered)
 

@@ -12,9 +12,9 @@ any LLM SDK or the server side.
 from __future__ import annotations
 
 import copy
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -27,6 +27,7 @@ from memtrace.domain.models import (
     AgentCreate,
     AgentId,
     ContextRequest,
+    DedupKey,
     EventType,
     Importance,
     JsonObject,
@@ -34,6 +35,7 @@ from memtrace.domain.models import (
     MemoryCreate,
     MemoryType,
     OptionalRef,
+    RefId,
     SearchRequest,
     SessionCreate,
     TagList,
@@ -95,12 +97,11 @@ class RememberArgs(_Args):
     tags: TagList = Field(default=None, description=_TAGS)
     importance: Importance = Field(default=None, description="0.0 (trivial) to 1.0 (critical).")
     metadata: JsonObject = Field(default=None, description="Any extra structured details.")
-    dedup_key: str | None = Field(
+    dedup_key: DedupKey | None = Field(
         default=None,
-        max_length=128,
         description="Optional: the same key within 24h is treated as the same memory.",
     )
-    parent_id: str | None = Field(
+    parent_id: RefId | None = Field(
         default=None, description="Id (mem_…) of a memory this one follows up on."
     )
 
@@ -118,7 +119,9 @@ class RecallArgs(_Args):
 
 class SearchArgs(_Args):
     agent_id: OptionalRef = Field(
-        default=None, description="Only this agent's memories; omit to search every agent."
+        default=None,
+        description="Only this agent's memories; omit to search every agent (it never "
+        "defaults to your own agent id).",
     )
     session_id: OptionalRef = Field(default=None, description=_SESSION)
     content_contains: str | None = Field(
@@ -208,22 +211,46 @@ def _listing(title: str, memories: Sequence[Json], more: bool) -> str:
 # --- handlers -------------------------------------------------------------------------------
 
 
+W = TypeVar("W", bound=BaseModel)
+
+
+def _wire(model: type[W], data: Json, arguments: Mapping[str, str] | None = None) -> W:
+    """Build the wire model a tool sends; a rule only the wire model checks (the metadata
+    size limit, …) is an :class:`InvalidInput` naming the tool's argument, not a crash.
+
+    Args:
+        arguments: wire field → the tool argument it comes from, where the names differ.
+    """
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        names = arguments or {}
+        errors = [
+            {**error, "loc": (names.get(str(error["loc"][0]), error["loc"][0]), *error["loc"][1:])}
+            if error["loc"]
+            else error
+            for error in exc.errors(include_url=False, include_input=False)
+        ]
+        raise invalid_input(errors) from None
+
+
 async def _remember(ops: MemoryOps, args: RememberArgs) -> ToolResult:
-    item = MemoryCreate.model_validate(args.model_dump(exclude_none=True))
+    item = _wire(MemoryCreate, args.model_dump(exclude_none=True))
     return await _store(ops, item, "Remembered")
 
 
 async def _decide(ops: MemoryOps, args: DecideArgs) -> ToolResult:
-    item = MemoryCreate(
-        agent_id=args.agent_id,
-        content=args.decision,
-        memory_type="decision",
-        event_type="decision",
-        session_id=args.session_id,
-        tags=args.tags,
-        importance=args.importance,
-        metadata={"reasoning": args.reasoning},
-    )
+    data = {
+        "agent_id": args.agent_id,
+        "content": args.decision,
+        "memory_type": "decision",
+        "event_type": "decision",
+        "session_id": args.session_id,
+        "tags": args.tags,
+        "importance": args.importance,
+        "metadata": {"reasoning": args.reasoning},
+    }
+    item = _wire(MemoryCreate, data, {"content": "decision", "metadata": "reasoning"})
     return await _store(ops, item, "Decision recorded")
 
 
@@ -240,44 +267,43 @@ async def _store(ops: MemoryOps, item: MemoryCreate, verb: str) -> ToolResult:
 
 
 async def _recall(ops: MemoryOps, args: RecallArgs) -> ToolResult:
-    params = ListParams(
-        agent_id=args.agent_id,
-        session_id=args.session_id,
-        memory_type=args.memory_type,
-        event_type=args.event_type,
-        tags=",".join(args.tags) if args.tags else None,
-        since=args.since,
-        until=args.until,
-        limit=args.limit,
-    )
+    data = {
+        "agent_id": args.agent_id,
+        "session_id": args.session_id,
+        "memory_type": args.memory_type,
+        "event_type": args.event_type,
+        "tags": ",".join(args.tags) if args.tags else None,
+        "since": args.since,
+        "until": args.until,
+        "limit": args.limit,
+    }
+    params = _wire(ListParams, data)
     page = await ops.list_memories(params)
     title = f"Memories of {args.agent_id} since {args.since}"
     return ToolResult(_listing(title, page["memories"], page["has_more"]), page)
 
 
 async def _search(ops: MemoryOps, args: SearchArgs) -> ToolResult:
-    result = await ops.search(SearchRequest.model_validate(args.model_dump(exclude_none=True)))
+    result = await ops.search(_wire(SearchRequest, args.model_dump(exclude_none=True)))
     return ToolResult(_listing("Search results", result["results"], False), result)
 
 
 async def _session_create(ops: MemoryOps, args: SessionCreateArgs) -> ToolResult:
-    session = await ops.create_session(
-        SessionCreate(agent_id=args.agent_id, metadata=args.metadata)
-    )
+    body = _wire(SessionCreate, {"agent_id": args.agent_id, "metadata": args.metadata})
+    session = await ops.create_session(body)
     text = f"Session {session['id']} created for {args.agent_id}; pass it as session_id."
     return ToolResult(text, session)
 
 
 async def _session_context(ops: MemoryOps, args: SessionContextArgs) -> ToolResult:
-    request = ContextRequest.model_validate(
-        args.model_dump(exclude_none=True, exclude={"session_id"})
-    )
+    request = _wire(ContextRequest, args.model_dump(exclude_none=True, exclude={"session_id"}))
     context = await ops.session_context(args.session_id, request)
     return ToolResult(context["context"], context)
 
 
 async def _agent_register(ops: MemoryOps, args: AgentRegisterArgs) -> ToolResult:
-    body = AgentCreate(name=args.name, description=args.description, config=args.config)
+    data = {"name": args.name, "description": args.description, "config": args.config}
+    body = _wire(AgentCreate, data)
     try:
         agent = await ops.register_agent(body)
     except Conflict:
@@ -293,18 +319,25 @@ Handler = Callable[[MemoryOps, Any], Awaitable[ToolResult]]
 
 @dataclass(frozen=True, slots=True)
 class ToolSpec:
+    """One tool. ``default_agent`` says whether the agent of the call is the writer or the
+    subject (remember, decide, recall, session_create): only there does a default agent id
+    (``MEMTRACE_AGENT_ID``) fill a missing ``agent_id``. Where ``agent_id`` is a filter
+    (search), it never does: a default there would silently hide every other agent."""
+
     name: str
     description: str
     args: type[BaseModel]
     permission: Literal["read", "write"]
     handler: Handler
+    default_agent: bool = False
 
     def input_schema(self, default_agent_id: str | None = None) -> Json:
-        """JSON schema of the arguments; with a default agent, ``agent_id`` is optional."""
+        """JSON schema of the arguments; with a default agent, ``agent_id`` is optional in
+        the tools it applies to."""
         schema = copy.deepcopy(self.args.model_json_schema())
         schema.pop("title", None)
         props = schema.get("properties", {})
-        if default_agent_id and "agent_id" in props:
+        if default_agent_id and self.default_agent and "agent_id" in props:
             schema["required"] = [n for n in schema.get("required", []) if n != "agent_id"]
             props["agent_id"]["default"] = default_agent_id
         for prop in props.values():
@@ -321,6 +354,7 @@ TOOLS: tuple[ToolSpec, ...] = (
         RememberArgs,
         "write",
         _remember,
+        default_agent=True,
     ),
     ToolSpec(
         "memtrace_recall",
@@ -329,11 +363,13 @@ TOOLS: tuple[ToolSpec, ...] = (
         RecallArgs,
         "read",
         _recall,
+        default_agent=True,
     ),
     ToolSpec(
         "memtrace_search",
         "Search memories of every agent in your organisation by text, type, event, tags, "
-        "importance and time. Use it to find what teammates already found or decided.",
+        "importance and time. Use it to find what teammates already found or decided. It "
+        "searches all agents unless you pass agent_id (your own agent id is not filled in).",
         SearchArgs,
         "read",
         _search,
@@ -345,6 +381,7 @@ TOOLS: tuple[ToolSpec, ...] = (
         DecideArgs,
         "write",
         _decide,
+        default_agent=True,
     ),
     ToolSpec(
         "memtrace_session_create",
@@ -353,6 +390,7 @@ TOOLS: tuple[ToolSpec, ...] = (
         SessionCreateArgs,
         "write",
         _session_create,
+        default_agent=True,
     ),
     ToolSpec(
         "memtrace_session_context",
@@ -377,13 +415,14 @@ TOOLS_BY_NAME = {tool.name: tool for tool in TOOLS}
 def parse_arguments(
     tool: ToolSpec, arguments: Json | None, default_agent_id: str | None = None
 ) -> BaseModel:
-    """Validate raw tool arguments (the default agent fills a missing ``agent_id``).
+    """Validate raw tool arguments (the default agent fills a missing ``agent_id`` of the tools
+    it applies to, see :class:`ToolSpec`).
 
     Raises:
         InvalidInput: the message names the argument.
     """
     raw = dict(arguments or {})
-    if default_agent_id and "agent_id" in tool.args.model_fields and not raw.get("agent_id"):
+    if default_agent_id and tool.default_agent and not raw.get("agent_id"):
         raw["agent_id"] = default_agent_id
     try:
         return tool.args.model_validate(raw)

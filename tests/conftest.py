@@ -15,6 +15,8 @@ import pytest
 from http_api.app import create_app
 from memtrace.config import Settings, load_settings
 from memtrace.runtime import Runtime
+from memtrace.testing.arc_emulator import ArcEmulator
+from memtrace.testing.arc_server import EmulatorServer
 from tests.helpers import TEST_ENV, ServerProcess, create_org_key
 
 # Fixtures that start a server process (a test using one is slow).
@@ -77,7 +79,7 @@ async def client(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
     """The real FastAPI app in process (no auth header: tests add the key they need)."""
     app = create_app(runtime, manage_runtime=False)
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://memtrace.test") as c:
+    async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as c:
         yield c
 
 
@@ -100,3 +102,11 @@ def server(tmp_path: Path) -> Iterator[ServerProcess]:
     proc = ServerProcess(tmp_path / "server-data").start()
     yield proc
     proc.stop()
+
+
+@pytest.fixture
+def arc_server() -> Iterator[EmulatorServer]:
+    """A fresh Arc emulator (immediate visibility) over real HTTP on 127.0.0.1."""
+    server = EmulatorServer(ArcEmulator()).start()
+    yield server
+    server.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -22,6 +23,7 @@ from memtrace.domain.timestamps import now_us
 from memtrace.metadata import sqlite as md
 from memtrace.runtime import Runtime
 
+ROOT = Path(__file__).resolve().parent.parent
 KEY_RE = re.compile(r"mtk_[A-Za-z0-9_-]{43}")
 TEST_ENV = {
     "MEMTRACE_AUTH_BCRYPT_ROUNDS": "4",
@@ -51,7 +53,7 @@ async def create_org_key(
 
     def write(conn: Any) -> None:
         if org_id is None:
-            md.insert_org(conn, target, org_name or target, now)
+            md.insert_org(conn, target, org_name or "test-" + target.removeprefix("org_"), now)
         md.insert_key(conn, record)
 
     await runtime.catalog.db.write(write)
@@ -172,3 +174,37 @@ class ServerProcess:
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.kill(signal.SIGTERM)
+
+
+def readme_block(name: str) -> str:
+    """The bash block between ``<!-- name:start -->`` and ``<!-- name:end -->`` in README.md."""
+    readme = (ROOT / "README.md").read_text()
+    match = re.search(
+        rf"<!-- {name}:start -->\n```bash\n(.*?)```\n<!-- {name}:end -->", readme, re.S
+    )
+    assert match, f"README has no {name} block"
+    return match.group(1)
+
+
+def check_walkthrough(port: int, key: str) -> None:
+    """Run the README's curl walk-through as written against the server on ``port``."""
+    script = readme_block("walkthrough")
+    script = script.replace("export MEMTRACE_KEY=mtk_...", f"export MEMTRACE_KEY={key}")
+    script = script.replace("127.0.0.1:9100", f"127.0.0.1:{port}")
+    result = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    # every curl printed one JSON document; pick them apart
+    decoder = json.JSONDecoder()
+    docs, text = [], result.stdout.strip()
+    while text:
+        doc, end = decoder.raw_decode(text)
+        docs.append(doc)
+        text = text[end:].strip()
+    remembered, recalled, decision, context = docs
+    assert remembered["id"].startswith("mem_") and remembered["agent_id"] == "crawler"
+    assert [m["id"] for m in recalled["memories"]] == [remembered["id"]]
+    assert decision["memory_type"] == "decision"
+    assert "Skip pagination — reasoning: only 2 pages deep" in context["context"]
+    assert context["context"].startswith("## Session Context (sess_")

@@ -71,7 +71,7 @@ async def limited(data_dir: Path) -> AsyncIterator[tuple[httpx.AsyncClient, str,
         _, key_a = await create_org_key(runtime)
         _, key_b = await create_org_key(runtime)
         transport = httpx.ASGITransport(app=create_app(runtime, manage_runtime=False))
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
             yield client, key_a, key_b
     finally:
         await runtime.close()
@@ -160,7 +160,7 @@ def test_trickling_body_is_cut_off_with_408(slow_server: ServerProcess) -> None:
     assert slow_server.admin_key
     with socket.create_connection(("127.0.0.1", slow_server.port), timeout=20) as sock:
         head = (
-            f"POST {MEM} HTTP/1.1\r\nhost: x\r\nx-api-key: {slow_server.admin_key}\r\n"
+            f"POST {MEM} HTTP/1.1\r\nhost: localhost\r\nx-api-key: {slow_server.admin_key}\r\n"
             "content-type: application/json\r\ncontent-length: 100\r\n\r\n"
         )
         sock.sendall(head.encode() + b'{"agent_id": "a", ')  # ...and the rest never comes
@@ -176,11 +176,11 @@ def test_connection_without_complete_headers_is_closed(slow_server: ServerProces
     with socket.create_connection(("127.0.0.1", slow_server.port), timeout=20) as idle:
         assert _read_all(idle) == b""  # never sent anything: closed by the header deadline
     with socket.create_connection(("127.0.0.1", slow_server.port), timeout=20) as trickle:
-        trickle.sendall(b"GET /health HTTP/1.1\r\nhost: x\r\n")  # headers never finish
+        trickle.sendall(b"GET /health HTTP/1.1\r\nhost: localhost\r\n")  # headers never finish
         assert _read_all(trickle) == b""
     # A keep-alive connection is also closed when its next request does not come in time.
     with socket.create_connection(("127.0.0.1", slow_server.port), timeout=20) as kept:
-        kept.sendall(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n")
+        kept.sendall(b"GET /health HTTP/1.1\r\nhost: localhost\r\n\r\n")
         assert _read_all(kept).startswith(b"HTTP/1.1 200 ")
     assert httpx.get(f"{slow_server.url}/health").status_code == 200
 
@@ -188,7 +188,7 @@ def test_connection_without_complete_headers_is_closed(slow_server: ServerProces
 def test_oversized_headers_are_refused(slow_server: ServerProcess) -> None:
     with socket.create_connection(("127.0.0.1", slow_server.port), timeout=20) as sock:
         # Headers that keep growing past the cap without ending are refused before the deadline.
-        sock.sendall(b"GET /health HTTP/1.1\r\nhost: x\r\nx-big: " + b"a" * 8192)
+        sock.sendall(b"GET /health HTTP/1.1\r\nhost: localhost\r\nx-big: " + b"a" * 8192)
         reply = _read_all(sock)
     assert reply.startswith(b"HTTP/1.1 4")
     assert httpx.get(f"{slow_server.url}/health").status_code == 200

@@ -12,13 +12,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("memtrace", "http_api", "mcp_server")
+PACKAGES = ("memtrace", "http_api", "mcp_server", "openai_agents_memtrace")
 
 CORE = (
     "memtrace.domain",
     "memtrace.errors",
     "memtrace.models",
     "memtrace.config",
+    "memtrace.config_go",
     "memtrace.telemetry",
     "memtrace.auth",
     "memtrace.storage",
@@ -37,7 +38,8 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "memtrace.domain": (),
     "memtrace.errors": ("memtrace.domain",),
     "memtrace.models": ("memtrace.domain",),
-    "memtrace.config": ("memtrace.domain",),
+    "memtrace.config": ("memtrace.domain", "memtrace.config_go"),
+    "memtrace.config_go": ("memtrace.domain",),
     "memtrace.telemetry": ("memtrace.domain", "memtrace.config"),
     "memtrace.auth": ("memtrace.domain", "memtrace.config"),
     "memtrace.storage": ("memtrace.domain", "memtrace.config", "memtrace.telemetry"),
@@ -70,6 +72,8 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     # tool definitions): never the service, storage, metadata, auth or configuration.
     "memtrace.client": ("memtrace.domain", "memtrace.tools"),
     "memtrace.integrations": ("memtrace.domain", "memtrace.tools", "memtrace.client"),
+    # the drop-in for the Go memtrace's openai-agents-memtrace 0.2: the SDK only
+    "openai_agents_memtrace": ("memtrace.domain", "memtrace.client"),
     "memtrace.testing": (),
     "http_api": CORE,
     "mcp_server": (*CORE, "memtrace.client"),
@@ -82,6 +86,7 @@ FORBIDDEN_LIBRARIES: dict[str, tuple[str, ...]] = {
     "memtrace.testing": ("fastapi", "starlette", "mcp", "http_api", "mcp_server"),
     "memtrace.client": ("sqlite3", "sqlite_utils", "prometheus_client", "bcrypt", "cryptography"),
     "memtrace.integrations": ("sqlite3", "sqlite_utils", "prometheus_client"),
+    "openai_agents_memtrace": ("sqlite3", "sqlite_utils", "prometheus_client", *WEB),
     "memtrace.tools": ("sqlite3", "sqlite_utils", "prometheus_client", "httpx"),
     "http_api": ("sqlite3", "sqlite_utils", "mcp", "mcp_server"),
     "mcp_server": ("sqlite3", "sqlite_utils", "httpx", "http_api"),

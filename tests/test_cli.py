@@ -37,6 +37,7 @@ def test_help_everywhere() -> None:
         ["key", "revoke"],
         ["keygen"],
         ["keygen", "master"],
+        ["migrate-from-go"],
     ):
         result = runner.invoke(cli, [*args, "--help"])
         assert result.exit_code == 0 and "Usage:" in result.stdout, args
@@ -164,3 +165,39 @@ def test_cli_subprocess_entry_point(tmp_path: Path) -> None:
     assert result.stdout.strip().startswith("org_")
     failed = run_cli("org", "delete", "nope", data_dir=tmp_path / "d", check=False)
     assert failed.returncode == 1 and failed.stderr.startswith("Error: ")
+
+
+@pytest.mark.parametrize("name", ["org_0123456789abcdef", "org_default", "ORG_x", "org_"])
+def test_org_names_that_look_like_ids_are_refused(data_dir: Path, name: str) -> None:
+    # Found by adversarial testing: an org named after another org's id made `key create
+    # --org <that id>` and `org delete` act on one org when the operator meant the other.
+    code, out, err = invoke(data_dir, "org", "create", name)
+    assert code == 1 and out == "" and "looks like an org id" in err
+    assert name not in invoke(data_dir, "org", "list")[1]
+
+
+def test_arc_api_key_without_the_command_line(data_dir: Path, tmp_path: Path) -> None:
+    # Found in review: --api-key put the Arc token in the process list and the shell history.
+    master = base64.b64encode(b"m" * 32).decode()
+    runner = CliRunner(env={"MEMTRACE_MASTER_KEY": master})
+    assert invoke(data_dir, "org", "create", "acme")[0] == 0
+    add = ["org", "add-arc", "acme", "--url", "http://arc:8000", "--database", "acme"]
+    token_file = tmp_path / "arc-token"
+    token_file.write_text("arc-token-from-file-1111\n")
+    cases: list[tuple[list[str], dict[str, str], str | None, str]] = [
+        ([], {"MEMTRACE_ORG_ARC_API_KEY": "arc-token-from-env-2222"}, None, "****2222"),
+        (["--api-key-file", str(token_file)], {}, None, "****1111"),
+        (["--api-key-file", "-"], {}, "arc-token-from-stdin-3333\n", "****3333"),
+        (["--prompt-api-key"], {}, "arc-token-typed-in-4444\n", "****4444"),
+    ]
+    for flags, env, stdin, masked in cases:
+        args = [*add, *flags, "--data-dir", str(data_dir)]
+        result = runner.invoke(cli, args, input=stdin, env=env)
+        assert result.exit_code == 0, result.output
+        assert "token" not in result.stdout.replace("Arc API token:", "")
+        shown = runner.invoke(cli, ["org", "show-arc", "acme", "--data-dir", str(data_dir)])
+        assert f"api_key\t{masked}" in shown.stdout, shown.output
+    both = runner.invoke(
+        cli, [*add, "--api-key", "x", "--prompt-api-key", "--data-dir", str(data_dir)]
+    )
+    assert both.exit_code != 0 and "one way" in both.output

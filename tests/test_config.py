@@ -52,6 +52,9 @@ def test_data_dir_alias(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None
         ("", {"MEMTRACE_STORAGE_DEFAULT_BACKEND": "cloud"}, "storage.default_backend"),
         ("", {"MEMTRACE_LOG_FORMAT": "xml"}, "log.format"),
         ("[bogus]\nx = 1\n", {}, "bogus"),
+        ('[server]\nallowed_hosts = ["https://x.example"]\n', {}, r"server.allowed_hosts\[0\]"),
+        ("", {"MEMTRACE_SERVER_CORS_ORIGINS": "app.example.com"}, r"server.cors_origins\[0\]"),
+        ("", {"MEMTRACE_SERVER_ALLOWED_ORIGINS": "[oops"}, "server.allowed_origins"),
     ],
 )
 def test_invalid_values_name_the_key(
@@ -72,3 +75,18 @@ def test_unreadable_toml(tmp_path: Path) -> None:
         load_settings(config)
     with pytest.raises(ConfigError, match="config file not found"):
         load_settings(tmp_path / "missing.toml")
+
+
+def test_host_and_origin_lists(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    server = load_settings().server
+    assert server.allowed_hosts is None and server.loopback  # automatic: loopback names only
+    assert server.allowed_origins == () and server.cors_origins == ()  # CORS off
+    config = tmp_path / "memtrace.toml"
+    config.write_text('[server]\nallowed_hosts = ["Memtrace.Example.com", "[::1]:9100"]\n')
+    monkeypatch.setenv(
+        "MEMTRACE_SERVER_CORS_ORIGINS", "https://app.example.com/, http://localhost:*"
+    )
+    settings = load_settings(config, {"server.host": "0.0.0.0"})
+    assert settings.server.allowed_hosts == ("memtrace.example.com", "[::1]:9100")
+    assert settings.server.cors_origins == ("https://app.example.com", "http://localhost:*")
+    assert not settings.server.loopback

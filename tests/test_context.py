@@ -92,8 +92,17 @@ async def test_empty_session_is_just_the_header(api: httpx.AsyncClient) -> None:
     assert body["memory_count"] == 0 and body["truncated"] is False
 
 
-async def test_context_of_unknown_session_is_404(api: httpx.AsyncClient) -> None:
-    response = await api.post("/api/v1/sessions/sess_000000000000000000000000/context", json={})
+async def test_context_of_a_session_never_created(api: httpx.AsyncClient) -> None:
+    """Answered from the memories carrying its id, as the Go memtrace did (its quickstart calls
+    /sessions/sess_abc/context); only an id that cannot be a session id is 404."""
+    await api.post(
+        "/api/v1/memories", json={"agent_id": "a", "session_id": "sess_abc", "content": "x"}
+    )
+    response = await api.post("/api/v1/sessions/sess_abc/context", json={})
+    assert response.status_code == 200 and response.json()["memory_count"] == 1
+    empty = await api.post("/api/v1/sessions/sess_000000000000000000000000/context", json={})
+    assert empty.status_code == 200 and empty.json()["memory_count"] == 0
+    response = await api.post("/api/v1/sessions/not%20an%20id/context", json={})
     assert response.status_code == 404
 
 
@@ -120,7 +129,7 @@ async def test_agent_context_spans_sessions_and_defaults_to_24h(api: httpx.Async
     wide = (await api.post("/api/v1/agents/worker/context", json={"since": "7d"})).json()
     assert wide["memory_count"] == 3
     missing = await api.post("/api/v1/agents/nobody/context", json={})
-    assert missing.status_code == 404
+    assert missing.status_code == 200 and missing.json()["memory_count"] == 0
 
 
 # --- the budget, on the pure renderer ----------------------------------------------------------

@@ -149,12 +149,12 @@ def test_log_lines_redact_key_shaped_text(capsys: pytest.CaptureFixture[str]) ->
 async def test_overlapping_reloads_never_apply_an_older_key_snapshot(runtime: Runtime) -> None:
     # Found by the access matrix (flaky 401s): a reload that read the keys before a new key
     # was committed could finish after a newer reload and put the old snapshot back.
-    original = runtime.catalog.list_keys
+    original = runtime.catalog.admin_snapshot
     first_read = asyncio.Event()
     release = asyncio.Event()
     calls = 0
 
-    async def list_keys_slow_first() -> list[Any]:
+    async def snapshot_slow_first() -> Any:
         nonlocal calls
         calls += 1
         snapshot = await original()
@@ -163,7 +163,7 @@ async def test_overlapping_reloads_never_apply_an_older_key_snapshot(runtime: Ru
             await release.wait()
         return snapshot
 
-    runtime.catalog.list_keys = list_keys_slow_first  # type: ignore[method-assign]
+    runtime.catalog.admin_snapshot = snapshot_slow_first  # type: ignore[method-assign]
     stale = asyncio.create_task(runtime.reload())
     await first_read.wait()  # the first reload holds a snapshot without the new key
     record, key = new_api_key(

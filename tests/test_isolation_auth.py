@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
 
 import httpx
 import pytest
 
+from memtrace.domain.errors import Unauthorized
+from memtrace.domain.timestamps import now_us
+from memtrace.metadata import sqlite as md
+from memtrace.metadata.schema import transaction
 from memtrace.runtime import Runtime
+from memtrace.storage.sqlite import connect
 from tests.helpers import ServerProcess, create_org_key, run_cli, wait_until
 
 
@@ -50,17 +57,26 @@ async def test_other_org_sees_nothing(client: httpx.AsyncClient, two_orgs: dict)
         response = await client.request(method, url, headers=b, json=body)
         assert response.status_code == 200, (url, response.text)
         assert response.json()[key] == [], url
+    # Memory reads under an agent or session path answer from the caller's org's memories
+    # carrying that id (the Go memtrace's rule, docs/api.md): for another org's, nothing.
+    nothing = [
+        ("GET", "/api/v1/agents/shared_name/stats", None, "memory_count", 0),
+        ("GET", "/api/v1/agents/shared_name/memories", None, "memories", []),
+        ("POST", "/api/v1/agents/shared_name/context", {}, "memory_count", 0),
+        ("GET", f"/api/v1/sessions/{sid}/memories", None, "memories", []),
+        ("POST", f"/api/v1/sessions/{sid}/context", {}, "memory_count", 0),
+    ]
+    for method, url, body, key, value in nothing:
+        response = await client.request(method, url, headers=b, json=body)
+        assert response.status_code == 200, (url, response.text)
+        assert response.json()[key] == value, url
+        assert "secret" not in response.text
     not_found = [
         ("GET", f"/api/v1/memories/{mid}", None),
         ("GET", "/api/v1/agents/shared_name", None),
-        ("GET", "/api/v1/agents/shared_name/stats", None),
-        ("GET", "/api/v1/agents/shared_name/memories", None),
-        ("POST", "/api/v1/agents/shared_name/context", {}),
         ("DELETE", "/api/v1/agents/shared_name", None),
         ("GET", f"/api/v1/sessions/{sid}", None),
         ("PUT", f"/api/v1/sessions/{sid}", {"status": "closed"}),
-        ("GET", f"/api/v1/sessions/{sid}/memories", None),
-        ("POST", f"/api/v1/sessions/{sid}/context", {}),
     ]
     for method, url, body in not_found:
         response = await client.request(method, url, headers=b, json=body)
@@ -194,6 +210,36 @@ def test_revoked_key_refused_within_two_seconds(server: ServerProcess) -> None:
     assert httpx.get(f"{server.url}/api/v1/agents", headers=headers).json()["error"]
 
 
+async def test_revocation_never_waits_behind_tenant_reads(runtime: Runtime) -> None:
+    # Found by adversarial testing: revocation took 7-8.5 s (promise: 2 s) while the key's
+    # holder kept the shared read pool busy with slow searches; the key reload queued there.
+    org_id, key = await create_org_key(runtime)
+    principal = await runtime.authenticate(key)
+    release = threading.Event()
+    busy = [  # a tenant's reads holding every reader thread (and a queue behind them)
+        asyncio.ensure_future(runtime.catalog.db.read(lambda conn: release.wait(60)))
+        for _ in range(64)
+    ]
+    try:
+        conn = connect(runtime.settings.metadata_path)
+        with transaction(conn):  # as `memtrace key revoke` does, from another connection
+            md.revoke_key(conn, principal.key_id or "", now_us())
+        conn.close()
+        revoked_at = time.monotonic()
+        while time.monotonic() - revoked_at < 2.0:
+            try:
+                await runtime.authenticate(key)
+            except Unauthorized:
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the revoked key was still accepted after 2 s")
+        assert org_id == principal.org_id
+    finally:
+        release.set()
+        await asyncio.gather(*busy, return_exceptions=True)
+
+
 async def test_auth_disabled_acts_as_org_default(data_dir: object) -> None:
     from http_api.app import create_app
     from memtrace.config import load_settings
@@ -202,7 +248,7 @@ async def test_auth_disabled_acts_as_org_default(data_dir: object) -> None:
     await runtime.start()
     try:
         transport = httpx.ASGITransport(app=create_app(runtime, manage_runtime=False))
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
             created = await client.post("/api/v1/memories", json={"agent_id": "a", "content": "x"})
             assert created.status_code == 201 and created.json()["org_id"] == "org_default"
             with_junk_key = await client.get("/api/v1/memories", headers={"x-api-key": "junk"})

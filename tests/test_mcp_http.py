@@ -180,3 +180,27 @@ async def test_a_key_revoked_during_a_session_stops_working(deployment: Deployme
         headers={"x-api-key": deployment.keys["acme"]},
     )
     assert "after revocation" not in rest.text
+
+
+def test_an_sse_session_takes_messages_only_from_the_key_that_opened_it(
+    deployment: Deployment,
+) -> None:
+    # Found by adversarial testing: a session opened with acme's key accepted POST /messages/
+    # with globex's key, and globex's results were pushed into acme's stream.
+    ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+    acme, globex = deployment.keys["acme"], deployment.keys["globex"]
+    with (
+        httpx.Client(base_url=deployment.server.url, timeout=30) as http,
+        http.stream("GET", "/sse", headers={"x-api-key": acme}) as stream,
+    ):
+        assert stream.status_code == 200
+        lines = stream.iter_lines()
+        endpoint = next(line for line in lines if line.startswith("data:"))[5:].strip()
+        assert "session_id=" in endpoint
+        for key in (globex, deployment.keys["reader"]):  # another org; another key of acme
+            stolen = http.post(endpoint, json=ping, headers={"x-api-key": key})
+            assert stolen.status_code == 404, stolen.text
+        own = http.post(endpoint, json=ping, headers={"x-api-key": acme})
+        assert own.status_code == 202
+        reply = next(line for line in lines if line.startswith("data:"))
+        assert '"id":1' in reply.replace(" ", "")

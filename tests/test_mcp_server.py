@@ -3,6 +3,7 @@ tool table and the argument models, and every tool's happy path and bad-input pa
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -207,7 +208,7 @@ BAD_INPUT = [
     ("memtrace_search", {"tags": ["no spaces allowed"]}, "tags"),
     ("memtrace_decide", {"agent_id": "bot", "decision": "x"}, "reasoning"),
     ("memtrace_session_create", {"agent_id": "bot", "metadata": "not an object"}, "metadata"),
-    ("memtrace_session_context", {"session_id": "sess_nope"}, "not found"),
+    ("memtrace_session_context", {"session_id": "not a session"}, "not found"),
     ("memtrace_session_context", {"session_id": "s", "max_tokens": -1}, "max_tokens"),
     ("memtrace_agent_register", {"description": "nameless"}, "name"),
 ]
@@ -266,3 +267,100 @@ async def test_list_and_object_arguments_sent_as_json_text_are_accepted(ops: Ser
         )
         assert broken.is_error
         assert "tags" in text(broken)
+
+
+async def test_default_agent_never_narrows_search(ops: ServiceOps) -> None:
+    # Found with the README's Claude Code set-up (MEMTRACE_AGENT_ID=claude-code): search was
+    # silently limited to the default agent, with no way to search the team's memories.
+    async with connect(ops) as plain:
+        await call(plain, "memtrace_remember", {"agent_id": "teammate", "content": "teammate note"})
+    async with connect(ops, default_agent_id="helper") as mcp:
+        await call(mcp, "memtrace_remember", {"content": "my own note"})
+        found = await call(mcp, "memtrace_search", {"content_contains": "note"})
+        assert {m["agent_id"] for m in data(found)["results"]} == {"helper", "teammate"}
+        only = await call(mcp, "memtrace_search", {"agent_id": "teammate"})
+        assert [m["content"] for m in data(only)["results"]] == ["teammate note"]
+        search = next(t for t in (await mcp.list_tools()).tools if t.name == "memtrace_search")
+        assert search.input_schema["properties"]["agent_id"].get("default") is None
+        assert (
+            "never defaults to your own agent"
+            in search.input_schema["properties"]["agent_id"]["description"]
+        )
+        assert "all agents unless you pass agent_id" in (search.description or "")
+
+
+TOO_LONG_REASONING = "r" * (20 * 1024)
+KEY_SHAPED = "mtk_" + "K" * 43
+
+
+@pytest.mark.parametrize(
+    ("tool", "arguments", "named"),
+    [
+        (
+            "memtrace_remember",
+            {"agent_id": "bot", "content": "x", "parent_id": "no/slash"},
+            "parent_id",
+        ),
+        (
+            "memtrace_remember",
+            {"agent_id": "bot", "content": "x", "dedup_key": "k" * 200},
+            "dedup_key",
+        ),
+        (
+            "memtrace_decide",
+            {"agent_id": "bot", "decision": "d", "reasoning": TOO_LONG_REASONING},
+            "reasoning",
+        ),
+        (
+            "memtrace_remember",
+            {"agent_id": "bot", "content": "x", "metadata": {"n": 2**70}},
+            "metadata",
+        ),
+    ],
+)
+async def test_every_validation_problem_is_an_error_result_naming_the_argument(
+    ops: ServiceOps,
+    tool: str,
+    arguments: dict[str, Any],
+    named: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Found with independent MCP clients: a parent_id off its pattern and a decide reasoning
+    # over the metadata limit answered a bare "Error executing tool …" and logged a traceback
+    # quoting the input.
+    caplog.set_level(logging.DEBUG)
+    async with connect(ops) as mcp:
+        result = await mcp.call_tool(tool, arguments)
+        assert result.is_error
+        assert text(result).startswith(f"{named}:"), text(result)
+        recalled = await call(mcp, "memtrace_recall", {"agent_id": "bot", "since": "1h"})
+        assert data(recalled)["memories"] == []
+    assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
+    assert not [r for r in caplog.records if "r" * 200 in r.getMessage()]
+
+
+async def test_error_texts_are_redacted_like_rest_bodies(ops: ServiceOps) -> None:
+    # Found by adversarial testing: MCP error texts echoed a key-shaped input in full.
+    async with connect(ops) as mcp:
+        for name, arguments in (
+            ("memtrace_recall", {"agent_id": "bot", "since": KEY_SHAPED}),
+            (KEY_SHAPED, {}),
+        ):
+            result = await mcp.call_tool(name, arguments)
+            assert result.is_error
+            assert KEY_SHAPED not in text(result) and "mtk_[redacted]" in text(result)
+            assert KEY_SHAPED not in str(result.structured_content)
+
+
+async def test_min_importance_zero_means_no_minimum(ops: ServiceOps) -> None:
+    # Found with model-driven clients: models and UIs send 0 for "no minimum", which hid every
+    # memory stored without an importance.
+    async with connect(ops) as mcp:
+        await call(mcp, "memtrace_remember", {"agent_id": "bot", "content": "no importance"})
+        await call(
+            mcp, "memtrace_remember", {"agent_id": "bot", "content": "some", "importance": 0.3}
+        )
+        everything = await call(mcp, "memtrace_search", {"min_importance": 0})
+        assert {m["content"] for m in data(everything)["results"]} == {"no importance", "some"}
+        some = await call(mcp, "memtrace_search", {"min_importance": 0.1})
+        assert [m["content"] for m in data(some)["results"]] == ["some"]

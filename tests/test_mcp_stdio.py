@@ -4,19 +4,22 @@ remote mode against a real ``memtrace serve``."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import signal
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
-from tests.helpers import TEST_ENV, ServerProcess, free_port, memtrace_cmd, run_cli
-from tests.mcp_helpers import data, text
+from tests.helpers import TEST_ENV, ServerProcess, free_port, memtrace_cmd, run_cli, wait_until
+from tests.mcp_helpers import call, data, research_flow, text
 
 pytestmark = pytest.mark.slow  # starts processes or servers (docs/testing.md)
 
@@ -28,54 +31,6 @@ def stdio_params(env: dict[str, str], command: list[str] | None = None) -> Stdio
     return StdioServerParameters(
         command=command[0], args=command[1:], env={**os.environ, **TEST_ENV, **env}
     )
-
-
-async def call(client: Client, name: str, arguments: dict[str, Any]) -> Any:
-    result = await client.call_tool(name, arguments)
-    assert not result.is_error, f"{name}: {text(result)}"
-    return result
-
-
-async def research_flow(params: StdioServerParameters) -> dict[str, Any]:
-    """register → session_create → remember (3) → decide → recall → search → session_context."""
-    async with Client(params) as client:
-        assert len((await client.list_tools()).tools) == 7
-        await call(client, "memtrace_agent_register", {"name": "researcher"})
-        session = await call(client, "memtrace_session_create", {"agent_id": "researcher"})
-        sid = data(session)["id"]
-        ids = []
-        for page in ("pricing", "careers", "blog"):
-            stored = await call(
-                client,
-                "memtrace_remember",
-                {
-                    "agent_id": "researcher",
-                    "content": f"Crawled the {page} page of example.com",
-                    "event_type": "page_crawled",
-                    "session_id": sid,
-                },
-            )
-            ids.append(data(stored)["id"])
-        await call(
-            client,
-            "memtrace_decide",
-            {
-                "agent_id": "researcher",
-                "decision": "Target the enterprise plan first",
-                "reasoning": "The pricing page shows enterprise is the only plan with SSO",
-                "session_id": sid,
-            },
-        )
-        recalled = await call(client, "memtrace_recall", {"agent_id": "researcher", "since": "1h"})
-        assert data(recalled)["count"] == 4
-        found = await call(client, "memtrace_search", {"content_contains": "careers"})
-        assert [m["id"] for m in data(found)["results"]] == [ids[1]]
-        context = await call(client, "memtrace_session_context", {"session_id": sid})
-        markdown = text(context)
-        assert "Target the enterprise plan first" in markdown
-        assert "The pricing page shows enterprise is the only plan with SSO" in markdown
-        assert "Crawled the blog page of example.com" in markdown
-        return {"session_id": sid, "memory_ids": ids, "markdown": markdown}
 
 
 async def test_embedded_mode_flow(tmp_path: Path) -> None:
@@ -194,3 +149,142 @@ async def test_remote_mode_with_the_server_down_reports_a_tool_error() -> None:
         assert result.is_error
         assert "Traceback" not in text(result)
         assert result.structured_content["status"] >= 500
+
+
+def without_memtrace_env() -> dict[str, str]:
+    """The environment with the test settings and no server or data directory."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMTRACE_")}
+    return {**env, **TEST_ENV}
+
+
+def test_without_a_mode_it_says_what_to_set_and_creates_nothing(tmp_path: Path) -> None:
+    """Neither a server nor a data directory: one line, and no ./data in the client's cwd."""
+    result = subprocess.run(
+        [MEMTRACE_MCP],
+        env=without_memtrace_env(),
+        cwd=tmp_path,
+        input="",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "memtrace-mcp: set MEMTRACE_URL and MEMTRACE_API_KEY to use a memtrace server "
+        "(MEMTRACE_API_KEY alone means http://localhost:9100), or MEMTRACE_DATA_DIR to open a "
+        "local data directory"
+    ]
+    assert list(tmp_path.iterdir()) == []
+
+
+async def test_go_era_config_only_an_api_key_calls_localhost_9100(tmp_path: Path) -> None:
+    """The Go memtrace-mcp's configuration (MEMTRACE_API_KEY, no URL) calls the server on
+    localhost:9100, never a private local store."""
+    params = StdioServerParameters(
+        command=MEMTRACE_MCP,
+        env={**without_memtrace_env(), "MEMTRACE_API_KEY": "mtk_" + "A" * 43 + "="},
+        cwd=str(tmp_path),
+    )
+    async with Client(params) as client:
+        result = await client.call_tool("memtrace_recall", {"agent_id": "bot"})
+        assert result.is_error  # a server there refuses the key, or none is listening
+        message = text(result)
+        assert "could not reach the memtrace server" in message or "API key" in message
+    assert list(tmp_path.iterdir()) == []
+
+
+def _serving(command: list[str], data_dir: Path) -> subprocess.Popen[str]:
+    """``command`` serving MCP over stdio, initialized, with one memory remembered, then idle
+    (blocked on the client's open stdin)."""
+    proc = subprocess.Popen(
+        command,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **TEST_ENV, "MEMTRACE_DATA_DIR": str(data_dir)},
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    messages = [
+        (
+            "initialize",
+            {
+                "protocolVersion": "2025-06-18",
+                "capabilities": {},
+                "clientInfo": {"name": "t", "version": "0"},
+            },
+        ),
+        (
+            "tools/call",
+            {"name": "memtrace_remember", "arguments": {"agent_id": "a", "content": "x"}},
+        ),
+    ]
+    for number, (method, params) in enumerate(messages, 1):
+        proc.stdin.write(
+            json.dumps({"jsonrpc": "2.0", "id": number, "method": method, "params": params}) + "\n"
+        )
+        proc.stdin.flush()
+        reply = json.loads(proc.stdout.readline())
+        assert reply["id"] == number and "error" not in reply, reply
+        if number == 1:
+            proc.stdin.write('{"jsonrpc": "2.0", "method": "notifications/initialized"}\n')
+    return proc
+
+
+def test_sigterm_stops_the_stdio_server_gracefully(tmp_path: Path) -> None:
+    """docker stop / systemd send SIGTERM while the client still holds stdin open: the server
+    ends its calls, closes the stores and exits 0 (it used to die by the signal)."""
+    proc = _serving([MEMTRACE_MCP], tmp_path / "d")
+    try:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        assert "Traceback" not in (proc.stderr.read() if proc.stderr else "")
+    finally:
+        proc.kill()
+
+
+def test_sigterm_stops_the_stdio_server_as_pid_1(tmp_path: Path) -> None:
+    """As a container's main process (PID 1 of its namespace) a signal without a handler is
+    ignored, so `docker stop` used to wait its whole timeout and then SIGKILL."""
+    probe = subprocess.run(["unshare", "--pid", "--fork", "true"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip(f"cannot create a PID namespace here: {probe.stderr.decode().strip()}")
+    proc = _serving(["unshare", "--pid", "--fork", "--kill-child", MEMTRACE_MCP], tmp_path / "d")
+    try:
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        assert len(children) == 1, children  # memtrace-mcp, PID 1 in its namespace
+        os.kill(int(children[0]), signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        proc.kill()
+
+
+def _catches_sigterm(pid: int) -> bool:
+    status = Path(f"/proc/{pid}/status").read_text()
+    caught = int(re.search(r"^SigCgt:\s*([0-9a-f]+)$", status, re.M).group(1), 16)  # type: ignore[union-attr]
+    return bool(caught >> (signal.SIGTERM - 1) & 1)
+
+
+@pytest.mark.parametrize("command", [[MEMTRACE_MCP], memtrace_cmd("serve", "--port", "0")])
+def test_sigterm_during_a_slow_start_ends_the_process(tmp_path: Path, command: list[str]) -> None:
+    """The entry points handle SIGTERM from their first moment, not only once serving: the
+    metadata DB is locked by another process, so the start waits on it, and SIGTERM ends the
+    wait at once, status 0 (as PID 1 a signal without a handler would be ignored)."""
+    data_dir = tmp_path / "d"
+    data_dir.mkdir()
+    lock = sqlite3.connect(data_dir / "memtrace.db", isolation_level=None)
+    lock.execute("BEGIN EXCLUSIVE")
+    proc = subprocess.Popen(
+        [*command, "--data-dir", str(data_dir)] if command[0] != MEMTRACE_MCP else command,
+        env={**os.environ, **TEST_ENV, "MEMTRACE_DATA_DIR": str(data_dir)},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        wait_until(lambda: proc.poll() is None and _catches_sigterm(proc.pid), timeout=4)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        proc.kill()
+        lock.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,8 @@ from memtrace.metadata import sqlite as md
 from memtrace.metadata.records import Org
 from memtrace.metadata.schema import SCHEMA_VERSION, migrate, transaction
 from memtrace.storage import embedded
+from memtrace.storage.base import MemoryQuery
+from tests.storage.arc_support import memory as arc_memory
 
 
 def tables(conn: sqlite3.Connection) -> set[str]:
@@ -51,3 +54,35 @@ def test_store_schema_is_versioned(tmp_path: Path) -> None:
     assert conn.execute("PRAGMA user_version").fetchone()[0] == embedded.SCHEMA_VERSION
     embedded._migrate(conn)
     assert {"memories", "memory_tags", "agent_type_counts"} <= tables(conn)
+
+
+async def test_store_version_1_reindexes_contents_with_a_nul(tmp_path: Path) -> None:
+    # Schema 1 indexed a content only up to its first NUL; opening the file re-indexes those.
+    path = tmp_path / "memories.db"
+    store = embedded.EmbeddedStore(path, "org_x", synchronous="NORMAL")
+    await store.open()
+    (written,) = await store.write([arc_memory("before\x00after the nul", time_us=1)], None)
+    await store.close()
+    conn = sqlite3.connect(path, isolation_level=None)
+    with transaction(conn):  # put the file back as version 1 wrote it
+        rowid, content = conn.execute("SELECT rowid, content FROM memories").fetchone()
+        conn.execute(
+            "INSERT INTO memories_fts (memories_fts, rowid, content) VALUES ('delete', ?, ?)",
+            (rowid, embedded.fts_text(content)),
+        )
+        conn.execute("INSERT INTO memories_fts (rowid, content) VALUES (?, ?)", (rowid, content))
+        conn.execute("PRAGMA user_version = 1")
+    conn.close()
+    query = MemoryQuery(org_id="org_x", content_contains="after the")
+    reopened = embedded.EmbeddedStore(path, "org_x", synchronous="NORMAL")
+    await reopened.open()
+    try:
+        assert [r.id for r in await reopened.query(query)] == [written.record.id]  # type: ignore[union-attr]
+        assert [r.id for r in await reopened.query(replace(query, content_contains="befo"))] == [
+            written.record.id  # type: ignore[union-attr]
+        ]
+    finally:
+        await reopened.close()
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == embedded.SCHEMA_VERSION
+    conn.close()

@@ -74,3 +74,17 @@ async def test_memory_wire_dict_matches_the_model(api: httpx.AsyncClient) -> Non
     memory = (await api.post("/api/v1/memories", json=full)).json()
     assert set(memory) == set(models.Memory.model_fields)
     assert models.Memory.model_validate(memory).model_dump(mode="json") == memory
+
+
+async def test_each_parameter_is_listed_once(client: httpx.AsyncClient) -> None:
+    # Found with generated clients: /agents/{agent_id}/memories and /sessions/{session_id}/
+    # memories listed agent_id/session_id twice, in the path and as an ignored query parameter.
+    schema = (await client.get("/openapi.json")).json()
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            names = [p["name"] for p in operation.get("parameters", [])]
+            assert len(names) == len(set(names)), (method, path, names)
+    session_list = schema["paths"]["/api/v1/sessions/{session_id}/memories"]["get"]
+    assert {p["name"]: p["in"] for p in session_list["parameters"]}["agent_id"] == "query"
+    agent_list = schema["paths"]["/api/v1/agents/{agent_id}/memories"]["get"]
+    assert {p["name"]: p["in"] for p in agent_list["parameters"]}["session_id"] == "query"

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import signal
 import subprocess
 from pathlib import Path
@@ -13,25 +11,19 @@ import httpx
 import pytest
 
 from memtrace.config import ServerSettings
-from tests.helpers import KEY_RE, TEST_ENV, free_port, wait_until
+from tests.helpers import KEY_RE, ROOT, TEST_ENV, check_walkthrough, free_port, wait_until
 
 pytestmark = pytest.mark.slow  # starts processes or servers (docs/testing.md)
 
-ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
-
-
-def readme_block(name: str) -> str:
-    match = re.search(
-        rf"<!-- {name}:start -->\n```bash\n(.*?)```\n<!-- {name}:end -->", README, re.S
-    )
-    assert match, f"README has no {name} block"
-    return match.group(1)
 
 
 def test_readme_shows_the_two_commands_first() -> None:
     first_screen = README[:1500]
     assert "make serve" in first_screen and "make test" in first_screen
+    # then the one-line install and the one-line container run (tests/deploy/ runs both ways)
+    assert "pip install memtrace-server && memtrace serve" in first_screen
+    assert "docker run -d -p 127.0.0.1:9100:9100 -v memtrace-data:/data memtrace" in first_screen
     assert ServerSettings().port == 9100 and ServerSettings().host == "127.0.0.1"
 
 
@@ -69,26 +61,7 @@ def test_start_command_and_walkthrough(tmp_path: Path) -> None:
         output = (tmp_path / "serve.log").read_text()
         key = KEY_RE.search(output)
         assert key, output
-        script = readme_block("walkthrough")
-        script = script.replace("export MEMTRACE_KEY=mtk_...", f"export MEMTRACE_KEY={key[0]}")
-        script = script.replace("127.0.0.1:9100", f"127.0.0.1:{port}")
-        result = subprocess.run(
-            ["bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True, timeout=60
-        )
-        assert result.returncode == 0, result.stderr
-        # every curl printed one JSON document; pick them apart
-        decoder = json.JSONDecoder()
-        docs, text = [], result.stdout.strip()
-        while text:
-            doc, end = decoder.raw_decode(text)
-            docs.append(doc)
-            text = text[end:].strip()
-        remembered, recalled, decision, context = docs
-        assert remembered["id"].startswith("mem_") and remembered["agent_id"] == "crawler"
-        assert [m["id"] for m in recalled["memories"]] == [remembered["id"]]
-        assert decision["memory_type"] == "decision"
-        assert "Skip pagination — reasoning: only 2 pages deep" in context["context"]
-        assert context["context"].startswith("## Session Context (sess_")
+        check_walkthrough(port, key[0])
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)

@@ -15,6 +15,7 @@ from tests.helpers import KEY_RE, ServerProcess, run_cli, wait_until
 pytestmark = pytest.mark.slow  # starts processes or servers (docs/testing.md)
 
 MEM = "/api/v1/memories"
+PRIVATE = "private-content-7f3a9 of a patient record"
 
 
 def _fragments(secret: str) -> list[str]:
@@ -30,6 +31,7 @@ def test_no_secret_in_logs_errors_health_metrics_or_cli(tmp_path: Path) -> None:
     server = ServerProcess(data, env=env).start()
     cli_outputs: list[str] = []
     seen: list[str] = []  # every body and header the clients received
+    session_ids: list[str] = []
     try:
         admin = server.admin_key
         assert admin
@@ -90,6 +92,18 @@ def test_no_secret_in_logs_errors_health_metrics_or_cli(tmp_path: Path) -> None:
             record(client.get("/health"))
             record(client.get("/ready"))
             record(client.get("/metrics"))
+            # Memory contents and SSE session ids are not for the log either, even at DEBUG
+            # (the MCP SDK logs every message it receives at DEBUG).
+            client.post(MEM, headers=as_key(user_key), json={"agent_id": "a", "content": PRIVATE})
+            with client.stream("GET", "/sse", headers=as_key(user_key)) as stream:
+                lines = stream.iter_lines()
+                endpoint = next(line for line in lines if line.startswith("data:"))[5:].strip()
+                session_ids.append(endpoint.partition("session_id=")[2])
+                call = {"agent_id": "a", "content": PRIVATE + " over MCP"}
+                message = {"jsonrpc": "2.0", "id": 1, "method": "tools/call"}
+                message["params"] = {"name": "memtrace_remember", "arguments": call}
+                client.post(endpoint, headers=as_key(user_key), json=message)
+                client.post(endpoint, headers=as_key(readonly), json=message)  # not its session
         key_id = next(
             line.split("\t")[0]
             for line in listed.stdout.splitlines()
@@ -105,7 +119,9 @@ def test_no_secret_in_logs_errors_health_metrics_or_cli(tmp_path: Path) -> None:
     finally:
         server.stop()
 
-    assert "DEBUG" in log, "the flow must run with debug logging"
+    assert '"GET /api/v1/memories' in log, "the flow must run with debug logging (access log)"
+    assert PRIVATE not in log, "a memory's content is in the server log"
+    assert session_ids[0] and session_ids[0] not in log, "an SSE session id is in the server log"
     # The bootstrap admin key is printed once, in the first-run banner, by design.
     assert log.count(admin) == 1
     banner_free = log.replace(admin, "<bootstrap banner>")

@@ -50,12 +50,12 @@ def _exchange(port: int, request: bytes) -> bytes:
 
 
 def test_complete_headers_over_the_cap_are_refused(capped_server: ServerProcess) -> None:
-    big = b"GET /health HTTP/1.1\r\nhost: x\r\nx-big: " + b"a" * 8192 + b"\r\n\r\n"
+    big = b"GET /health HTTP/1.1\r\nhost: localhost\r\nx-big: " + b"a" * 8192 + b"\r\n\r\n"
     assert _exchange(capped_server.port, big).startswith(b"HTTP/1.1 4")
-    many = b"GET /health HTTP/1.1\r\nhost: x\r\n" + b"x-h: 0123456789\r\n" * 400 + b"\r\n"
+    many = b"GET /health HTTP/1.1\r\nhost: localhost\r\n" + b"x-h: 0123456789\r\n" * 400 + b"\r\n"
     assert _exchange(capped_server.port, many).startswith(b"HTTP/1.1 4")
     fits = (
-        b"GET /health HTTP/1.1\r\nhost: x\r\nx-ok: "
+        b"GET /health HTTP/1.1\r\nhost: localhost\r\nx-ok: "
         + b"a" * 2000
         + b"\r\nconnection: close\r\n\r\n"
     )
@@ -67,7 +67,7 @@ def test_keep_alive_requests_each_get_the_full_header_allowance(
     capped_server: ServerProcess,
 ) -> None:
     """The cap is per request: many requests on one connection add up to far more."""
-    one = b"GET /health HTTP/1.1\r\nhost: x\r\nx-pad: " + b"a" * 3000 + b"\r\n\r\n"
-    last = b"GET /health HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+    one = b"GET /health HTTP/1.1\r\nhost: localhost\r\nx-pad: " + b"a" * 3000 + b"\r\n\r\n"
+    last = b"GET /health HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n"
     reply = _exchange(capped_server.port, one * 5 + last)
     assert reply.count(b"HTTP/1.1 200 ") == 6

@@ -84,7 +84,8 @@ async def test_malformed_bodies(api: httpx.AsyncClient, raw: bytes, message: str
 @pytest.mark.parametrize(
     ("route", "body", "field"),
     [
-        ("/api/v1/agents", {"name": "bad name"}, "name"),
+        ("/api/v1/agents", {"name": "bad\nname"}, "name"),  # a free-text name, no control chars
+        ("/api/v1/agents", {"name": ""}, "name"),
         ("/api/v1/agents", {}, "name"),
         ("/api/v1/agents", {"name": "ok", "config": [1]}, "config"),
         ("/api/v1/sessions", {"agent_id": "9x"}, "agent_id"),
@@ -160,7 +161,7 @@ async def test_body_over_limit_is_413(data_dir: object) -> None:
         _, key = await create_org_key(runtime)
         transport = httpx.ASGITransport(app=create_app(runtime, manage_runtime=False))
         async with httpx.AsyncClient(
-            transport=transport, base_url="http://t", headers={"x-api-key": key}
+            transport=transport, base_url="http://localhost", headers={"x-api-key": key}
         ) as client:
             big = {"agent_id": "a", "content": "x" * 4096}
             response = await client.post(MEM, json=big)
@@ -170,8 +171,82 @@ async def test_body_over_limit_is_413(data_dir: object) -> None:
                 for _ in range(8):
                     yield b"x" * 512
 
-            streamed = await client.post(MEM, content=chunks())
+            json_type = {"content-type": "application/json"}
+            streamed = await client.post(MEM, content=chunks(), headers=json_type)
             assert streamed.status_code == 413 and "error" in streamed.json()
             assert (await client.get(MEM)).json()["count"] == 0
     finally:
         await runtime.close()
+
+
+# --- one JSON parser and one rule for every body ----------------------------------------------
+
+NAN_BODIES = [b'{"n": NaN}', b'{"n": Infinity}', b'{"n": -Infinity}', b'{"n": 1e999}']
+JSON_BODY_ROUTES = [
+    ("POST", MEM, b'{"agent_id": "a", "content": "x", "metadata": %s}'),
+    ("POST", "/api/v1/agents", b'{"name": "nan_agent", "config": %s}'),
+    ("POST", "/api/v1/sessions", b'{"agent_id": "a", "metadata": %s}'),
+    ("PUT", "/api/v1/sessions/{sid}", b'{"metadata": %s}'),
+    ("POST", "/api/v1/search", b'{"tags": ["a"], "extra": %s}'),
+]
+
+
+async def test_nan_infinity_and_64_bit_overflow_are_refused_on_every_body(
+    api: httpx.AsyncClient,
+) -> None:
+    # Found by adversarial testing: NaN/Infinity were stored as null on the agents and sessions
+    # routes (Python's json) while /memories refused them (orjson), and an integer beyond 64
+    # bits was refused on one route and rounded to a float on another.
+    sid = (await api.post("/api/v1/sessions", json={"agent_id": "a"})).json()["id"]
+    json_type = {"content-type": "application/json"}
+    for method, url, template in JSON_BODY_ROUTES:
+        for value in NAN_BODIES:
+            body = template % value[6:-1]
+            response = await api.request(
+                method, url.format(sid=sid), content=body, headers=json_type
+            )
+            assert response.status_code == 400, (url, body, response.text)
+            assert response.json()["error"].startswith("body:"), response.text
+        if b"extra" in template:
+            continue
+        field = "config" if "agents" in url else "metadata"
+        huge = template % b'{"n": 123456789012345678901234567890}'
+        response = await api.request(method, url.format(sid=sid), content=huge, headers=json_type)
+        assert response.status_code == 400, (url, response.text)
+        assert response.json()["error"].startswith(f"{field}:"), response.text
+    largest = b'{"agent_id": "a", "content": "big", "metadata": {"n": 18446744073709551615}}'
+    stored = await api.post(MEM, content=largest, headers=json_type)
+    assert stored.status_code == 201 and stored.json()["metadata"] == {"n": 2**64 - 1}
+    listed = (await api.get(MEM, params={"agent_id": "a"})).json()["memories"]
+    assert all(m.get("metadata") != {"n": None} for m in listed)
+
+
+async def test_time_bounds_take_ascii_digits_only(api: httpx.AsyncClient) -> None:
+    # Found by adversarial testing: "٣h" (Arabic-Indic three) was read as 3 hours.
+    for since in ("\u0663h", "\uff12d", "1\u0660m"):  # Arabic-Indic 3, fullwidth 2, Arabic 0
+        response = await api.get(MEM, params={"since": since})
+        assert response.status_code == 400 and response.json()["error"].startswith("since:")
+        search = await api.post("/api/v1/search", json={"until": since})
+        assert search.status_code == 400 and search.json()["error"].startswith("until:")
+    assert (await api.get(MEM, params={"since": "3h"})).status_code == 200
+
+
+async def test_a_single_memory_with_a_memories_field_is_one_memory(api: httpx.AsyncClient) -> None:
+    # Found by adversarial testing: the extra field made the body a batch.
+    body = {"agent_id": "a", "content": "one", "memories": [{"agent_id": "a", "content": "b"}]}
+    response = await api.post(MEM, json=body)
+    assert response.status_code == 201, response.text
+    assert response.json()["content"] == "one" and "count" not in response.json()
+    batch = await api.post(MEM, json={"memories": [{"agent_id": "a", "content": "two"}]})
+    assert batch.status_code == 201 and batch.json()["count"] == 1
+    contents = [m["content"] for m in (await api.get(MEM)).json()["memories"]]
+    assert sorted(contents) == ["one", "two"]
+
+
+async def test_search_min_importance_zero_means_no_minimum(api: httpx.AsyncClient) -> None:
+    await api.post(MEM, json={"agent_id": "a", "content": "unrated"})
+    await api.post(MEM, json={"agent_id": "a", "content": "rated", "importance": 0.2})
+    results = (await api.post("/api/v1/search", json={"min_importance": 0})).json()["results"]
+    assert sorted(m["content"] for m in results) == ["rated", "unrated"]
+    results = (await api.post("/api/v1/search", json={"min_importance": 0.2})).json()["results"]
+    assert [m["content"] for m in results] == ["rated"]

@@ -7,21 +7,21 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from starlette.responses import Response
 
-from http_api.deps import ReadService, WriteService
+from http_api.deps import JsonRoute, ReadService, WriteService
 from http_api.routes.memories import page_response
 from memtrace.domain.models import (
     Agent,
     AgentContext,
     AgentCreate,
     AgentList,
+    AgentMemoryParams,
     AgentStats,
     ContextRequest,
-    ListParams,
     MemoryList,
     PageParams,
 )
 
-router = APIRouter(prefix="/api/v1/agents", tags=["agents"])
+router = APIRouter(prefix="/api/v1/agents", tags=["agents"], route_class=JsonRoute)
 
 
 @router.post("", status_code=201, response_model_exclude_none=True)
@@ -31,8 +31,8 @@ async def register_agent(body: AgentCreate, service: WriteService) -> Agent:
 
 @router.get("", response_model_exclude_none=True)
 async def list_agents(service: ReadService, page: Annotated[PageParams, Query()]) -> AgentList:
-    agents = await service.list_agents(page.limit, page.offset)
-    return AgentList(agents=agents, count=len(agents))
+    agents, has_more = await service.list_agents(page.limit, page.offset)
+    return AgentList(agents=agents, count=len(agents), has_more=has_more)
 
 
 @router.get("/{agent_id}", response_model_exclude_none=True)
@@ -47,7 +47,7 @@ async def agent_stats(agent_id: str, service: ReadService) -> AgentStats:
 
 @router.get("/{agent_id}/memories", response_model=MemoryList)
 async def agent_memories(
-    agent_id: str, service: ReadService, params: Annotated[ListParams, Query()]
+    agent_id: str, service: ReadService, params: Annotated[AgentMemoryParams, Query()]
 ) -> Response:
     return page_response(await service.list_memories(params, agent_id=agent_id))
 

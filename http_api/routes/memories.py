@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
-from http_api.deps import ReadService, WriteService, json_response, read_json
+from http_api.deps import JsonRoute, ReadService, WriteService, json_response, read_json
 from memtrace.domain.hotpath import parse_batch, parse_memory
 from memtrace.domain.models import (
     ListParams,
@@ -21,7 +21,7 @@ from memtrace.domain.models import (
 )
 from memtrace.service import MemoryService, RecordPage
 
-router = APIRouter(prefix="/api/v1", tags=["memories"])
+router = APIRouter(prefix="/api/v1", tags=["memories"], route_class=JsonRoute)
 WRITE_PATH = "/api/v1/memories"  # served by http_api.writepath (this route documents it)
 
 _WRITE_BODY = {
@@ -42,13 +42,19 @@ _WRITE_BODY = {
 EXTRA_SCHEMAS = (MemoryCreate, MemoryBatchCreate)
 
 
+def is_batch(payload: Any) -> bool:
+    """A body is a batch when it has ``memories`` and no ``content``: a single memory with an
+    extra ``memories`` field is still one memory (unknown fields are ignored)."""
+    return isinstance(payload, dict) and "memories" in payload and "content" not in payload
+
+
 def page_response(page: RecordPage) -> Response:
     return json_response(page.to_wire())
 
 
 async def write_memories(service: MemoryService, payload: Any) -> tuple[int, Any]:
     """Validate a single memory or a batch and store it: (status, JSON content)."""
-    if isinstance(payload, dict) and "memories" in payload:
+    if is_batch(payload):
         result = await service.remember_batch(parse_batch(payload))
         return 201, result.to_wire()
     record = await service.remember(parse_memory(payload))

@@ -7,21 +7,21 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from starlette.responses import Response
 
-from http_api.deps import ReadService, WriteService
+from http_api.deps import JsonRoute, ReadService, WriteService
 from http_api.routes.memories import page_response
 from memtrace.domain.models import (
     ContextRequest,
-    ListParams,
     MemoryList,
     Session,
     SessionContext,
     SessionCreate,
     SessionList,
     SessionListParams,
+    SessionMemoryParams,
     SessionUpdate,
 )
 
-router = APIRouter(prefix="/api/v1/sessions", tags=["sessions"])
+router = APIRouter(prefix="/api/v1/sessions", tags=["sessions"], route_class=JsonRoute)
 
 
 @router.post("", status_code=201, response_model_exclude_none=True)
@@ -33,8 +33,8 @@ async def create_session(body: SessionCreate, service: WriteService) -> Session:
 async def list_sessions(
     service: ReadService, params: Annotated[SessionListParams, Query()]
 ) -> SessionList:
-    sessions = await service.list_sessions(params)
-    return SessionList(sessions=sessions, count=len(sessions))
+    sessions, has_more = await service.list_sessions(params)
+    return SessionList(sessions=sessions, count=len(sessions), has_more=has_more)
 
 
 @router.get("/{session_id}", response_model_exclude_none=True)
@@ -49,7 +49,7 @@ async def update_session(session_id: str, body: SessionUpdate, service: WriteSer
 
 @router.get("/{session_id}/memories", response_model=MemoryList)
 async def session_memories(
-    session_id: str, service: ReadService, params: Annotated[ListParams, Query()]
+    session_id: str, service: ReadService, params: Annotated[SessionMemoryParams, Query()]
 ) -> Response:
     return page_response(await service.list_memories(params, session_id=session_id))
 

@@ -1,11 +1,12 @@
 """API keys (docs/security.md): format, hashing, permissions, and fast cached verification.
 
-A key is ``mtk_`` + 43 base64url characters (32 random bytes). The server stores only a bcrypt
-hash and a lookup index (first 16 hex chars of SHA-256), so finding the candidate row is an
-index probe and bcrypt runs once per key per process; later requests hit an in-memory cache
-keyed by the key's full SHA-256. Revocation is read from a snapshot of the key table that is
-reloaded whenever the metadata DB changes (see :mod:`memtrace.runtime`), so a key revoked by
-another process is refused within the reload interval.
+A key is ``mtk_`` + 43 base64url characters (32 random bytes); keys made by the Go memtrace
+carry one ``=`` of base64 padding after them (48 characters) and are accepted as they are. The
+server stores only a bcrypt hash and a lookup index (first 16 hex chars of SHA-256), so finding
+the candidate row is an index probe and bcrypt runs once per key per process; later requests
+hit an in-memory cache keyed by the key's full SHA-256. Revocation is read from a snapshot of
+the key table that is reloaded whenever the metadata DB changes (see :mod:`memtrace.runtime`),
+so a key revoked by another process is refused within the reload interval.
 """
 
 from __future__ import annotations
@@ -15,17 +16,18 @@ import base64
 import hashlib
 import re
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import bcrypt
 
 from memtrace.auth.permissions import ALL_PERMISSIONS
-from memtrace.domain.errors import Forbidden, Unauthorized
+from memtrace.domain.errors import Forbidden, InvalidInput, Unauthorized
 from memtrace.domain.ids import DEFAULT_ORG_ID, new_key_id
 
 KEY_PREFIX = "mtk_"
-_KEY_PATTERN = re.compile(r"^mtk_[A-Za-z0-9_-]{43}$")
+# The optional "=" is the padding of keys made by the Go memtrace (docs/migrating-from-go.md).
+_KEY_PATTERN = re.compile(r"^mtk_[A-Za-z0-9_-]{43}=?$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,19 +48,42 @@ class ApiKeyRecord:
         return self.revoked_at is not None
 
 
-def presented_key(headers: Mapping[str, str]) -> str | None:
-    """The API key a request presents: ``x-api-key``, or ``Authorization: Bearer …``.
+def presented_key(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
+    """The API key a request presents: ``x-api-key``, or ``Authorization: Bearer …`` (or a
+    bare ``Authorization: mtk_…``, which the Go memtrace accepted).
 
-    The one accessor of every transport (REST, MCP over HTTP, the rate limiter).
+    The one accessor of every transport (REST, MCP over HTTP, the rate limiter), over the raw
+    ASGI header list, so a header sent twice is seen (a mapping keeps only one of them: the
+    authenticator and the rate limiter once read different copies). Empty values and other
+    ``Authorization`` schemes are not keys.
+
+    Raises:
+        InvalidInput: more than one key header (two ``x-api-key``, two bearer tokens, or both
+            kinds): which one is meant is ambiguous, so the request is refused (400).
     """
-    key = headers.get("x-api-key")
-    if key:
-        return key.strip()
-    authorization = headers.get("authorization", "")
-    scheme, _, token = authorization.partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
-        return token.strip()
-    return None
+    found: list[str] = []
+    for raw_name, raw_value in headers:
+        name = raw_name.lower()
+        if name == b"x-api-key":
+            value = raw_value.strip()
+        elif name == b"authorization":
+            scheme, _, token = raw_value.strip().partition(b" ")
+            if scheme.lower() == b"bearer":
+                value = token.strip()
+            elif raw_value.strip().startswith(KEY_PREFIX.encode()):
+                value = raw_value.strip()
+            else:
+                value = b""
+        else:
+            continue
+        if value:
+            found.append(value.decode("latin-1"))
+    if len(found) > 1:
+        raise InvalidInput(
+            "x-api-key: send the API key once (one x-api-key or one Authorization: Bearer "
+            "header, not several)"
+        )
+    return found[0] if found else None
 
 
 def generate_api_key() -> str:

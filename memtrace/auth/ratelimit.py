@@ -174,8 +174,3 @@ def caller_identity(api_key: str | None, client_host: str | None) -> str:
     if api_key:
         return "key:" + hashlib.sha256(api_key.encode("utf-8", "replace")).hexdigest()[:32]
     return "addr:" + (client_host or "unknown")
-
-
-def retry_after_header(wait_s: float) -> str:
-    """Whole seconds for ``Retry-After`` (at least 1)."""
-    return str(max(1, math.ceil(wait_s)))

@@ -7,10 +7,11 @@ metadata DB). See docs/arc.md.
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 import click
 
@@ -22,13 +23,28 @@ if TYPE_CHECKING:
     from memtrace.config import Settings
     from memtrace.storage.arc.outbox import Outbox, OutboxCounts, ParkedRow
 
+# Not MEMTRACE_ARC_…: that prefix is the [arc] section of the settings.
+ARC_API_KEY_ENV = "MEMTRACE_ORG_ARC_API_KEY"
+
 
 @click.command("add-arc")
 @common_options
 @click.argument("org_ref", metavar="ORG")
 @click.option("--url", required=True, help="Arc base URL, e.g. http://arc.internal:8000.")
 @click.option("--database", required=True, help="Arc database for this org (x-arc-database).")
-@click.option("--api-key", help="Arc API token, stored encrypted under MEMTRACE_MASTER_KEY.")
+@click.option(
+    "--api-key-file",
+    type=click.File("r"),
+    help="Read the Arc API token from this file ('-': standard input).",
+)
+@click.option(
+    "--prompt-api-key", is_flag=True, help="Ask for the Arc API token (input is not shown)."
+)
+@click.option(
+    "--api-key",
+    help=f"The Arc API token itself (visible to other local users in the process list; "
+    f"prefer ${ARC_API_KEY_ENV}, --api-key-file or --prompt-api-key).",
+)
 @click.option("--measurement", default=DEFAULT_MEASUREMENT, show_default=True)
 @click.pass_context
 def org_add_arc(
@@ -36,17 +52,24 @@ def org_add_arc(
     org_ref: str,
     url: str,
     database: str,
+    api_key_file: TextIO | None,
+    prompt_api_key: bool,
     api_key: str | None,
     measurement: str,
     config_path: Path | None,
     data_dir: Path | None,
 ) -> None:
     """Store ORG's memories in Arc (replaces an existing binding). New writes go to Arc; copy
-    older embedded memories with `memtrace org copy-data ORG --to arc`."""
+    older embedded memories with `memtrace org copy-data ORG --to arc`.
+
+    The Arc API token (stored encrypted under MEMTRACE_MASTER_KEY) comes from one of
+    --api-key-file, --prompt-api-key or --api-key, else $MEMTRACE_ORG_ARC_API_KEY; without
+    any, the binding has no token (an Arc without authentication)."""
     from memtrace.domain.timestamps import now_us
     from memtrace.metadata import bindings
     from memtrace.metadata.schema import transaction
 
+    api_key = _arc_api_key(api_key, api_key_file, prompt_api_key)
     settings = load_settings_for(ctx, config_path, data_dir)
     with metadata_db(settings) as conn, transaction(conn):
         found = find_org(conn, org_ref)
@@ -64,6 +87,23 @@ def org_add_arc(
         f"measurement={binding.measurement} api_key={'set (encrypted)' if api_key else 'none'}. "
         "Running servers switch within 2 seconds."
     )
+
+
+def _arc_api_key(given: str | None, file: TextIO | None, prompt: bool) -> str | None:
+    """The Arc API token from the flag the operator chose, else the environment."""
+    flags = {"--api-key": given is not None, "--api-key-file": file is not None}
+    flags["--prompt-api-key"] = prompt
+    chosen = [name for name, used in flags.items() if used]
+    if len(chosen) > 1:
+        raise click.UsageError(f"give the Arc API token one way, not {' and '.join(chosen)}")
+    if file is not None:
+        token = file.readline().strip()
+        if not token:
+            raise click.UsageError("--api-key-file: the file is empty")
+        return token
+    if prompt:
+        return str(click.prompt("Arc API token", hide_input=True)).strip() or None
+    return given or os.environ.get(ARC_API_KEY_ENV, "").strip() or None
 
 
 @click.command("show-arc")

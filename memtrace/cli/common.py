@@ -8,6 +8,7 @@ is printed alone on stdout; explanations go to stderr. Errors are one line on st
 
 from __future__ import annotations
 
+import signal
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,6 +24,19 @@ if TYPE_CHECKING:
     from memtrace.metadata.records import Org
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def exit_on_sigterm() -> None:
+    """Make SIGTERM end the process with status 0 (a requested stop) until a command installs
+    its own graceful handler (``serve`` and ``mcp`` do while they serve; uvicorn re-raises the
+    signal once drained). Called first by the entry points: as a container's PID 1 a signal
+    without a handler is ignored, so ``docker stop`` during a slow start would wait out its
+    timeout; and systemd counts any status but 0 after ``systemctl stop`` as a failure."""
+
+    def terminate(signum: int, frame: object) -> None:
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, terminate)
 
 
 class MemtraceGroup(click.Group):

@@ -7,8 +7,10 @@ from pathlib import Path
 import click
 
 from memtrace import __version__
-from memtrace.cli.common import MemtraceGroup, common_options
+from memtrace.cli.common import MemtraceGroup, common_options, exit_on_sigterm
+from memtrace.cli.config import config
 from memtrace.cli.keys import key, keygen
+from memtrace.cli.migrate import migrate_from_go
 from memtrace.cli.org import org
 from memtrace.cli.serve import mcp, serve
 
@@ -26,10 +28,19 @@ def cli(ctx: click.Context, config_path: Path | None, data_dir: Path | None) -> 
         ctx.invoke(serve)
 
 
-for _command in (serve, mcp, org, key, keygen):
+for _command in (serve, mcp, org, key, keygen, migrate_from_go, config):
     cli.add_command(_command)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
+    exit_on_sigterm()
     cli.main(args=argv, prog_name="memtrace")
+
+
+def mcp_main() -> None:
+    """Console-script entry point of ``memtrace-mcp``: the MCP server over stdio."""
+    exit_on_sigterm()  # before the imports below, which take a while
+    from mcp_server.stdio import main as run
+
+    run()

@@ -58,9 +58,14 @@ def run_server(settings: Settings) -> None:
             )
         elif not settings.auth.enabled:
             note("WARNING: auth is disabled; every request acts as org_default.")
+            if not settings.server.loopback and settings.server.allowed_hosts is None:
+                note(
+                    "WARNING: auth is disabled on a non-loopback bind with any Host accepted; "
+                    "set server.allowed_hosts (docs/security.md)."
+                )
 
     runtime = Runtime(settings)
-    mcp_http = McpHttpAddon(runtime, host=settings.server.host)
+    mcp_http = McpHttpAddon(runtime)
     app = create_app(runtime, bootstrap_key=True, on_started=on_started, addons=[mcp_http])
     config = uvicorn.Config(
         app,
@@ -95,8 +100,9 @@ def mcp(
 ) -> None:
     """Run the MCP server (same as `memtrace-mcp` for stdio).
 
-    Remote mode when MEMTRACE_URL is set (with MEMTRACE_API_KEY); otherwise embedded mode on
-    the local data dir, which works while `memtrace serve` runs on it.
+    Remote mode when MEMTRACE_URL or MEMTRACE_API_KEY is set (default URL
+    http://localhost:9100); embedded mode on --data-dir/--config or MEMTRACE_DATA_DIR, which
+    works while `memtrace serve` runs on it.
     """
     settings = load_settings_for(ctx, config_path, data_dir)
     if transport != "stdio":
@@ -104,4 +110,8 @@ def mcp(
         return
     from mcp_server.stdio import run
 
-    run(settings)
+    parent = ctx.find_root().params
+    run(
+        settings,
+        local=any((config_path, data_dir, parent.get("config_path"), parent.get("data_dir"))),
+    )

@@ -24,6 +24,7 @@ from memtrace.client.models import (
 )
 from memtrace.client.sync import Memtrace
 from memtrace.domain.errors import (
+    AgentExists,
     AuthenticationError,
     ConflictError,
     DuplicateMemory,
@@ -42,6 +43,7 @@ __all__ = [
     "AddMemoryRequest",
     "Agent",
     "AgentContext",
+    "AgentExists",
     "AgentList",
     "AgentStats",
     "AsyncMemtrace",

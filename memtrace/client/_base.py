@@ -28,6 +28,7 @@ from tenacity import (
 from memtrace import __version__
 from memtrace.domain.errors import (
     ConfigError,
+    Conflict,
     MemtraceConnectionError,
     MemtraceError,
     NoArcInstanceError,
@@ -98,7 +99,9 @@ class Call:
     """One API call, described without doing it.
 
     ``idempotent`` says whether resending after a lost response is safe (reads, PUT, DELETE):
-    writes are retried only when the request never reached the server.
+    writes are retried only when the request never reached the server. ``conflict`` is the
+    exception a 409 raises (:class:`~memtrace.domain.errors.DuplicateMemory` for memories,
+    :class:`~memtrace.domain.errors.AgentExists` for agents).
     """
 
     method: str
@@ -108,6 +111,8 @@ class Call:
     idempotent: bool = True
     expect_body: bool = True
     headers: Mapping[str, str] = field(default_factory=dict)
+    # The class of a 409: what already exists depends on what the call writes.
+    conflict: type[Conflict] = Conflict
 
     def content(self) -> bytes | None:
         return None if self.body is None else orjson.dumps(self.body)
@@ -116,7 +121,9 @@ class Call:
 def decode(response: httpx.Response, call: Call) -> Any:
     """The JSON of a success response; raise the mapped :class:`MemtraceError` otherwise."""
     if response.status_code >= 400:
-        raise error_from_response(response.status_code, _body(response), response.headers)
+        raise error_from_response(
+            response.status_code, _body(response), response.headers, conflict=call.conflict
+        )
     if not call.expect_body or response.status_code == 204 or not response.content:
         return None
     try:

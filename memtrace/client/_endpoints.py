@@ -15,6 +15,7 @@ from memtrace.client.models import (
     SearchQuery,
     UpdateSessionRequest,
 )
+from memtrace.domain.errors import AgentExists, DuplicateMemory
 from memtrace.domain.models import JsonObject
 
 
@@ -102,12 +103,14 @@ def recall_options(
 
 
 def add_memory(req: AddMemoryRequest) -> Call:
-    return Call("POST", path("memories"), body=dump(req), idempotent=False)
+    return Call(
+        "POST", path("memories"), body=dump(req), idempotent=False, conflict=DuplicateMemory
+    )
 
 
 def add_memories(memories: Sequence[AddMemoryRequest]) -> Call:
     body = {"memories": [dump(m) for m in memories]}
-    return Call("POST", path("memories"), body=body, idempotent=False)
+    return Call("POST", path("memories"), body=body, idempotent=False, conflict=DuplicateMemory)
 
 
 def get_memory(memory_id: str) -> Call:
@@ -126,7 +129,7 @@ def search_memories(q: SearchQuery | None) -> Call:
 
 
 def register_agent(req: RegisterAgentRequest) -> Call:
-    return Call("POST", path("agents"), body=dump(req), idempotent=False)
+    return Call("POST", path("agents"), body=dump(req), idempotent=False, conflict=AgentExists)
 
 
 def list_agents(limit: int | None = None, offset: int | None = None) -> Call:

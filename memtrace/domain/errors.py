@@ -8,6 +8,7 @@ The SDK-compatible names of the published ``memtrace-sdk`` (``AuthenticationErro
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -50,6 +51,10 @@ class MemtraceError(Exception):
             body["details"] = redact_value(self.details)
         return body
 
+    def headers(self) -> dict[str, str]:
+        """HTTP headers the response carries (every transport that answers over HTTP)."""
+        return {}
+
 
 class InvalidInput(MemtraceError):
     """A request field is invalid; the message starts with the field name."""
@@ -63,6 +68,11 @@ class Unauthorized(MemtraceError):
 
     status = 401
     default_message = "Invalid or missing API key"
+
+    def headers(self) -> dict[str, str]:
+        # The key is a static bearer token: saying so (without OAuth ``resource_metadata``)
+        # keeps MCP clients from starting an OAuth discovery flow on the 401.
+        return {"WWW-Authenticate": 'Bearer realm="memtrace"'}
 
 
 class Forbidden(MemtraceError):
@@ -110,11 +120,31 @@ class DuplicateMemory(Conflict):
     default_message = "duplicate memory"
 
 
+class AgentExists(Conflict):
+    """An agent with that name is already registered in the org (``existing_id`` is its id)."""
+
+    default_message = "agent already exists"
+
+
 class PayloadTooLarge(MemtraceError):
     """The request body exceeds ``limits.max_body_bytes``."""
 
     status = 413
     default_message = "request body too large"
+
+
+class UnsupportedMediaType(MemtraceError):
+    """A request body that is not JSON (``Content-Type`` other than ``application/json``)."""
+
+    status = 415
+    default_message = "the request body must be JSON (Content-Type: application/json)"
+
+
+class MisdirectedRequest(MemtraceError):
+    """A ``Host`` header outside ``server.allowed_hosts`` (DNS rebinding protection)."""
+
+    status = 421
+    default_message = "this server does not answer for that host"
 
 
 class RequestTimeout(MemtraceError):
@@ -138,8 +168,17 @@ class RateLimited(MemtraceError):
         retry_after: float = 1.0,
         hint: str | None = None,
     ) -> None:
-        super().__init__(message, status_code, hint=hint)
         self.retry_after = retry_after
+        message = message or f"rate limit exceeded; retry after {self.retry_seconds} s"
+        super().__init__(message, status_code, hint=hint)
+
+    @property
+    def retry_seconds(self) -> int:
+        """``retry_after`` in whole seconds, at least 1 (``Retry-After``)."""
+        return max(1, math.ceil(self.retry_after))
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_seconds)}
 
 
 class StorageUnavailable(MemtraceError):
@@ -178,6 +217,8 @@ _BY_STATUS: dict[int, type[MemtraceError]] = {
     404: NotFound,
     409: Conflict,
     413: PayloadTooLarge,
+    415: UnsupportedMediaType,
+    421: MisdirectedRequest,
     429: RateLimited,
     503: StorageUnavailable,
 }
@@ -191,7 +232,11 @@ def _retry_after(value: str | None) -> float:
 
 
 def error_from_response(
-    status: int, body: Any, headers: Mapping[str, str] | None = None
+    status: int,
+    body: Any,
+    headers: Mapping[str, str] | None = None,
+    *,
+    conflict: type[Conflict] = Conflict,
 ) -> MemtraceError:
     """The exception for an error response (the inverse of the REST mapping).
 
@@ -200,6 +245,8 @@ def error_from_response(
         body: The decoded JSON body (``{"error", "hint"?, "existing_id"?, "details"?}``), or
             the raw text when the body is not JSON.
         headers: Response headers (``Retry-After`` is kept on :class:`RateLimited`).
+        conflict: The class of a 409, decided by the resource the request wrote
+            (:class:`DuplicateMemory` for memories, :class:`AgentExists` for agents).
 
     Returns:
         The matching class of this tree; a 503 whose message mentions "arc instance" is a
@@ -213,7 +260,6 @@ def error_from_response(
     if status == 409:
         existing = fields.get("existing_id")
         existing_id = existing if isinstance(existing, str) else None
-        conflict = DuplicateMemory if existing_id else Conflict
         return conflict(message, existing_id=existing_id, hint=hint, details=details)
     if status == 429:
         retry_after = _retry_after((headers or {}).get("retry-after"))

@@ -13,6 +13,7 @@ _RANDOM_MAX = (1 << _RANDOM_BITS) - 1
 
 # The org every deployment has: created on the first start; the org of auth-disabled mode.
 DEFAULT_ORG_ID = "org_default"
+ORG_ID_PREFIX = "org_"  # every org id starts with it, and no org name may
 MEMORY_PREFIX = "mem_"
 SESSION_PREFIX = "sess_"
 
@@ -94,14 +95,37 @@ class MonotonicUlid:
 memory_ids = MonotonicUlid()
 
 
+def memory_id_from(ms: int, random80: int) -> str:
+    """The memory id of a given millisecond and 80 other bits (ids derived for rows that were
+    stored without one, e.g. by the Go memtrace)."""
+    return MEMORY_PREFIX + _encode_ulid((ms << _RANDOM_BITS) | (random80 & _RANDOM_MAX))
+
+
+def memory_id_ms(memory_id: str) -> int | None:
+    """The millisecond a memory id was made in, or None when it is not a memory id."""
+    body = memory_id.removeprefix(MEMORY_PREFIX)
+    if len(body) != 26 or body == memory_id or any(ch not in _CROCKFORD for ch in body):
+        return None
+    value = 0
+    for ch in body:
+        value = value * 32 + _CROCKFORD.index(ch)
+    return value >> _RANDOM_BITS
+
+
 def new_session_id() -> str:
     """``sess_`` + 24 lowercase hex characters."""
     return SESSION_PREFIX + secrets.token_hex(12)
 
 
+def new_agent_id() -> str:
+    """``agent_`` + 24 lowercase hex characters (the Go memtrace's agent ids), for agents
+    registered under a name that is not a valid id."""
+    return "agent_" + secrets.token_hex(12)
+
+
 def new_org_id() -> str:
     """``org_`` + 16 lowercase hex characters."""
-    return "org_" + secrets.token_hex(8)
+    return ORG_ID_PREFIX + secrets.token_hex(8)
 
 
 def new_key_id() -> str:

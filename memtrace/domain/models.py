@@ -6,6 +6,7 @@ configuration (content size, batch size) are checked in the service, not here.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -25,6 +26,7 @@ from pydantic import (
 )
 
 from memtrace.domain.errors import InvalidInput
+from memtrace.domain.gocompat import go_hint
 from memtrace.domain.timestamps import format_dt
 
 MemoryType = Literal["episodic", "decision", "entity", "session"]
@@ -40,6 +42,7 @@ MAX_TAGS = 32
 MAX_METADATA_BYTES = 16 * 1024
 MAX_DEDUP_KEY = 128
 MAX_DESCRIPTION = 4096
+MAX_AGENT_NAME = 256
 MAX_CONTAINS = 1024
 DEFAULT_LIST_LIMIT = 100
 DEFAULT_SEARCH_LIMIT = 50
@@ -81,7 +84,7 @@ def _document_blank(schema: dict[str, Any]) -> None:
 BlankMeansAbsent = Field(json_schema_extra=_document_blank)
 
 
-_NUMERIC = re.compile(r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*")
+_NUMERIC = re.compile(r"\s*[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?\s*")
 
 
 def _timestamp_text(value: Any) -> Any:
@@ -98,14 +101,27 @@ def check_json_object_size(value: dict[str, Any] | None) -> dict[str, Any] | Non
     if value is None:
         return None
     try:
-        size = len(orjson.dumps(value))
+        raw = orjson.dumps(value)
     except TypeError:  # orjson: integers past 64 bits, or nesting deeper than 254
         raise ValueError(
             "must be JSON with integers within 64 bits and nesting at most 254 deep"
         ) from None
+    size = len(raw)
     if size > MAX_METADATA_BYTES:
         raise ValueError(f"must be at most {MAX_METADATA_BYTES} bytes when serialized")
+    if b"null" in raw and _has_non_finite(value):  # orjson writes NaN and Infinity as null
+        raise ValueError("numbers must be finite (NaN and Infinity are not JSON)")
     return value
+
+
+def _has_non_finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, dict):
+        return any(_has_non_finite(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(_has_non_finite(v) for v in value)
+    return False
 
 
 def dedupe_tags(value: list[str] | None) -> list[str] | None:
@@ -155,6 +171,26 @@ class _Request(BaseModel):
         if not any(data.get(name, 0) is None for name in droppable):
             return data
         return {k: v for k, v in data.items() if v is not None or k not in droppable}
+
+
+class _QueryParams(_Request):
+    """Query parameters: an empty value (``?since=``, ``?limit=``) means the parameter is
+    absent, as with the Go memtrace (docs/api.md, "Clients written for the Go server")."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_is_absent(cls, data: Any) -> Any:
+        if isinstance(data, dict) and any(v == "" for v in data.values()):
+            return {k: v for k, v in data.items() if v != ""}
+        return data
+
+
+def _lower(value: Any) -> Any:
+    """``ASC``/``Desc`` mean ``asc``/``desc`` (the Go SDKs' users wrote either case)."""
+    return value.lower() if isinstance(value, str) else value
+
+
+OrderParam = Annotated[Order, BeforeValidator(_lower)]
 
 
 _DROPPABLE: dict[type[BaseModel], frozenset[str]] = {}
@@ -239,11 +275,9 @@ class MemoryList(BaseModel):
     has_more: bool
 
 
-class ListParams(_Request):
-    """Filters of ``GET /memories`` (and the agent/session memory lists)."""
+class MemoryFilters(_QueryParams):
+    """The filters every memory listing takes (the agent and session routes fix one more)."""
 
-    agent_id: OptionalRef = None
-    session_id: OptionalRef = None
     memory_type: Annotated[MemoryType | None, BeforeValidator(_blank_to_none), BlankMeansAbsent] = (
         None
     )
@@ -257,7 +291,26 @@ class ListParams(_Request):
     until: str | None = None
     limit: int = Field(default=DEFAULT_LIST_LIMIT, ge=1, le=MAX_LIMIT)
     offset: int = Field(default=0, ge=0, le=MAX_OFFSET)
-    order: Order = "desc"
+    order: OrderParam = "desc"
+
+
+class ListParams(MemoryFilters):
+    """Filters of ``GET /memories``."""
+
+    agent_id: OptionalRef = None
+    session_id: OptionalRef = None
+
+
+class AgentMemoryParams(MemoryFilters):
+    """Filters of ``GET /agents/{agent_id}/memories`` (the agent comes from the path)."""
+
+    session_id: OptionalRef = None
+
+
+class SessionMemoryParams(MemoryFilters):
+    """Filters of ``GET /sessions/{session_id}/memories`` (the session comes from the path)."""
+
+    agent_id: OptionalRef = None
 
 
 class SearchRequest(_Request):
@@ -274,12 +327,14 @@ class SearchRequest(_Request):
         BlankMeansAbsent,
         Field(description="Case-insensitive substring of content."),
     ] = None
-    min_importance: Importance = None
+    min_importance: Annotated[
+        Importance, Field(description="Only memories at least this important; 0 means no minimum.")
+    ] = None
     since: str | None = None
     until: str | None = None
     limit: int = Field(default=DEFAULT_SEARCH_LIMIT, ge=1, le=MAX_LIMIT, strict=True)
     offset: int = Field(default=0, ge=0, le=MAX_OFFSET, strict=True)
-    order: Order = "desc"
+    order: OrderParam = "desc"
 
 
 class SearchResult(BaseModel):
@@ -291,8 +346,24 @@ class SearchResult(BaseModel):
 # --- agents ---------------------------------------------------------------------------------
 
 
+def _printable_name(value: str) -> str:
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+# An agent's name: its id when it matches the id pattern, else a display name (the Go memtrace
+# accepted any text; the agent then gets a generated ``agent_<hex>`` id, docs/api.md).
+AgentName = Annotated[
+    str, StringConstraints(min_length=1, max_length=MAX_AGENT_NAME), AfterValidator(_printable_name)
+]
+
+
 class AgentCreate(_Request):
-    name: AgentId
+    name: AgentName = Field(
+        description="The agent's id when it matches the id pattern; otherwise a display name "
+        "and the id is generated (agent_ + 24 hex)."
+    )
     description: Annotated[str | None, Field(max_length=MAX_DESCRIPTION)] = None
     config: JsonObject = None
 
@@ -310,6 +381,7 @@ class Agent(BaseModel):
 class AgentList(BaseModel):
     agents: list[Agent]
     count: int
+    has_more: bool = False
 
 
 class AgentStats(BaseModel):
@@ -323,8 +395,12 @@ class AgentStats(BaseModel):
     memory_types: dict[str, int]
 
 
-class PageParams(_Request):
-    limit: int = Field(default=DEFAULT_LIST_LIMIT, ge=1, le=MAX_LIMIT)
+class PageParams(_QueryParams):
+    """Paging of the agent and session lists. Without ``limit`` a page holds up to
+    ``MAX_LIMIT`` (1000): the Go memtrace returned these lists whole, and clients written for it
+    send no limit (docs/api.md)."""
+
+    limit: int = Field(default=MAX_LIMIT, ge=1, le=MAX_LIMIT)
     offset: int = Field(default=0, ge=0, le=MAX_OFFSET)
 
 
@@ -355,6 +431,7 @@ class Session(BaseModel):
 class SessionList(BaseModel):
     sessions: list[Session]
     count: int
+    has_more: bool = False
 
 
 class SessionListParams(PageParams):
@@ -426,8 +503,10 @@ def invalid_input(errors: Sequence[Mapping[str, Any]]) -> InvalidInput:
         message = str(error["msg"]).removeprefix("Value error, ")
         problems.append({"field": error_field(error["loc"]), "message": message})
     first = problems[0] if problems else {"field": "body", "message": "invalid"}
+    hint = go_hint(first["field"])
     return InvalidInput(
-        f"{first['field']}: {first['message']}", details=problems if len(problems) > 1 else None
+        f"{first['field']}: {first['message']}" + (f" ({hint})" if hint else ""),
+        details=problems if len(problems) > 1 else None,
     )
 
 

@@ -13,7 +13,7 @@ from datetime import datetime
 from memtrace.domain.errors import InvalidInput
 from memtrace.domain.timestamps import to_us
 
-_RELATIVE = re.compile(r"^(\d{1,9})([smhdw])$")
+_RELATIVE = re.compile(r"^([0-9]{1,9})([smhdw])$")  # ASCII digits (\d is any script)
 _UNIT_US = {
     "s": 1_000_000,
     "m": 60_000_000,

@@ -1,4 +1,4 @@
-"""memtrace for the OpenAI Agents SDK (``pip install 'memtrace[openai-agents]'``).
+"""memtrace for the OpenAI Agents SDK (``pip install 'memtrace-server[openai-agents]'``).
 
 - :func:`create_memtrace_tools`: the remember/recall/search/decide tools of
   :mod:`memtrace.tools` as Agents SDK ``FunctionTool`` s (same names, descriptions and schemas).

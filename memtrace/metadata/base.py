@@ -8,11 +8,22 @@ Every agent and session operation is scoped by ``org_id``; times are integer mic
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from memtrace.auth.keys import ApiKeyRecord
 from memtrace.metadata.bindings import ArcBinding
+from memtrace.metadata.goimport import LegacyArc
 from memtrace.metadata.records import AgentRow, Org, SessionRow
+
+
+@dataclass(frozen=True, slots=True)
+class AdminSnapshot:
+    """What a running server reloads when an administrator changed the metadata."""
+
+    keys: list[ApiKeyRecord]
+    orgs: list[Org]
+    bindings: dict[str, ArcBinding]
 
 
 class MetadataStore(Protocol):
@@ -43,11 +54,17 @@ class MetadataStore(Protocol):
         ``admin_key`` if there is no key at all; True when the key was added."""
         ...
 
+    async def adopt_legacy_arc(self, legacy: LegacyArc, now: int) -> bool:
+        """Bind ``org_default`` to the Go memtrace's legacy ``[arc]`` block when no org has an
+        Arc binding yet (creating ``org_default`` if needed); True when it did."""
+        ...
+
     async def list_orgs(self) -> list[Org]: ...
 
-    async def list_keys(self) -> list[ApiKeyRecord]: ...
-
-    async def list_bindings(self) -> dict[str, ArcBinding]: ...
+    async def admin_snapshot(self) -> AdminSnapshot:
+        """Keys, orgs and bindings in one consistent read that never waits behind tenants'
+        reads (revocation depends on it, docs/security.md)."""
+        ...
 
     def forget_org(self, org_id: str) -> None:
         """Drop what is cached about an org that was deleted."""
@@ -67,11 +84,16 @@ class MetadataStore(Protocol):
         description: str | None,
         config: dict[str, Any] | None,
         now: int,
+        name: str | None = None,
     ) -> AgentRow:
-        """Raise :class:`~memtrace.domain.errors.Conflict` if the agent exists."""
+        """Register an agent (``name``: a display name other than the id). Raise
+        :class:`~memtrace.domain.errors.AgentExists` if an agent of the org has that id or
+        name."""
         ...
 
-    async def get_agent(self, org_id: str, agent_id: str) -> AgentRow | None: ...
+    async def get_agent(self, org_id: str, agent_id: str) -> AgentRow | None:
+        """The agent whose id, else whose name, is ``agent_id``."""
+        ...
 
     async def list_agents(self, org_id: str, limit: int, offset: int) -> list[AgentRow]: ...
 

@@ -10,18 +10,23 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from memtrace.auth.keys import ApiKeyRecord
+from memtrace.domain.errors import StorageUnavailable
 from memtrace.domain.ids import new_session_id
-from memtrace.metadata import bindings
+from memtrace.metadata import bindings, goimport
 from memtrace.metadata import sqlite as md
-from memtrace.metadata.bindings import ArcBinding
+from memtrace.metadata.base import AdminSnapshot
+from memtrace.metadata.goimport import LegacyArc
 from memtrace.metadata.records import AgentRow, Org, SessionRow
 from memtrace.metadata.schema import migrate
-from memtrace.storage.sqlite import SQLiteDatabase, Synchronous, connect
+from memtrace.storage.sqlite import SQLiteDatabase, Synchronous, connect, storage_error
+
+T = TypeVar("T")
 
 
 class Catalog:
@@ -32,12 +37,16 @@ class Catalog:
         self.db = SQLiteDatabase(path, setup=migrate, synchronous=synchronous)
         self._known: dict[str, set[str]] = {}
         self._pending: dict[tuple[str, str], int] = {}
+        # The admin watch (data_version, keys, orgs, bindings) has a connection and a thread of
+        # its own: it never queues behind tenants' reads in the shared reader pool, so a key
+        # revoked while a tenant keeps every reader busy is still refused within 2 seconds.
         self._watch: sqlite3.Connection | None = None
+        self._watch_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="metadata-watch")
         self._watch_version = -1
 
     async def open(self) -> None:
         await self.db.open()
-        self._watch = await asyncio.to_thread(connect, self.db.path, readonly=True)
+        self._watch = await self._on_watch_thread(lambda: connect(self.db.path, readonly=True))
         await self.changed()
 
     async def close(self) -> None:
@@ -45,20 +54,43 @@ class Catalog:
         if self._watch is not None:
             self._watch.close()
             self._watch = None
+        self._watch_thread.shutdown(wait=False)
         await self.db.close()
+
+    async def _on_watch_thread(self, fn: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._watch_thread, fn)
 
     async def changed(self) -> bool:
         """True when another connection (any process, or our writer) committed since last call."""
         watch = self._watch
         if watch is None:
             return False
-        version = await asyncio.to_thread(
+        version = await self._on_watch_thread(
             lambda: int(watch.execute("PRAGMA data_version").fetchone()[0])
         )
         if version == self._watch_version:
             return False
         self._watch_version = version
         return True
+
+    async def admin_snapshot(self) -> AdminSnapshot:
+        """Keys, orgs and Arc bindings as of one read transaction, on the watch thread."""
+        watch = self._watch
+        if watch is None:
+            raise StorageUnavailable("the metadata DB is closed")
+
+        def read() -> AdminSnapshot:
+            watch.execute("BEGIN")
+            try:
+                return AdminSnapshot(
+                    md.list_keys(watch), md.list_orgs(watch), bindings.list_bindings(watch)
+                )
+            except sqlite3.Error as exc:
+                raise storage_error(exc) from None
+            finally:
+                watch.execute("ROLLBACK")
+
+        return await self._on_watch_thread(read)
 
     async def ping(self) -> None:
         """Raise unless the metadata DB answers a query."""
@@ -72,16 +104,14 @@ class Catalog:
             lambda conn: md.bootstrap(conn, default_org=default_org, admin_key=admin_key, now=now)
         )
 
+    async def adopt_legacy_arc(self, legacy: LegacyArc, now: int) -> bool:
+        """See :func:`memtrace.metadata.goimport.adopt_legacy_arc`."""
+        return await self.db.write(lambda conn: goimport.adopt_legacy_arc(conn, legacy, now))
+
     # -- orgs, keys and bindings --------------------------------------------------------------
 
     async def list_orgs(self) -> list[Org]:
         return await self.db.read(md.list_orgs)
-
-    async def list_keys(self) -> list[ApiKeyRecord]:
-        return await self.db.read(md.list_keys)
-
-    async def list_bindings(self) -> dict[str, ArcBinding]:
-        return await self.db.read(bindings.list_bindings)
 
     def forget_org(self, org_id: str) -> None:
         """Drop caches of an org that was deleted."""
@@ -134,9 +164,10 @@ class Catalog:
         description: str | None,
         config: dict[str, Any] | None,
         now: int,
+        name: str | None = None,
     ) -> AgentRow:
         row = await self.db.write(
-            lambda conn: md.insert_agent(conn, org_id, agent_id, description, config, now)
+            lambda conn: md.insert_agent(conn, org_id, agent_id, description, config, now, name)
         )
         self._known.setdefault(org_id, set()).add(agent_id)
         return row

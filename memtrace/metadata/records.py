@@ -27,6 +27,11 @@ class AgentRow:
     config: dict[str, Any] | None
     created_at: int
     last_active_at: int | None
+    name: str | None = None  # None: the id is the name
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.id
 
 
 @dataclass(slots=True)

@@ -8,6 +8,8 @@ from contextlib import contextmanager
 
 import sqlite_utils
 
+from memtrace.domain.errors import ConfigError
+
 
 def _v1_core(db: sqlite_utils.Database) -> None:
     db.create_table("orgs", {"id": str, "name": str, "created_at": int}, pk="id", not_null={"name"})
@@ -80,7 +82,19 @@ def _v2_arc_bindings(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1_core, _v2_arc_bindings]
+def _v3_agent_names(db: sqlite_utils.Database) -> None:
+    """A display name beside the id: NULL means the id is the name. Agents imported from the
+    Go memtrace (ids ``agent_<hex>``, free-text names) and agents registered with a name that is
+    not a valid id set it; ``GET /agents/{ref}`` matches the id or the name."""
+    db.table("agents").add_column("name", str)
+    db.table("agents").create_index(["org_id", "name"], index_name="agents_org_name")
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
+    _v1_core,
+    _v2_arc_bindings,
+    _v3_agent_names,
+]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -92,6 +106,7 @@ def migrate(conn: sqlite3.Connection, *, upto: int = SCHEMA_VERSION) -> None:
     (``memtrace serve`` and an embedded ``memtrace-mcp``) then migrate one after the other,
     and the second sees the first's work instead of applying it again."""
     db = sqlite_utils.Database(conn)
+    refuse_go_database(conn)
     while True:
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -110,6 +125,23 @@ def migrate(conn: sqlite3.Connection, *, upto: int = SCHEMA_VERSION) -> None:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+
+
+def is_go_database(conn: sqlite3.Connection) -> bool:
+    """True for the metadata DB of the Go memtrace (its tables, not ours)."""
+    names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    return {"organizations", "api_keys"} <= names and "orgs" not in names
+
+
+def refuse_go_database(conn: sqlite3.Connection) -> None:
+    """Never run our migrations on a Go memtrace DB (they would fail half-way and leave it
+    altered): say how to import it instead."""
+    if is_go_database(conn):
+        path = conn.execute("PRAGMA database_list").fetchone()[2]
+        raise ConfigError(
+            f"{path} is the metadata DB of the Go memtrace; import it with "
+            f"`memtrace migrate-from-go --go-db {path}` (docs/migrating-from-go.md)"
+        )
 
 
 @contextmanager

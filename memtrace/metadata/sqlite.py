@@ -14,8 +14,8 @@ from typing import Any
 import orjson
 
 from memtrace.auth.keys import ApiKeyRecord
-from memtrace.domain.errors import Conflict, NotFound
-from memtrace.domain.ids import DEFAULT_ORG_ID
+from memtrace.domain.errors import AgentExists, Conflict, InvalidInput, NotFound
+from memtrace.domain.ids import DEFAULT_ORG_ID, ORG_ID_PREFIX
 from memtrace.metadata.records import AgentRow, Org, SessionRow
 
 
@@ -31,6 +31,17 @@ def _unjson(value: str | None) -> dict[str, Any] | None:
 
 
 def insert_org(conn: sqlite3.Connection, org_id: str, name: str, now: int) -> Org:
+    """Add an org. Names are looked up like ids (``memtrace key create --org NAME|ID``), so a
+    name may not look like an id (``org_…``): it could name another org than the one meant.
+
+    Raises:
+        InvalidInput: the name starts with ``org_``.
+        Conflict: the name or the id is taken.
+    """
+    if name.lower().startswith(ORG_ID_PREFIX):
+        raise InvalidInput(
+            f"name: {name!r} looks like an org id (org_…); choose a name without that prefix"
+        )
     if conn.execute("SELECT 1 FROM orgs WHERE name = ? OR id = ?", (name, org_id)).fetchone():
         raise Conflict(f"org {name!r} already exists")
     conn.execute("INSERT INTO orgs (id, name, created_at) VALUES (?, ?, ?)", (org_id, name, now))
@@ -127,11 +138,11 @@ def revoke_key(conn: sqlite3.Connection, key_id: str, now: int) -> ApiKeyRecord:
 # --- agents ---------------------------------------------------------------------------------
 
 
-_AGENT_COLUMNS = "org_id, id, description, config, created_at, last_active_at"
+_AGENT_COLUMNS = "org_id, id, description, config, created_at, last_active_at, name"
 
 
 def _agent(row: tuple[Any, ...]) -> AgentRow:
-    return AgentRow(row[0], row[1], row[2], _unjson(row[3]), row[4], row[5])
+    return AgentRow(row[0], row[1], row[2], _unjson(row[3]), row[4], row[5], row[6])
 
 
 def insert_agent(
@@ -141,32 +152,52 @@ def insert_agent(
     description: str | None,
     config: dict[str, Any] | None,
     now: int,
+    name: str | None = None,
 ) -> AgentRow:
-    if conn.execute(
-        "SELECT 1 FROM agents WHERE org_id = ? AND id = ?", (org_id, agent_id)
-    ).fetchone():
-        raise Conflict(f"agent {agent_id!r} already exists", existing_id=agent_id)
+    """Register an agent; ``name`` is a display name when it differs from the id. The id and
+    the name must both be free among the org's agents' ids and names."""
+    label = name or agent_id
+    taken = conn.execute(
+        "SELECT 1 FROM agents WHERE org_id = ? AND (id IN (?, ?) OR name IN (?, ?))",
+        (org_id, agent_id, label, agent_id, label),
+    ).fetchone()
+    if taken:
+        raise AgentExists(
+            f"agent {label!r} already exists in this organization", existing_id=agent_id
+        )
     conn.execute(
-        f"INSERT INTO agents ({_AGENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, NULL)",  # noqa: S608
-        (org_id, agent_id, description, _json(config), now),
+        f"INSERT INTO agents ({_AGENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, NULL, ?)",  # noqa: S608
+        (org_id, agent_id, description, _json(config), now, name),
     )
-    return AgentRow(org_id, agent_id, description, config, now, None)
+    return AgentRow(org_id, agent_id, description, config, now, None, name)
 
 
 def touch_agents(conn: sqlite3.Connection, org_id: str, activity: dict[str, int]) -> None:
-    """Register unknown agents and move ``last_active_at`` forward (never backward)."""
+    """Register unknown agents and move ``last_active_at`` forward (never backward).
+
+    A memory written under an agent's *name* (Go-era clients wrote the name of an agent whose
+    id is ``agent_<hex>``) counts as that agent's activity instead of registering a second
+    agent."""
     conn.executemany(
-        "INSERT INTO agents (org_id, id, created_at, last_active_at) VALUES (?, ?, ?, ?) "
+        "INSERT INTO agents (org_id, id, created_at, last_active_at) SELECT ?, ?, ?, ? "
+        "WHERE NOT EXISTS (SELECT 1 FROM agents WHERE org_id = ? AND name = ? AND id != ?) "
         "ON CONFLICT (org_id, id) DO UPDATE SET last_active_at = "
         "max(coalesce(last_active_at, 0), excluded.last_active_at)",
-        [(org_id, agent, at, at) for agent, at in activity.items()],
+        [(org_id, agent, at, at, org_id, agent, agent) for agent, at in activity.items()],
+    )
+    conn.executemany(
+        "UPDATE agents SET last_active_at = max(coalesce(last_active_at, 0), ?) "
+        "WHERE org_id = ? AND name = ? AND id != ?",
+        [(at, org_id, agent, agent) for agent, at in activity.items()],
     )
 
 
-def get_agent(conn: sqlite3.Connection, org_id: str, agent_id: str) -> AgentRow | None:
+def get_agent(conn: sqlite3.Connection, org_id: str, agent_ref: str) -> AgentRow | None:
+    """The agent whose id, else whose name, is ``agent_ref``."""
     row = conn.execute(
-        f"SELECT {_AGENT_COLUMNS} FROM agents WHERE org_id = ? AND id = ?",  # noqa: S608
-        (org_id, agent_id),
+        f"SELECT {_AGENT_COLUMNS} FROM agents "  # noqa: S608
+        "WHERE org_id = ? AND (id = ? OR name = ?) ORDER BY id = ? DESC LIMIT 1",
+        (org_id, agent_ref, agent_ref, agent_ref),
     ).fetchone()
     return _agent(row) if row else None
 

@@ -29,7 +29,7 @@ from memtrace.storage.rows import (
 from memtrace.storage.schema import create_schema
 from memtrace.storage.sqlite import SQLiteDatabase, Synchronous, load_dedup_window
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: memories with a NUL in their content are indexed in full
 
 _SCHEMA_V1 = f"""
 CREATE TABLE memories (
@@ -71,7 +71,39 @@ WRITER_CACHE_KIB = 64 * 1024
 
 def _migrate(conn: sqlite3.Connection) -> None:
     """Bring a new or older store file to ``SCHEMA_VERSION`` (versions in ``user_version``)."""
-    create_schema(conn, _SCHEMA_V1, version=SCHEMA_VERSION, what="store")
+    create_schema(
+        conn, _SCHEMA_V1, version=SCHEMA_VERSION, what="store", upgrades=[_v2_reindex_nul_rows]
+    )
+
+
+def _v2_reindex_nul_rows(conn: sqlite3.Connection) -> None:
+    """Version 1 indexed a content only up to its first NUL (FTS5 stops there)."""
+    for rowid, content in conn.execute(_ROWS_WITH_NUL, (0,)).fetchall():
+        conn.execute(
+            "INSERT INTO memories_fts (memories_fts, rowid, content) VALUES ('delete', ?, ?)",
+            (rowid, content),
+        )
+        conn.execute(
+            "INSERT INTO memories_fts (rowid, content) VALUES (?, ?)", (rowid, fts_text(content))
+        )
+
+
+# FTS5 reads a text only up to its first NUL: such contents are indexed with the NUL replaced
+# (a superset of trigrams; the exact check on the stored content decides). Rare, so these run
+# only for groups that wrote one. instr on a BLOB compares bytes, NUL included.
+_ROWS_WITH_NUL = (
+    "SELECT rowid, content FROM memories "
+    "WHERE rowid >= ? AND instr(CAST(content AS BLOB), x'00') > 0"
+)
+_INDEX_ROWS_WITHOUT_NUL = (
+    "INSERT INTO memories_fts (rowid, content) SELECT rowid, content FROM memories "
+    "WHERE rowid >= ? AND instr(CAST(content AS BLOB), x'00') = 0"
+)
+
+
+def fts_text(content: str) -> str:
+    """What the trigram index is given for ``content`` (the whole text, NUL included)."""
+    return content.replace("\x00", " ")
 
 
 # FTS5 merges its segments once 16 of a level exist instead of 4: about 12% less CPU per
@@ -189,6 +221,7 @@ class EmbeddedStore:
         self.path = path
         # First rowid written by the current group; FTS rows are added once per group.
         self._fts_from: int | None = None
+        self._fts_nul = False  # the group wrote a content with a NUL
         self._db = SQLiteDatabase(
             path,
             setup=_setup_writer,
@@ -255,6 +288,8 @@ class EmbeddedStore:
                     tag_rows += [(tag, item.time, rowid) for tag in item.tags]
                 counts[(item.agent_id, item.memory_type)] += 1
                 outcomes.append(WriteOutcome(record=record))
+                if "\x00" in item.content:
+                    self._fts_nul = True
             results.append(outcomes)
         if rows:
             conn.executemany(_INSERT, rows)
@@ -273,6 +308,7 @@ class EmbeddedStore:
 
     def _begin_group(self, conn: sqlite3.Connection) -> None:
         self._fts_from = None
+        self._fts_nul = False
 
     def _index_group(self, conn: sqlite3.Connection) -> None:
         """Index the group's new rows in FTS, inside its transaction (read-your-writes holds).
@@ -286,12 +322,20 @@ class EmbeddedStore:
         if self._fts_from is None:
             return
         # Indexing from the table runs entirely inside SQLite (no per-row Python, no GIL).
-        conn.execute(
-            "INSERT INTO memories_fts (rowid, content) "
-            "SELECT rowid, content FROM memories WHERE rowid >= ?",
-            (self._fts_from,),
+        first, self._fts_from = self._fts_from, None
+        if not self._fts_nul:
+            conn.execute(
+                "INSERT INTO memories_fts (rowid, content) "
+                "SELECT rowid, content FROM memories WHERE rowid >= ?",
+                (first,),
+            )
+            return
+        conn.execute(_INDEX_ROWS_WITHOUT_NUL, (first,))
+        rows = conn.execute(_ROWS_WITH_NUL, (first,))
+        conn.executemany(
+            "INSERT INTO memories_fts (rowid, content) VALUES (?, ?)",
+            [(rowid, fts_text(content)) for rowid, content in rows.fetchall()],
         )
-        self._fts_from = None
 
     # -- reads --------------------------------------------------------------------------------
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 
 def schema_statements(script: str) -> list[str]:
@@ -25,10 +25,11 @@ def create_schema(
     *,
     version: int,
     what: str,
-    upgrades: Sequence[str] = (),
+    upgrades: Sequence[str | Callable[[sqlite3.Connection], None]] = (),
 ) -> None:
     """Create a file's schema (version 1) unless it is there, then apply the ``upgrades`` it
-    lacks (``upgrades[0]`` takes version 1 to 2, and so on), in one transaction.
+    lacks (``upgrades[0]`` takes version 1 to 2, and so on), in one transaction. An upgrade is
+    a DDL script, or a function run on the connection for what SQL alone cannot do.
 
     The version (``PRAGMA user_version``) is read only once the write lock is held, so two
     processes opening the same file at once (``memtrace serve`` beside an embedded
@@ -43,7 +44,11 @@ def create_schema(
             raise RuntimeError(f"{what} schema {found}, newer than this memtrace supports")
         scripts = [script, *upgrades]
         for step in range(found, version):
-            for statement in schema_statements(scripts[step]):
+            upgrade = scripts[step]
+            if callable(upgrade):
+                upgrade(conn)
+                continue
+            for statement in schema_statements(upgrade):
                 conn.execute(statement)
         if found < version:
             conn.execute(f"PRAGMA user_version = {int(version)}")

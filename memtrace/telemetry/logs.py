@@ -1,4 +1,4 @@
-"""Logging setup: console or JSON lines, level from ``[log]``."""
+"""Logging setup: console or JSON lines, level from ``[log]`` (docs/security.md, "Logs")."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 import orjson
 
 from memtrace.config import LogSettings
-from memtrace.domain.redact import redact
+from memtrace.domain.redact import redact_log_line
 
 
 class JsonFormatter(logging.Formatter):
@@ -23,15 +23,15 @@ class JsonFormatter(logging.Formatter):
         }
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return redact(orjson.dumps(entry).decode())
+        return redact_log_line(orjson.dumps(entry).decode())
 
 
 class RedactingFormatter(logging.Formatter):
-    """Console lines with anything shaped like an API key redacted (e.g. a key a client put
-    in a URL, which the access log would otherwise print)."""
+    """Console lines with anything shaped like an API key or an SSE session id redacted (e.g.
+    a key a client put in a URL, which the access log would otherwise print)."""
 
     def format(self, record: logging.LogRecord) -> str:
-        return redact(super().format(record))
+        return redact_log_line(super().format(record))
 
 
 def configure_logging(settings: LogSettings) -> None:
@@ -44,4 +44,12 @@ def configure_logging(settings: LogSettings) -> None:
         )
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(settings.level)
+    # DEBUG is for memtrace's own loggers: libraries log what they carry at DEBUG (the MCP SDK
+    # prints every message it receives, i.e. memory contents), so they stay at INFO.
+    debug = settings.level == "DEBUG"
+    root.setLevel("INFO" if debug else settings.level)
+    for name in OWN_LOGGERS:
+        logging.getLogger(name).setLevel("DEBUG" if debug else logging.NOTSET)
+
+
+OWN_LOGGERS = ("memtrace", "http_api", "mcp_server")

@@ -19,7 +19,7 @@ from tests.helpers import create_org_key
 
 T = TypeVar("T")
 
-BASE = "http://memtrace.test"
+BASE = "http://localhost"
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from memtrace import (
     SearchQuery,
 )
 from memtrace.config import load_settings
-from memtrace.domain.errors import DuplicateMemory
+from memtrace.domain.errors import AgentExists, DuplicateMemory
 from memtrace.runtime import Runtime
 from tests.client.conftest import BASE
 from tests.helpers import ServerProcess, create_org_key
@@ -169,8 +169,11 @@ async def test_error_statuses_map_to_the_documented_exceptions(
         await aclient.get_memory("mem_01ARZ3NDEKTSV4RRFFQ69G5FAV")
     assert missing.value.status_code == 404
     await aclient.register_agent(RegisterAgentRequest(name="dup"))
-    with pytest.raises(ConflictError):
+    with pytest.raises(ConflictError) as taken:
         await aclient.register_agent(RegisterAgentRequest(name="dup"))
+    # Found with the SDK: an existing agent raised DuplicateMemory (it had an existing_id).
+    assert isinstance(taken.value, AgentExists) and not isinstance(taken.value, DuplicateMemory)
+    assert taken.value.existing_id == "dup"
     await aclient.remember("writer", "once")
     with pytest.raises(DuplicateMemory) as dup:
         await aclient.remember("writer", "once")

@@ -69,7 +69,8 @@ def test_statuses(status: int, cls: type[MemtraceError]) -> None:
 
 
 def test_special_bodies() -> None:
-    dup = error_from_response(409, {"error": "duplicate memory", "existing_id": "mem_1"})
+    body = {"error": "duplicate memory", "existing_id": "mem_1"}
+    dup = error_from_response(409, body, conflict=DuplicateMemory)
     assert isinstance(dup, DuplicateMemory) and dup.existing_id == "mem_1"
     limited = error_from_response(429, {"error": "slow down"}, {"retry-after": "12"})
     assert isinstance(limited, RateLimited) and limited.retry_after == 12.0

@@ -89,7 +89,7 @@ async def test_errors_come_back_as_the_same_classes(
 ) -> None:
     ops = ClientOps(aclient)
     with pytest.raises(NotFound):
-        await call_tool("memtrace_session_context", {"session_id": "sess_missing"}, ops)
+        await aclient.get_memory("mem_01ZZZZZZZZZZZZZZZZZZZZZZZZ")
     with pytest.raises(InvalidInput):
         await call_tool("memtrace_recall", {"agent_id": "a1", "since": "yesterday"}, ops)
     _, read_only = await create_org_key(runtime, "ro", "read")

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
-from agents import Agent, Runner, SQLiteSession, set_tracing_disabled
+from agents import Agent, Runner, SQLiteSession
 from agents.memory import Session, SessionSettings
 from agents.testing import ScriptedModel, assistant_message, function_call
 
@@ -24,20 +22,6 @@ from memtrace.integrations.openai_agents import (
 from memtrace.runtime import Runtime
 from memtrace.tools import TOOLS_BY_NAME
 from tests.client.conftest import BASE
-
-
-@pytest.fixture(autouse=True)
-def _no_tracing() -> Iterator[None]:
-    set_tracing_disabled(True)  # tracing would try to export to the OpenAI API
-    yield
-    set_tracing_disabled(False)
-
-
-@pytest.fixture
-async def mt(runtime: Runtime, org_key: tuple[str, str]) -> AsyncIterator[AsyncMemtrace]:
-    asgi = httpx.ASGITransport(app=create_app(runtime, manage_runtime=False))
-    async with AsyncMemtrace(BASE, org_key[1], transport=asgi, backoff=0.01) as client:
-        yield client
 
 
 def _outputs(model: ScriptedModel, call: int) -> list[str]:

@@ -7,13 +7,18 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import httpx
+
 from memtrace.config import ArcSettings
+from memtrace.domain.memory import MemoryRecord
+from memtrace.storage.arc.layouts import go_memory_id, go_row_digest
 from memtrace.storage.arc.store import ArcStore
 from memtrace.storage.arc.target import ArcTarget
 from memtrace.storage.base import NewMemory
 from memtrace.telemetry.metrics import Metrics
 from memtrace.testing.arc_emulator import TEST_TOKEN
 from memtrace.testing.arc_server import EmulatorServer
+from tests.go_deployment import GO_ARC_COLUMNS, go_json, write_go_rows
 
 FAST_ARC = ArcSettings(
     flush_interval_ms=10, retry_max_s=0.2, verify_after_s=0.0, visibility_grace_s=0.0
@@ -97,3 +102,57 @@ def memory(
         dedup_key=dedup_key or f"k{time_us}{content[:20]}{agent_id}",
         parent_id=None,
     )
+
+
+# Go's columns in the order of memtrace's row shape (after id and time).
+GO_READ_ORDER = (
+    "org_id", "agent_id", "session_id", "memory_type", "event_type", "content",
+    "metadata_json", "tags_csv", "importance", "dedup_key", "parent_id",
+)  # fmt: skip
+
+
+def write_go_layout(
+    server: EmulatorServer, org_id: str, items: list[NewMemory], *, database: str = "db1"
+) -> list[MemoryRecord]:
+    """Write ``items`` to Arc as the Go memtrace did (its 12 columns, ns times, no id) and
+    return the records memtrace must read back (ids derived from the rows)."""
+    columns: dict[str, list[object]] = {name: [] for name in GO_ARC_COLUMNS}
+    records = []
+    for item in items:
+        row = {
+            "time": item.time * 1000 + 789,  # Go's ns; Arc keeps µs
+            "org_id": org_id,
+            "agent_id": item.agent_id,
+            "session_id": item.session_id or "",
+            "memory_type": item.memory_type,
+            "event_type": item.event_type,
+            "content": item.content,
+            "metadata_json": go_json(item.metadata) if item.metadata else "{}",
+            "tags_csv": ",".join(item.tags),
+            "dedup_key": item.dedup_key,
+            "importance": float(item.importance or 0.0),
+            "parent_id": item.parent_id or "",
+        }
+        for name in GO_ARC_COLUMNS:
+            columns[name].append(row[name])
+        read_back = [None, item.time, *(row[n] for n in GO_READ_ORDER)]
+        records.append(
+            MemoryRecord(
+                go_memory_id(item.time, go_row_digest(read_back)),
+                item.time,
+                org_id,
+                item.agent_id,
+                item.session_id,
+                item.memory_type,
+                item.event_type,
+                item.content,
+                item.metadata,
+                item.tags,
+                item.importance,
+                item.dedup_key,
+                item.parent_id,
+            )
+        )
+    with httpx.Client(base_url=server.url) as http:
+        write_go_rows(http, database, "events", columns, TEST_TOKEN)
+    return records

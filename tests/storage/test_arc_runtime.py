@@ -46,7 +46,7 @@ async def arc_runtime(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncI
 async def http(arc_runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(arc_runtime, manage_runtime=False)
     async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://memtrace.test"
+        transport=httpx.ASGITransport(app=app), base_url="http://localhost"
     ) as c:
         yield c
 

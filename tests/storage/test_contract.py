@@ -1,8 +1,10 @@
 """The storage contract: everything the service relies on holds on every backend.
 
 Parametrized over the embedded store, Arc through the emulator over real HTTP with rows read
-from Arc (outbox shipped and out of the overlay), and Arc with every row both in Arc and in the
-read overlay (exercises the merge and the dedup by id).
+from Arc (outbox shipped and out of the overlay), Arc with every row both in Arc and in the
+read overlay (exercises the merge and the dedup by id), and Arc databases written by the Go
+memtrace: all rows in Go's layout, or Go's rows and memtrace's side by side in one measurement
+(docs/migrating-from-go.md).
 """
 
 from __future__ import annotations
@@ -20,7 +22,15 @@ from memtrace.storage.base import MemoryQuery, MemoryStore, NewMemory
 from memtrace.storage.embedded import EmbeddedStore
 from memtrace.storage.rows import matches, sort_key
 from memtrace.testing.arc_server import EmulatorServer
-from tests.storage.arc_support import FAST_ARC, arc_store, drained, memory, settled
+from tests.storage.arc_support import (
+    FAST_ARC,
+    arc_store,
+    drained,
+    eventually,
+    memory,
+    settled,
+    write_go_layout,
+)
 
 ORG = "org_contract"
 HOUR = 3_600_000_000
@@ -72,7 +82,7 @@ def dataset() -> list[NewMemory]:
     ]
 
 
-@pytest.fixture(params=["embedded", "arc", "arc-overlap"])
+@pytest.fixture(params=["embedded", "arc", "arc-overlap", "arc-go", "arc-mixed"])
 async def loaded(
     request: pytest.FixtureRequest, tmp_path: Path, arc_server: EmulatorServer
 ) -> AsyncIterator[tuple[MemoryStore, list[MemoryRecord]]]:
@@ -80,7 +90,7 @@ async def loaded(
     store: MemoryStore
     if request.param == "embedded":
         store = EmbeddedStore(tmp_path / "memories.db", ORG, synchronous="NORMAL")
-    elif request.param == "arc":
+    elif request.param != "arc-overlap":
         store = arc_store(arc_server, tmp_path, ORG)
     else:
         arc_server.emulator.flush_delay_s = 3600.0
@@ -93,12 +103,25 @@ async def loaded(
                 update={"verify_after_s": 3600.0, "visibility_grace_s": 3600.0}
             ),
         )
-    await store.open()  # type: ignore[attr-defined]
     items = dataset()
-    outcomes = await store.write(items[:3], HOUR) + await store.write(items[3:], HOUR)
-    records = [o.record for o in outcomes if o.record is not None]
+    go_rows = {"arc-go": len(items), "arc-mixed": 3}.get(request.param, 0)
+    records = write_go_layout(arc_server, ORG, items[:go_rows]) if go_rows else []
+    await store.open()  # type: ignore[attr-defined]
+    if go_rows:  # the outbox's dedup index is seeded from Arc, Go's rows included
+
+        async def seeded() -> bool:
+            return await store.outbox.get_state("seeded") is not None  # type: ignore[attr-defined]
+
+        await eventually(seeded)
+    if go_rows < len(items):
+        outcomes = await store.write(items[go_rows:3], HOUR) + await store.write(items[3:], HOUR)
+        records += [o.record for o in outcomes if o.record is not None]
     assert len(records) == len(items)
-    if request.param == "arc":
+    # Written memories sort in write order (ids increase); Go's rows, which have no write
+    # order, by their derived ids, before memtrace's rows of the same instant.
+    assert records == sorted(records, key=sort_key) or go_rows
+    records.sort(key=sort_key)
+    if request.param in ("arc", "arc-go", "arc-mixed"):
         await settled(store)  # type: ignore[arg-type]
     elif request.param == "arc-overlap":
         await drained(store)  # type: ignore[arg-type]
@@ -133,7 +156,8 @@ async def test_time_windows_are_half_open(loaded: tuple[MemoryStore, list[Memory
     contents = await check(
         store, records, MemoryQuery(org_id=ORG, since=T0 + 10 * s, until=T0 + 30 * s)
     )
-    assert contents == ["429 from pricing API", "Skip pagination", "Found 3 PRODUCT pages"]
+    assert contents[2] == "Found 3 PRODUCT pages"  # the first two share one instant
+    assert {*contents[:2]} == {"429 from pricing API", "Skip pagination"}
     assert await check(store, records, MemoryQuery(org_id=ORG, since=T0 + 61 * s)) == []
 
 
@@ -186,8 +210,10 @@ async def test_ordering_ties_and_pagination(
             seen += await check(store, records, replace(q, order=order, offset=offset))  # type: ignore[arg-type]
         pages.append(seen)
     assert pages[0] == list(reversed(pages[1])) and len(pages[0]) == 8
-    # two memories share T0+20s: ids break the tie, in the requested direction
-    assert pages[0][2:4] == ["Skip pagination", "429 from pricing API"]
+    # two memories share T0+20s: ids break the tie (write order for memtrace's memories), in
+    # the requested direction
+    assert pages[0][2:4] == [r.content for r in records[2:4]]
+    assert {*pages[0][2:4]} == {"Skip pagination", "429 from pricing API"}
     # has_more by look-ahead: limit+1 rows tell whether another page exists
     assert len(await store.query(replace(q, limit=8 + 1))) == 8
 
@@ -281,3 +307,19 @@ async def test_dedup_of_a_resent_backfill(
     farther = replace(backfill, time=backfill.time + 2 * HOUR)
     (new,) = await store.write([farther], HOUR)
     assert new.record is not None
+
+
+async def test_text_after_a_nul_is_found(loaded: tuple[MemoryStore, list[MemoryRecord]]) -> None:
+    # Found by adversarial testing: the embedded trigram index stopped at a NUL (FTS5 reads
+    # text up to it), so a search of 3+ ASCII characters never found what followed.
+    store, records = loaded
+    new = memory("head\x00tail after the NUL, Mixed Case", time_us=T0 + 70 * 1_000_000)
+    (outcome,) = await store.write([new], HOUR)
+    assert outcome.record is not None
+    if isinstance(store, ArcStore):
+        await drained(store)
+    everything = [*records, outcome.record]
+    q = MemoryQuery(org_id=ORG)
+    for needle in ("tail after", "MIXED case", "nul,", "head", "d\x00t"):
+        found = await check(store, everything, replace(q, content_contains=needle))
+        assert found == [new.content], needle

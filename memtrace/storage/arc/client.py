@@ -114,6 +114,14 @@ class ArcClient:
 
     async def query(self, sql: str) -> list[list[Any]]:
         """Run one SQL statement; the rows (row-major), empty for a measurement with no data."""
+        return list((await self._query(sql)).get("data") or [])
+
+    async def query_columns(self, sql: str) -> list[str]:
+        """Run one SQL statement; the names of its result columns (none for a measurement
+        with no data)."""
+        return [str(name) for name in (await self._query(sql)).get("columns") or []]
+
+    async def _query(self, sql: str) -> dict[str, Any]:
         response = await self._post(
             "query",
             "/api/v1/query",
@@ -125,8 +133,9 @@ class ArcClient:
             payload = orjson.loads(response.content)
         except orjson.JSONDecodeError:
             raise ArcUnavailable("Arc answered a query with invalid JSON") from None
-        data = payload.get("data") or []
-        return list(data)
+        if not isinstance(payload, dict):
+            raise ArcUnavailable("Arc answered a query with unexpected JSON")
+        return payload
 
     async def ping(self) -> bool:
         """True when Arc's ``/health`` answers 200."""

@@ -28,6 +28,7 @@ from memtrace.domain.timestamps import now_us
 from memtrace.storage.arc import sql as arc_sql
 from memtrace.storage.arc.batch import write_isolating
 from memtrace.storage.arc.client import ArcClient, ArcRejected, ArcUnavailable
+from memtrace.storage.arc.layouts import LayoutProbe, dedup_entries
 from memtrace.storage.arc.outbox import Outbox
 from memtrace.telemetry.metrics import Metrics
 
@@ -77,6 +78,7 @@ class Shipper:
         *,
         metrics: Metrics | None,
         dedup_window_us: int | None,
+        layouts: LayoutProbe | None = None,
     ) -> None:
         self.org_id = org_id
         self.outbox = outbox
@@ -90,6 +92,8 @@ class Shipper:
         self._task: asyncio.Task[None] | None = None
         self._next_verify = 0.0
         self.consecutive_failures = 0
+        # which column sets the measurement holds (memtrace's, the Go memtrace's: layouts.py)
+        self.layouts = layouts or LayoutProbe(client, arc_sql.columns_sql(measurement))
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name=f"arc-shipper:{self.org_id}")
@@ -163,6 +167,7 @@ class Shipper:
 
         async def accepted(seqs: list[int]) -> None:
             now = now_us()
+            self.layouts.shipped()
             await self.outbox.mark_shipped(seqs, now)
             if self._metrics is not None:
                 histogram = self._metrics.arc_ship_latency.labels(self.org_id)
@@ -214,6 +219,11 @@ class Shipper:
         except StorageUnavailable:
             return
         lost_before = now - int(self.settings.visibility_grace_s * 1e6)
+        if rows and not await self._ours_in_arc():
+            # A measurement of Go's rows only: ours have no column to be found in until Arc
+            # flushes them (the layout is read again on every pass until then).
+            self._next_verify = loop.time() + self.settings.verify_after_s / 2
+            return
         waiting = False
         rows.sort(key=lambda row: row.time)  # chunks with tight time bounds
         for start in range(0, len(rows), IDS_PER_QUERY):
@@ -244,6 +254,12 @@ class Shipper:
             else 0.0
         )
 
+    async def _ours_in_arc(self) -> bool:
+        try:
+            return (await self.layouts.get()).ours
+        except (ArcUnavailable, ArcRejected):
+            return True  # let the verify query meet the same failure and report it
+
     def _reship(self, n: int) -> None:
         if self._metrics is not None:
             self._metrics.arc_reshipped.labels(self.org_id).inc(n)
@@ -273,13 +289,14 @@ class Shipper:
         if self._window is None or await self.outbox.get_state("seeded"):
             return True
         now = now_us()
-        sql = arc_sql.dedup_seed_sql(
-            self.measurement, self.org_id, now - key_coverage_us(self._window)
-        )
         try:
+            layout = await self.layouts.get()
+            sql = arc_sql.dedup_seed_sql(
+                self.measurement, self.org_id, now - key_coverage_us(self._window), layout
+            )
             rows = await self.client.query(sql)
         except (ArcUnavailable, ArcRejected):
             return False
-        await self.outbox.remember_keys([(str(k), int(t), str(i)) for k, t, i in rows], now)
+        await self.outbox.remember_keys(dedup_entries(layout, rows, derived=True), now)
         await self.outbox.set_state("seeded", "1")
         return True

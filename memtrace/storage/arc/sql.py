@@ -13,6 +13,8 @@ import math
 from collections.abc import Iterable, Iterator, Sequence
 
 from memtrace.domain.errors import InvalidInput
+from memtrace.domain.ids import memory_id_ms
+from memtrace.storage.arc.layouts import ArcLayout
 from memtrace.storage.arc.target import MEASUREMENT_RE
 from memtrace.storage.base import MemoryQuery
 from memtrace.storage.rows import RECORD_COLUMNS
@@ -30,6 +32,8 @@ _READ_AS = {
     "importance": "TRY_CAST(importance AS DOUBLE) AS importance",
 }
 SELECT_LIST = ", ".join(_READ_AS.get(name, name) for name in RECORD_COLUMNS)
+# A measurement holding only memtrace's rows (the Go memtrace's layout: layouts.py).
+OURS = ArcLayout()
 
 
 def quote_literal(value: str) -> str:
@@ -81,7 +85,7 @@ def _in_list(values: Iterable[str]) -> str:
     return "(" + ", ".join(quote_literal(v) for v in values) + ")"
 
 
-def where_clause(q: MemoryQuery) -> str:
+def where_clause(q: MemoryQuery, layout: ArcLayout = OURS) -> str:
     """The ``WHERE`` body for ``q`` (always filtered on the org)."""
     clauses = [f"org_id = {quote_literal(q.org_id)}"]
     if q.agent_id is not None:
@@ -97,10 +101,10 @@ def where_clause(q: MemoryQuery) -> str:
     if q.until is not None:
         clauses.append(f"time < make_timestamp({number(q.until)})")
     if q.min_importance is not None:
-        clauses.append(f"TRY_CAST(importance AS DOUBLE) >= {number(float(q.min_importance))}")
+        clauses.append(f"{layout.importance} >= {number(float(q.min_importance))}")
     for tag in q.tags:
         # tags are stored comma-joined; the tag pattern excludes commas, so this is exact
-        tag_list = "string_split(tags, ',')"
+        tag_list = f"string_split({layout.tags}, ',')"
         clauses.append(f"list_contains({tag_list}, {quote_literal(tag)})")
     if q.content_contains:
         # Same rule as the embedded store: Python's str.lower on the needle, lower() on content.
@@ -118,7 +122,18 @@ def _checked(sql: str) -> str:
     return sql
 
 
-def select_sql(measurement: str, q: MemoryQuery, *, limit: int, offset: int) -> str:
+def _select_list(layout: ArcLayout) -> str:
+    return SELECT_LIST if layout == OURS else layout.select_list()
+
+
+def columns_sql(measurement: str) -> str:
+    """No rows, only the measurement's column names (which layouts it holds)."""
+    return f"SELECT * FROM {quote_ident(measurement)} LIMIT 0"  # noqa: S608
+
+
+def select_sql(
+    measurement: str, q: MemoryQuery, *, limit: int, offset: int, layout: ArcLayout = OURS
+) -> str:
     """Rows matching ``q`` ordered by (time, id) in ``q.order``.
 
     ``DISTINCT``: shipping is at-least-once, so after a crash Arc can hold a batch twice
@@ -126,16 +141,17 @@ def select_sql(measurement: str, q: MemoryQuery, *, limit: int, offset: int) -> 
     """
     direction = "DESC" if q.order == "desc" else "ASC"
     return _checked(
-        f"SELECT DISTINCT {SELECT_LIST} FROM {quote_ident(measurement)} "  # noqa: S608
-        f"WHERE {where_clause(q)} ORDER BY time_us {direction}, id {direction} "
+        f"SELECT DISTINCT {_select_list(layout)} FROM {quote_ident(measurement)} "  # noqa: S608
+        f"WHERE {where_clause(q, layout)} "
+        f"ORDER BY time_us {direction}, {layout.order_key} {direction} "
         f"LIMIT {number(limit)} OFFSET {number(offset)}"
     )
 
 
-def count_sql(measurement: str, q: MemoryQuery) -> str:
+def count_sql(measurement: str, q: MemoryQuery, layout: ArcLayout = OURS) -> str:
     return _checked(
-        f"SELECT count(DISTINCT id) AS n FROM {quote_ident(measurement)} "  # noqa: S608
-        f"WHERE {where_clause(q)}"
+        f"SELECT count(DISTINCT {layout.row_key}) AS n "  # noqa: S608
+        f"FROM {quote_ident(measurement)} WHERE {where_clause(q, layout)}"
     )
 
 
@@ -160,28 +176,52 @@ def ids_present_sql(
     )
 
 
-def get_sql(measurement: str, org_id: str, memory_id: str) -> str:
+def get_sql(measurement: str, org_id: str, memory_id: str, layout: ArcLayout = OURS) -> str:
+    """The row of ``memory_id``; with Go rows, also every Go row of the id's millisecond (the
+    caller keeps the one whose derived id matches)."""
+    if not layout.go:
+        return (
+            f"SELECT {SELECT_LIST} FROM {quote_ident(measurement)} "  # noqa: S608
+            f"WHERE org_id = {quote_literal(org_id)} AND id = {quote_literal(memory_id)} LIMIT 1"
+        )
+    found = [f"id = {quote_literal(memory_id)}"] if layout.ours else []
+    ms = memory_id_ms(memory_id)
+    if ms is not None:
+        window = (
+            f"time >= make_timestamp({number(ms * 1000)}) "
+            f"AND time < make_timestamp({number(ms * 1000 + 1000)})"
+        )
+        found.append(f"({'id IS NULL AND ' if layout.ours else ''}{window})")
     return (
-        f"SELECT {SELECT_LIST} FROM {quote_ident(measurement)} "  # noqa: S608
-        f"WHERE org_id = {quote_literal(org_id)} AND id = {quote_literal(memory_id)} LIMIT 1"
+        f"SELECT {layout.select_list()} FROM {quote_ident(measurement)} "  # noqa: S608
+        f"WHERE org_id = {quote_literal(org_id)} AND ({' OR '.join(found) or 'false'})"
     )
 
 
-def agent_stats_sql(measurement: str, org_id: str, agent_id: str, since: int) -> str:
+def agent_stats_sql(
+    measurement: str, org_id: str, agent_id: str, since: int, layout: ArcLayout = OURS
+) -> str:
     """Per memory type: total, since ``since``, errors since ``since`` (each id once: Arc
     may hold a batch twice after a crash)."""
     bound = f"make_timestamp({number(since)})"
+    key = layout.row_key
     return (
-        "SELECT memory_type, count(DISTINCT id) AS n, "  # noqa: S608
-        f"count(DISTINCT id) FILTER (WHERE time >= {bound}) AS recent, "
-        f"count(DISTINCT id) FILTER (WHERE time >= {bound} AND event_type = 'error') AS errors "
+        f"SELECT memory_type, count(DISTINCT {key}) AS n, "  # noqa: S608
+        f"count(DISTINCT {key}) FILTER (WHERE time >= {bound}) AS recent, "
+        f"count(DISTINCT {key}) FILTER (WHERE time >= {bound} AND event_type = 'error') AS errors "
         f"FROM {quote_ident(measurement)} WHERE org_id = {quote_literal(org_id)} "
         f"AND agent_id = {quote_literal(agent_id)} GROUP BY memory_type ORDER BY memory_type"
     )
 
 
-def dedup_seed_sql(measurement: str, org_id: str, since: int) -> str:
-    """Dedup keys of recent memories, to seed a fresh local window index."""
+def dedup_seed_sql(measurement: str, org_id: str, since: int, layout: ArcLayout = OURS) -> str:
+    """Dedup keys of recent memories, to seed a fresh local window index (with Go rows, the
+    whole rows: their dedup keys follow Go's formula, ours is derived from them too)."""
+    if layout.go:
+        return (
+            f"SELECT {layout.select_list()} FROM {quote_ident(measurement)} "  # noqa: S608
+            f"WHERE org_id = {quote_literal(org_id)} AND time >= make_timestamp({number(since)})"
+        )
     return (
         f"SELECT dedup_key, epoch_us(time) AS time_us, id FROM {quote_ident(measurement)} "  # noqa: S608
         f"WHERE org_id = {quote_literal(org_id)} AND time >= make_timestamp({number(since)})"
@@ -189,11 +229,18 @@ def dedup_seed_sql(measurement: str, org_id: str, since: int) -> str:
 
 
 def dedup_lookup_sql(
-    measurement: str, org_id: str, keys: Iterable[str], since: int, until: int
+    measurement: str,
+    org_id: str,
+    keys: Iterable[str],
+    since: int,
+    until: int,
+    layout: ArcLayout = OURS,
 ) -> str:
-    """Stored memories with one of ``keys`` and a time in the open interval (since, until)."""
+    """Stored memories with one of ``keys`` and a time in the open interval (since, until)
+    (with Go rows, the whole rows: their ids are derived in Python)."""
+    columns = layout.select_list() if layout.go else "dedup_key, epoch_us(time) AS time_us, id"
     return _checked(
-        f"SELECT dedup_key, epoch_us(time) AS time_us, id FROM {quote_ident(measurement)} "  # noqa: S608
+        f"SELECT {columns} FROM {quote_ident(measurement)} "  # noqa: S608
         f"WHERE org_id = {quote_literal(org_id)} AND dedup_key IN {_in_list(keys)} "
         f"AND time > make_timestamp({number(since)}) AND time < make_timestamp({number(until)})"
     )

@@ -22,11 +22,12 @@ from memtrace.domain.memory import MemoryRecord, WriteOutcome
 from memtrace.domain.timestamps import now_us
 from memtrace.storage.arc import sql as arc_sql
 from memtrace.storage.arc.client import ArcClient, ArcRejected, ArcUnavailable
+from memtrace.storage.arc.layouts import ArcLayout, LayoutProbe, dedup_entries
 from memtrace.storage.arc.outbox import Outbox
 from memtrace.storage.arc.shipper import Shipper, shown_by_arc
 from memtrace.storage.arc.target import ArcTarget
 from memtrace.storage.base import AgentMemoryStats, MemoryQuery, NewMemory, StoreHealth
-from memtrace.storage.rows import matches, row_to_record, sort_key
+from memtrace.storage.rows import matches, sort_key
 from memtrace.storage.sqlite import Synchronous
 from memtrace.telemetry.metrics import Metrics
 
@@ -64,6 +65,8 @@ class ArcStore:
             transport=transport,
         )
         self._metrics = metrics
+        # which column sets the measurement holds: memtrace's, the Go memtrace's, or both
+        self.layouts = LayoutProbe(self.client, arc_sql.columns_sql(target.measurement))
         self.shipper = Shipper(
             org_id,
             self.outbox,
@@ -72,6 +75,7 @@ class ArcStore:
             settings,
             metrics=metrics,
             dedup_window_us=dedup_window_us,
+            layouts=self.layouts,
         )
 
     async def open(self) -> None:
@@ -112,11 +116,12 @@ class ArcStore:
         until = max(item.time for item in old) + window
         found: list[tuple[str, int, str]] = []
         try:
+            layout = await self.layouts.get()
             for chunk in arc_sql.literal_chunks(keys):
                 sql = arc_sql.dedup_lookup_sql(
-                    self.target.measurement, self.org_id, chunk, since, until
+                    self.target.measurement, self.org_id, chunk, since, until, layout
                 )
-                found += [(str(k), int(t), str(i)) for k, t, i in await self.client.query(sql)]
+                found += dedup_entries(layout, await self.client.query(sql), derived=False)
         except (ArcUnavailable, ArcRejected) as exc:
             if self._metrics is not None:
                 self._metrics.arc_errors.labels("query").inc()
@@ -133,6 +138,14 @@ class ArcStore:
     async def _arc(self, sql: str) -> list[list[Any]]:
         try:
             return await self.client.query(sql)
+        except (ArcUnavailable, ArcRejected) as exc:
+            self.layouts.forget()
+            raise self._read_failed(exc) from None
+
+    async def _layout(self) -> ArcLayout:
+        """Which column sets the measurement holds (docs/migrating-from-go.md)."""
+        try:
+            return await self.layouts.get()
         except (ArcUnavailable, ArcRejected) as exc:
             raise self._read_failed(exc) from None
 
@@ -151,6 +164,8 @@ class ArcStore:
 
     async def _present(self, records: Sequence[MemoryRecord]) -> set[str]:
         """Ids of overlay rows Arc already holds (so counts take them once)."""
+        if not (await self._layout()).ours:
+            return set()  # no row of ours has reached Arc yet
         try:
             return await shown_by_arc(
                 self.client,
@@ -164,12 +179,15 @@ class ArcStore:
     async def query(self, q: MemoryQuery) -> list[MemoryRecord]:
         extra = await self._overlay(q)
         measurement = self.target.measurement
+        layout = await self._layout()
         if not extra:
-            sql = arc_sql.select_sql(measurement, q, limit=q.limit, offset=q.offset)
-            return _unique([row_to_record(row) for row in await self._arc(sql)])
+            sql = arc_sql.select_sql(measurement, q, limit=q.limit, offset=q.offset, layout=layout)
+            return _unique([layout.record(row) for row in await self._arc(sql)])
         # Enough Arc rows that, after merging and dropping duplicates, the page is complete.
-        sql = arc_sql.select_sql(measurement, q, limit=q.offset + q.limit + len(extra), offset=0)
-        merged = {r.id: r for r in (row_to_record(row) for row in await self._arc(sql))}
+        sql = arc_sql.select_sql(
+            measurement, q, limit=q.offset + q.limit + len(extra), offset=0, layout=layout
+        )
+        merged = {r.id: r for r in (layout.record(row) for row in await self._arc(sql))}
         for record in extra:
             merged.setdefault(record.id, record)
         ordered = sorted(merged.values(), key=sort_key, reverse=q.order == "desc")
@@ -177,7 +195,8 @@ class ArcStore:
 
     async def count(self, q: MemoryQuery) -> int:
         extra = await self._overlay(q)
-        rows = await self._arc(arc_sql.count_sql(self.target.measurement, q))
+        layout = await self._layout()
+        rows = await self._arc(arc_sql.count_sql(self.target.measurement, q, layout))
         total = int(rows[0][0]) if rows else 0
         if extra:
             present = await self._present(extra)
@@ -188,11 +207,14 @@ class ArcStore:
         local = await self.outbox.get(memory_id)
         if local is not None:
             return local
-        rows = await self._arc(arc_sql.get_sql(self.target.measurement, self.org_id, memory_id))
-        return row_to_record(rows[0]) if rows else None
+        layout = await self._layout()
+        sql = arc_sql.get_sql(self.target.measurement, self.org_id, memory_id, layout)
+        found = (layout.record(row) for row in await self._arc(sql))
+        return next((record for record in found if record.id == memory_id), None)
 
     async def agent_stats(self, agent_id: str, since: int) -> AgentMemoryStats:
-        sql = arc_sql.agent_stats_sql(self.target.measurement, self.org_id, agent_id, since)
+        layout = await self._layout()
+        sql = arc_sql.agent_stats_sql(self.target.measurement, self.org_id, agent_id, since, layout)
         types: dict[str, int] = {}
         recent = errors = 0
         for memory_type, n, r, e in await self._arc(sql):
