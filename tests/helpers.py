@@ -30,6 +30,9 @@ TEST_ENV = {
     "MEMTRACE_STORAGE_SYNCHRONOUS": "NORMAL",
     # Tests drive bursts from one key; tests/test_abuse_limits.py turns the limiter on.
     "MEMTRACE_LIMITS_RATE_PER_S": "0",
+    # One process per server (starts in a second, not several on a loaded machine);
+    # tests/test_workers.py and the fault loops run several.
+    "MEMTRACE_SERVER_WORKERS": "1",
 }
 
 
