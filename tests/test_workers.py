@@ -154,3 +154,30 @@ def test_killing_the_parent_kills_its_workers(tmp_path: Path) -> None:
         assert httpx.get(f"{server.url}/health", timeout=30).status_code == 200
     finally:
         server.stop()
+
+
+def test_two_workers_dedup_once_and_refuse_a_revoked_key_everywhere(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    server = ServerProcess(data, env=TWO_WORKERS).start()
+    try:
+        wait_until(lambda: len(_workers_started(server)) == 2, timeout=60)
+        assert server.admin_key
+        # the same memory sent at once on many connections (both workers): stored once
+        same = {"agent_id": "dup", "content": "once across workers", "dedup_key": "k1"}
+        with ThreadPoolExecutor(8) as pool:
+            racing = list(pool.map(lambda _: _post(server.url, server.admin_key, same), range(16)))
+        assert sorted(r.status_code for r in racing) == [201] + [409] * 15
+        # a key revoked from a shell is refused by every worker (new connections each time)
+        created = run_cli(
+            "key", "create", "--org", "org_default", "--name", "leaving", data_dir=data
+        ).stdout
+        secret = KEY_RE.findall(created)[0]
+        wait_until(lambda: all(_accepted(server.url, secret) for _ in range(8)), timeout=30)
+        listed = run_cli("key", "list", "--org", "org_default", data_dir=data).stdout
+        key_id = next(line.split("\t")[0] for line in listed.splitlines() if "\tleaving\t" in line)
+        run_cli("key", "revoke", key_id, data_dir=data)
+        wait_until(lambda: not any(_accepted(server.url, secret) for _ in range(8)), timeout=30)
+        refused = [_post(server.url, secret, {"agent_id": "a", "content": "x"}) for _ in range(8)]
+        assert {r.status_code for r in refused} == {401}
+    finally:
+        server.stop()
