@@ -25,6 +25,8 @@ pytestmark = pytest.mark.slow  # starts processes or servers (docs/testing.md)
 
 MEM = "/api/v1/memories"
 TWO_WORKERS = {"MEMTRACE_SERVER_WORKERS": "2"}
+# Spawning two interpreters takes a while on a loaded machine (17 s seen with load 16).
+STARTUP_S = 180.0
 
 
 def _post(url: str, key: str, body: object) -> httpx.Response:
@@ -104,9 +106,9 @@ def test_two_workers_share_one_key_rate_limit_and_metrics(tmp_path: Path) -> Non
         "MEMTRACE_LIMITS_RATE_PER_S": "0.001",  # no refill during the test
         "MEMTRACE_LIMITS_RATE_BURST": "10",
     }
-    server = ServerProcess(tmp_path / "data", env=env).start()
+    server = ServerProcess(tmp_path / "data", env=env).start(timeout=STARTUP_S)
     try:
-        wait_until(lambda: len(_workers_started(server)) == 2, timeout=60)
+        wait_until(lambda: len(_workers_started(server)) == 2, timeout=STARTUP_S)
         assert server.admin_key
         assert len(KEY_RE.findall(server.log_path.read_text())) == 1
         statuses = [
@@ -120,12 +122,13 @@ def test_two_workers_share_one_key_rate_limit_and_metrics(tmp_path: Path) -> Non
             line for line in metrics.splitlines() if line.startswith("memtrace_memories_written")
         )
         assert written.endswith(" 10.0"), written
-        limited = [
+        # (429s are answered outside the metrics middleware, as in a single process)
+        created = [
             line
             for line in metrics.splitlines()
-            if line.startswith("memtrace_http_requests_total") and 'status="429"' in line
+            if line.startswith("memtrace_http_requests_total") and 'status="201"' in line
         ]
-        assert limited and limited[0].endswith(" 15.0"), limited
+        assert created and created[0].endswith(" 10.0"), created
     finally:
         assert server.proc is not None
         server.proc.send_signal(signal.SIGTERM)
@@ -143,13 +146,13 @@ def _alive(pid: int) -> bool:
 
 
 def test_killing_the_parent_kills_its_workers(tmp_path: Path) -> None:
-    server = ServerProcess(tmp_path / "data", env=TWO_WORKERS).start()
-    wait_until(lambda: len(_workers_started(server)) == 2, timeout=60)
+    server = ServerProcess(tmp_path / "data", env=TWO_WORKERS).start(timeout=STARTUP_S)
+    wait_until(lambda: len(_workers_started(server)) == 2, timeout=STARTUP_S)
     workers = [int(pid) for pid in _workers_started(server)]
     assert server.kill(signal.SIGKILL) == -signal.SIGKILL
     for pid in workers:
         wait_until(lambda p=pid: not _alive(p), timeout=30)  # type: ignore[misc]
-    server.start()  # the data dir (and its write lock) is free for the next server
+    server.start(timeout=STARTUP_S)  # the data dir (and its write lock) is free for the next server
     try:
         assert httpx.get(f"{server.url}/health", timeout=30).status_code == 200
     finally:
@@ -158,9 +161,9 @@ def test_killing_the_parent_kills_its_workers(tmp_path: Path) -> None:
 
 def test_two_workers_dedup_once_and_refuse_a_revoked_key_everywhere(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    server = ServerProcess(data, env=TWO_WORKERS).start()
+    server = ServerProcess(data, env=TWO_WORKERS).start(timeout=STARTUP_S)
     try:
-        wait_until(lambda: len(_workers_started(server)) == 2, timeout=60)
+        wait_until(lambda: len(_workers_started(server)) == 2, timeout=STARTUP_S)
         assert server.admin_key
         # the same memory sent at once on many connections (both workers): stored once
         same = {"agent_id": "dup", "content": "once across workers", "dedup_key": "k1"}
