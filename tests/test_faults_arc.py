@@ -150,7 +150,12 @@ def test_arc_flapping_under_write_load(
     try:
         with Writers(server.url, key, "flapping", threads=4) as writers:
             flapper.start()
-            wait_until(lambda: len(phases) >= 12 and writers.count() >= 150, timeout=120)
+            # Flap until at least one crash caught rows in Arc's buffer: on a loaded machine
+            # the first crashes may find it empty (shipping lagging behind the phases).
+            wait_until(
+                lambda: len(phases) >= 12 and writers.count() >= 150 and arc.emulator.lost > 0,
+                timeout=180,
+            )
             stop.set()
             flapper.join(timeout=30)
         if arc._server is None:  # the flapper may have stopped in a "down" phase
