@@ -179,3 +179,15 @@ def test_errors_are_pydantics_own() -> None:
     assert fast.value.to_body() == slow.value.to_body()
     with pytest.raises(InvalidInput, match="agent_id"):
         hotpath.parse_memory({"agent_id": "agent\n", "content": "x"})
+
+
+def test_long_digit_run_check_matches_the_regex_it_replaces() -> None:
+    import re
+
+    from memtrace.domain.jsonbody import _has_long_digit_run
+
+    regex = re.compile(rb"[0-9]{19}")
+    bodies = [b"", b"1" * 18, b"1" * 19, b"x" + b"9" * 19 + b"y", b"0" * 18 + b" 0", b"12:34"]
+    bodies += [bytes([48 + (i * 7) % 11]) * (i % 23) + b"," for i in range(200)]
+    for body in bodies:
+        assert _has_long_digit_run(body) == (regex.search(body) is not None), body
