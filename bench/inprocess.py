@@ -38,6 +38,7 @@ from http_api.app import create_app
 from memtrace.config import load_settings
 from memtrace.domain.hotpath import parse_batch
 from memtrace.domain.ids import DEFAULT_ORG_ID
+from memtrace.domain.jsonbody import parse_json
 from memtrace.runtime import Runtime
 
 Message = MutableMapping[str, Any]
@@ -189,7 +190,7 @@ async def ingest(memories: int) -> dict[str, Any]:
     try:
         total = time.process_time()
         for body in bodies:
-            payload = timed("parse", lambda b=body: orjson.loads(b))
+            payload = timed("parse", lambda b=body: parse_json(b))
             batch = timed("validate", lambda p=payload: parse_batch(p))
             result = await timed_async("write", lambda b=batch: service.remember_batch(b))
             timed("response", lambda r=result: orjson.dumps(r.to_wire()))
