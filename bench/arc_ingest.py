@@ -25,9 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from bench.common import DAY_US, free_port, percentile, print_table
+from bench.common import DAY_US, free_port, percentile, print_table, wait_healthy
 from bench.common import memory as sample_memory
 from memtrace.config import ArcSettings
 from memtrace.domain.dedup import derive_dedup_key
@@ -196,13 +194,7 @@ def main() -> None:
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.05)
+        wait_healthy(url, 30)
         with tempfile.TemporaryDirectory(prefix="memtrace-arc-bench-") as tmp:
             rows = asyncio.run(run(args.memories, args.batch, url, Path(tmp), args.days))
         print("Arc ingest through ArcStore → emulator")

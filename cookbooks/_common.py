@@ -116,15 +116,16 @@ def cookbook_key(data_dir: Path) -> str:
 
 def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log_path: Path) -> None:
     deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise CookbookError(f"memtrace serve exited early; see {log_path}")
-        try:
-            if httpx.get(f"{url}/health", timeout=1.0).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
+    with httpx.Client(timeout=1.0) as http:  # one client: httpx.get() builds one per call
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise CookbookError(f"memtrace serve exited early; see {log_path}")
+            try:
+                if http.get(f"{url}/health").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
     raise CookbookError(
         f"memtrace serve did not start within {START_TIMEOUT_S:.0f}s; see {log_path}"
     )

@@ -4,7 +4,9 @@ the fast tier (``-m "not slow"``) fails a test that starts a process without tha
 
 from __future__ import annotations
 
+import itertools
 import os
+import platform
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -13,14 +15,21 @@ import httpx
 import pytest
 
 from http_api.app import create_app
+from memtrace.auth.crypto import generate_master_key
 from memtrace.config import Settings, load_settings
 from memtrace.runtime import Runtime
 from memtrace.testing.arc_emulator import ArcEmulator
 from memtrace.testing.arc_server import EmulatorServer
-from tests.helpers import TEST_ENV, ServerProcess, create_org_key
+from tests.helpers import TEST_ENV, ServerProcess, Tenant, create_org_key, new_tenant
 
 # Fixtures that start a server process (a test using one is slow).
-PROCESS_FIXTURES = {"server", "slow_server", "capped_server"}
+PROCESS_FIXTURES = {"server", "shared_server", "tenant", "slow_server", "capped_server"}
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # platform.processor() runs `uname -p` once per process and caches it; the openai SDK asks
+    # for it on its first request. Ask now, so a fast test using that SDK starts no process.
+    platform.processor()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -102,6 +111,33 @@ def server(tmp_path: Path) -> Iterator[ServerProcess]:
     proc = ServerProcess(tmp_path / "server-data").start()
     yield proc
     proc.stop()
+
+
+@pytest.fixture(scope="session")
+def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One real ``memtrace serve`` per test process, started on first use, for tests that
+    neither reconfigure, stop nor kill the server: each takes its own org (``tenant``), so
+    none sees another's data. Saves a server start (~2 s of CPU) per test."""
+    proc = ServerProcess(tmp_path_factory.mktemp("shared") / "data").start()
+    yield proc
+    proc.stop()
+
+
+_tenants = itertools.count()
+
+
+@pytest.fixture
+def tenant(shared_server: ServerProcess) -> Tenant:
+    """A fresh org with a read+write key on the shared server, once the server accepts it."""
+    org_id, key = new_tenant(shared_server.data_dir, f"tenant-{next(_tenants)}")
+    shared_server.wait_for_key(key)
+    return Tenant(shared_server, org_id, key)
+
+
+@pytest.fixture
+def master_env() -> dict[str, str]:
+    """A fresh MEMTRACE_MASTER_KEY, to pass to the CLI or a server as their environment."""
+    return {"MEMTRACE_MASTER_KEY": generate_master_key()}
 
 
 @pytest.fixture

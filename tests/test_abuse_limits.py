@@ -133,10 +133,12 @@ async def test_windows_within_the_cap_are_accepted(api: httpx.AsyncClient) -> No
     assert context.status_code == 400 and context.json()["error"].startswith("since:")
 
 
-@pytest.fixture
-def slow_server(tmp_path: Path) -> AsyncIterator[ServerProcess]:
+@pytest.fixture(scope="module")
+def slow_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[ServerProcess]:
+    """One server with short deadlines for the module's tests: they only open connections
+    that the server cuts off, and none writes anything."""
     proc = ServerProcess(
-        tmp_path / "data",
+        tmp_path_factory.mktemp("slow") / "data",
         env={
             "MEMTRACE_SERVER_BODY_TIMEOUT_S": "1",
             "MEMTRACE_SERVER_HEADER_TIMEOUT_S": "1",

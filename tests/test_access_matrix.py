@@ -31,15 +31,15 @@ from starlette.routing import BaseRoute, Mount
 
 from http_api.app import create_app
 from memtrace import tools
-from memtrace.auth.keys import new_api_key
+from memtrace.auth.keys import ApiKeyRecord, new_api_key
 from memtrace.auth.permissions import parse_permissions
 from memtrace.config import load_settings
+from memtrace.domain.ids import new_org_id
+from memtrace.domain.models import MemoryCreate, SessionCreate
 from memtrace.domain.timestamps import now_us
 from memtrace.metadata import sqlite as md
 from memtrace.runtime import Runtime
-from tests.helpers import create_org_key, free_port
-
-pytestmark = pytest.mark.slow  # starts processes or servers (docs/testing.md)
+from tests.helpers import free_port
 
 try:
     from mcp_server.http import McpHttpAddon
@@ -162,7 +162,7 @@ def _tool_error_status(message: str) -> int:
     return 400
 
 
-def mcp_tool(tool: str, perm: str, arguments: dict[str, Any], *, other: int = 200) -> Row:
+def mcp_tool(tool: str, perm: str, arguments: dict[str, Any]) -> Row:
     """An MCP tool called with a raw JSON-RPC ``tools/call`` on ``/mcp`` (stateless), its
     outcome mapped to the status REST would give."""
 
@@ -186,7 +186,7 @@ def mcp_tool(tool: str, perm: str, arguments: dict[str, Any], *, other: int = 20
             return _tool_error_status(text), response.text
         return 200, response.text
 
-    expect = _keyed(perm, 200, other, by_id=False)
+    expect = _keyed(perm, 200, 200, by_id=False)
     return Row(f"mcp:{tool}", call, expect, route=MCP_ROUTE, json_errors=False)
 
 
@@ -312,48 +312,49 @@ async def matrix_runtime(data_dir: Path) -> AsyncIterator[Runtime]:
     await runtime.close()
 
 
-async def _seed(client: httpx.AsyncClient, key: str, agent: str, content: str) -> dict[str, str]:
-    h = _headers(key)
-    session = await client.post("/api/v1/sessions", headers=h, json={"agent_id": agent})
-    assert session.status_code == 201, session.text
-    memory = await client.post(
-        "/api/v1/memories",
-        headers=h,
-        json={"agent_id": agent, "session_id": session.json()["id"], "content": content},
+async def _seed(runtime: Runtime, org_id: str, agent: str, content: str) -> dict[str, str]:
+    """An agent, a session and a memory in ``org_id`` (through the service: setup, not a cell)."""
+    service = await runtime.service(org_id)
+    session = await service.create_session(SessionCreate(agent_id=agent))
+    memory = await service.remember(
+        MemoryCreate(agent_id=agent, session_id=session.id, content=content)
     )
-    assert memory.status_code == 201, memory.text
-    return {"agent_id": agent, "session_id": session.json()["id"], "memory_id": memory.json()["id"]}
+    return {"agent_id": agent, "session_id": session.id, "memory_id": memory.id}
 
 
-async def _column_key(runtime: Runtime, org_id: str, column: str, rw_key: str) -> str | None:
-    if column in ("own", "other"):
-        return rw_key
-    if column == "none":
-        return None
-    if column == "malformed":
-        return "mtk_not-a-real-key"
-    permissions = {"revoked": "read,write", "readonly": "read", "admin": "admin"}[column]
-    record, plain = new_api_key(
-        org_id, column, parse_permissions(permissions), rounds=4, now=now_us()
-    )
+def _new_key(org_id: str, column: str, permissions: str) -> tuple[ApiKeyRecord, str]:
+    return new_api_key(org_id, column, parse_permissions(permissions), rounds=4, now=now_us())
 
-    def store(conn: Any) -> None:
-        md.insert_key(conn, record)
-        if column == "revoked":
-            md.revoke_key(conn, record.id, now_us())
 
-    await runtime.catalog.db.write(store)
+async def _world(runtime: Runtime, column: str) -> World:
+    """Two fresh orgs with an agent, a session and a memory each, and the column's key: one
+    metadata write and one reload (three per cell took most of this test's time)."""
+    org_a, org_b = new_org_id(), new_org_id()
+    record_a, key_a = _new_key(org_a, "a", "read,write")
+    record_b, key_b = _new_key(org_b, "b", "read,write")
+    permissions = {"revoked": "read,write", "readonly": "read", "admin": "admin"}.get(column)
+    extra = _new_key(org_a, column, permissions) if permissions else None
+
+    def write(conn: Any) -> None:
+        now = now_us()
+        for org_id, record in ((org_a, record_a), (org_b, record_b)):
+            # named after the fresh org id, as create_org_key does (a name cannot be an id)
+            md.insert_org(conn, org_id, "test-" + org_id.removeprefix("org_"), now)
+            md.insert_key(conn, record)
+        if extra is not None:
+            md.insert_key(conn, extra[0])
+            if column == "revoked":
+                md.revoke_key(conn, extra[0].id, now)
+
+    await runtime.catalog.db.write(write)
     await runtime.reload()
-    return plain
-
-
-async def _world(runtime: Runtime, client: httpx.AsyncClient, column: str) -> World:
-    org_a, key_a = await create_org_key(runtime)  # unnamed: named after the fresh org id
-    _, key_b = await create_org_key(runtime)
-    own_ids = await _seed(client, key_a, "mine", "org-a note")
-    other_ids = await _seed(client, key_b, "theirs", SECRET)
+    own_ids = await _seed(runtime, org_a, "mine", "org-a note")
+    other_ids = await _seed(runtime, org_b, "theirs", SECRET)
+    key = {"none": None, "malformed": "mtk_not-a-real-key"}.get(column, key_a)
+    if extra is not None:
+        key = extra[1]
     ids = other_ids if column == "other" else own_ids
-    return World(ids, await _column_key(runtime, org_a, column, key_a), key_b, other_ids)
+    return World(ids, key, key_b, other_ids)
 
 
 async def _org_b_intact(client: httpx.AsyncClient, world: World) -> list[str]:
@@ -418,12 +419,13 @@ async def test_every_route_and_tool_has_a_row(matrix_runtime: Runtime) -> None:
         assert {f"mcp:{t.name}" for t in tools.TOOLS} <= set(names)
 
 
+@pytest.mark.slow  # a real server socket and ~230 fresh worlds: ~5 s of CPU
 async def test_access_control_matrix(matrix_runtime: Runtime, matrix_url: str) -> None:
     mismatches: list[str] = []
     async with httpx.AsyncClient(base_url=matrix_url, timeout=30) as client:
         for row in MATRIX:
             for column in COLUMNS:
-                world = await _world(matrix_runtime, client, column)
+                world = await _world(matrix_runtime, column)
                 status, text = await row.call(client, world)
                 expected = row.expect[column]
                 if status != expected:

@@ -5,6 +5,7 @@ runs and selects exactly the rows Python says it should; nothing is ever injecte
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import duckdb
@@ -50,24 +51,30 @@ def tables(draw: st.DrawFn) -> list[dict[str, Any]]:
     return out
 
 
-def load(rows: list[dict[str, Any]]) -> duckdb.DuckDBPyConnection:
+@pytest.fixture(scope="module")
+def duck() -> Iterator[duckdb.DuckDBPyConnection]:
+    """One DuckDB for the module (a connection costs ~40 ms of CPU, more than an example);
+    each example replaces the table it reads, so examples stay independent."""
     conn = duckdb.connect(":memory:")
-    conn.execute(f"CREATE TABLE events ({COLUMNS})")
-    for r in rows:
-        conn.execute(
-            "INSERT INTO events VALUES (?, make_timestamp(?), ?, ?, NULL, ?, ?, 'c', NULL, '', "
-            "NULL, ?, NULL)",
-            [r["id"], r["time"], r["org_id"], r["agent_id"], r["memory_type"], r["event_type"],
-             r["dedup_key"]],
-        )  # fmt: skip
-    return conn
+    yield conn
+    conn.close()
+
+
+def load(conn: duckdb.DuckDBPyConnection, rows: list[dict[str, Any]]) -> None:
+    """``events`` holds exactly ``rows`` (whatever an earlier example left is replaced)."""
+    conn.execute(f"CREATE OR REPLACE TABLE events ({COLUMNS})")
+    conn.executemany(
+        "INSERT INTO events VALUES (?, make_timestamp(?), ?, ?, NULL, ?, ?, 'c', NULL, '', "
+        "NULL, ?, NULL)",
+        [[r["id"], r["time"], r["org_id"], r["agent_id"], r["memory_type"], r["event_type"],
+          r["dedup_key"]] for r in rows],
+    )  # fmt: skip
 
 
 @prop
 @given(st.text(max_size=40))
-def test_quote_literal_round_trips_any_text(value: str) -> None:
-    conn = duckdb.connect(":memory:")
-    assert conn.execute(f"SELECT {arc_sql.quote_literal(value)}").fetchone() == (value,)
+def test_quote_literal_round_trips_any_text(duck: duckdb.DuckDBPyConnection, value: str) -> None:
+    assert duck.execute(f"SELECT {arc_sql.quote_literal(value)}").fetchone() == (value,)
 
 
 @prop
@@ -82,13 +89,13 @@ def test_quote_ident_accepts_only_the_measurement_pattern(name: str) -> None:
 
 @prop
 @given(st.one_of(st.integers(-(2**62), 2**62), st.floats(allow_nan=True, allow_infinity=True)))
-def test_number_is_exact_or_refused(value: float) -> None:
+def test_number_is_exact_or_refused(duck: duckdb.DuckDBPyConnection, value: float) -> None:
     if isinstance(value, float) and not math.isfinite(value):
         with pytest.raises(InvalidInput):
             arc_sql.number(value)
         return
     text = arc_sql.number(value)
-    (parsed,) = duckdb.connect(":memory:").execute(f"SELECT {text}").fetchone() or (None,)
+    (parsed,) = duck.execute(f"SELECT {text}").fetchone() or (None,)
     # DuckDB reads a decimal literal as DECIMAL; compared with a DOUBLE column it is the same
     # double again (repr is the shortest round-trip text).
     assert (float(parsed) if isinstance(value, float) else parsed) == value
@@ -97,15 +104,15 @@ def test_number_is_exact_or_refused(value: float) -> None:
 @prop
 @given(tables(), st.sampled_from(["org_a", "org_b", "o'r\x00g"]), texts)
 def test_get_and_ids_present_select_exactly(
-    rows: list[dict[str, Any]], org: str, probe: str
+    duck: duckdb.DuckDBPyConnection, rows: list[dict[str, Any]], org: str, probe: str
 ) -> None:
-    conn = load(rows)
+    load(duck, rows)
     ids = [r["id"] for r in rows] + [probe]
     for memory_id in ids:
-        got = conn.execute(arc_sql.get_sql("events", org, memory_id)).fetchall()
+        got = duck.execute(arc_sql.get_sql("events", org, memory_id)).fetchall()
         expected = [r for r in rows if r["org_id"] == org and r["id"] == memory_id]
         assert [g[0] for g in got] == [r["id"] for r in expected]
-    present = conn.execute(arc_sql.ids_present_sql("events", org, ids)).fetchall()
+    present = duck.execute(arc_sql.ids_present_sql("events", org, ids)).fetchall()
     assert {p[0] for p in present} == {r["id"] for r in rows if r["org_id"] == org}
 
 
@@ -117,11 +124,11 @@ def test_get_and_ids_present_select_exactly(
     st.integers(0, 11),
 )
 def test_agent_stats_and_dedup_seed_select_exactly(
-    rows: list[dict[str, Any]], org: str, agent: str, since_s: int
+    duck: duckdb.DuckDBPyConnection, rows: list[dict[str, Any]], org: str, agent: str, since_s: int
 ) -> None:
-    conn = load(rows)
+    load(duck, rows)
     since = T0 + since_s * 1_000_000
-    stats = conn.execute(arc_sql.agent_stats_sql("events", org, agent, since)).fetchall()
+    stats = duck.execute(arc_sql.agent_stats_sql("events", org, agent, since)).fetchall()
     mine = [r for r in rows if r["org_id"] == org and r["agent_id"] == agent]
     expected = {}
     for r in mine:
@@ -133,7 +140,7 @@ def test_agent_stats_and_dedup_seed_select_exactly(
             errors + (is_recent and r["event_type"] == "error"),
         )
     assert {row[0]: tuple(row[1:]) for row in stats} == expected
-    seeded = conn.execute(arc_sql.dedup_seed_sql("events", org, since)).fetchall()
+    seeded = duck.execute(arc_sql.dedup_seed_sql("events", org, since)).fetchall()
     assert sorted((k, t, i) for k, t, i in seeded) == sorted(
         (r["dedup_key"], r["time"], r["id"])
         for r in rows

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import pytest
-
 from bench.inprocess import ingest, remember
-
-pytestmark = pytest.mark.slow  # starts processes or servers (docs/testing.md)
 
 
 async def test_in_process_remember_and_ingest_run() -> None:

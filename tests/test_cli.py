@@ -13,12 +13,7 @@ from memtrace.cli import cli
 from memtrace.config import load_settings
 from memtrace.runtime import Runtime
 from memtrace.storage.layout import org_dir
-from tests.helpers import KEY_RE, ServerProcess, run_cli, wait_until
-
-
-def invoke(data_dir: Path, *args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, [*args, "--data-dir", str(data_dir)])
-    return result.exit_code, result.stdout, result.stderr
+from tests.helpers import KEY_RE, ServerProcess, invoke, new_tenant, run_cli, wait_until
 
 
 def test_help_everywhere() -> None:
@@ -134,12 +129,11 @@ async def test_org_delete_purge_removes_everything(data_dir: Path) -> None:
     assert code == 1
 
 
-def test_running_server_sees_admin_changes(server: ServerProcess) -> None:
-    """New org + key and org deletion, made by other processes, without a restart."""
-    org_id = run_cli("org", "create", "late", data_dir=server.data_dir).stdout.strip()
-    key = run_cli(
-        "key", "create", "--org", org_id, "--name", "k", data_dir=server.data_dir
-    ).stdout.strip()
+def test_running_server_sees_admin_changes(shared_server: ServerProcess) -> None:
+    """New org + key (made in this process) and org deletion (by the console script), all
+    outside the server process, reach it without a restart."""
+    server = shared_server
+    org_id, key = new_tenant(server.data_dir, "late")
     headers = {"x-api-key": key}
     wait_until(
         lambda: (

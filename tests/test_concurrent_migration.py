@@ -23,8 +23,6 @@ from memtrace.storage.arc import outbox
 from memtrace.storage.schema import schema_statements
 from memtrace.storage.sqlite import connect
 
-pytestmark = pytest.mark.slow  # starts processes or servers (docs/testing.md)
-
 
 def _race(
     path: Path,

@@ -1,7 +1,10 @@
 """Fault tests on the Arc backend with a real server subprocess and the Arc emulator over
 real HTTP: kill -9 loops with a non-empty outbox, Arc flapping (503, refused connections,
 success) under write load, Arc losing its unflushed write buffer (a crash before its flush) in
-both, and a missing or corrupted master key at start. Acknowledged = stored, exactly once."""
+both, and a missing or wrong master key at start (every kind of bad key is also checked in
+process by tests/storage/test_arc_runtime.py). Acknowledged = stored, exactly once.
+
+Setup (orgs, keys, bindings) runs the CLI in process; the server is always a real process."""
 
 from __future__ import annotations
 
@@ -16,7 +19,8 @@ import pytest
 from memtrace.auth.crypto import generate_master_key
 from memtrace.testing.arc_emulator import TEST_TOKEN, ArcEmulator
 from memtrace.testing.arc_server import EmulatorServer
-from tests.helpers import ServerProcess, run_cli, wait_until
+from tests.helpers import ServerProcess, admin, new_tenant, wait_until
+from tests.storage.arc_support import BAD_MASTER_KEYS
 from tests.test_faults_embedded import Writers, all_ids
 
 pytestmark = pytest.mark.slow  # starts processes or servers (docs/testing.md)
@@ -48,13 +52,12 @@ def env() -> dict[str, str]:
 
 def bound_org(data_dir: Path, env: dict[str, str], arc_url: str) -> tuple[str, str]:
     """An org bound to Arc database ``acme`` and a read+write key for it."""
-    org = run_cli("org", "create", "acme", data_dir=data_dir, env=env).stdout.strip()
-    run_cli(
-        "org", "add-arc", org, "--url", arc_url, "--database", "acme", "--api-key", TEST_TOKEN,
-        data_dir=data_dir, env=env,
+    org, key = new_tenant(data_dir, "acme", env=env)
+    admin(
+        data_dir, "org", "add-arc", org, "--url", arc_url, "--database", "acme",
+        "--api-key", TEST_TOKEN, env=env,
     )  # fmt: skip
-    key = run_cli("key", "create", "--org", org, "--name", "w", data_dir=data_dir, env=env)
-    return org, key.stdout.strip()
+    return org, key
 
 
 def arc_ids(arc: EmulatorServer) -> list[str]:
@@ -62,15 +65,16 @@ def arc_ids(arc: EmulatorServer) -> list[str]:
     return [row[0] for row in arc.emulator.sql("acme", "SELECT id FROM events")]
 
 
-def outbox_pending(server: ServerProcess, org: str) -> int:
-    stores = httpx.get(f"{server.url}/health", timeout=10).json()["stores"]
-    return int(stores.get(org, {}).get("outbox_pending", -1))
+def wait_settled(server: ServerProcess, org: str) -> None:
+    """Wait until Arc was seen (in a query) to hold every acknowledged row: the outbox is
+    empty. One client for the polls (see tests/helpers.py)."""
+    with httpx.Client(base_url=server.url, timeout=10) as http:
 
+        def settled() -> bool:
+            store = http.get("/health").json()["stores"].get(org, {})
+            return all(store.get(name) == 0 for name in ("outbox_pending", "outbox_unverified"))
 
-def outbox_settled(server: ServerProcess, org: str) -> bool:
-    """Arc was seen (in a query) to hold every acknowledged row: the outbox is empty."""
-    store = httpx.get(f"{server.url}/health", timeout=10).json()["stores"].get(org, {})
-    return all(store.get(name) == 0 for name in ("outbox_pending", "outbox_unverified"))
+        wait_until(settled, timeout=60)
 
 
 def flushed_ids(arc: EmulatorServer) -> list[str]:
@@ -102,7 +106,7 @@ def test_sigkill_loop_with_unshipped_outbox(
         assert lost > 0
         arc.emulator.fault = None
         server.start()
-        wait_until(lambda: outbox_settled(server, org), timeout=60)
+        wait_settled(server, org)
         assert set(acked) <= set(flushed_ids(arc)), "an acknowledged memory was lost"
         # Shipping is at-least-once: a batch Arc accepted just before a kill is sent again
         # after the restart. Readers must still see every memory exactly once.
@@ -164,7 +168,7 @@ def test_arc_flapping_under_write_load(
         acked = writers.acked
         assert acked, "no write was acknowledged while Arc flapped"
         assert arc.emulator.lost > 0, "no crash hit a non-empty buffer"
-        wait_until(lambda: outbox_settled(server, org), timeout=60)
+        wait_settled(server, org)
         assert set(acked) <= set(flushed_ids(arc)), "an acknowledged memory was lost"
         shipped = arc_ids(arc)
         assert len(shipped) == len(set(shipped)), "a memory reached Arc twice"
@@ -176,25 +180,15 @@ def test_arc_flapping_under_write_load(
         server.stop()
 
 
-@pytest.mark.parametrize(
-    ("master_key", "message"),
-    [
-        ("", "MEMTRACE_MASTER_KEY is not set"),
-        ("not-base64!", "malformed"),
-        ("c2hvcnQ=", "32 bytes"),
-        (generate_master_key(), "not the key it was encrypted with"),
-    ],
-    ids=["missing", "corrupted", "short", "wrong"],
-)
+# A key that cannot be read at all, and a readable key that decrypts nothing.
+@pytest.mark.parametrize("bad", ["missing", "wrong"])
 def test_bad_master_key_at_start_is_a_clear_refusal(
-    tmp_path: Path, arc: EmulatorServer, env: dict[str, str], master_key: str, message: str
+    tmp_path: Path, arc: EmulatorServer, env: dict[str, str], bad: str
 ) -> None:
+    master_key, message = BAD_MASTER_KEYS[bad]
     data_dir = tmp_path / "data"
     org, key = bound_org(data_dir, env, arc.url)
-    run_cli("org", "create", "plain", data_dir=data_dir, env=env)
-    plain_key = run_cli(
-        "key", "create", "--org", "plain", "--name", "p", data_dir=data_dir, env=env
-    ).stdout.strip()
+    _, plain_key = new_tenant(data_dir, "plain", env=env)
     server = ServerProcess(data_dir, env={**env, "MEMTRACE_MASTER_KEY": master_key}).start()
     try:
         ok = httpx.post(  # an org on the embedded store keeps working

@@ -94,7 +94,9 @@ def test_sigkill_loop_loses_no_acknowledged_write(server_dir: Path) -> None:
     server = ServerProcess(server_dir, env=NO_RATE_LIMIT)
     acked: list[str] = []
     try:
-        for round_no in range(4):
+        # Three kills: one of a fresh deployment, two of a deployment recovering from the
+        # previous kill (bench/soak.py runs longer loops).
+        for round_no in range(3):
             server.start()
             assert server.admin_key
             with Writers(server.url, server.admin_key, f"round {round_no}") as writers:

@@ -14,8 +14,6 @@ from mcp.client.stdio import StdioServerParameters
 
 from tests.helpers import TEST_ENV
 
-pytestmark = pytest.mark.slow  # starts processes or servers (docs/testing.md)
-
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = json.loads((ROOT / ".mcp.json.example").read_text())
 
@@ -29,6 +27,7 @@ def test_example_has_a_local_and_a_remote_entry() -> None:
     assert {"MEMTRACE_URL", "MEMTRACE_API_KEY"} <= set(remote["env"])
 
 
+@pytest.mark.slow
 async def test_local_entry_starts_a_working_server(tmp_path: Path) -> None:
     local = EXAMPLE["mcpServers"]["memtrace"]
     env = {**local["env"], **TEST_ENV, "MEMTRACE_DATA_DIR": str(tmp_path / "data")}

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import ServerProcess, run_cli, wait_until
+from tests.helpers import ServerProcess, admin, new_tenant, wait_until
 from tests.mcp_helpers import TRANSPORTS, data, http_client, text
 
 pytestmark = pytest.mark.slow  # starts processes or servers (docs/testing.md)
@@ -21,33 +21,18 @@ class Deployment:
 
     def __init__(self, root: Path) -> None:
         self.server = ServerProcess(root / "data").start()
+        self.http = httpx.Client(base_url=self.server.url)  # one client for the polls
         data_dir = self.server.data_dir
         self.keys: dict[str, str] = {}
+        # Admin changes made with the CLI (in this process) reach the running server through
+        # its metadata watcher.
         for org in ("acme", "globex"):
-            run_cli("org", "create", org, data_dir=data_dir)
-            self.keys[org] = run_cli(
-                "key", "create", "--org", org, "--name", "rw", data_dir=data_dir
-            ).stdout.strip()
-        self.keys["reader"] = run_cli(
-            "key",
-            "create",
-            "--org",
-            "acme",
-            "--name",
-            "ro",
-            "--permissions",
-            "read",
-            data_dir=data_dir,
-        ).stdout.strip()
-        self.keys["revoked"] = run_cli(
-            "key", "create", "--org", "acme", "--name", "gone", data_dir=data_dir
-        ).stdout.strip()
-        listing = run_cli("key", "list", "--org", "acme", data_dir=data_dir).stdout
-        revoked_id = next(
-            line.split("\t")[0] for line in listing.splitlines() if "\tgone\t" in line
+            _, self.keys[org] = new_tenant(data_dir, org)
+        self.keys["reader"] = admin(
+            data_dir, "key", "create", "--org", "acme", "--name", "ro", "--permissions", "read"
         )
-        run_cli("key", "revoke", revoked_id, data_dir=data_dir)
-        # Admin changes reach the running server through its metadata watcher.
+        self.keys["revoked"] = admin(data_dir, "key", "create", "--org", "acme", "--name", "gone")
+        revoke(data_dir, "gone")
         wait_until(lambda: self.status("/mcp", self.keys["globex"]) != 401)
         wait_until(lambda: self.status("/mcp", self.keys["revoked"]) == 401)
 
@@ -55,13 +40,22 @@ class Deployment:
         headers = {"x-api-key": key} if key else {}
         body = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
         headers["accept"] = "application/json, text/event-stream"
-        return httpx.post(f"{self.server.url}{path}", json=body, headers=headers).status_code
+        return self.http.post(path, json=body, headers=headers).status_code
+
+
+def revoke(data_dir: Path, name: str) -> None:
+    """Revoke acme's key called ``name`` with the CLI (in this process)."""
+    listing = admin(data_dir, "key", "list", "--org", "acme")
+    admin(data_dir, "key", "revoke", next(
+        line.split("\t")[0] for line in listing.splitlines() if f"\t{name}\t" in line
+    ))  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     dep = Deployment(tmp_path_factory.mktemp("mcp-http"))
     yield dep
+    dep.http.close()
     dep.server.stop()
 
 
@@ -156,15 +150,12 @@ async def test_mcp_and_rest_see_the_same_memories(deployment: Deployment, transp
 
 async def test_a_key_revoked_during_a_session_stops_working(deployment: Deployment) -> None:
     data_dir = deployment.server.data_dir
-    key = run_cli("key", "create", "--org", "acme", "--name", "brief", data_dir=data_dir)
-    plain = key.stdout.strip()
+    plain = admin(data_dir, "key", "create", "--org", "acme", "--name", "brief")
     wait_until(lambda: deployment.status("/mcp", plain) != 401)
     async with http_client("streamable-http", deployment.server.url, plain) as client:
         first = await client.call_tool("memtrace_recall", {"agent_id": "bot", "since": "1h"})
         assert not first.is_error
-        listing = run_cli("key", "list", "--org", "acme", data_dir=data_dir).stdout
-        key_id = next(line.split("\t")[0] for line in listing.splitlines() if "\tbrief\t" in line)
-        run_cli("key", "revoke", key_id, data_dir=data_dir)
+        revoke(data_dir, "brief")
         wait_until(lambda: deployment.status("/mcp", plain) == 401)
         try:
             refused = await client.call_tool(

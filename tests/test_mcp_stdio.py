@@ -18,7 +18,15 @@ import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
-from tests.helpers import TEST_ENV, ServerProcess, free_port, memtrace_cmd, run_cli, wait_until
+from tests.helpers import (
+    TEST_ENV,
+    ServerProcess,
+    Tenant,
+    admin,
+    free_port,
+    memtrace_cmd,
+    wait_until,
+)
 from tests.mcp_helpers import call, data, research_flow, text
 
 pytestmark = pytest.mark.slow  # starts processes or servers (docs/testing.md)
@@ -65,39 +73,31 @@ async def test_embedded_mode_beside_a_running_server(tmp_path: Path) -> None:
         server.stop()
 
 
-async def test_remote_mode_flow(tmp_path: Path) -> None:
-    server = ServerProcess(tmp_path / "remote").start()
-    try:
-        env = {
-            "MEMTRACE_URL": server.url,
-            "MEMTRACE_API_KEY": server.admin_key or "",
-            # Remote mode must not touch a local data dir: point it somewhere that stays empty.
-            "MEMTRACE_DATA_DIR": str(tmp_path / "unused"),
-        }
-        result = await research_flow(stdio_params(env))
-        assert not (tmp_path / "unused").exists()
-        response = httpx.get(
-            f"{server.url}/api/v1/sessions/{result['session_id']}/memories",
-            headers={"x-api-key": server.admin_key or ""},
-        )
-        assert response.status_code == 200
-        assert response.json()["count"] == 4
-    finally:
-        server.stop()
+async def test_remote_mode_flow(tenant: Tenant, tmp_path: Path) -> None:
+    env = {
+        "MEMTRACE_URL": tenant.url,
+        "MEMTRACE_API_KEY": tenant.key,
+        # Remote mode must not touch a local data dir: point it somewhere that stays empty.
+        "MEMTRACE_DATA_DIR": str(tmp_path / "unused"),
+    }
+    result = await research_flow(stdio_params(env))
+    assert not (tmp_path / "unused").exists()
+    response = httpx.get(
+        f"{tenant.url}/api/v1/sessions/{result['session_id']}/memories",
+        headers={"x-api-key": tenant.key},
+    )
+    assert response.status_code == 200
+    assert response.json()["count"] == 4
 
 
-async def test_remote_mode_reports_server_errors_as_tool_errors(tmp_path: Path) -> None:
-    server = ServerProcess(tmp_path / "remote").start()
-    try:
-        env = {"MEMTRACE_URL": server.url, "MEMTRACE_API_KEY": "mtk_" + "A" * 43}
-        async with Client(stdio_params(env)) as client:
-            refused = await client.call_tool(
-                "memtrace_remember", {"agent_id": "bot", "content": "hi"}
-            )
-            assert refused.is_error
-            assert "API key" in text(refused)
-    finally:
-        server.stop()
+async def test_remote_mode_reports_server_errors_as_tool_errors(
+    shared_server: ServerProcess,
+) -> None:
+    env = {"MEMTRACE_URL": shared_server.url, "MEMTRACE_API_KEY": "mtk_" + "A" * 43}
+    async with Client(stdio_params(env)) as client:
+        refused = await client.call_tool("memtrace_remember", {"agent_id": "bot", "content": "hi"})
+        assert refused.is_error
+        assert "API key" in text(refused)
 
 
 async def test_memtrace_mcp_command_and_agent_id_from_env(tmp_path: Path) -> None:
@@ -128,7 +128,7 @@ def test_remote_mode_without_a_key_fails_with_one_line() -> None:
 
 def test_embedded_mode_without_org_default_fails_with_one_line(tmp_path: Path) -> None:
     data_dir = tmp_path / "d"
-    run_cli("org", "create", "acme", data_dir=data_dir)  # a deployment without org_default
+    admin(data_dir, "org", "create", "acme")  # a deployment without org_default
     result = subprocess.run(
         [MEMTRACE_MCP],
         env={**os.environ, **TEST_ENV, "MEMTRACE_DATA_DIR": str(data_dir)},

@@ -13,8 +13,6 @@ import pytest
 from memtrace.config import ServerSettings
 from tests.helpers import KEY_RE, ROOT, TEST_ENV, check_walkthrough, free_port, wait_until
 
-pytestmark = pytest.mark.slow  # starts processes or servers (docs/testing.md)
-
 README = (ROOT / "README.md").read_text()
 
 
@@ -27,6 +25,7 @@ def test_readme_shows_the_two_commands_first() -> None:
     assert ServerSettings().port == 9100 and ServerSettings().host == "127.0.0.1"
 
 
+@pytest.mark.slow
 def test_start_command_and_walkthrough(tmp_path: Path) -> None:
     port = free_port()
     # `make test ARGS=...` exports its command-line variables to sub-makes through MAKEFLAGS;
@@ -51,13 +50,14 @@ def test_start_command_and_walkthrough(tmp_path: Path) -> None:
     )
     try:
 
-        def up() -> bool:
+        def up(http: httpx.Client) -> bool:
             try:
-                return httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200
+                return http.get(f"http://127.0.0.1:{port}/health").status_code == 200
             except httpx.TransportError:
                 return False
 
-        wait_until(up, timeout=300)  # the first `make serve` may install the venv
+        with httpx.Client() as http:  # one client for the polls (see tests/helpers.py)
+            wait_until(lambda: up(http), timeout=300)  # `make serve` may install the venv
         output = (tmp_path / "serve.log").read_text()
         key = KEY_RE.search(output)
         assert key, output

@@ -9,14 +9,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import ServerProcess, wait_until
+from tests.helpers import ServerProcess, Tenant, wait_until
 
 pytestmark = pytest.mark.slow  # starts processes or servers (docs/testing.md)
 
 
-def test_smoke_over_real_http(server: ServerProcess) -> None:
-    assert server.admin_key
-    with httpx.Client(base_url=server.url, headers={"x-api-key": server.admin_key}) as client:
+def test_smoke_over_real_http(tenant: Tenant) -> None:
+    with httpx.Client(base_url=tenant.url, headers={"x-api-key": tenant.key}) as client:
         created = client.post("/api/v1/memories", json={"agent_id": "smoke", "content": "hi"})
         assert created.status_code == 201
         sid = client.post("/api/v1/sessions", json={"agent_id": "smoke"}).json()["id"]

@@ -13,8 +13,6 @@ from http_api.serving import FastHeaderDeadlineProtocol, uvicorn_options
 from memtrace.config import load_settings
 from tests.helpers import ServerProcess
 
-pytestmark = pytest.mark.slow  # starts processes or servers (docs/testing.md)
-
 
 def test_serve_uses_httptools_with_the_configured_limits(tmp_path: Path) -> None:
     settings = load_settings(
@@ -30,10 +28,11 @@ def test_serve_uses_httptools_with_the_configured_limits(tmp_path: Path) -> None
     assert (protocol.header_timeout_s, protocol.max_header_bytes) == (3, 2048)
 
 
-@pytest.fixture
-def capped_server(tmp_path: Path) -> Iterator[ServerProcess]:
+@pytest.fixture(scope="module")
+def capped_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One server with a header cap for the module's tests (they only send headers)."""
     proc = ServerProcess(
-        tmp_path / "data",
+        tmp_path_factory.mktemp("capped") / "data",
         env={"MEMTRACE_SERVER_HEADER_TIMEOUT_S": "5", "MEMTRACE_SERVER_MAX_HEADER_BYTES": "4096"},
     ).start()
     yield proc

@@ -29,7 +29,7 @@ from memtrace.config import load_settings
 from memtrace.domain.errors import AgentExists, DuplicateMemory
 from memtrace.runtime import Runtime
 from tests.client.conftest import BASE
-from tests.helpers import ServerProcess, create_org_key
+from tests.helpers import Tenant, create_org_key
 
 
 @pytest.fixture(params=["asgi", pytest.param("uvicorn", marks=pytest.mark.slow)])
@@ -40,8 +40,8 @@ async def anyclient(
     if request.param == "asgi":
         yield aclient
         return
-    server: ServerProcess = request.getfixturevalue("server")
-    async with AsyncMemtrace(server.url, server.admin_key, backoff=0.01) as client:
+    tenant: Tenant = request.getfixturevalue("tenant")
+    async with AsyncMemtrace(tenant.url, tenant.key, backoff=0.01) as client:
         yield client
 
 

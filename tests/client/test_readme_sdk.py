@@ -8,21 +8,17 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-from tests.helpers import ServerProcess
-
-pytestmark = pytest.mark.slow  # starts processes or servers (docs/testing.md)
+from tests.helpers import Tenant
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 
 
-def test_readme_sdk_example(server: ServerProcess, tmp_path: Path) -> None:
+def test_readme_sdk_example(tenant: Tenant, tmp_path: Path) -> None:
     match = re.search(r"<!-- sdk-example:start -->\n```python\n(.*?)```", README, re.S)
-    assert match and server.admin_key
+    assert match
     script = tmp_path / "example.py"
     script.write_text(match.group(1))
-    env = {**os.environ, "MEMTRACE_URL": server.url, "MEMTRACE_API_KEY": server.admin_key}
+    env = {**os.environ, "MEMTRACE_URL": tenant.url, "MEMTRACE_API_KEY": tenant.key}
     result = subprocess.run(
         [sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=60
     )

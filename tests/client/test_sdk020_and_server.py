@@ -11,17 +11,14 @@ import pytest
 
 from memtrace import AsyncMemtrace, Memtrace
 from memtrace.domain.errors import ConfigError
-from tests.helpers import ServerProcess
-
-pytestmark = pytest.mark.slow  # starts processes or servers (docs/testing.md)
+from tests.helpers import Tenant
 
 PROGRAM = Path(__file__).with_name("sdk020_program.py")
 
 
-def test_sdk020_program_runs_unchanged(server: ServerProcess) -> None:
-    assert server.admin_key
+def test_sdk020_program_runs_unchanged(tenant: Tenant) -> None:
     result = subprocess.run(
-        [sys.executable, str(PROGRAM), server.url, server.admin_key],
+        [sys.executable, str(PROGRAM), tenant.url, tenant.key],
         capture_output=True,
         text=True,
         timeout=120,
@@ -31,14 +28,13 @@ def test_sdk020_program_runs_unchanged(server: ServerProcess) -> None:
 
 
 async def test_env_configuration_sync_and_async(
-    server: ServerProcess, monkeypatch: pytest.MonkeyPatch
+    tenant: Tenant, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert server.admin_key
-    monkeypatch.setenv("MEMTRACE_URL", server.url + "/")
-    monkeypatch.setenv("MEMTRACE_API_KEY", server.admin_key)
+    monkeypatch.setenv("MEMTRACE_URL", tenant.url + "/")
+    monkeypatch.setenv("MEMTRACE_API_KEY", tenant.key)
     async with AsyncMemtrace() as aclient:
         stored = await aclient.remember("env_agent", "configured from the environment")
-        assert aclient.base_url == server.url
+        assert aclient.base_url == tenant.url
     with Memtrace() as client:
         assert client.get_memory(stored.id).content == "configured from the environment"
         assert [m.id for m in client.iter_memories()] == [stored.id]

@@ -23,7 +23,7 @@ from memtrace import (
 from memtrace.domain.errors import DuplicateMemory
 from tests.client.conftest import SyncApp
 from tests.client.test_async_client import _req
-from tests.helpers import ServerProcess
+from tests.helpers import Tenant
 
 
 @pytest.fixture(params=["asgi", pytest.param("uvicorn", marks=pytest.mark.slow)])
@@ -32,8 +32,8 @@ def sclient(request: pytest.FixtureRequest) -> Iterator[Memtrace]:
     if request.param == "asgi":
         client = request.getfixturevalue("sync_app").client()
     else:
-        server: ServerProcess = request.getfixturevalue("server")
-        client = Memtrace(server.url, server.admin_key, backoff=0.01)
+        tenant: Tenant = request.getfixturevalue("tenant")
+        client = Memtrace(tenant.url, tenant.key, backoff=0.01)
     with client:
         yield client
 

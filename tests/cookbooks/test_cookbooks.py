@@ -2,25 +2,33 @@
 
 The commands come from each folder's README; the cookbooks start their own embedded memtrace
 server (a fresh data dir per test) and drive the real anthropic/openai clients against the
-scripted endpoint. Afterwards a memtrace server on the same data dir is asked, through the SDK,
-for every memory the scripts claim to write; the recorded requests show what the model saw.
+scripted endpoint. Afterwards the app on the same data dir (in process) is asked, through the
+SDK, for every memory the scripts claim to write; the recorded requests show what the model saw.
 """
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import importlib.util
 import json
 import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
+import httpx
 import pytest
 
 from cookbooks._common import FIRST_RUN
 from cookbooks._offline import system_prompts
 from cookbooks._scenarios import ACME_FACT, RESEARCH_FACTS
 from cookbooks.openai_agents import support_agent
-from memtrace import Memtrace, SearchQuery
+from http_api.app import create_app
+from memtrace import AsyncMemtrace, SearchQuery
+from memtrace.config import load_settings
+from memtrace.runtime import Runtime
+from tests.client.conftest import BASE
 from tests.cookbooks.helpers import (
     COOKBOOKS,
     Run,
@@ -30,9 +38,6 @@ from tests.cookbooks.helpers import (
     readme_commands,
     run_command,
 )
-from tests.helpers import ServerProcess
-
-pytestmark = pytest.mark.slow  # starts processes or servers (docs/testing.md)
 
 FOLDERS = {
     "claude": ("single_agent", "multi_agent"),
@@ -63,32 +68,44 @@ def _run_readme(folder: str, tmp_path: Path) -> list[Run]:
     return runs
 
 
-def _assert_claimed_writes_stored(modules: set[str], data_dir: Path) -> None:
-    server = ServerProcess(data_dir).start()
+@asynccontextmanager
+async def _memtrace_on(data_dir: Path) -> AsyncIterator[AsyncMemtrace]:
+    """The SDK with the cookbooks' key, on the real app serving ``data_dir`` in process."""
+    runtime = Runtime(load_settings(None, {"storage.data_dir": data_dir}))
+    await runtime.start()
     try:
-        with Memtrace(server.url, cookbook_api_key(data_dir)) as client:
+        asgi = httpx.ASGITransport(app=create_app(runtime, manage_runtime=False))
+        async with AsyncMemtrace(BASE, cookbook_api_key(data_dir), transport=asgi) as client:
+            yield client
+    finally:
+        await runtime.close()
+
+
+def _assert_claimed_writes_stored(modules: set[str], data_dir: Path) -> None:
+    async def check() -> None:
+        async with _memtrace_on(data_dir) as client:
             for module in sorted(modules):
                 claims = _claims(module)
                 assert claims, module
                 for agent_id, content in claims:
-                    found = client.search_memories(
+                    found = await client.search_memories(
                         SearchQuery(agent_id=agent_id, content_contains=content, limit=10)
                     )
                     assert [m for m in found.results if m.content == content], (module, content)
             if any(module.endswith("multi_agent") for module in modules):
-                _assert_team_shares_sessions(client)
-    finally:
-        server.stop()
+                await _assert_team_shares_sessions(client)
+
+    asyncio.run(check())
 
 
-def _assert_team_shares_sessions(client: Memtrace) -> None:
+async def _assert_team_shares_sessions(client: AsyncMemtrace) -> None:
     """Team decisions are session-scoped, in the session holding the researcher's facts."""
-    decisions = client.search_memories(SearchQuery(memory_types=["decision"], limit=100))
+    decisions = await client.search_memories(SearchQuery(memory_types=["decision"], limit=100))
     team = [d for d in decisions.results if d.agent_id in ("writer", "reviewer")]
     assert {d.agent_id for d in team} == {"writer", "reviewer"}
     for decision in team:
         assert decision.session_id, decision
-        session = client.get_session_memories(decision.session_id)
+        session = await client.get_session_memories(decision.session_id)
         assert {m.agent_id for m in session.memories} == {"researcher", "writer", "reviewer"}
         assert set(RESEARCH_FACTS) <= {m.content for m in session.memories}
 
@@ -103,6 +120,7 @@ def _assert_second_run_remembers(runs: list[Run]) -> None:
         assert [c for c in claims if c in second_prompt], (module, second_prompt)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("folder", ["claude", "openai"])
 def test_readme_commands_run_offline_store_and_remember(folder: str, tmp_path: Path) -> None:
     runs = _run_readme(folder, tmp_path)
@@ -121,6 +139,7 @@ def test_readme_commands_run_offline_store_and_remember(folder: str, tmp_path: P
     assert all(fact in writer_prompt for fact in RESEARCH_FACTS)
 
 
+@pytest.mark.slow
 def test_support_agent_readme_commands_continue_the_conversation(tmp_path: Path) -> None:
     runs = _run_readme("openai_agents", tmp_path)
     _assert_claimed_writes_stored({run.module for run in runs}, tmp_path / "cookbook-data")

@@ -1,4 +1,5 @@
-"""Helpers for Arc tests: an Arc emulator over real HTTP, stores on it, async polling."""
+"""Helpers for Arc tests: an Arc emulator over real HTTP, stores on it, async polling, orgs
+bound to it and seeded (with the CLI in process)."""
 
 from __future__ import annotations
 
@@ -9,20 +10,32 @@ from pathlib import Path
 
 import httpx
 
+from memtrace.auth.crypto import generate_master_key
 from memtrace.config import ArcSettings
 from memtrace.domain.memory import MemoryRecord
+from memtrace.domain.timestamps import now_us
 from memtrace.storage.arc.layouts import go_memory_id, go_row_digest
 from memtrace.storage.arc.store import ArcStore
 from memtrace.storage.arc.target import ArcTarget
 from memtrace.storage.base import NewMemory
+from memtrace.storage.embedded import EmbeddedStore
 from memtrace.telemetry.metrics import Metrics
 from memtrace.testing.arc_emulator import TEST_TOKEN
 from memtrace.testing.arc_server import EmulatorServer
 from tests.go_deployment import GO_ARC_COLUMNS, go_json, write_go_rows
+from tests.helpers import admin, invoke
 
 FAST_ARC = ArcSettings(
     flush_interval_ms=10, retry_max_s=0.2, verify_after_s=0.0, visibility_grace_s=0.0
 )
+# MEMTRACE_MASTER_KEY values a server may start with after the binding was saved under another
+# key, and the words of the refusal each one gets (pytest.param ids: missing ... wrong).
+BAD_MASTER_KEYS = {
+    "missing": ("", "MEMTRACE_MASTER_KEY is not set"),
+    "corrupted": ("not-base64!", "malformed"),
+    "short": ("c2hvcnQ=", "32 bytes"),
+    "wrong": (generate_master_key(), "not the key it was encrypted with"),
+}
 
 
 async def eventually(
@@ -74,6 +87,43 @@ async def settled(store: ArcStore) -> None:
         return (await store.outbox.counts()).total == 0
 
     await eventually(empty)
+
+
+def seed_embedded(data_dir: Path, org: str, items: list[NewMemory]) -> list[MemoryRecord]:
+    """Memories written straight into the org's embedded store (the CLI's source of copies)."""
+
+    async def run() -> list[MemoryRecord]:
+        store = EmbeddedStore(data_dir / "orgs" / org / "memories.db", org, synchronous="NORMAL")
+        await store.open()
+        try:
+            outcomes = await store.write(items, None)
+        finally:
+            await store.close()
+        return [o.record for o in outcomes if o.record is not None]
+
+    return asyncio.run(run())
+
+
+def add_arc(
+    data_dir: Path, env: dict[str, str], org: str, url: str, database: str = "acme"
+) -> tuple[int, str, str]:
+    """``memtrace org add-arc`` in process: (exit code, stdout, stderr)."""
+    return invoke(
+        data_dir, "org", "add-arc", org, "--url", url, "--database", database,
+        "--api-key", TEST_TOKEN, env=env,
+    )  # fmt: skip
+
+
+def org_to_copy(
+    data_dir: Path, env: dict[str, str], arc_server: EmulatorServer, n: int
+) -> tuple[str, list[str]]:
+    """An org with n embedded memories from an hour ago, bound to Arc: (org, memory ids)."""
+    org = admin(data_dir, "org", "create", "acme", env=env)
+    base = now_us() - 3_600_000_000
+    items = [memory(f"old memory {i}", time_us=base + i) for i in range(n)]
+    ids = [r.id for r in seed_embedded(data_dir, org, items)]
+    assert add_arc(data_dir, env, org, arc_server.url)[0] == 0
+    return org, ids
 
 
 def memory(

@@ -3,6 +3,7 @@ health and metrics. The emulator runs under uvicorn on 127.0.0.1 (real HTTP)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,8 @@ from memtrace.metadata.bindings import put_binding, remove_binding
 from memtrace.runtime import Runtime
 from memtrace.testing.arc_emulator import TEST_TOKEN
 from memtrace.testing.arc_server import EmulatorServer
-from tests.helpers import create_org_key
-from tests.storage.arc_support import eventually
+from tests.helpers import admin, create_org_key, new_tenant
+from tests.storage.arc_support import BAD_MASTER_KEYS, eventually
 
 MEM = "/api/v1/memories"
 
@@ -274,6 +275,46 @@ async def test_wrong_master_key_gives_a_clear_503(
     ready = await http.get("/ready")
     assert ready.status_code == 503
     assert "MEMTRACE_MASTER_KEY" in ready.json()["stores"][org_id]["detail"]
+
+
+@pytest.mark.parametrize("bad", list(BAD_MASTER_KEYS))
+async def test_bad_master_key_at_start_refuses_only_the_arc_org(
+    data_dir: Path,
+    arc_server: EmulatorServer,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    bad: str,
+) -> None:
+    """Every kind of bad key, in process (tests/test_faults_arc.py starts real servers with
+    some of them): the Arc org gets a 503 naming the problem, the embedded org keeps working,
+    /ready names it, and no secret reaches a response or the log."""
+    master_key, message = BAD_MASTER_KEYS[bad]
+    good = {"MEMTRACE_MASTER_KEY": generate_master_key()}
+    org_id, key = new_tenant(data_dir, "acme", env=good)
+    admin(
+        data_dir, "org", "add-arc", org_id, "--url", arc_server.url, "--database", "acme",
+        "--api-key", TEST_TOKEN, env=good,
+    )  # fmt: skip
+    _, plain_key = new_tenant(data_dir, "plain")
+    monkeypatch.setenv("MEMTRACE_MASTER_KEY", master_key)
+    caplog.set_level(logging.DEBUG)
+    runtime = Runtime(load_settings(None, {"storage.data_dir": data_dir}))
+    await runtime.start()
+    try:
+        app = create_app(runtime, manage_runtime=False)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as c:
+            body = {"agent_id": "a", "content": "x"}
+            ok = await c.post(MEM, json=body, headers={"x-api-key": plain_key})
+            assert ok.status_code == 201
+            refused = await c.post(MEM, json=body, headers={"x-api-key": key})
+            assert refused.status_code == 503 and message in refused.json()["error"]
+            ready = await c.get("/ready")
+            assert ready.status_code == 503 and message in ready.json()["stores"][org_id]["detail"]
+    finally:
+        await runtime.close()
+    for secret in (TEST_TOKEN, good["MEMTRACE_MASTER_KEY"], key):
+        assert secret not in caplog.text and secret not in refused.text + ready.text
 
 
 async def test_filters_too_long_for_arc_are_a_400(
