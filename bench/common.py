@@ -138,8 +138,13 @@ class Server:
             command,
             stdout=log.open("wb"),
             stderr=subprocess.STDOUT,
-            # Benchmarks measure throughput, so the per-key rate limit is off unless env sets it.
-            env={"MEMTRACE_LIMITS_RATE_PER_S": "0", **os.environ, **(env or {})},
+            # Benchmarks measure throughput, so the rate limits are off unless env sets them.
+            env={
+                "MEMTRACE_LIMITS_RATE_PER_S": "0",
+                "MEMTRACE_LIMITS_ORG_RATE_PER_S": "0",
+                **os.environ,
+                **(env or {}),
+            },
         )
         url = f"http://127.0.0.1:{port}"
         if not wait_healthy(url, 60):

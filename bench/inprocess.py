@@ -47,7 +47,7 @@ CLIENTS = 32
 
 async def _runtime(data_dir: Path) -> tuple[Runtime, str]:
     # Throughput is measured, so the per-key rate limit is off (as in bench/common.py).
-    overrides = {"storage.data_dir": data_dir, "limits.rate_per_s": 0}
+    overrides = {"storage.data_dir": data_dir, "limits.rate_per_s": 0, "limits.org_rate_per_s": 0}
     runtime = Runtime(load_settings(overrides=overrides))
     key = await runtime.start(bootstrap_key=True)
     if key is None:

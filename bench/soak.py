@@ -28,7 +28,11 @@ def sigkill_soak(
     """Kill -9 the server ``rounds`` times while ``writers`` threads write; then check that
     every acknowledged id is stored exactly once (on Arc: listed once, shipped at least once;
     Arc refuses writes every other round so kills hit a non-empty outbox)."""
-    env = {"MEMTRACE_LIMITS_RATE_PER_S": "0", "MEMTRACE_STORAGE_SYNCHRONOUS": "FULL"}
+    env = {
+        "MEMTRACE_LIMITS_RATE_PER_S": "0",
+        "MEMTRACE_LIMITS_ORG_RATE_PER_S": "0",
+        "MEMTRACE_STORAGE_SYNCHRONOUS": "FULL",
+    }
     arc: EmulatorServer | None = None
     key = ""
     if backend == "arc":

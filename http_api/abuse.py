@@ -1,9 +1,10 @@
-"""Abuse limits as pure ASGI middleware, so they cover every mount (REST now, /mcp and /sse
-later): per-caller rate limiting and a deadline for slow request bodies."""
+"""Abuse limits as pure ASGI middleware, so they cover every mount (REST, /mcp and /sse):
+rate limiting per key and per org, and a deadline for slow request bodies."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import orjson
 from starlette.applications import Starlette
@@ -13,6 +14,7 @@ from memtrace.auth.keys import presented_key
 from memtrace.auth.ratelimit import RateLimiter, SharedRateLimiter, caller_identity
 from memtrace.config import Settings
 from memtrace.domain.errors import InvalidInput, MemtraceError, RateLimited, RequestTimeout
+from memtrace.telemetry.metrics import Metrics
 
 # Probes and scrapes stay reachable whatever a caller does.
 UNLIMITED_PATHS = frozenset({"/health", "/ready", "/metrics"})
@@ -33,19 +35,36 @@ async def send_error(send: Send, error: MemtraceError, *, close: bool = False) -
     await send({"type": "http.response.body", "body": body})
 
 
-class RateLimitMiddleware:
-    """429 with ``Retry-After`` once a caller's token bucket is empty."""
+_HINTS = {
+    "key": "limits.rate_per_s and limits.rate_burst set the allowance per key",
+    "org": "limits.org_rate_per_s and limits.org_rate_burst set the allowance per org "
+    "(all its keys together)",
+}
 
-    def __init__(self, app: ASGIApp, limiter: RateLimiter | SharedRateLimiter) -> None:
+
+class RateLimitMiddleware:
+    """429 with ``Retry-After`` once the caller's key bucket, or its org's, is empty.
+
+    The org of a key is known once this process has verified the key (``org_of``); a key's
+    first request is limited by its key bucket alone.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        limiter: RateLimiter | SharedRateLimiter,
+        org_limiter: RateLimiter | SharedRateLimiter | None = None,
+        org_of: Callable[[str | None], str | None] | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.app = app
         self.limiter = limiter
+        self.org_limiter = org_limiter
+        self.org_of = org_of
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] != "http"
-            or not self.limiter.enabled
-            or scope.get("path") in UNLIMITED_PATHS
-        ):
+        if scope["type"] != "http" or scope.get("path") in UNLIMITED_PATHS:
             await self.app(scope, receive, send)
             return
         client = scope.get("client")
@@ -54,12 +73,17 @@ class RateLimitMiddleware:
             key = presented_key(scope["headers"])  # the one the authenticator reads
         except InvalidInput as exc:  # ambiguous: charged to the address, then refused
             key, refused = None, exc
-        wait = self.limiter.acquire(caller_identity(key, client[0] if client else None))
+        wait, scope_name = 0.0, "key"
+        if self.limiter.enabled:
+            wait = self.limiter.acquire(caller_identity(key, client[0] if client else None))
+        if not wait and self.org_limiter is not None and self.org_limiter.enabled:
+            org = self.org_of(key) if self.org_of is not None else None
+            if org is not None:
+                wait, scope_name = self.org_limiter.acquire("org:" + org), "org"
         if wait > 0:
-            error = RateLimited(
-                retry_after=wait,
-                hint="limits.rate_per_s and limits.rate_burst set the allowance per key",
-            )
+            error = RateLimited(retry_after=wait, hint=_HINTS[scope_name])
+            if self.metrics is not None:
+                self.metrics.rate_limited.labels(scope_name).inc()
             await send_error(send, error)
             return
         if refused is not None:
@@ -121,13 +145,29 @@ class BodyTimeoutMiddleware:
 
 
 def install_abuse_limits(
-    app: Starlette, settings: Settings, limiter: RateLimiter | SharedRateLimiter | None = None
+    app: Starlette,
+    settings: Settings,
+    *,
+    limiter: RateLimiter | SharedRateLimiter | None = None,
+    org_limiter: RateLimiter | SharedRateLimiter | None = None,
+    org_of: Callable[[str | None], str | None] | None = None,
+    metrics: Metrics | None = None,
 ) -> None:
     """Add the abuse-limit middleware (outermost, so it also guards later mounts).
 
-    ``limiter``: the per-key limiter (shared by the workers of a multi-process server); by
-    default one of this process from ``limits.rate_per_s`` and ``limits.rate_burst``."""
+    Args:
+        limiter, org_limiter: the per-key and per-org limiters (shared by the workers of a
+            multi-process server); by default ones of this process from ``limits.rate_*``
+            and ``limits.org_rate_*``.
+        org_of: the org of an already verified key (``Authenticator.known_org``); without it
+            only the per-key limit applies.
+    """
     app.add_middleware(BodyTimeoutMiddleware, timeout_s=settings.server.body_timeout_s)
     limits = settings.limits
-    limiter = limiter or RateLimiter(limits.rate_per_s, limits.rate_burst)
-    app.add_middleware(RateLimitMiddleware, limiter=limiter)
+    app.add_middleware(
+        RateLimitMiddleware,
+        limiter=limiter or RateLimiter(limits.rate_per_s, limits.rate_burst),
+        org_limiter=org_limiter or RateLimiter(limits.org_rate_per_s, limits.org_rate_burst),
+        org_of=org_of,
+        metrics=metrics,
+    )

@@ -89,8 +89,14 @@ def create_app(
     app.add_middleware(RequestGuard, policy=HostPolicy.from_settings(settings.server))
     app.add_middleware(MetricsMiddleware, metrics=runtime.metrics)
     limits = settings.limits
-    limiter = runtime.rate_limiter(limits.rate_per_s, limits.rate_burst, "key")
-    install_abuse_limits(app, settings, limiter)
+    install_abuse_limits(
+        app,
+        settings,
+        limiter=runtime.rate_limiter(limits.rate_per_s, limits.rate_burst, "key"),
+        org_limiter=runtime.rate_limiter(limits.org_rate_per_s, limits.org_rate_burst, "org"),
+        org_of=runtime.auth.known_org,
+        metrics=runtime.metrics,
+    )
     if settings.server.cors_origins:  # outermost: it answers preflights itself
         app.add_middleware(
             CORSMiddleware,

@@ -28,6 +28,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mcp_server.server import build_server
+from mcp_server.streams import limit_streams
 from memtrace.auth.keys import Principal, presented_key
 from memtrace.domain.errors import MemtraceError, Unauthorized
 from memtrace.runtime import Runtime
@@ -103,7 +104,10 @@ class McpHttpAddon:
             max_request_body_size=limit,
             transport_security=one_allow_list,
         )
-        self.routes = [_gated(route, runtime) for route in (*streamable.routes, *sse.routes)]
+        routes = limit_streams(
+            (*streamable.routes, *sse.routes), runtime, mcp_path=MCP_PATH, sse_path=SSE_PATH
+        )
+        self.routes = [_gated(route, runtime) for route in routes]
 
     def install(self, app: FastAPI) -> None:
         app.router.routes.extend(self.routes)

@@ -143,6 +143,18 @@ class ServerSettings(_Section):
         le=64,
         description="Server processes sharing the port; 0: one per CPU core, at most 8.",
     )
+    health_interval_s: float = Field(
+        default=2.0,
+        gt=0,
+        le=300,
+        description="How often the background health check refreshes what the probes report.",
+    )
+    health_timeout_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=300,
+        description="A backend that has not answered its health check by then is unhealthy.",
+    )
     allowed_hosts: Hosts | None = Field(
         default=None,
         description="Host header values accepted (DNS rebinding); None: the loopback names on "
@@ -178,6 +190,15 @@ class StorageSettings(_Section):
         description="FULL fsyncs each group commit (survives power loss); NORMAL survives "
         "process crashes only.",
     )
+    max_open_stores: int = Field(
+        default=128,
+        ge=1,
+        description="Org stores kept open at once; the least recently used idle one is "
+        "closed to open another (each holds a writer thread and a few files).",
+    )
+    read_threads: int = Field(
+        default=8, ge=2, le=256, description="Reader threads shared by every org."
+    )
 
 
 class AuthSettings(_Section):
@@ -199,9 +220,46 @@ class LimitsSettings(_Section):
         default=10_000, ge=100, description="Memories read to build one context."
     )
     rate_per_s: float = Field(
-        default=200.0, ge=0, description="Requests per second per API key; 0 disables."
+        default=1000.0, ge=0, description="Requests per second per API key; 0 disables."
     )
-    rate_burst: int = Field(default=400, ge=1, description="Token bucket size per API key.")
+    rate_burst: int = Field(default=2000, ge=1, description="Token bucket size per API key.")
+    org_rate_per_s: float = Field(
+        default=2000.0,
+        ge=0,
+        description="Requests per second per org, all its keys together; 0 disables.",
+    )
+    org_rate_burst: int = Field(default=4000, ge=1, description="Token bucket size per org.")
+    reads_per_org: int = Field(
+        default=0,
+        ge=0,
+        le=256,
+        description="Reads of one org running at once; 0 = one less than the CPUs this "
+        "process may use (at least 1), so one org never takes every core.",
+    )
+    scan_budget_ms: float = Field(
+        default=1000.0,
+        gt=0,
+        le=600_000,
+        description="CPU time one list or search may use; then it answers with what it found "
+        "(partial: true).",
+    )
+    streams_per_key: int = Field(
+        default=100, ge=1, description="Open GET /sse streams per API key."
+    )
+    streams_per_org: int = Field(default=200, ge=1, description="Open GET /sse streams per org.")
+    max_streams: int = Field(
+        default=500,
+        ge=1,
+        description="Open streams in all (at most half of server.max_connections is used).",
+    )
+    stream_idle_s: float = Field(
+        default=600.0, gt=0, description="A stream with no message for this long is closed."
+    )
+    agent_cache_size: int = Field(
+        default=50_000,
+        ge=100,
+        description="Agents remembered as registered (per process); older ones are re-checked.",
+    )
     max_window_days: float = Field(
         default=3660.0, gt=0, description="Longest explicit since..until query window."
     )
@@ -308,6 +366,17 @@ class Settings(BaseSettings):
     @property
     def metadata_path(self) -> Path:
         return self.auth.db_path or self.storage.data_dir / "memtrace.db"
+
+    @property
+    def reads_per_org(self) -> int:
+        """``limits.reads_per_org``, with 0 resolved against the CPUs available."""
+        if self.limits.reads_per_org:
+            return self.limits.reads_per_org
+        try:
+            cpus = len(os.sched_getaffinity(0))
+        except AttributeError:  # not Linux
+            cpus = os.cpu_count() or 2
+        return max(1, cpus - 1)
 
     @property
     def dedup_window_us(self) -> int | None:

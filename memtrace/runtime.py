@@ -14,21 +14,23 @@ import logging
 import os
 import shutil
 import tempfile
-import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from memtrace import __version__
 from memtrace.auth.keys import Authenticator, Principal, new_api_key
 from memtrace.auth.permissions import ALL_PERMISSIONS
 from memtrace.auth.ratelimit import RateLimiter, SharedRateLimiter
 from memtrace.config import Settings
 from memtrace.domain.ids import DEFAULT_ORG_ID
 from memtrace.domain.timestamps import now_us
+from memtrace.health import HealthMonitor
 from memtrace.metadata.catalog import Catalog
 from memtrace.metadata.goimport import LegacyArc
 from memtrace.service import MemoryService
+from memtrace.storage.readpool import READ_POOL
+from memtrace.storage.sqlite_limits import raise_open_file_limit
 from memtrace.telemetry.metrics import Metrics
 from memtrace.tenancy import StoreRegistry
 
@@ -91,11 +93,16 @@ class Runtime:
         """``share``: this process is one worker of several (``memtrace serve --workers``)."""
         self.settings = settings
         self.share = share
-        self.catalog = Catalog(settings.metadata_path, synchronous=settings.storage.synchronous)
+        self.catalog = Catalog(
+            settings.metadata_path,
+            synchronous=settings.storage.synchronous,
+            agent_cache_size=settings.limits.agent_cache_size,
+        )
         self.auth = Authenticator(enabled=settings.auth.enabled)
         self.metrics = Metrics()
         self.stores = StoreRegistry(settings, self.metrics)
-        self.started_at = time.monotonic()
+        self.monitor = HealthMonitor(settings, self.catalog, self.stores, self.metrics)
+        self.stores.on_open = self.monitor.store_opened
         self._watcher: asyncio.Task[None] | None = None
         # Reloads run one at a time: two overlapping ones could apply an older key snapshot
         # after a newer one (a key created just before would be refused until the next tick).
@@ -112,20 +119,44 @@ class Runtime:
         Returns:
             The plaintext of a newly created admin key (to print once), else ``None``.
         """
+        READ_POOL.configure(self.settings.storage.read_threads, self.settings.reads_per_org)
+        self._check_open_file_limit(raise_open_file_limit())
         await self.catalog.open()
         await self._adopt_legacy_arc()
         key = await self._bootstrap(bootstrap_key and self.settings.auth.enabled)
         await self.reload()
+        await self.monitor.start()
         self._watcher = asyncio.create_task(self._watch(), name="memtrace-metadata-watch")
         return key
 
+    def _check_open_file_limit(self, limit: int) -> None:
+        """Warn when the descriptors the settings may need exceed the process's limit: the
+        server still works (idle stores are closed when descriptors run out), with more churn."""
+        settings = self.settings
+        need = (
+            settings.server.max_connections
+            + settings.storage.max_open_stores * (3 + 2 * settings.reads_per_org)
+            + 64
+        )
+        if need > limit:
+            log.warning(
+                "open-file limit %d is below what server.max_connections and "
+                "storage.max_open_stores may need (%d); raise it (ulimit -n, LimitNOFILE=) or "
+                "lower storage.max_open_stores",
+                limit,
+                need,
+            )
+
     async def close(self) -> None:
+        await self.monitor.close()
         if self._watcher is not None:
             self._watcher.cancel()
             await asyncio.gather(self._watcher, return_exceptions=True)
             self._watcher = None
         await self.stores.close()
         await self.catalog.close()
+        if self.share is not None:
+            self.metrics.process_stopped()
 
     async def _adopt_legacy_arc(self) -> None:
         """A Go ``memtrace.toml`` with the legacy ``[arc]`` url binds ``org_default`` on the
@@ -212,41 +243,21 @@ class Runtime:
     async def service(self, org_id: str) -> MemoryService:
         """The service bound to ``org_id``'s store."""
         store = await self.stores.get(org_id)
-        return MemoryService(org_id, store, self.catalog, self.settings, self.metrics)
+        return MemoryService(
+            org_id, store, self.catalog, self.settings, self.metrics, offload=_on_lane(org_id)
+        )
 
-    async def health(self) -> tuple[bool, dict[str, Any]]:
-        """(ready, body of ``/health``): metadata DB reachable and every open store healthy."""
-        metadata_ok = True
-        try:
-            await self.catalog.ping()
-        except Exception:
-            metadata_ok = False
-        stores = await self.stores.health()
-        for org_id, health in stores.items():
-            self.metrics.outbox_pending.labels(org_id).set(health.outbox_pending)
-            if health.backend == "arc":
-                self.metrics.outbox_unverified.labels(org_id).set(health.outbox_unverified)
-                self.metrics.outbox_parked.labels(org_id).set(health.outbox_parked)
-        body = {
-            "status": "ok" if metadata_ok else "degraded",
-            "service": "memtrace",
-            "version": __version__,
-            "uptime_s": round(time.monotonic() - self.started_at, 3),
-            "metadata": {"healthy": metadata_ok},
-            "stores": {
-                org: {
-                    "backend": h.backend,
-                    "healthy": h.healthy,
-                    "outbox_pending": h.outbox_pending,
-                    **(
-                        {"outbox_unverified": h.outbox_unverified, "outbox_parked": h.outbox_parked}
-                        if h.backend == "arc"
-                        else {}
-                    ),
-                    **({"detail": h.detail} if h.detail else {}),
-                }
-                for org, h in stores.items()
-            },
-        }
-        ready = metadata_ok and all(h.healthy for h in stores.values())
-        return ready, body
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        """(ready, body of ``/health``) from the background checks (:mod:`memtrace.health`):
+        answers at once, whatever a backend does."""
+        return self.monitor.report()
+
+
+def _on_lane(org_id: str) -> Callable[[Callable[[], Any]], Any]:
+    """CPU work of an org's request (context rendering) runs on the org's read lane: off the
+    event loop, and counted against the org's share of the reader threads."""
+
+    def offload(fn: Callable[[], Any]) -> Any:
+        return READ_POOL.run(org_id, fn)
+
+    return offload

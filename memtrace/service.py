@@ -8,14 +8,20 @@ imports a concrete storage backend: it receives the org's
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
+from typing import Any, TypeVar
 
 from memtrace.config import Settings
-from memtrace.domain.context import render_context
+from memtrace.domain.context import (
+    CHARS_PER_TOKEN,
+    PREVIEW_CHARS,
+    previews_to_complete,
+    render_context,
+)
 from memtrace.domain.dedup import derive_dedup_key
 from memtrace.domain.errors import DuplicateMemory, InvalidInput, NotFound
 from memtrace.domain.ids import new_agent_id
@@ -38,65 +44,26 @@ from memtrace.domain.models import (
     SessionListParams,
     SessionUpdate,
 )
+from memtrace.domain.results import RecordPage, SearchHits, StoredBatch
 from memtrace.domain.timestamps import from_us, now_us, to_us
 from memtrace.domain.windows import parse_window
 from memtrace.metadata.base import MetadataStore
 from memtrace.metadata.records import AgentRow, SessionRow
-from memtrace.storage.base import MemoryQuery, MemoryStore, NewMemory
+from memtrace.storage.base import MemoryQuery, MemoryStore, NewMemory, QueryPage
 from memtrace.telemetry.metrics import Metrics
 
 MAX_FUTURE_US = 5 * 60 * 1_000_000
 DAY_US = 86_400_000_000
 _TAG = re.compile(TAG_PATTERN)
 _AGENT_ID = re.compile(AGENT_ID_PATTERN)
+_COMPLETE_BATCH = 8  # full memories read at once while completing cut previews
+T = TypeVar("T")
+Offload = Callable[[Callable[[], Any]], Awaitable[Any]]
+"""Runs CPU-heavy work (context rendering) off the event loop, counted as the org's work."""
 
 
-@dataclass(frozen=True, slots=True)
-class StoredBatch:
-    """What a batch write stored, and the duplicates it skipped (internal; see ``to_wire``)."""
-
-    memories: list[MemoryRecord]
-    duplicates: list[DuplicateEntry]
-
-    def to_wire(self) -> dict[str, Any]:
-        """The JSON shape of :class:`~memtrace.domain.models.MemoryBatchResult`."""
-        return {
-            "count": len(self.memories),
-            "memories": [m.to_wire() for m in self.memories],
-            "duplicates": [d.model_dump() for d in self.duplicates],
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class RecordPage:
-    """One page of a listing, with the exact look-ahead ``has_more``."""
-
-    memories: list[MemoryRecord]
-    has_more: bool
-
-    def to_wire(self) -> dict[str, Any]:
-        """The JSON shape of :class:`~memtrace.domain.models.MemoryList`."""
-        return {
-            "memories": [m.to_wire() for m in self.memories],
-            "count": len(self.memories),
-            "has_more": self.has_more,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class SearchHits:
-    """What a search found, with the time it took."""
-
-    results: list[MemoryRecord]
-    query_time_ms: int
-
-    def to_wire(self) -> dict[str, Any]:
-        """The JSON shape of :class:`~memtrace.domain.models.SearchResult`."""
-        return {
-            "results": [m.to_wire() for m in self.results],
-            "count": len(self.results),
-            "query_time_ms": self.query_time_ms,
-        }
+async def _to_thread(fn: Callable[[], T]) -> T:
+    return await asyncio.to_thread(fn)
 
 
 def _agent_model(row: AgentRow) -> Agent:
@@ -144,12 +111,15 @@ class MemoryService:
         catalog: MetadataStore,
         settings: Settings,
         metrics: Metrics,
+        offload: Offload = _to_thread,
     ) -> None:
         self.org_id = org_id
         self.store = store
         self.catalog = catalog
         self.settings = settings
         self.metrics = metrics
+        self._offload = offload
+        self._budget_s = settings.limits.scan_budget_ms / 1000
 
     def _count_writes(self, stored: int, duplicates: int) -> None:
         if stored:
@@ -251,6 +221,33 @@ class MemoryService:
             )
         return lo, hi
 
+    async def _complete(
+        self, previews: list[MemoryRecord], size: int, cut: list[int], max_tokens: int
+    ) -> tuple[list[MemoryRecord], bool]:
+        """Read in full the previews that were cut, newest first, until the whole context is
+        known to fit (the full records, True) or not to (the previews, False): at most the
+        budget plus one memory is read, however long the memories are."""
+        budget = max_tokens * CHARS_PER_TOKEN
+        memories = list(previews)
+        for start in range(0, len(cut), _COMPLETE_BATCH):
+            batch = cut[start : start + _COMPLETE_BATCH]
+            records = await asyncio.gather(*(self.store.get(previews[i].id) for i in batch))
+            for i, record in zip(batch, records, strict=True):
+                if record is None:  # gone meanwhile: render what was read
+                    return previews, False
+                size += len(record.content) - len(previews[i].content)  # a lower bound
+                if size > budget:
+                    return previews, False
+                memories[i] = record
+        return memories, True
+
+    async def _page(self, query: MemoryQuery) -> QueryPage:
+        """A list or search read within the work budget (``limits.scan_budget_ms``)."""
+        page = await self.store.query_page(query, self._budget_s)
+        if not page.complete:
+            self.metrics.partial_reads.inc()
+        return page
+
     async def get_memory(self, memory_id: str) -> MemoryRecord:
         record = await self.store.get(memory_id)
         if record is None or record.org_id != self.org_id:
@@ -310,8 +307,11 @@ class MemoryService:
             offset=params.offset,
             order=params.order,
         )
-        rows = await self.store.query(query)
-        return RecordPage(rows[: params.limit], len(rows) > params.limit)
+        page = await self._page(query)
+        rows = page.records
+        # A partial page may have more beyond it: has_more says so.
+        more = len(rows) > params.limit or not page.complete
+        return RecordPage(rows[: params.limit], more, partial=not page.complete)
 
     async def search(self, request: SearchRequest) -> SearchHits:
         started = time.perf_counter()
@@ -332,8 +332,9 @@ class MemoryService:
             offset=request.offset,
             order=request.order,
         )
-        rows = await self.store.query(query)
-        return SearchHits(rows, round((time.perf_counter() - started) * 1000))
+        page = await self._page(query)
+        elapsed = round((time.perf_counter() - started) * 1000)
+        return SearchHits(page.records, elapsed, partial=not page.complete)
 
     # -- agents -------------------------------------------------------------------------------
 
@@ -436,10 +437,25 @@ class MemoryService:
             until=until,
             limit=cap,
             order="desc",
+            content_chars=PREVIEW_CHARS,
         )
-        memories = await self.store.query(query)
-        unseen = (await self.store.count(query)) - cap if len(memories) == cap else 0
-        rendered = render_context(header, memories, request.max_tokens, unseen=max(unseen, 0))
+        # Previews first: they render any context that does not fit whole (then items are cut
+        # to ITEM_CUT characters anyway). Reading, like formatting, stops at the budget.
+        page = await self._page(query)  # newest first: a spent budget omits the oldest
+        previews = page.records
+        unseen = 0
+        if len(previews) == cap or not page.complete:
+            unseen = max(await self.store.count(query) - len(previews), 0)
+        budget = request.max_tokens
+        memories, may_fit = previews, False
+        if unseen == 0:
+            todo = await self._offload(lambda: previews_to_complete(header, previews, budget))
+            if todo is not None:
+                size, cut = todo
+                memories, may_fit = await self._complete(previews, size, cut, budget)
+        rendered = await self._offload(
+            lambda: render_context(header, memories, budget, unseen=unseen, may_fit=may_fit)
+        )
         return {
             "context": rendered.text,
             "memory_count": rendered.memory_count,

@@ -285,7 +285,10 @@ async def _recall(ops: MemoryOps, args: RecallArgs) -> ToolResult:
 
 async def _search(ops: MemoryOps, args: SearchArgs) -> ToolResult:
     result = await ops.search(_wire(SearchRequest, args.model_dump(exclude_none=True)))
-    return ToolResult(_listing("Search results", result["results"], False), result)
+    text = _listing("Search results", result["results"], False)
+    if result.get("partial"):
+        text += f"\n(Partial: {result.get('partial_reason') or 'more may exist'}.)"
+    return ToolResult(text, result)
 
 
 async def _session_create(ops: MemoryOps, args: SessionCreateArgs) -> ToolResult:

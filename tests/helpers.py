@@ -32,8 +32,9 @@ KEY_RE = re.compile(r"mtk_[A-Za-z0-9_-]{43}")
 TEST_ENV = {
     "MEMTRACE_AUTH_BCRYPT_ROUNDS": "4",
     "MEMTRACE_STORAGE_SYNCHRONOUS": "NORMAL",
-    # Tests drive bursts from one key; tests/test_abuse_limits.py turns the limiter on.
+    # Tests drive bursts from one key; tests/test_abuse_limits.py turns the limiters on.
     "MEMTRACE_LIMITS_RATE_PER_S": "0",
+    "MEMTRACE_LIMITS_ORG_RATE_PER_S": "0",
     # One process per server (starts in a second, not several on a loaded machine);
     # tests/test_workers.py and the fault loops run several.
     "MEMTRACE_SERVER_WORKERS": "1",
@@ -76,6 +77,23 @@ def wait_until(check: Callable[[], bool], timeout: float = 10.0, interval: float
             return
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout}s")
+
+
+def fresh_store_health(url: str, org_id: str, timeout: float = 30.0) -> dict[str, Any]:
+    """The org's entry in ``/health`` from a check that started after this call: the report
+    is kept current by a background task, so an earlier one may predate the caller's writes."""
+    started = time.monotonic()
+    found: dict[str, Any] = {}
+
+    def fresh() -> bool:
+        entry = httpx.get(f"{url}/health", timeout=10).json()["stores"].get(org_id)
+        if entry is None or entry.get("checked_ago_s", 1e9) >= time.monotonic() - started:
+            return False
+        found.update(entry)
+        return True
+
+    wait_until(fresh, timeout=timeout)
+    return found
 
 
 def free_port() -> int:
@@ -151,7 +169,7 @@ class ServerProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 30.0) -> ServerProcess:
+    def start(self, timeout: float = 90.0) -> ServerProcess:
         # free_port() can race with other test runs on the machine: a server that lost the
         # bind would otherwise pass the health check against someone else's server.
         for _ in range(3):

@@ -197,9 +197,12 @@ def test_oversized_headers_are_refused(slow_server: ServerProcess) -> None:
 
 
 def test_rate_limit_is_on_by_default(monkeypatch: pytest.MonkeyPatch, data_dir: Path) -> None:
-    monkeypatch.delenv("MEMTRACE_LIMITS_RATE_PER_S", raising=False)  # the test env turns it off
+    for name in ("MEMTRACE_LIMITS_RATE_PER_S", "MEMTRACE_LIMITS_ORG_RATE_PER_S"):
+        monkeypatch.delenv(name, raising=False)  # the test env turns them off
     limits = load_settings(None, {"storage.data_dir": data_dir}).limits
-    assert limits.rate_per_s == 200 and limits.rate_burst == 400
+    # A fleet of hundreds of agents on one key fits (docs/configuration.md, "Sizing").
+    assert limits.rate_per_s == 1000 and limits.rate_burst == 2000
+    assert limits.org_rate_per_s == 2000 and limits.org_rate_burst == 4000
 
 
 @pytest.mark.slow

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 
 from memtrace.domain.models import Agent, AgentList, AgentStats, Session, SessionList
+from tests.storage.arc_support import eventually
 
 
 async def test_agent_lifecycle(api: httpx.AsyncClient) -> None:
@@ -168,10 +169,17 @@ async def test_memory_for_unknown_session_is_accepted(api: httpx.AsyncClient) ->
 async def test_health_ready_metrics(api: httpx.AsyncClient) -> None:
     await api.post("/api/v1/memories", json={"agent_id": "a", "content": "x"})
     await api.post("/api/v1/memories", json={"agent_id": "a", "content": "x"})
+
+    async def store_checked() -> bool:  # the report is kept by a background task
+        return bool((await api.get("/health", headers={"x-api-key": ""})).json()["stores"])
+
+    await eventually(store_checked)
     health = (await api.get("/health", headers={"x-api-key": ""})).json()
     assert health["status"] == "ok" and health["service"] == "memtrace"
     assert isinstance(health["uptime_s"], float) and health["version"]
+    assert health["metadata"] == {"healthy": True} and health["disk"] == {"writable": True}
     store = next(iter(health["stores"].values()))
+    assert store.pop("checked_ago_s") >= 0
     assert store == {"backend": "embedded", "healthy": True, "outbox_pending": 0}
     ready = await api.get("/ready")
     assert ready.status_code == 200

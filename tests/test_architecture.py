@@ -28,6 +28,7 @@ CORE = (
     "memtrace.tools",
     "memtrace.service_ops",
     "memtrace.tenancy",
+    "memtrace.health",
     "memtrace.runtime",
 )
 WEB = ("fastapi", "starlette", "uvicorn", "mcp", "http_api", "mcp_server")
@@ -47,6 +48,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
         "memtrace.domain",
         "memtrace.auth",
         "memtrace.storage.sqlite",
+        "memtrace.storage.readpool",
         "memtrace.storage.arc.target",
     ),
     "memtrace.service": (
@@ -65,6 +67,14 @@ ALLOWED: dict[str, tuple[str, ...]] = {
         "memtrace.telemetry",
         "memtrace.storage",
         "memtrace.metadata",
+    ),
+    "memtrace.health": (
+        "memtrace.domain",
+        "memtrace.config",
+        "memtrace.telemetry",
+        "memtrace.storage",
+        "memtrace.metadata",
+        "memtrace.tenancy",
     ),
     "memtrace.runtime": CORE,
     "memtrace.cli": (*CORE, "http_api", "mcp_server"),

@@ -153,10 +153,10 @@ async def test_dedup_against_go_rows(world: World) -> None:
     """A Go-era client resending what it sent before (same agent, event, session, content)
     is told it is a duplicate of the Go row, as the Go server would have."""
     acme = world.go.orgs["acme"]
-    store = (await world.runtime.service(acme)).store
 
     async def seeded() -> bool:
-        return await store.outbox.get_state("seeded") is not None  # type: ignore[attr-defined]
+        async with world.runtime.stores.use(acme) as store:  # the open ArcStore
+            return await store.outbox.get_state("seeded") is not None  # type: ignore[attr-defined]
 
     await eventually(seeded)
     headers = world.key("acme-prod")

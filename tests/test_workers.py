@@ -129,6 +129,8 @@ def test_two_workers_share_one_key_rate_limit_and_metrics(tmp_path: Path) -> Non
             if line.startswith("memtrace_http_requests_total") and 'status="201"' in line
         ]
         assert created and created[0].endswith(" 10.0"), created
+        # gauges of shared state: one series, the latest check of any worker (not one per pid)
+        assert "memtrace_ready 1.0" in metrics.splitlines(), metrics
     finally:
         assert server.proc is not None
         server.proc.send_signal(signal.SIGTERM)

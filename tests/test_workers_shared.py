@@ -1,20 +1,30 @@
 """What the worker processes of ``memtrace serve --workers N`` share, in process: the rate-limit
-table, the id generator's view of other processes' ids, one shipper per Arc outbox, and the
-agent cache after another process deleted an agent. (tests/test_workers.py runs real workers.)"""
+table (per key and per org, as the write route applies them), the id generator's view of other
+processes' ids, one shipper per Arc outbox, and the agent cache after another process deleted
+an agent. (tests/test_workers.py runs real workers.)"""
 
 from __future__ import annotations
 
+from contextlib import AsyncExitStack
 from pathlib import Path
 
+import httpx
+
+from http_api.app import create_app
 from memtrace.auth.ratelimit import SharedRateLimiter
+from memtrace.config import load_settings
 from memtrace.domain.ids import MonotonicUlid, _decode_ulid
 from memtrace.domain.timestamps import now_us
 from memtrace.metadata.catalog import Catalog
+from memtrace.runtime import Runtime, WorkerShare
 from memtrace.storage.arc.store import ArcStore
 from memtrace.storage.arc.target import ArcTarget
 from memtrace.testing.arc_emulator import TEST_TOKEN
 from memtrace.testing.arc_server import EmulatorServer
+from tests.helpers import create_org_key
 from tests.storage.arc_support import FAST_ARC, eventually, memory
+
+MEM = "/api/v1/memories"
 
 
 class Clock:
@@ -53,6 +63,54 @@ def test_a_full_table_drops_the_least_recently_used_bucket(tmp_path: Path) -> No
     assert limiter.acquire("caller 7") > 0  # recent buckets are kept
     assert not SharedRateLimiter(tmp_path / "off", 0.0, 1).enabled
     limiter.close()
+
+
+async def test_workers_share_the_org_limit_on_the_write_route(tmp_path: Path) -> None:
+    """Two workers' runtimes on one share: an org's keys, each served by another worker, draw
+    on one org allowance (and a key on one key allowance) on ``POST /api/v1/memories``."""
+    settings = load_settings(
+        None,
+        {
+            "storage.data_dir": tmp_path / "data",
+            "limits.rate_per_s": 0.001,  # no refill during the test
+            "limits.rate_burst": 5,
+            "limits.org_rate_per_s": 0.001,
+            "limits.org_rate_burst": 4,
+        },
+    )
+    (tmp_path / "share").mkdir()
+    share = WorkerShare(tmp_path / "share")
+    workers = [Runtime(settings, share=share) for _ in range(2)]
+    async with AsyncExitStack() as stack:
+        clients = []
+        for runtime in workers:
+            await runtime.start()
+            stack.push_async_callback(runtime.close)
+            transport = httpx.ASGITransport(app=create_app(runtime, manage_runtime=False))
+            client = httpx.AsyncClient(transport=transport, base_url="http://localhost")
+            clients.append(await stack.enter_async_context(client))
+        org, key1 = await create_org_key(workers[0])
+        _, key2 = await create_org_key(workers[0], org_id=org)
+        _, other = await create_org_key(workers[0])
+        await workers[1].reload()
+
+        async def post(worker: int, key: str, n: int) -> httpx.Response:
+            body = {"agent_id": "a", "content": f"memory {n}"}
+            return await clients[worker].post(MEM, json=body, headers={"x-api-key": key})
+
+        # A key's first request to a worker verifies it there (its org is not known before).
+        assert [(await post(0, key1, 0)).status_code, (await post(1, key2, 1)).status_code] == [
+            201,
+            201,
+        ]
+        answers = [await post(n % 2, (key1, key2)[n % 2], n) for n in range(2, 10)]
+        # one allowance of 4 for the org, whichever worker each key's requests reached
+        assert [a.status_code for a in answers] == [201] * 4 + [429] * 4
+        assert "limits.org_rate_per_s" in answers[-1].json()["hint"]
+        # one allowance of 5 for a key, across workers (its org is another one)
+        assert [(await post(n % 2, other, n)).status_code for n in range(7)] == [201] * 5 + [
+            429
+        ] * 2
 
 
 def test_ids_continue_after_an_id_another_process_wrote() -> None:

@@ -19,7 +19,8 @@ from memtrace.domain.models import (
     SearchRequest,
     SearchResult,
 )
-from memtrace.service import MemoryService, RecordPage
+from memtrace.domain.results import RecordPage
+from memtrace.service import MemoryService
 
 router = APIRouter(prefix="/api/v1", tags=["memories"], route_class=JsonRoute)
 WRITE_PATH = "/api/v1/memories"  # served by http_api.writepath (this route documents it)

@@ -15,7 +15,8 @@ from memtrace.cli.common import common_options
 
 MASK = "********"
 # A setting whose name has one of these words is a secret (``api_key``, ``password``, …),
-# unless it names where one is kept (``key_file``).
+# unless it names where one is kept (``key_file``). Only text can be a secret: a number such as
+# ``limits.streams_per_key`` is a count, shown as it is.
 _SECRET_WORDS = frozenset({"password", "secret", "token", "key", "credentials"})
 _LOCATION_WORDS = frozenset({"file", "path", "dir"})
 
@@ -27,7 +28,8 @@ def masked(dotted: str, value: Any) -> Any:
     if value is None:
         return None
     words = set(dotted.rpartition(".")[2].split("_"))
-    if isinstance(value, SecretStr) or (_SECRET_WORDS & words and not _LOCATION_WORDS & words):
+    secret_name = bool(_SECRET_WORDS & words) and not _LOCATION_WORDS & words
+    if isinstance(value, SecretStr) or (isinstance(value, str) and secret_name):
         return MASK
     if isinstance(value, str) and "://" in value:
         parts = urlsplit(value)

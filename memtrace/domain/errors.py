@@ -188,6 +188,15 @@ class StorageUnavailable(MemtraceError):
     default_message = "storage unavailable"
 
 
+class OutOfDescriptors(StorageUnavailable):
+    """The process has no file descriptor left to open a store or a connection with."""
+
+    default_message = (
+        "storage cannot be opened: the server has too many files open (its file descriptor "
+        "limit is reached); retry shortly"
+    )
+
+
 class NoArcInstanceError(StorageUnavailable):
     """The org is bound to no store at all (``storage.default_backend = none``)."""
 

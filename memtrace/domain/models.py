@@ -273,6 +273,11 @@ class MemoryList(BaseModel):
     memories: list[Memory]
     count: int
     has_more: bool
+    partial: bool = Field(
+        default=False,
+        description="Present and true when the read stopped at its work budget "
+        "(limits.scan_budget_ms): the memories are the first matches, and has_more is true.",
+    )
 
 
 class MemoryFilters(_QueryParams):
@@ -341,6 +346,15 @@ class SearchResult(BaseModel):
     results: list[Memory]
     count: int
     query_time_ms: int = Field(description="Server-side query time, whole milliseconds.")
+    partial: bool = Field(
+        default=False,
+        description="Present and true when the search stopped at its work budget "
+        "(limits.scan_budget_ms) before looking at every memory: the results are the first "
+        "matches in order, and more may exist.",
+    )
+    partial_reason: str | None = Field(
+        default=None, description="With partial: why, and how to narrow the search."
+    )
 
 
 # --- agents ---------------------------------------------------------------------------------

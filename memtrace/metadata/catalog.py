@@ -4,12 +4,20 @@ Agent auto-registration is awaited (a new agent exists before its first memory i
 acknowledged), but ``last_active_at`` updates of known agents are coalesced in memory and
 flushed every tick (see :class:`memtrace.runtime.Runtime`): a memory write does not pay a second
 fsync. Reads overlay the pending activity, so the process itself never shows a stale value.
+Which agents are known is remembered for the ``limits.agent_cache_size`` most recently active
+ones only: an agent that fell out is registered again on its next write (an upsert, the cost of
+one metadata write), so memory stays bounded however many agents an org ever had.
+
+Reads of an org's rows queue on the org's read lane, the server's other reads (the health
+ping, listings) on the system lane, so they never wait behind a tenant; the admin watch (keys,
+orgs, bindings) has a thread and a connection of its own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,18 +32,31 @@ from memtrace.metadata.base import AdminSnapshot
 from memtrace.metadata.goimport import LegacyArc
 from memtrace.metadata.records import AgentRow, Org, SessionRow
 from memtrace.metadata.schema import migrate
+from memtrace.storage.readpool import SYSTEM_LANE
 from memtrace.storage.sqlite import SQLiteDatabase, Synchronous, connect, storage_error
 
 T = TypeVar("T")
+
+AGENT_CACHE_SIZE = 50_000  # the default of limits.agent_cache_size
 
 
 class Catalog:
     """Metadata operations for the server (:class:`~memtrace.metadata.base.MetadataStore`) on one
     group-committing SQLite database."""
 
-    def __init__(self, path: Path, *, synchronous: Synchronous = "FULL") -> None:
-        self.db = SQLiteDatabase(path, setup=migrate, synchronous=synchronous)
-        self._known: dict[str, set[str]] = {}
+    def __init__(
+        self,
+        path: Path,
+        *,
+        synchronous: Synchronous = "FULL",
+        agent_cache_size: int = AGENT_CACHE_SIZE,
+    ) -> None:
+        self.db = SQLiteDatabase(
+            path, setup=migrate, synchronous=synchronous, lane=SYSTEM_LANE, max_readers=4
+        )
+        # (org, agent) of agents known to be registered, least recently active first
+        self._known: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._known_max = agent_cache_size
         self._agents_deleted = 0  # the metadata DB's count when _known was last valid
         self._pending: dict[tuple[str, str], int] = {}
         # The admin watch (data_version, keys, orgs, bindings) has a connection and a thread of
@@ -125,24 +146,39 @@ class Catalog:
 
     def forget_org(self, org_id: str) -> None:
         """Drop caches of an org that was deleted."""
-        self._known.pop(org_id, None)
+        for key in [k for k in self._known if k[0] == org_id]:
+            del self._known[key]
         for key in [k for k in self._pending if k[0] == org_id]:
             del self._pending[key]
+
+    def known_agents(self) -> int:
+        """How many agents are remembered as registered (bounded by the cache size)."""
+        return len(self._known)
+
+    def _remember(self, org_id: str, agents: Iterable[str]) -> None:
+        for agent in agents:
+            self._known[(org_id, agent)] = None
+            self._known.move_to_end((org_id, agent))
+        while len(self._known) > self._known_max:
+            self._known.popitem(last=False)
 
     # -- agent activity -----------------------------------------------------------------------
 
     async def note_activity(self, org_id: str, agent_ids: Iterable[str], at: int) -> None:
         """Register unknown agents (awaited) and record activity of known ones (coalesced)."""
         agents = tuple(agent_ids)
-        known = self._known.setdefault(org_id, set())
-        unknown = {agent: at for agent in agents if agent not in known}
+        unknown: dict[str, int] = {}
         for agent in agents:
             key = (org_id, agent)
-            if agent in known and self._pending.get(key, -1) < at:
-                self._pending[key] = at
+            if key not in self._known:
+                unknown[agent] = at
+            else:
+                self._known.move_to_end(key)
+                if self._pending.get(key, -1) < at:
+                    self._pending[key] = at
         if unknown:
             await self.db.write(lambda conn: md.touch_agents(conn, org_id, unknown))
-            known.update(unknown)
+            self._remember(org_id, unknown)
 
     async def flush_activity(self) -> None:
         """Persist coalesced ``last_active_at`` updates."""
@@ -179,20 +215,22 @@ class Catalog:
         row = await self.db.write(
             lambda conn: md.insert_agent(conn, org_id, agent_id, description, config, now, name)
         )
-        self._known.setdefault(org_id, set()).add(agent_id)
+        self._remember(org_id, (agent_id,))
         return row
 
     async def get_agent(self, org_id: str, agent_id: str) -> AgentRow | None:
-        row = await self.db.read(lambda conn: md.get_agent(conn, org_id, agent_id))
+        row = await self.db.read(lambda conn: md.get_agent(conn, org_id, agent_id), lane=org_id)
         return self._overlay(row) if row else None
 
     async def list_agents(self, org_id: str, limit: int, offset: int) -> list[AgentRow]:
-        rows = await self.db.read(lambda conn: md.list_agents(conn, org_id, limit, offset))
+        rows = await self.db.read(
+            lambda conn: md.list_agents(conn, org_id, limit, offset), lane=org_id
+        )
         return [self._overlay(row) for row in rows]
 
     async def delete_agent(self, org_id: str, agent_id: str) -> None:
         self._pending.pop((org_id, agent_id), None)
-        self._known.get(org_id, set()).discard(agent_id)
+        self._known.pop((org_id, agent_id), None)
         await self.db.write(lambda conn: md.delete_agent(conn, org_id, agent_id))
 
     # -- sessions -----------------------------------------------------------------------------
@@ -206,13 +244,16 @@ class Catalog:
         return row
 
     async def get_session(self, org_id: str, session_id: str) -> SessionRow | None:
-        return await self.db.read(lambda conn: md.get_session(conn, org_id, session_id))
+        return await self.db.read(
+            lambda conn: md.get_session(conn, org_id, session_id), lane=org_id
+        )
 
     async def list_sessions(
         self, org_id: str, agent_id: str | None, status: str | None, limit: int, offset: int
     ) -> list[SessionRow]:
         return await self.db.read(
-            lambda conn: md.list_sessions(conn, org_id, agent_id, status, limit, offset)
+            lambda conn: md.list_sessions(conn, org_id, agent_id, status, limit, offset),
+            lane=org_id,
         )
 
     async def update_session(
@@ -228,4 +269,6 @@ class Catalog:
         )
 
     async def session_counts(self, org_id: str, agent_id: str) -> tuple[int, int]:
-        return await self.db.read(lambda conn: md.session_counts(conn, org_id, agent_id))
+        return await self.db.read(
+            lambda conn: md.session_counts(conn, org_id, agent_id), lane=org_id
+        )

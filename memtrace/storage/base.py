@@ -19,6 +19,8 @@ class MemoryQuery:
 
     Every filter that is set must match (AND); ``tags`` must all be present on the memory;
     ``content_contains`` is a case-insensitive substring (Python ``str.lower`` on both sides).
+    ``content_chars`` cuts each returned content to its first characters (a preview: context
+    rendering reads no more of a long memory than it can show).
     """
 
     org_id: str
@@ -34,6 +36,16 @@ class MemoryQuery:
     limit: int = 100
     offset: int = 0
     order: Literal["asc", "desc"] = "desc"
+    content_chars: int | None = None  # return only this many leading characters of content
+
+
+@dataclass(frozen=True, slots=True)
+class QueryPage:
+    """Rows of a read that had a work budget; ``complete`` is False when the budget ran out
+    first: ``records`` are then the first matches in order, and more may exist."""
+
+    records: list[MemoryRecord]
+    complete: bool = True
 
 
 @dataclass(slots=True)
@@ -98,6 +110,11 @@ class MemoryStore(Protocol):
 
     async def query(self, q: MemoryQuery) -> list[MemoryRecord]:
         """Memories matching ``q``, ordered by (time, id) in ``q.order``, paged."""
+        ...
+
+    async def query_page(self, q: MemoryQuery, budget_s: float) -> QueryPage:
+        """Like :meth:`query`, but the backend spends at most ``budget_s`` seconds of its own
+        CPU on it; past that it answers with the matches found so far (``complete=False``)."""
         ...
 
     async def count(self, q: MemoryQuery) -> int:

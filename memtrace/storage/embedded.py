@@ -16,7 +16,10 @@ from typing import Any
 
 from memtrace.domain.ids import memory_ids
 from memtrace.domain.memory import MemoryRecord, WriteOutcome
-from memtrace.storage.base import AgentMemoryStats, MemoryQuery, NewMemory, StoreHealth
+from memtrace.storage.base import AgentMemoryStats, MemoryQuery, NewMemory, QueryPage, StoreHealth
+from memtrace.storage.contains import contains_clause
+from memtrace.storage.contains import prepare as prepare_contains
+from memtrace.storage.readpool import SYSTEM_LANE
 from memtrace.storage.rows import (
     COLUMN_LIST,
     PLACEHOLDERS,
@@ -28,6 +31,7 @@ from memtrace.storage.rows import (
 )
 from memtrace.storage.schema import create_schema
 from memtrace.storage.sqlite import SQLiteDatabase, Synchronous, load_dedup_window
+from memtrace.storage.sqlite_limits import ScanBudget
 
 SCHEMA_VERSION = 2  # 2: memories with a NUL in their content are indexed in full
 
@@ -119,14 +123,6 @@ def _setup_writer(conn: sqlite3.Connection) -> None:
     )
 
 
-def _lower(value: str | None) -> str | None:
-    return value.lower() if value is not None else None
-
-
-def _prepare_reader(conn: sqlite3.Connection) -> None:
-    conn.create_function("mt_lower", 1, _lower, deterministic=True)
-
-
 def _fts_expression(needle: str) -> str | None:
     """An FTS5 query whose matches are a superset of rows containing ``needle``.
 
@@ -179,12 +175,35 @@ def build_where(q: MemoryQuery) -> tuple[str, list[Any]]:
         if expression is not None:
             clauses.append("m.rowid IN (SELECT rowid FROM memories_fts WHERE memories_fts MATCH ?)")
             params.append(expression)
-        clauses.append("instr(mt_lower(m.content), ?) > 0")
-        params.append(needle)
+        check, check_params = contains_clause(needle)
+        clauses.append(check)
+        params.extend(check_params)
     return " AND ".join(clauses), params
 
 
-def _tag_driven_query(q: MemoryQuery, direction: str) -> tuple[str, list[Any]]:
+def _columns(q: MemoryQuery) -> tuple[str, list[Any]]:
+    """The select list (alias ``m``), with content cut to ``q.content_chars`` when set."""
+    if q.content_chars is None:
+        return _M_COLUMNS, []
+    return _M_COLUMNS.replace("m.content", "substr(m.content, 1, ?)"), [q.content_chars]
+
+
+def _select(q: MemoryQuery) -> tuple[str, list[Any]]:
+    """The page query of ``q`` and its parameters."""
+    direction = "DESC" if q.order == "desc" else "ASC"
+    columns, params = _columns(q)
+    if q.tags and q.agent_id is None and q.session_id is None:
+        sql, where_params = _tag_driven_query(q, direction, columns)
+    else:
+        where, where_params = build_where(q)
+        sql = (
+            f"SELECT {columns} FROM memories m WHERE {where} "  # noqa: S608 (placeholders)
+            f"ORDER BY m.time {direction}, m.rowid {direction} LIMIT ? OFFSET ?"
+        )
+    return sql, [*params, *where_params, q.limit, q.offset]
+
+
+def _tag_driven_query(q: MemoryQuery, direction: str, columns: str) -> tuple[str, list[Any]]:
     """A tag-filtered query without an agent or session filter, driven by the first tag's
     ``memory_tags`` rows in ``(time, mem)`` order: that is the result order, so SQLite reads
     rows newest first and stops at the limit instead of collecting every tagged row in the
@@ -200,7 +219,7 @@ def _tag_driven_query(q: MemoryQuery, direction: str) -> tuple[str, list[Any]]:
         bounds.append("t.time < ?")
         tag_params.append(q.until)
     sql = (
-        f"SELECT {_M_COLUMNS} FROM memory_tags t CROSS JOIN memories m "  # noqa: S608
+        f"SELECT {columns} FROM memory_tags t CROSS JOIN memories m "  # noqa: S608
         f"ON m.rowid = t.mem WHERE {' AND '.join(bounds)} AND {where} "
         f"ORDER BY t.time {direction}, t.mem {direction} LIMIT ? OFFSET ?"
     )
@@ -216,7 +235,14 @@ class EmbeddedStore:
 
     backend = "embedded"
 
-    def __init__(self, path: Path, org_id: str, *, synchronous: Synchronous = "FULL") -> None:
+    def __init__(
+        self,
+        path: Path,
+        org_id: str,
+        *,
+        synchronous: Synchronous = "FULL",
+        lane: str | None = None,
+    ) -> None:
         self.org_id = org_id
         self.path = path
         # First rowid written by the current group; FTS rows are added once per group.
@@ -226,10 +252,11 @@ class EmbeddedStore:
             path,
             setup=_setup_writer,
             synchronous=synchronous,
-            prepare_reader=_prepare_reader,
+            prepare_reader=prepare_contains,
             on_begin=self._begin_group,
             before_commit=self._index_group,
             bulk=self._insert,
+            lane=lane,
         )
 
     async def open(self) -> None:
@@ -340,21 +367,31 @@ class EmbeddedStore:
     # -- reads --------------------------------------------------------------------------------
 
     async def query(self, q: MemoryQuery) -> list[MemoryRecord]:
-        direction = "DESC" if q.order == "desc" else "ASC"
-        if q.tags and q.agent_id is None and q.session_id is None:
-            sql, params = _tag_driven_query(q, direction)
-        else:
-            where, params = build_where(q)
-            sql = (
-                f"SELECT {_COLUMNS} FROM memories m WHERE {where} "  # noqa: S608 (placeholders)
-                f"ORDER BY m.time {direction}, m.rowid {direction} LIMIT ? OFFSET ?"
-            )
-        params += [q.limit, q.offset]
+        sql, params = _select(q)
 
         def run(conn: sqlite3.Connection) -> list[MemoryRecord]:
             return [_row_to_record(row) for row in conn.execute(sql, params)]
 
         return await self._db.read(run)
+
+    async def query_page(self, q: MemoryQuery, budget_s: float) -> QueryPage:
+        sql, params = _select(q)
+        budget = ScanBudget(budget_s)
+
+        def run(conn: sqlite3.Connection) -> QueryPage:
+            # Rows leave SQLite in result order, so what was read before the budget ran out
+            # is the start of the full answer.
+            records: list[MemoryRecord] = []
+            try:
+                for row in conn.execute(sql, params):
+                    records.append(_row_to_record(row))
+            except sqlite3.OperationalError:
+                if not budget.spent:
+                    raise
+                return QueryPage(records, complete=False)
+            return QueryPage(records)
+
+        return await self._db.read(run, budget=budget)
 
     async def scan(self, after_rowid: int, limit: int) -> list[tuple[int, MemoryRecord]]:
         """Up to ``limit`` memories in insertion order after ``after_rowid`` (for migrations)."""
@@ -405,7 +442,7 @@ class EmbeddedStore:
 
     async def health(self) -> StoreHealth:
         try:
-            await self._db.read(lambda conn: conn.execute("SELECT 1").fetchone())
+            await self._db.read(lambda conn: conn.execute("SELECT 1").fetchone(), lane=SYSTEM_LANE)
         except Exception as exc:
             return StoreHealth(backend=self.backend, healthy=False, detail=str(exc))
         return StoreHealth(backend=self.backend, healthy=True)

@@ -13,8 +13,9 @@ insert per table instead of one per write (bench/README.md).
 Several processes may write the same file (``memtrace serve --workers N``, the MCP stdio server
 beside it): SQLite's write lock serializes their transactions, so whatever a job reads inside
 its transaction is what every process committed.
-Readers run ``fn(conn)`` on a shared thread pool with pooled read-only connections, so blocking
-SQLite work never runs on the event loop.
+Readers run ``fn(conn)`` on the process's reader threads (:mod:`memtrace.storage.readpool`,
+fair between orgs) with pooled read-only connections, so blocking SQLite work never runs on the
+event loop. A read may carry a :class:`ScanBudget`: SQLite stops it once the budget is spent.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ import queue
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -33,13 +33,15 @@ from typing import Any, Literal, TypeVar
 from memtrace.domain.dedup import DedupWindow
 from memtrace.domain.errors import MemtraceError, StorageUnavailable
 from memtrace.storage.base import NewMemory
+from memtrace.storage.readpool import READ_POOL
+from memtrace.storage.sqlite_limits import ScanBudget
+from memtrace.storage.sqlite_limits import storage_error as storage_error  # (re-exported)
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Synchronous = Literal["FULL", "NORMAL"]
 
-_READ_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="sqlite-read")
 _MAX_GROUP = 512  # jobs per group commit; bounds one transaction's size and latency
 IDLE_RELEASE_S = 30.0  # a writer idle this long after writing releases its page cache
 
@@ -80,35 +82,21 @@ def _hand_back(jobs: Sequence[_Job], outcomes: Sequence[Outcome]) -> None:
         loop.call_soon_threadsafe(_deliver_all, items)
 
 
-def storage_error(exc: sqlite3.Error) -> StorageUnavailable:
-    """Map an SQLite failure to a clean 503 (the message never carries data or secrets)."""
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    code = getattr(exc, "sqlite_errorname", None) or ""
-    if isinstance(exc, sqlite3.OperationalError) and "locked" in text:
-        return StorageUnavailable("storage is busy (database locked); retry shortly")
-    if code.startswith("SQLITE_FULL"):
-        return StorageUnavailable(
-            "storage is full (no space left on the disk, or the database size limit is "
-            "reached); nothing was written"
-        )
-    if code.startswith("SQLITE_IOERR"):
-        return StorageUnavailable(
-            f"storage write failed ({text}: the disk may be full or failing); nothing was written"
-        )
-    return StorageUnavailable(f"storage error: {text}")
-
-
 def connect(
     path: Path, *, synchronous: Synchronous = "FULL", readonly: bool = False
 ) -> sqlite3.Connection:
     """Open a connection in autocommit mode (transactions are explicit) with WAL settings."""
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=5.0)
-    conn.execute("PRAGMA busy_timeout = 5000")
-    if readonly:
-        conn.execute("PRAGMA query_only = 1")
-    else:
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute(f"PRAGMA synchronous = {synchronous}")
+    try:
+        conn.execute("PRAGMA busy_timeout = 5000")
+        if readonly:
+            conn.execute("PRAGMA query_only = 1")
+        else:
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute(f"PRAGMA synchronous = {synchronous}")
+    except BaseException:
+        conn.close()  # a half-set-up connection would leak its descriptors
+        raise
     return conn
 
 
@@ -158,6 +146,10 @@ class SQLiteDatabase:
         bulk: runs the payloads of consecutive ``write_bulk`` jobs in one call, returning one
             result per payload; a job error it raises sends the group to the savepoint path,
             where each payload runs alone.
+        lane: the read lane (:mod:`memtrace.storage.readpool`): the org whose file this is;
+            by default the file itself.
+        max_readers: reader connections kept open between reads (default: the lane's
+            concurrency plus one for a health check), so open files stay bounded per store.
     """
 
     def __init__(
@@ -170,8 +162,12 @@ class SQLiteDatabase:
         on_begin: Callable[[sqlite3.Connection], None] | None = None,
         before_commit: Callable[[sqlite3.Connection], None] | None = None,
         bulk: Callable[[sqlite3.Connection, list[Any]], list[Any]] | None = None,
+        lane: str | None = None,
+        max_readers: int | None = None,
     ) -> None:
         self.path = path
+        self.lane = lane or str(path)
+        self._max_readers = max_readers
         self._setup = setup
         self._synchronous = synchronous
         self._prepare_reader = prepare_reader
@@ -179,8 +175,7 @@ class SQLiteDatabase:
         self._before_commit = before_commit
         self._bulk = bulk
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        self._readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
-        self._all_readers: list[sqlite3.Connection] = []
+        self._readers: list[sqlite3.Connection] = []  # idle reader connections
         self._readers_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._closed = False
@@ -198,8 +193,17 @@ class SQLiteDatabase:
             name=f"sqlite-writer:{self.path.name}",
             daemon=True,
         )
-        self._thread.start()
-        await started
+        try:
+            self._thread.start()
+        except RuntimeError as exc:  # the process cannot start another thread
+            self._thread = None
+            self._closed = True
+            raise storage_error(exc) from None
+        try:
+            await started
+        except BaseException:
+            self._closed = True
+            raise
 
     async def close(self) -> None:
         """Finish every queued write, then close all connections."""
@@ -210,9 +214,9 @@ class SQLiteDatabase:
         if self._thread is not None:
             await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
         with self._readers_lock:
-            for conn in self._all_readers:
-                conn.close()
-            self._all_readers.clear()
+            idle, self._readers = self._readers, []
+        for conn in idle:
+            conn.close()  # (a read still running closes its own connection when it ends)
 
     # -- public API ---------------------------------------------------------------------------
 
@@ -237,40 +241,78 @@ class SQLiteDatabase:
         self._queue.put(_Job(None, loop, future, payload))
         return await future
 
-    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn`` on a pooled read-only connection in the shared reader thread pool."""
+    async def read(
+        self,
+        fn: Callable[[sqlite3.Connection], T],
+        *,
+        lane: str | None = None,
+        budget: ScanBudget | None = None,
+    ) -> T:
+        """Run ``fn`` on a pooled read-only connection on a reader thread.
+
+        Args:
+            fn: the read; with a ``budget`` it must catch the interruption itself (an
+                ``sqlite3.OperationalError`` while ``budget.spent``) and answer partially.
+            lane: the lane to queue on instead of this file's (a metadata read of an org).
+            budget: stop SQLite once this much work is done.
+        """
         if self._closed:
             raise StorageUnavailable("store is closed")
-        return await asyncio.get_running_loop().run_in_executor(_READ_POOL, self._read_sync, fn)
+        return await READ_POOL.run(lane or self.lane, lambda: self._read_sync(fn, budget))
 
     # -- internals ----------------------------------------------------------------------------
 
-    def _read_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    def _reader(self) -> sqlite3.Connection:
+        with self._readers_lock:
+            if self._readers:
+                return self._readers.pop()
+        conn = connect(self.path, readonly=True)
         try:
-            conn = self._readers.get_nowait()
-        except queue.Empty:
-            conn = connect(self.path, readonly=True)
             if self._prepare_reader:
                 self._prepare_reader(conn)
-            with self._readers_lock:
-                self._all_readers.append(conn)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _release(self, conn: sqlite3.Connection) -> None:
+        keep = self._max_readers or READ_POOL.per_lane + 1
+        with self._readers_lock:
+            if not self._closed and len(self._readers) < keep:
+                self._readers.append(conn)
+                return
+        conn.close()
+
+    def _read_sync(self, fn: Callable[[sqlite3.Connection], T], budget: ScanBudget | None) -> T:
         try:
+            conn = self._reader()
+        except (sqlite3.Error, OSError) as exc:
+            raise storage_error(exc) from None
+        try:
+            if budget is not None:
+                budget.start()
+                conn.set_progress_handler(budget.check, ScanBudget.STEPS)
             return fn(conn)
         except sqlite3.Error as exc:
             raise storage_error(exc) from None
         finally:
+            if budget is not None:
+                conn.set_progress_handler(None, 0)
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            self._readers.put(conn)
+            self._release(conn)
 
     def _run(self, loop: asyncio.AbstractEventLoop, started: asyncio.Future[None]) -> None:
+        conn: sqlite3.Connection | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = connect(self.path, synchronous=self._synchronous)
             if self._setup:
                 self._setup(conn)
         except BaseException as exc:
-            failure = storage_error(exc) if isinstance(exc, sqlite3.Error) else exc
+            if conn is not None:
+                conn.close()
+            failure = storage_error(exc) if isinstance(exc, sqlite3.Error | OSError) else exc
             loop.call_soon_threadsafe(_deliver, started, None, failure)
             return
         loop.call_soon_threadsafe(_deliver, started, None, None)

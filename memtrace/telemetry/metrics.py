@@ -3,8 +3,11 @@
 Under ``memtrace serve --workers N`` every worker process records into the files of
 ``PROMETHEUS_MULTIPROC_DIR`` (prometheus_client's multiprocess mode, set up by the parent before
 the workers start) and ``GET /metrics``, whichever worker answers it, reports the sum over all
-workers: counters and histograms add up, and a gauge holds the value most recently set by any
-worker (each worker computes the same outbox counts from the shared files).
+workers: counters and histograms add up; a gauge of the shared state (readiness, an org's store
+health and outbox counts, which every worker checks on the same files) holds the value most
+recently set by any worker, and a gauge of one process's own resources (open stores, open
+streams, queued reads) is summed over the live workers (a worker that stops leaves the sum; one
+killed with SIGKILL leaves its last values until the server stops).
 """
 
 from __future__ import annotations
@@ -85,6 +88,58 @@ class Metrics:
             buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0),
             registry=self.registry,
         )
+
+        self.ready = Gauge(
+            "memtrace_ready",
+            "1 when this process can serve (metadata DB answers, the data directory takes "
+            "writes), as /ready reports it.",
+            registry=self.registry,
+            multiprocess_mode="mostrecent",
+        )
+        self.store_healthy = Gauge(
+            "memtrace_store_healthy",
+            "1 when the org's storage backend answered its last health check, by org.",
+            ["org_id"],
+            registry=self.registry,
+            multiprocess_mode="mostrecent",
+        )
+        self.open_stores = Gauge(
+            "memtrace_open_stores",
+            "Org stores open (summed over the worker processes).",
+            registry=self.registry,
+            multiprocess_mode="livesum",
+        )
+        self.open_streams = Gauge(
+            "memtrace_open_streams",
+            "Open GET /sse streams.",
+            registry=self.registry,
+            multiprocess_mode="livesum",
+        )
+        self.reads_queued = Gauge(
+            "memtrace_reads_queued",
+            "Reads waiting for a reader thread (all orgs).",
+            registry=self.registry,
+            multiprocess_mode="livesum",
+        )
+        self.partial_reads = Counter(
+            "memtrace_partial_reads",
+            "Lists and searches that stopped at their work budget (limits.scan_budget_ms).",
+            registry=self.registry,
+        )
+        self.rate_limited = Counter(
+            "memtrace_rate_limited",
+            "Requests answered 429, by the limit that refused them (key or org).",
+            ["scope"],
+            registry=self.registry,
+        )
+
+    def process_stopped(self) -> None:
+        """This worker process stops: its per-process gauges leave the workers' sums."""
+        directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if directory:
+            from prometheus_client.multiprocess import mark_process_dead
+
+            mark_process_dead(os.getpid(), directory)  # type: ignore[no-untyped-call]
 
     def render(self) -> bytes:
         """Prometheus text exposition format (of every worker process, see the module doc)."""

@@ -6,14 +6,15 @@ Per database (``x-arc-database``) one in-memory DuckDB; per measurement one tabl
 the first write with column types from each column's first non-null value. Writes land in a
 buffer that becomes queryable on flush: immediately (``flush_delay_s = 0``), after the delay,
 or on ``POST /api/v1/write/line-protocol/flush``. ``fault`` makes every API call answer 500 or
-503; ``lose_buffer()`` is a crash before the flush (204-answered rows are gone);
-``refuse_content`` makes Arc refuse (400) writes holding a row with that text; stopping the
-server refuses connections. The same switches over HTTP: ``POST /_emulator/control``. Run it:
-``python -m memtrace.testing.arc_server``.
+503, or (``"hang"``) never answer while it is set; ``lose_buffer()`` is a crash before the
+flush (204-answered rows are gone); ``refuse_content`` makes Arc refuse (400) writes holding a
+row with that text; stopping the server refuses connections. The same switches over HTTP:
+``POST /_emulator/control``. Run it: ``python -m memtrace.testing.arc_server``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 import threading
 import time
@@ -40,7 +41,8 @@ _QUALIFIED_TABLE = re.compile(r"\b(FROM|JOIN)\s+\"?[A-Za-z_]\w*\"?\s*\.\s*\"?[A-
 _STRIP_QUOTED = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"")
 _MIN_TS, _MAX_TS = -(2**63) + 1, 2**63 - 1  # DuckDB's TIMESTAMP range in µs (exclusive)
 TEST_TOKEN = "arc-test-token"  # noqa: S105 (a fixture's well-known token, not a secret)
-Fault = Literal["500", "503"] | None
+Fault = Literal["500", "503", "hang"] | None
+HANG_POLL_S = 0.02
 
 
 def _duck_type(value: Any) -> str:
@@ -207,7 +209,14 @@ class ArcEmulator:
         bearer = request.headers.get("authorization", "")
         return bearer == f"Bearer {self.token}" or request.headers.get("x-api-key") == self.token
 
-    def _guard(self, request: Request) -> Response | None:
+    async def _stall(self) -> None:
+        """The "hang" fault: no answer for as long as it is set (an Arc that stopped
+        responding without closing connections)."""
+        while self.fault == "hang":  # noqa: ASYNC110 (set from another thread)
+            await asyncio.sleep(HANG_POLL_S)
+
+    async def _guard(self, request: Request) -> Response | None:
+        await self._stall()
         if self.fault is not None:
             return JSONResponse({"success": False, "error": "emulated fault"}, int(self.fault))
         if not self._authorized(request):
@@ -221,13 +230,14 @@ class ArcEmulator:
     # -- endpoints ----------------------------------------------------------------------------
 
     async def _health(self, request: Request) -> Response:
+        await self._stall()
         if self.fault is not None:
             return JSONResponse({"status": "error"}, int(self.fault))
         return JSONResponse({"status": "ok"})
 
     async def _control(self, request: Request) -> Response:
         """Test switches over HTTP, for an emulator in another process: a JSON object with any
-        of ``fault`` ("500", "503" or null), ``flush_delay_ms``, ``refuse_content`` (text or
+        of ``fault`` ("500", "503", "hang" or null), ``flush_delay_ms``, ``refuse_content`` (text or
         null) and ``lose_buffer`` (true: crash before the flush now). Needs the token."""
         if self.token is not None and not self._authorized(request):
             return JSONResponse({"success": False, "error": "invalid token"}, 401)
@@ -242,7 +252,7 @@ class ArcEmulator:
             body.get("flush_delay_ms", 0),
             body.get("refuse_content"),
         )
-        if fault not in (None, "500", "503") or not isinstance(refuse, str | None):
+        if fault not in (None, "500", "503", "hang") or not isinstance(refuse, str | None):
             return JSONResponse({"success": False, "error": "fault or refuse_content"}, 400)
         if isinstance(delay, bool) or not isinstance(delay, int | float) or delay < 0:
             return JSONResponse({"success": False, "error": "flush_delay_ms"}, 400)
@@ -267,12 +277,12 @@ class ArcEmulator:
         )
 
     async def _flush(self, request: Request) -> Response:
-        if (denied := self._guard(request)) is not None:
+        if (denied := await self._guard(request)) is not None:
             return denied
         return JSONResponse({"flushed": self.flush()})
 
     async def _write(self, request: Request) -> Response:
-        if (denied := self._guard(request)) is not None:
+        if (denied := await self._guard(request)) is not None:
             return denied
         if self.fail_writes_after is not None and self.writes >= self.fail_writes_after:
             return JSONResponse({"success": False, "error": "emulated write fault"}, 503)
@@ -338,7 +348,7 @@ class ArcEmulator:
         return Response(status_code=204)
 
     async def _query(self, request: Request) -> Response:
-        if (denied := self._guard(request)) is not None:
+        if (denied := await self._guard(request)) is not None:
             return denied
         database = self._database(request)
         if database is None:

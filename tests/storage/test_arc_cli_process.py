@@ -19,6 +19,7 @@ from tests.helpers import (
     TEST_ENV,
     ServerProcess,
     admin,
+    fresh_store_health,
     invoke,
     memtrace_cmd,
     new_tenant,
@@ -83,8 +84,8 @@ def test_sigkill_with_pending_outbox_then_restart_ships_everything(
     server = ServerProcess(data_dir, env=env).start()
     try:
         ids = write_memories(server, api_key, 20)
-        stores = httpx.get(f"{server.url}/health").json()["stores"]
-        assert stores[org]["backend"] == "arc" and stores[org]["outbox_pending"] == 20
+        health = fresh_store_health(server.url, org)
+        assert health["backend"] == "arc" and health["outbox_pending"] == 20
         assert server.kill(signal.SIGKILL) == -signal.SIGKILL
     finally:
         server.stop()
@@ -99,8 +100,7 @@ def test_sigkill_with_pending_outbox_then_restart_ships_everything(
             return [r[0] for r in rows] == sorted(ids)
 
         wait_until(all_in_arc, timeout=20)
-        stores = httpx.get(f"{restarted.url}/health").json()["stores"]
-        assert stores[org]["outbox_pending"] == 0
+        assert fresh_store_health(restarted.url, org)["outbox_pending"] == 0
     finally:
         restarted.stop()
     logs = server.log_path.read_text() + restarted.log_path.read_text()

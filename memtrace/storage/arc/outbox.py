@@ -28,6 +28,7 @@ from pathlib import Path
 from memtrace.domain.ids import memory_ids
 from memtrace.domain.memory import MemoryRecord, WriteOutcome
 from memtrace.storage.base import MemoryQuery, NewMemory
+from memtrace.storage.readpool import SYSTEM_LANE
 from memtrace.storage.rows import (
     COLUMN_LIST,
     PLACEHOLDERS,
@@ -112,10 +113,17 @@ class ShippedRow:
 class Outbox:
     """One org's outbox file: rows Arc is not known to hold, and the dedup window index."""
 
-    def __init__(self, path: Path, org_id: str, *, synchronous: Synchronous = "FULL") -> None:
+    def __init__(
+        self,
+        path: Path,
+        org_id: str,
+        *,
+        synchronous: Synchronous = "FULL",
+        lane: str | None = None,
+    ) -> None:
         self.path = path
         self.org_id = org_id
-        self.db = SQLiteDatabase(path, setup=_migrate, synchronous=synchronous)
+        self.db = SQLiteDatabase(path, setup=_migrate, synchronous=synchronous, lane=lane)
 
     async def open(self) -> None:
         await self.db.open()
@@ -365,6 +373,9 @@ class Outbox:
         )
 
     async def counts(self) -> OutboxCounts:
+        """Pending, unverified and parked rows (read on the system lane: health checks never
+        queue behind the org's reads)."""
+
         def run(conn: sqlite3.Connection) -> OutboxCounts:
             pending, unverified, parked = conn.execute(
                 "SELECT count(*) FILTER (WHERE shipped_at IS NULL AND parked_at IS NULL), "
@@ -373,7 +384,7 @@ class Outbox:
             ).fetchone()
             return OutboxCounts(int(pending), int(unverified), int(parked))
 
-        return await self.db.read(run)
+        return await self.db.read(run, lane=SYSTEM_LANE)
 
 
 def _remember(conn: sqlite3.Connection, entries: Sequence[tuple[str, int, str]], now: int) -> None:

@@ -140,8 +140,14 @@ def select_sql(
     (identical rows). Limit, offset and ``has_more`` must count each memory once.
     """
     direction = "DESC" if q.order == "desc" else "ASC"
+    columns = _select_list(layout)
+    if q.content_chars is not None and not layout.go:  # a preview: the leading characters
+        # (Go rows derive their id from the whole content: those are cut after reading.)
+        cut = f"substr(content, 1, {number(q.content_chars)}) AS content"
+        columns = ", ".join(cut if name == "content" else _READ_AS.get(name, name)
+                            for name in RECORD_COLUMNS)  # fmt: skip
     return _checked(
-        f"SELECT DISTINCT {_select_list(layout)} FROM {quote_ident(measurement)} "  # noqa: S608
+        f"SELECT DISTINCT {columns} FROM {quote_ident(measurement)} "  # noqa: S608
         f"WHERE {where_clause(q, layout)} "
         f"ORDER BY time_us {direction}, {layout.order_key} {direction} "
         f"LIMIT {number(limit)} OFFSET {number(offset)}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from memtrace.storage.arc.layouts import ArcLayout, LayoutProbe, dedup_entries
 from memtrace.storage.arc.outbox import Outbox
 from memtrace.storage.arc.shipper import Shipper, shown_by_arc
 from memtrace.storage.arc.target import ArcTarget
-from memtrace.storage.base import AgentMemoryStats, MemoryQuery, NewMemory, StoreHealth
+from memtrace.storage.base import AgentMemoryStats, MemoryQuery, NewMemory, QueryPage, StoreHealth
 from memtrace.storage.rows import matches, sort_key
 from memtrace.storage.sqlite import Synchronous
 from memtrace.telemetry.metrics import Metrics
@@ -54,7 +55,7 @@ class ArcStore:
         self.org_id = org_id
         self.target = target
         self.settings = settings
-        self.outbox = Outbox(outbox_path, org_id, synchronous=synchronous)
+        self.outbox = Outbox(outbox_path, org_id, synchronous=synchronous, lane=org_id)
         self.client = ArcClient(
             target.url,
             target.database,
@@ -177,6 +178,15 @@ class ArcStore:
             raise self._read_failed(exc) from None
 
     async def query(self, q: MemoryQuery) -> list[MemoryRecord]:
+        records = await self._query(q)
+        if q.content_chars is None:
+            return records
+        chars = q.content_chars  # (the outbox's rows and Go rows arrive whole)
+        return [
+            r if len(r.content) <= chars else replace(r, content=r.content[:chars]) for r in records
+        ]
+
+    async def _query(self, q: MemoryQuery) -> list[MemoryRecord]:
         extra = await self._overlay(q)
         measurement = self.target.measurement
         layout = await self._layout()
@@ -192,6 +202,10 @@ class ArcStore:
             merged.setdefault(record.id, record)
         ordered = sorted(merged.values(), key=sort_key, reverse=q.order == "desc")
         return ordered[q.offset : q.offset + q.limit]
+
+    async def query_page(self, q: MemoryQuery, budget_s: float) -> QueryPage:
+        # Arc scans on its own CPU, bounded by arc.query_timeout_s; the overlay is small.
+        return QueryPage(await self.query(q))
 
     async def count(self, q: MemoryQuery) -> int:
         extra = await self._overlay(q)

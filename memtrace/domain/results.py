@@ -1,0 +1,73 @@
+"""What the service's calls return before an adapter turns it into JSON (``to_wire`` gives the
+shape of the matching wire model in :mod:`memtrace.domain.models`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from memtrace.domain.memory import MemoryRecord
+from memtrace.domain.models import DuplicateEntry
+
+PARTIAL_HINT = (
+    "the search stopped at its work budget (limits.scan_budget_ms) before it had looked at "
+    "every memory; narrow it with agent_id, session_id, since/until or a longer "
+    "content_contains (3+ ASCII characters use an index)"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBatch:
+    """What a batch write stored, and the duplicates it skipped (internal; see ``to_wire``)."""
+
+    memories: list[MemoryRecord]
+    duplicates: list[DuplicateEntry]
+
+    def to_wire(self) -> dict[str, Any]:
+        """The JSON shape of :class:`~memtrace.domain.models.MemoryBatchResult`."""
+        return {
+            "count": len(self.memories),
+            "memories": [m.to_wire() for m in self.memories],
+            "duplicates": [d.model_dump() for d in self.duplicates],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RecordPage:
+    """One page of a listing, with the exact look-ahead ``has_more``."""
+
+    memories: list[MemoryRecord]
+    has_more: bool
+    partial: bool = False
+
+    def to_wire(self) -> dict[str, Any]:
+        """The JSON shape of :class:`~memtrace.domain.models.MemoryList`."""
+        wire: dict[str, Any] = {
+            "memories": [m.to_wire() for m in self.memories],
+            "count": len(self.memories),
+            "has_more": self.has_more,
+        }
+        if self.partial:
+            wire["partial"] = True
+        return wire
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHits:
+    """What a search found, with the time it took."""
+
+    results: list[MemoryRecord]
+    query_time_ms: int
+    partial: bool = False
+
+    def to_wire(self) -> dict[str, Any]:
+        """The JSON shape of :class:`~memtrace.domain.models.SearchResult`."""
+        wire: dict[str, Any] = {
+            "results": [m.to_wire() for m in self.results],
+            "count": len(self.results),
+            "query_time_ms": self.query_time_ms,
+        }
+        if self.partial:
+            wire["partial"] = True
+            wire["partial_reason"] = PARTIAL_HINT
+        return wire
