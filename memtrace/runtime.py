@@ -11,11 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import shutil
+import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from memtrace.auth.keys import Authenticator, Principal, new_api_key
 from memtrace.auth.permissions import ALL_PERMISSIONS
+from memtrace.auth.ratelimit import RateLimiter, SharedRateLimiter
 from memtrace.config import Settings
 from memtrace.domain.ids import DEFAULT_ORG_ID
 from memtrace.domain.timestamps import now_us
@@ -33,11 +39,60 @@ log = logging.getLogger(__name__)
 RELOAD_INTERVAL_S = 0.5
 
 
+# -- what the worker processes of one ``memtrace serve --workers N`` share --------------------
+# Besides the data files: the parent creates a directory before it starts the workers and
+# removes it when they are gone. It holds the rate limiter's bucket table (SharedRateLimiter)
+# and prometheus_client's per-process metric files (PROMETHEUS_MULTIPROC_DIR). Everything else
+# the workers share lives in the data directory's SQLite files: each org's store (SQLite's lock
+# serializes their write transactions; dedup decisions and new ids are made inside them), the
+# metadata DB (keys, revocations, agents: every worker reloads on change within 0.5 s) and each
+# Arc outbox (one worker at a time ships it, see memtrace.storage.arc.shipper).
+
+SHARE_ENV = "MEMTRACE_WORKER_SHARE"
+METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+@dataclass(frozen=True)
+class WorkerShare:
+    """The shared directory of one multi-worker server."""
+
+    directory: Path
+
+    @classmethod
+    def create(cls) -> WorkerShare:
+        """A fresh directory (in the parent, before any worker starts)."""
+        directory = Path(tempfile.mkdtemp(prefix="memtrace-workers-"))
+        (directory / "metrics").mkdir()
+        return cls(directory)
+
+    def export(self) -> None:
+        """Name it in this process's environment, which the workers inherit."""
+        os.environ[SHARE_ENV] = str(self.directory)
+        os.environ[METRICS_ENV] = str(self.directory / "metrics")
+
+    @classmethod
+    def from_env(cls) -> WorkerShare | None:
+        """The share of the server this worker belongs to, if any."""
+        directory = os.environ.get(SHARE_ENV)
+        return cls(Path(directory)) if directory else None
+
+    def rate_limiter(self, rate: float, burst: int, namespace: str) -> SharedRateLimiter:
+        return SharedRateLimiter(self.directory / "ratelimit", rate, burst, namespace=namespace)
+
+    def remove(self) -> None:
+        """Delete the directory (the parent, once every worker has exited)."""
+        shutil.rmtree(self.directory, ignore_errors=True)
+        for name in (SHARE_ENV, METRICS_ENV):
+            os.environ.pop(name, None)
+
+
 class Runtime:
     """Everything a memtrace process needs, started and stopped as one unit."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, share: WorkerShare | None = None) -> None:
+        """``share``: this process is one worker of several (``memtrace serve --workers``)."""
         self.settings = settings
+        self.share = share
         self.catalog = Catalog(
             settings.metadata_path,
             synchronous=settings.storage.synchronous,
@@ -100,6 +155,8 @@ class Runtime:
             self._watcher = None
         await self.stores.close()
         await self.catalog.close()
+        if self.share is not None:
+            self.metrics.process_stopped()
 
     async def _adopt_legacy_arc(self) -> None:
         """A Go ``memtrace.toml`` with the legacy ``[arc]`` url binds ``org_default`` on the
@@ -170,6 +227,15 @@ class Runtime:
                 await self.catalog.flush_activity()
             except Exception:
                 log.exception("metadata watch tick failed; retrying")
+
+    def rate_limiter(
+        self, rate: float, burst: int, namespace: str
+    ) -> RateLimiter | SharedRateLimiter:
+        """A token-bucket limiter of this process, or of every worker when there are several
+        (one allowance per server, whichever worker a request reaches)."""
+        if self.share is not None and rate > 0:
+            return self.share.rate_limiter(rate, burst, namespace)
+        return RateLimiter(rate, burst)
 
     async def authenticate(self, presented: str | None) -> Principal:
         return await self.auth.authenticate(presented)

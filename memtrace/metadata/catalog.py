@@ -57,6 +57,7 @@ class Catalog:
         # (org, agent) of agents known to be registered, least recently active first
         self._known: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._known_max = agent_cache_size
+        self._agents_deleted = 0  # the metadata DB's count when _known was last valid
         self._pending: dict[tuple[str, str], int] = {}
         # The admin watch (data_version, keys, orgs, bindings) has a connection and a thread of
         # its own: it never queues behind tenants' reads in the shared reader pool, so a key
@@ -104,14 +105,23 @@ class Catalog:
             watch.execute("BEGIN")
             try:
                 return AdminSnapshot(
-                    md.list_keys(watch), md.list_orgs(watch), bindings.list_bindings(watch)
+                    md.list_keys(watch),
+                    md.list_orgs(watch),
+                    bindings.list_bindings(watch),
+                    md.read_counter(watch, md.AGENTS_DELETED),
                 )
             except sqlite3.Error as exc:
                 raise storage_error(exc) from None
             finally:
                 watch.execute("ROLLBACK")
 
-        return await self._on_watch_thread(read)
+        snapshot = await self._on_watch_thread(read)
+        if snapshot.agents_deleted != self._agents_deleted:
+            # An agent was deleted, maybe by another process (another worker of the same
+            # server): forget which agents exist, so the next write registers its agent again.
+            self._agents_deleted = snapshot.agents_deleted
+            self._known.clear()
+        return snapshot
 
     async def ping(self) -> None:
         """Raise unless the metadata DB answers a query."""

@@ -90,10 +90,17 @@ def _v3_agent_names(db: sqlite_utils.Database) -> None:
     db.table("agents").create_index(["org_id", "name"], index_name="agents_org_name")
 
 
+def _v4_counters(db: sqlite_utils.Database) -> None:
+    """Counters of events other processes must learn about: ``agents_deleted`` tells every
+    server process (``memtrace serve --workers N``) to forget which agents it knows exist."""
+    db.create_table("counters", {"name": str, "value": int}, pk="name", not_null={"value"})
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v1_core,
     _v2_arc_bindings,
     _v3_agent_names,
+    _v4_counters,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
