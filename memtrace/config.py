@@ -138,10 +138,11 @@ class ServerSettings(_Section):
     )
     max_header_bytes: int = Field(default=64 * 1024, ge=1024, le=1024 * 1024)
     workers: int = Field(
-        default=0,
+        default=1,
         ge=0,
         le=64,
-        description="Server processes sharing the port; 0: one per CPU core, at most 8.",
+        description="Server processes sharing the port; 0: one per CPU core, at most 8 "
+        "(docs/configuration.md#workers: legacy SSE sessions need 1).",
     )
     health_interval_s: float = Field(
         default=2.0,
