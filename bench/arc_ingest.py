@@ -1,8 +1,13 @@
-"""Ingest through ArcStore into the Arc emulator: acknowledged rows/s, shipped rows/s, ship latency.
+"""Ingest through ArcStore into the Arc emulator: acknowledged rows/s, shipped rows/s, ship latency,
+and CPU per memory against the embedded store in the same run.
 
 The emulator runs as its own process (`python -m memtrace.testing.arc_server`, real HTTP); the
 store runs here with its durable outbox (synchronous=FULL, the default) in a temp dir. Writes
 are batches of --batch memories, as the REST batch endpoint would hand them to the store.
+Before that, the same memories go into an EmbeddedStore (same batches, same settings): the CPU
+of this process per memory (all threads; the emulator's CPU is not counted) compares the two
+paths, acknowledged (until the last write returned) and, for Arc, until every row was shipped
+and verified (the outbox empty).
 
 .venv/bin/python -m bench.arc_ingest --memories 100000 --batch 1000
 """
@@ -28,6 +33,7 @@ from memtrace.domain.timestamps import now_us
 from memtrace.storage.arc.store import ArcStore
 from memtrace.storage.arc.target import ArcTarget
 from memtrace.storage.base import NewMemory
+from memtrace.storage.embedded import EmbeddedStore
 
 TOKEN = "bench-token"
 
@@ -59,6 +65,21 @@ def new_memories(total: int, seed: int = 11, days: int = 30) -> list[NewMemory]:
     return out
 
 
+WINDOW_US = 24 * 3_600_000_000
+
+
+async def embedded_cpu(items: list[NewMemory], batch: int, workdir: Path) -> float:
+    """CPU seconds of this process to write ``items`` into an EmbeddedStore, batch by batch."""
+    store = EmbeddedStore(workdir / "memories.db", "org_bench")
+    await store.open()
+    cpu = time.process_time()
+    for start in range(0, len(items), batch):
+        await store.write(items[start : start + batch], WINDOW_US)
+    cpu = time.process_time() - cpu
+    await store.close()
+    return cpu
+
+
 async def run(total: int, batch: int, url: str, workdir: Path, days: int) -> list[tuple[str, str]]:
     fields = ArcSettings.model_fields
     verifies = "verify_after_s" in fields  # False for a tree from before rows were verified
@@ -68,7 +89,7 @@ async def run(total: int, batch: int, url: str, workdir: Path, days: int) -> lis
         ArcTarget(url, "bench", "events", TOKEN),
         workdir / "arc_outbox.db",
         settings,
-        dedup_window_us=24 * 3_600_000_000,
+        dedup_window_us=WINDOW_US,
     )
     # Ship latency per row, from the write's return (acknowledged) to Arc's 204: timed around
     # the client's write, so the figure is the same for any version of the store.
@@ -85,7 +106,7 @@ async def run(total: int, batch: int, url: str, workdir: Path, days: int) -> lis
     store.client.write = timed_write  # type: ignore[method-assign]
 
     async def write(items: list[NewMemory]) -> None:
-        outcomes = await store.write(items, 24 * 3_600_000_000)
+        outcomes = await store.write(items, WINDOW_US)
         at = now_us()
         for outcome in outcomes:
             if outcome.record is not None:
@@ -97,17 +118,18 @@ async def run(total: int, batch: int, url: str, workdir: Path, days: int) -> lis
         return 0
 
     items = new_memories(total, days=days)
+    embedded = await embedded_cpu(items, batch, workdir)
     await store.open()
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     for start in range(0, total, batch):
         await write(items[start : start + batch])
-    acked = time.perf_counter() - started
+    acked, acked_cpu = time.perf_counter() - started, time.process_time() - cpu
     while await store.outbox.pending_count():
         await asyncio.sleep(0.02)
     shipped = time.perf_counter() - started
     while await outbox_left():
         await asyncio.sleep(0.05)
-    verified = time.perf_counter() - started
+    verified, verified_cpu = time.perf_counter() - started, time.process_time() - cpu
     heavy = [shipped_at[i] - acked_at[i] for i in acked_at if i in shipped_at]
     # Light load: single writes at ~200/s, the latency a lone agent's memory sees.
     light = new_memories(500, seed=12, days=days)
@@ -120,8 +142,18 @@ async def run(total: int, batch: int, url: str, workdir: Path, days: int) -> lis
     await store.close()
     lat = [v / 1000 for v in heavy]
     light_lat = [shipped_at[i] / 1000 - acked_at[i] / 1000 for i in acked_at if i not in light_ids]
+    per = 1e6 / total
     return [
         ("memories", f"{total:,} in batches of {batch}, times spread over {days} days"),
+        ("CPU per memory, embedded store", f"{embedded * per:.1f} us"),
+        (
+            "CPU per memory, Arc acknowledged",
+            f"{acked_cpu * per:.1f} us ({acked_cpu / embedded:.2f}x the embedded store)",
+        ),
+        (
+            "CPU per memory, Arc shipped + verified",
+            f"{verified_cpu * per:.1f} us ({verified_cpu / embedded:.2f}x the embedded store)",
+        ),
         ("acknowledged (outbox commit)", f"{total / acked:,.0f} rows/s ({acked:.2f} s)"),
         ("shipped to Arc (end to end)", f"{total / shipped:,.0f} rows/s ({shipped:.2f} s)"),
         (

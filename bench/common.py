@@ -78,13 +78,14 @@ RARE_WORD = "zanzibarite"  # appears in about 1 in 20,000 memories
 
 
 def wait_healthy(url: str, timeout_s: float) -> bool:
-    """Poll ``url``/health until it answers 200 (False at the deadline). One client for the
-    polls: ``httpx.get()`` builds a client per call, ~30 ms of CPU."""
+    """Poll ``url``/health until it answers 200, or 404 from a server without one (the bare
+    baseline, bench/bare.py); False at the deadline. One client for the polls:
+    ``httpx.get()`` builds a client per call, ~30 ms of CPU."""
     deadline = time.monotonic() + timeout_s
     with httpx.Client() as http:
         while time.monotonic() < deadline:
             try:
-                if http.get(f"{url}/health").status_code == 200:
+                if http.get(f"{url}/health").status_code in (200, 404):
                     return True
             except httpx.TransportError:
                 pass
@@ -114,9 +115,13 @@ class Server:
         data_dir: Path | None = None,
         env: dict[str, str] | None = None,
         key: str | None = None,
+        *,
+        args: tuple[str, ...] = (),
+        argv: list[str] | None = None,
     ) -> Server:
-        """Start ``memtrace serve``; ``key`` is the admin key of an existing deployment (a new
-        one prints its key on first start)."""
+        """Start ``memtrace serve`` (extra ``args``, e.g. ``--workers 2``), or ``argv`` with
+        ``{port}`` in it (a baseline server that needs no key); ``key`` is the admin key of an
+        existing deployment (a new one prints its key on first start)."""
         tmp = None
         if data_dir is None:
             tmp = tempfile.TemporaryDirectory(prefix="memtrace-bench-")
@@ -125,8 +130,12 @@ class Server:
         log = data_dir.parent / f"serve-{port}.log"
         data_dir.parent.mkdir(parents=True, exist_ok=True)
         exe = str(Path(sys.executable).parent / "memtrace")
+        command = [exe, "serve", "--data-dir", str(data_dir), "--port", str(port), *args]
+        if argv is not None:
+            command = [part.format(port=port) for part in argv]
+            key = key or ""
         proc = subprocess.Popen(
-            [exe, "serve", "--data-dir", str(data_dir), "--port", str(port)],
+            command,
             stdout=log.open("wb"),
             stderr=subprocess.STDOUT,
             # Benchmarks measure throughput, so the rate limits are off unless env sets them.
@@ -149,6 +158,11 @@ class Server:
             key = found.group(0)
         return cls(url, key, proc, data_dir, tmp)
 
+    @classmethod
+    def bare(cls) -> Server:
+        """The baseline: a bare FastAPI endpoint on the same uvicorn settings (bench/bare.py)."""
+        return cls.start(argv=[sys.executable, "-m", "bench.bare", "--port", "{port}"])
+
     def peak_rss_mb(self) -> float:
         """Peak resident set size of the server process (VmHWM), in MiB."""
         assert self.proc is not None
@@ -158,15 +172,14 @@ class Server:
         return float("nan")
 
     def cpu_seconds(self) -> float:
-        """User + system CPU time the server process has used so far (all threads).
+        """User + system CPU time the server has used so far: every thread of the process and
+        of its worker processes (``--workers``), including children that already exited.
 
         On a shared, loaded machine throughput and latency move with the neighbours' load; CPU
         per request does much less, so before/after comparisons use it.
         """
         assert self.proc is not None
-        stat = Path(f"/proc/{self.proc.pid}/stat").read_text()
-        fields = stat.rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return tree_cpu_seconds(self.proc.pid)
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -174,6 +187,39 @@ class Server:
             self.proc.wait(timeout=60)
         if self._tmp is not None:
             self._tmp.cleanup()
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(p) for p in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return found
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` and every live descendant (with the children each
+    has already reaped)."""
+    total = 0.0
+    for proc in [pid, *_descendants(pid)]:
+        try:
+            stat = Path(f"/proc/{proc}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        total += sum(int(fields[i]) for i in (11, 12, 13, 14)) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def _descendants(pid: int) -> list[int]:
+    out, todo = [], [pid]
+    while todo:
+        for child in _children(todo.pop()):
+            out.append(child)
+            todo.append(child)
+    return out
 
 
 def memory(i: int, rng: random.Random, now_us: int, days: int, agents: int) -> dict[str, Any]:

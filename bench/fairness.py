@@ -75,6 +75,9 @@ class Deployment:
 def _env(source: Path | None, extra: dict[str, str] | None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEMTRACE_")}
     env["MEMTRACE_AUTH_BCRYPT_ROUNDS"] = "4"
+    # One process: the limits measured here (read lanes, stream caps, open stores) are each
+    # worker's own (docs/configuration.md, "Workers").
+    env["MEMTRACE_SERVER_WORKERS"] = "1"
     if source is not None:
         env["PYTHONPATH"] = str(source)
     return {**env, **(extra or {})}

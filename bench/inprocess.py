@@ -6,12 +6,15 @@ with the client out of the picture, so before/after pairs of one change can be c
 
 - ``remember``: the REST app (``http_api.create_app``, every middleware, auth, validation,
   the service, the writer thread with ``synchronous=FULL``) called as an ASGI app by 32
-  concurrent in-process callers; CPU of the whole process (all threads) per request.
+  concurrent in-process callers; CPU of the whole process (all threads) per request, and of
+  the store's writer thread alone. ``--compare`` also runs the baseline of bench/bare.py (a
+  bare FastAPI endpoint validating the same body into the same pydantic model) the same way,
+  alternating, and prints the ratio.
 - ``ingest``: 1,000-memory batches through the service, with the CPU per memory of each phase
-  (JSON parse, validation, the service's per-item preparation, the store write including the
-  writer thread, the response's JSON).
+  (JSON parse, validation as the REST route does it, the service's per-item preparation and
+  the store write including the writer thread, the response's JSON).
 
-.venv/bin/python -m bench.inprocess remember --requests 8000
+.venv/bin/python -m bench.inprocess remember --requests 8000 [--compare]
 .venv/bin/python -m bench.inprocess ingest --memories 40000
 """
 
@@ -21,6 +24,7 @@ import argparse
 import asyncio
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
@@ -28,11 +32,13 @@ from typing import Any
 
 import orjson
 
+from bench.bare import create_bare_app
 from bench.common import batches
 from http_api.app import create_app
 from memtrace.config import load_settings
+from memtrace.domain.hotpath import parse_batch
 from memtrace.domain.ids import DEFAULT_ORG_ID
-from memtrace.domain.models import MemoryBatchCreate, parse_model
+from memtrace.domain.jsonbody import parse_json
 from memtrace.runtime import Runtime
 
 Message = MutableMapping[str, Any]
@@ -49,34 +55,33 @@ async def _runtime(data_dir: Path) -> tuple[Runtime, str]:
     return runtime, key
 
 
-async def remember(requests: int) -> dict[str, Any]:
-    """CPU per single remember of the REST app, 32 concurrent in-process callers."""
-    runtime, key = await _runtime(Path(tempfile.mkdtemp()) / "data")
-    app = create_app(runtime, manage_runtime=False)
-    headers = [
-        (b"host", b"127.0.0.1:9100"),
-        (b"content-type", b"application/json"),
-        (b"x-api-key", key.encode()),
-    ]
+def _scope(path: str, headers: list[tuple[bytes, bytes]], body: bytes) -> dict[str, Any]:
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [*headers, (b"content-length", str(len(body)).encode())],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+    }
+
+
+async def _drive(
+    app: Any, headers: list[tuple[bytes, bytes]], requests: int, first: int = 0
+) -> dict[str, Any]:
+    """32 concurrent callers of ``POST /api/v1/memories``; CPU of this process per request.
+    Contents are numbered from ``first`` (distinct contents: no 409)."""
 
     async def call(i: int) -> None:
         body = orjson.dumps(
             {"agent_id": f"agent-{i % 50}", "content": f"in-process memory {i}", "tags": ["ops"]}
         )
-        scope: dict[str, Any] = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "POST",
-            "scheme": "http",
-            "path": "/api/v1/memories",
-            "raw_path": b"/api/v1/memories",
-            "query_string": b"",
-            "root_path": "",
-            "headers": [*headers, (b"content-length", str(len(body)).encode())],
-            "client": ("127.0.0.1", 1),
-            "server": ("127.0.0.1", 80),
-        }
         messages = [{"type": "http.request", "body": body, "more_body": False}]
         status: list[int] = []
 
@@ -90,7 +95,7 @@ async def remember(requests: int) -> dict[str, Any]:
             if message["type"] == "http.response.start":
                 status.append(message["status"])
 
-        await app(scope, receive, send)
+        await app(_scope("/api/v1/memories", headers, body), receive, send)
         if status != [201]:
             raise RuntimeError(f"remember {i} answered {status}")
 
@@ -101,19 +106,65 @@ async def remember(requests: int) -> dict[str, Any]:
 
         await asyncio.gather(*(client(first + c * count) for c in range(CLIENTS)))
 
-    try:
-        await clients(0, max(1, 500 // CLIENTS))  # warm-up
-        per_client = max(1, requests // CLIENTS)
-        cpu, wall = time.process_time(), time.perf_counter()
-        await clients(1_000_000, per_client)
-        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-    finally:
-        await runtime.close()
+    await clients(first, max(1, 500 // CLIENTS))  # warm-up
+    per_client = max(1, requests // CLIENTS)
+    writer = _writer_clock()
+    writer_cpu = time.clock_gettime(writer) if writer is not None else 0.0
+    cpu, wall = time.process_time(), time.perf_counter()
+    await clients(first + 1_000_000, per_client)
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     done = per_client * CLIENTS
-    return {
+    out = {
         "cpu_us_per_request": round(cpu / done * 1e6, 1),
         "requests_per_s_in_process": round(done / wall),
         "requests": done,
+    }
+    if writer is not None:
+        writer_cpu = time.clock_gettime(writer) - writer_cpu
+        out["writer_thread_us_per_request"] = round(writer_cpu / done * 1e6, 1)
+    return out
+
+
+def _writer_clock() -> int | None:
+    """The CPU clock of the org store's writer thread, if one runs."""
+    for thread in threading.enumerate():
+        if thread.name.startswith("sqlite-writer:memories") and thread.ident is not None:
+            return time.pthread_getcpuclockid(thread.ident)
+    return None
+
+
+async def remember(requests: int) -> dict[str, Any]:
+    """CPU per single remember of the REST app, 32 concurrent in-process callers."""
+    runtime, key = await _runtime(Path(tempfile.mkdtemp()) / "data")
+    app = create_app(runtime, manage_runtime=False)
+    headers = [
+        (b"host", b"127.0.0.1"),
+        (b"content-type", b"application/json"),
+        (b"x-api-key", key.encode()),
+    ]
+    try:
+        return await _drive(app, headers, requests)
+    finally:
+        await runtime.close()
+
+
+async def bare(requests: int) -> dict[str, Any]:
+    """The same load on the baseline of bench/bare.py (validation into the same model only)."""
+    headers = [(b"host", b"127.0.0.1"), (b"content-type", b"application/json")]
+    return await _drive(create_bare_app(), headers, requests)
+
+
+async def compare(requests: int, rounds: int = 2) -> dict[str, Any]:
+    """memtrace and the bare baseline, alternating; the ratio of the medians."""
+    ours, base = [], []
+    for _ in range(rounds):
+        ours.append((await remember(requests))["cpu_us_per_request"])
+        base.append((await bare(requests))["cpu_us_per_request"])
+    median = sorted(ours)[len(ours) // 2], sorted(base)[len(base) // 2]
+    return {
+        "memtrace_us_per_request": ours,
+        "bare_us_per_request": base,
+        "ratio_of_medians": round(median[0] / median[1], 2),
     }
 
 
@@ -139,9 +190,9 @@ async def ingest(memories: int) -> dict[str, Any]:
     try:
         total = time.process_time()
         for body in bodies:
-            payload = timed("parse", lambda b=body: orjson.loads(b))
-            batch = timed("validate", lambda p=payload: parse_model(MemoryBatchCreate, p))
-            result = await timed_async("write", lambda b=batch: service.remember_batch(b.memories))
+            payload = timed("parse", lambda b=body: parse_json(b))
+            batch = timed("validate", lambda p=payload: parse_batch(p))
+            result = await timed_async("write", lambda b=batch: service.remember_batch(b))
             timed("response", lambda r=result: orjson.dumps(r.to_wire()))
         total = time.process_time() - total
     finally:
@@ -156,8 +207,11 @@ def main() -> None:
     parser.add_argument("load", choices=["remember", "ingest"])
     parser.add_argument("--requests", type=int, default=8000)
     parser.add_argument("--memories", type=int, default=40_000)
+    parser.add_argument("--compare", action="store_true", help="also run the bare baseline")
     args = parser.parse_args()
-    if args.load == "remember":
+    if args.load == "remember" and args.compare:
+        result = asyncio.run(compare(args.requests))
+    elif args.load == "remember":
         result = asyncio.run(remember(args.requests))
     else:
         result = asyncio.run(ingest(args.memories))

@@ -40,7 +40,7 @@ def main() -> None:
     parser.add_argument("--amount", type=int, default=100_000)
     parser.add_argument("--top", type=int, default=25)
     args = parser.parse_args()
-    server = Server.start()
+    server = Server.start(args=("--workers", "1"))  # py-spy follows one process
     assert server.proc is not None
     spy = subprocess.Popen(
         [

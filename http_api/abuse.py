@@ -4,7 +4,6 @@ rate limiting per key and per org, and a deadline for slow request bodies."""
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 
 import orjson
@@ -12,7 +11,7 @@ from starlette.applications import Starlette
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from memtrace.auth.keys import presented_key
-from memtrace.auth.ratelimit import RateLimiter, caller_identity
+from memtrace.auth.ratelimit import RateLimiter, SharedRateLimiter, caller_identity
 from memtrace.config import Settings
 from memtrace.domain.errors import InvalidInput, MemtraceError, RateLimited, RequestTimeout
 from memtrace.telemetry.metrics import Metrics
@@ -53,8 +52,8 @@ class RateLimitMiddleware:
     def __init__(
         self,
         app: ASGIApp,
-        limiter: RateLimiter,
-        org_limiter: RateLimiter | None = None,
+        limiter: RateLimiter | SharedRateLimiter,
+        org_limiter: RateLimiter | SharedRateLimiter | None = None,
         org_of: Callable[[str | None], str | None] | None = None,
         metrics: Metrics | None = None,
     ) -> None:
@@ -115,9 +114,11 @@ class BodyTimeoutMiddleware:
             if body_done:  # later reads only wait for a disconnect: no deadline
                 return await receive()
             if deadline is None:
-                deadline = time.monotonic() + self.timeout_s
+                deadline = asyncio.get_running_loop().time() + self.timeout_s
             try:
-                message = await asyncio.wait_for(receive(), deadline - time.monotonic())
+                # (asyncio.timeout_at, not wait_for: no task per read, ~10 us less a request)
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
             except TimeoutError:
                 timed_out = True
                 raise RequestTimeout(
@@ -146,18 +147,19 @@ class BodyTimeoutMiddleware:
 def install_abuse_limits(
     app: Starlette,
     settings: Settings,
-    limiter: RateLimiter,
     *,
-    org_limiter: RateLimiter | None = None,
+    limiter: RateLimiter | SharedRateLimiter | None = None,
+    org_limiter: RateLimiter | SharedRateLimiter | None = None,
     org_of: Callable[[str | None], str | None] | None = None,
     metrics: Metrics | None = None,
 ) -> None:
     """Add the abuse-limit middleware (outermost, so it also guards later mounts).
 
     Args:
-        limiter: the per-key limiter (the runtime's: in cluster mode it enforces this
-            replica's share).
-        org_limiter: the per-org limiter (likewise), else one from ``settings``.
+        limiter, org_limiter: the per-key and per-org limiters (the runtime's: shared by the
+            workers of a multi-process server, and in cluster mode enforcing this replica's
+            share); by default ones of this process from ``limits.rate_*`` and
+            ``limits.org_rate_*``.
         org_of: the org of an already verified key (``Authenticator.known_org``); without it
             only the per-key limit applies.
     """
@@ -165,7 +167,7 @@ def install_abuse_limits(
     limits = settings.limits
     app.add_middleware(
         RateLimitMiddleware,
-        limiter=limiter,
+        limiter=limiter or RateLimiter(limits.rate_per_s, limits.rate_burst),
         org_limiter=org_limiter or RateLimiter(limits.org_rate_per_s, limits.org_rate_burst),
         org_of=org_of,
         metrics=metrics,

@@ -8,12 +8,15 @@ from typing import Any, Protocol
 
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
+from starlette.routing import BaseRoute
 
 from http_api.abuse import install_abuse_limits
 from http_api.errors import install_error_handlers
 from http_api.guard import AuthGate, HostPolicy, RequestGuard
 from http_api.middleware import BodyLimitMiddleware, MetricsMiddleware
 from http_api.routes import agents, health, lifecycle, memories, sessions
+from http_api.routes.memories import WRITE_PATH
+from http_api.writepath import MemoryWritePath
 from memtrace import __version__
 from memtrace.domain.models import ErrorBody
 from memtrace.runtime import Runtime
@@ -83,7 +86,10 @@ def create_app(
     install_error_handlers(app)
     settings = runtime.settings
     # Added innermost first: rate limit → body deadline → metrics → Host/Origin/JSON guard →
-    # key check (before any body is read) → body size → routes (REST and the addons').
+    # key check (before any body is read) → body size → the write route (POST /memories
+    # without FastAPI's per-request work) → routes (REST and the addons').
+    route = _route(memories.router.routes, "POST", WRITE_PATH)
+    app.add_middleware(MemoryWritePath, runtime=runtime, route=route)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.limits.max_body_bytes)
     app.add_middleware(AuthGate, runtime=runtime)
     app.add_middleware(RequestGuard, policy=HostPolicy.from_settings(settings.server))
@@ -91,7 +97,7 @@ def create_app(
     install_abuse_limits(
         app,
         settings,
-        runtime.limiter,
+        limiter=runtime.limiter,
         org_limiter=runtime.org_limiter,
         org_of=runtime.auth.known_org,
         metrics=runtime.metrics,
@@ -107,6 +113,13 @@ def create_app(
         )
     _document_extra_schemas(app)
     return app
+
+
+def _route(routes: Sequence[BaseRoute], method: str, path: str) -> BaseRoute | None:
+    for route in routes:
+        if getattr(route, "path", None) == path and method in getattr(route, "methods", ()):
+            return route
+    return None
 
 
 # What browser clients (the TypeScript SDK, MCP clients) send and need to read.

@@ -44,6 +44,16 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return json_response({"error": message}, exc.status_code, headers=exc.headers)
 
 
+async def error_response(request: Request, exc: Exception) -> Response | None:
+    """The response the handlers below give ``exc``, for code that runs outside the app's
+    exception handling (``http_api.writepath``); ``None`` for an unexpected error."""
+    if isinstance(exc, MemtraceError):
+        return await _memtrace_error(request, exc)
+    if isinstance(exc, HTTPException):
+        return await _http_error(request, exc)
+    return None
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(MemtraceError, _memtrace_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

@@ -126,6 +126,21 @@ class FastHeaderDeadlineProtocol(_HeaderDeadline, HttpToolsProtocol):  # type: i
             self._pending_bytes = 0
 
 
+class WorkerProtocol(FastHeaderDeadlineProtocol if HTTPTOOLS else HeaderDeadlineProtocol):  # type: ignore[misc]
+    """The protocol of ``memtrace serve --workers N``: uvicorn pickles its configuration to
+    the worker processes, so the class is named by its import path and each worker sets the
+    limits from its settings (:func:`configure_worker_protocol`)."""
+
+
+WORKER_PROTOCOL = f"{__name__}:WorkerProtocol"
+
+
+def configure_worker_protocol(settings: Settings) -> None:
+    """Apply the server's header deadline and size cap in this worker process."""
+    WorkerProtocol.header_timeout_s = settings.server.header_timeout_s
+    WorkerProtocol.max_header_bytes = settings.server.max_header_bytes
+
+
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
     """Keyword arguments for ``uvicorn.Config`` that enforce the server's abuse limits."""
     server = settings.server

@@ -148,6 +148,13 @@ class ServerSettings(_Section):
         default=1000, ge=1, description="Concurrent connections; beyond it uvicorn answers 503."
     )
     max_header_bytes: int = Field(default=64 * 1024, ge=1024, le=1024 * 1024)
+    workers: int = Field(
+        default=1,
+        ge=0,
+        le=64,
+        description="Server processes sharing the port; 0: one per CPU core, at most 8 "
+        "(docs/configuration.md#workers: legacy SSE sessions need 1).",
+    )
     health_interval_s: float = Field(
         default=2.0,
         gt=0,

@@ -12,14 +12,19 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import os
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from memtrace.auth.keys import Authenticator, Principal, new_api_key
 from memtrace.auth.permissions import ALL_PERMISSIONS
-from memtrace.auth.ratelimit import RateLimiter
+from memtrace.auth.ratelimit import RateLimiter, SharedRateLimiter
 from memtrace.config import Settings
 from memtrace.domain.ids import DEFAULT_ORG_ID
 from memtrace.domain.timestamps import now_us
@@ -42,19 +47,69 @@ REPLICAS_EVERY_TICKS = 10  # cluster mode: recount the live replicas every 5 s
 SWEEP_LOCK = 0x6D74_7377_6565_70  # "mtsweep"
 
 
+# -- what the worker processes of one ``memtrace serve --workers N`` share --------------------
+# Besides the data files: the parent creates a directory before it starts the workers and
+# removes it when they are gone. It holds the rate limiter's bucket table (SharedRateLimiter)
+# and prometheus_client's per-process metric files (PROMETHEUS_MULTIPROC_DIR). Everything else
+# the workers share lives in the data directory's SQLite files: each org's store (SQLite's lock
+# serializes their write transactions; dedup decisions and new ids are made inside them), the
+# metadata DB (keys, revocations, agents: every worker reloads on change within 0.5 s) and each
+# Arc outbox (one worker at a time ships it, see memtrace.storage.arc.shipper).
+
+SHARE_ENV = "MEMTRACE_WORKER_SHARE"
+METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+@dataclass(frozen=True)
+class WorkerShare:
+    """The shared directory of one multi-worker server."""
+
+    directory: Path
+
+    @classmethod
+    def create(cls) -> WorkerShare:
+        """A fresh directory (in the parent, before any worker starts)."""
+        directory = Path(tempfile.mkdtemp(prefix="memtrace-workers-"))
+        (directory / "metrics").mkdir()
+        return cls(directory)
+
+    def export(self) -> None:
+        """Name it in this process's environment, which the workers inherit."""
+        os.environ[SHARE_ENV] = str(self.directory)
+        os.environ[METRICS_ENV] = str(self.directory / "metrics")
+
+    @classmethod
+    def from_env(cls) -> WorkerShare | None:
+        """The share of the server this worker belongs to, if any."""
+        directory = os.environ.get(SHARE_ENV)
+        return cls(Path(directory)) if directory else None
+
+    def rate_limiter(self, rate: float, burst: int, namespace: str) -> SharedRateLimiter:
+        return SharedRateLimiter(self.directory / "ratelimit", rate, burst, namespace=namespace)
+
+    def remove(self) -> None:
+        """Delete the directory (the parent, once every worker has exited)."""
+        shutil.rmtree(self.directory, ignore_errors=True)
+        for name in (SHARE_ENV, METRICS_ENV):
+            os.environ.pop(name, None)
+
+
 class Runtime:
     """Everything a memtrace process needs, started and stopped as one unit."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, share: WorkerShare | None = None) -> None:
+        """``share``: this process is one worker of several (``memtrace serve --workers``)."""
         self.settings = settings
+        self.share = share
         # cluster mode (docs/deploy-cluster.md): one bounded pool for metadata and stores
         self.pg = create_pg(settings)
         self.catalog = create_catalog(settings, self.pg)
         self.auth = Authenticator(enabled=settings.auth.enabled)
-        # per API key; in cluster mode each replica enforces 1/N (see _watch)
-        self.limiter = RateLimiter(settings.limits.rate_per_s, settings.limits.rate_burst)
+        # per API key and per org, shared by the workers of one server (memtrace serve
+        # --workers); in cluster mode each replica enforces 1/N of them (see _watch)
         limits = settings.limits
-        self.org_limiter = RateLimiter(limits.org_rate_per_s, limits.org_rate_burst)
+        self.limiter = self.rate_limiter(limits.rate_per_s, limits.rate_burst, "key")
+        self.org_limiter = self.rate_limiter(limits.org_rate_per_s, limits.org_rate_burst, "org")
         self.metrics = Metrics()
         self.stores = StoreRegistry(settings, self.metrics, pg=self.pg)
         self.monitor = HealthMonitor(settings, self.catalog, self.stores, self.metrics)
@@ -134,6 +189,8 @@ class Runtime:
         await self.catalog.close()
         if self.pg is not None:
             await self.pg.close()
+        if self.share is not None:
+            self.metrics.process_stopped()
 
     async def _adopt_legacy_arc(self) -> None:
         """A Go ``memtrace.toml`` with the legacy ``[arc]`` url binds ``org_default`` on the
@@ -208,6 +265,15 @@ class Runtime:
                     self.limiter.share = self.org_limiter.share = share
             except Exception:
                 log.exception("metadata watch tick failed; retrying")
+
+    def rate_limiter(
+        self, rate: float, burst: int, namespace: str
+    ) -> RateLimiter | SharedRateLimiter:
+        """A token-bucket limiter of this process, or of every worker when there are several
+        (one allowance per server, whichever worker a request reaches)."""
+        if self.share is not None and rate > 0:
+            return self.share.rate_limiter(rate, burst, namespace)
+        return RateLimiter(rate, burst)
 
     async def authenticate(self, presented: str | None) -> Principal:
         return await self.auth.authenticate(presented)

@@ -85,20 +85,25 @@ def prepare_memory(
             raise InvalidInput(f"{field}time: must not be before 1970-01-01")
     else:
         at = now
-    return NewMemory(
-        time=at,
-        agent_id=item.agent_id,
-        session_id=item.session_id,
-        memory_type=item.memory_type,
-        event_type=item.event_type,
-        content=item.content,
-        metadata=item.metadata or None,
-        tags=tuple(item.tags or ()),
-        importance=item.importance,
-        dedup_key=item.dedup_key
-        or derive_dedup_key(item.agent_id, item.event_type, item.session_id, item.content),
-        parent_id=item.parent_id,
-        id=memory_id,
+    agent, event, session, content = (
+        item.agent_id,
+        item.event_type,
+        item.session_id,
+        item.content,
+    )
+    return NewMemory(  # positional: this runs once per memory of every batch
+        at,
+        agent,
+        session,
+        item.memory_type,
+        event,
+        content,
+        item.metadata or None,
+        tuple(item.tags) if item.tags else (),
+        item.importance,
+        item.dedup_key or derive_dedup_key(agent, event, session, content),
+        item.parent_id,
+        memory_id,
     )
 
 

@@ -34,6 +34,9 @@ TEST_ENV = {
     # Tests drive bursts from one key; tests/test_abuse_limits.py turns the limiters on.
     "MEMTRACE_LIMITS_RATE_PER_S": "0",
     "MEMTRACE_LIMITS_ORG_RATE_PER_S": "0",
+    # One process per server (starts in a second, not several on a loaded machine);
+    # tests/test_workers.py and the fault loops run several.
+    "MEMTRACE_SERVER_WORKERS": "1",
 }
 
 

@@ -20,7 +20,8 @@ from memtrace.metadata import sqlite as md
 from memtrace.metadata.schema import MIGRATIONS, SCHEMA_VERSION, migrate
 from memtrace.storage import embedded
 from memtrace.storage.arc import outbox
-from memtrace.storage.sqlite import connect, schema_statements
+from memtrace.storage.schema import schema_statements
+from memtrace.storage.sqlite import connect
 
 
 def _race(

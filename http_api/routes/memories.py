@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from http_api.deps import JsonRoute, ReadService, WriteService, json_response, read_json
+from memtrace.domain.hotpath import parse_batch, parse_memory
 from memtrace.domain.models import (
     ListParams,
     Memory,
@@ -17,11 +18,12 @@ from memtrace.domain.models import (
     MemoryList,
     SearchRequest,
     SearchResult,
-    parse_model,
 )
 from memtrace.domain.results import RecordPage
+from memtrace.service import MemoryService
 
 router = APIRouter(prefix="/api/v1", tags=["memories"], route_class=JsonRoute)
+WRITE_PATH = "/api/v1/memories"  # served by http_api.writepath (this route documents it)
 
 _WRITE_BODY = {
     "requestBody": {
@@ -51,6 +53,15 @@ def page_response(page: RecordPage) -> Response:
     return json_response(page.to_wire())
 
 
+async def write_memories(service: MemoryService, payload: Any) -> tuple[int, Any]:
+    """Validate a single memory or a batch and store it: (status, JSON content)."""
+    if is_batch(payload):
+        result = await service.remember_batch(parse_batch(payload))
+        return 201, result.to_wire()
+    record = await service.remember(parse_memory(payload))
+    return 201, record.to_wire()
+
+
 @router.post(
     "/memories",
     status_code=201,
@@ -60,13 +71,8 @@ def page_response(page: RecordPage) -> Response:
     responses={409: {"description": "Duplicate memory (single write); body has existing_id"}},
 )
 async def create_memories(request: Request, service: WriteService) -> Response:
-    payload: Any = await read_json(request)
-    if is_batch(payload):
-        batch = parse_model(MemoryBatchCreate, payload)
-        result = await service.remember_batch(batch.memories)
-        return json_response(result.to_wire(), 201)
-    record = await service.remember(parse_model(MemoryCreate, payload))
-    return json_response(record.to_wire(), 201)
+    status, content = await write_memories(service, await read_json(request))
+    return json_response(content, status)
 
 
 @router.get("/memories", response_model=MemoryList, summary="List memories, newest first")

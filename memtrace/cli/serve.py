@@ -18,6 +18,12 @@ if TYPE_CHECKING:
 @common_options
 @click.option("--host", help="Bind address (default 127.0.0.1).")
 @click.option("--port", type=int, help="Port (default 9100; 0 picks a free one).")
+@click.option(
+    "--workers",
+    type=click.IntRange(0, 64),
+    help="Server processes sharing the port (default: one per CPU core, at most 8; 1: a single "
+    "process).",
+)
 @click.pass_context
 def serve(
     ctx: click.Context,
@@ -25,26 +31,23 @@ def serve(
     data_dir: Path | None = None,
     host: str | None = None,
     port: int | None = None,
+    workers: int | None = None,
 ) -> None:
     """Run the REST API on 127.0.0.1:9100 (embedded store by default), with MCP over
-    Streamable HTTP at /mcp and SSE at /sse.
+    Streamable HTTP at /mcp and SSE at /sse, in one process per CPU core.
 
     On the first start of a deployment it creates org_default and prints an admin API key,
     once. SIGTERM/SIGINT stop accepting, finish in-flight requests, and close the stores.
     """
-    overrides = {"server.host": host, "server.port": port}
+    overrides = {"server.host": host, "server.port": port, "server.workers": workers}
     run_server(load_settings_for(ctx, config_path, data_dir, **overrides))
 
 
 def run_server(settings: Settings) -> None:
-    """Serve the REST app (and the MCP HTTP transports) with uvicorn until SIGTERM/SIGINT."""
-    import uvicorn
-
-    from http_api.app import create_app
-    from http_api.serving import DelayedExitServer, uvicorn_options
-    from mcp_server.http import McpHttpAddon
+    """Serve the REST app (and the MCP HTTP transports) with uvicorn until SIGTERM/SIGINT:
+    in this process, or in ``server.workers`` processes (:mod:`memtrace.cli.workers`)."""
+    from memtrace.cli.workers import default_workers, run_workers
     from memtrace.domain.ids import DEFAULT_ORG_ID
-    from memtrace.runtime import Runtime
     from memtrace.telemetry.logs import configure_logging
 
     configure_logging(settings.log)
@@ -63,6 +66,18 @@ def run_server(settings: Settings) -> None:
                     "WARNING: auth is disabled on a non-loopback bind with any Host accepted; "
                     "set server.allowed_hosts (docs/security.md)."
                 )
+
+    workers = settings.server.workers or default_workers()
+    if workers > 1:
+        run_workers(settings, workers, on_started)
+        return
+
+    import uvicorn
+
+    from http_api.app import create_app
+    from http_api.serving import DelayedExitServer, uvicorn_options
+    from mcp_server.http import McpHttpAddon
+    from memtrace.runtime import Runtime
 
     runtime = Runtime(settings)
     mcp_http = McpHttpAddon(runtime)

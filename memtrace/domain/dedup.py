@@ -29,10 +29,14 @@ class DedupWindow:
         self.window = window
         self._seen: dict[str, list[tuple[int, str]]] = {}
 
-    def duplicate_of(self, dedup_key: str, time: int) -> str | None:
-        """The id of a memory with this dedup key less than the window away from ``time``."""
-        previous = self._seen.get(dedup_key, ())
-        return next((mid for at, mid in previous if abs(at - time) < self.window), None)
+    def duplicate_of(self, dedup_key: str, time: int, window: int | None = None) -> str | None:
+        """The id of a memory with this dedup key less than the window away from ``time``
+        (``window``: a narrower one than the window this was loaded with)."""
+        previous = self._seen.get(dedup_key)
+        if previous is None:
+            return None
+        width = self.window if window is None else window
+        return next((mid for at, mid in previous if abs(at - time) < width), None)
 
     def add(self, dedup_key: str, time: int, memory_id: str) -> None:
         """Remember a stored (or just written) memory."""

@@ -23,6 +23,22 @@ _PAIRS = [high + low for high in _CROCKFORD for low in _CROCKFORD]
 _SHIFTS = (120, 110, 100, 90, 80, 70, 60, 50, 40, 30, 20, 10, 0)
 
 
+_DECODE = {char: index for index, char in enumerate(_CROCKFORD)}
+
+
+def _decode_ulid(text: str) -> int | None:
+    """The 128-bit value of 26 Crockford base32 characters, or None when ``text`` is not one."""
+    if len(text) != 26:
+        return None
+    value = 0
+    for char in text:
+        digit = _DECODE.get(char)
+        if digit is None:
+            return None
+        value = (value << 5) | digit
+    return value if value >> 128 == 0 else None
+
+
 def _encode_ulid(value: int) -> str:
     """Encode a 128-bit integer as 26 Crockford base32 characters (hot: one per memory)."""
     pairs = _PAIRS
@@ -34,12 +50,28 @@ class MonotonicUlid:
 
     Stores assign ids in their single writer, so id order equals insertion order. That makes
     "ORDER BY time, id" (Arc) and "ORDER BY time, rowid" (SQLite) the same order for ties.
+    Several processes may write one store (``memtrace serve --workers``): the writer shows the
+    generator the newest stored id (:meth:`observe`) inside its transaction, so ids stay
+    increasing across processes too.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._last_ms = -1
         self._last_random = 0
+        self._last_id = ""
+
+    def observe(self, memory_id: str) -> None:
+        """Generate only ids above ``memory_id`` from now on (an id another process wrote)."""
+        if memory_id == self._last_id or not memory_id.startswith(MEMORY_PREFIX):
+            return  # our own latest (the common case), or not one of ours
+        value = _decode_ulid(memory_id[len(MEMORY_PREFIX) :])
+        if value is None:
+            return
+        ms, rand = value >> _RANDOM_BITS, value & _RANDOM_MAX
+        with self._lock:
+            if (ms, rand) > (self._last_ms, self._last_random):
+                self._last_ms, self._last_random = ms, rand
 
     def new(self) -> str:
         """Return a new ``mem_``-prefixed ULID."""
@@ -55,7 +87,9 @@ class MonotonicUlid:
                 # Half the random space leaves room to increment without overflow.
                 self._last_random = int.from_bytes(os.urandom(10), "big") >> 1
             self._last_ms = now_ms
-            return MEMORY_PREFIX + _encode_ulid((now_ms << _RANDOM_BITS) | self._last_random)
+            value = (now_ms << _RANDOM_BITS) | self._last_random
+            self._last_id = MEMORY_PREFIX + _encode_ulid(value)
+            return self._last_id
 
 
 memory_ids = MonotonicUlid()

@@ -98,7 +98,7 @@ def _timestamp_text(value: Any) -> Any:
     return value
 
 
-def _check_json_object_size(value: dict[str, Any] | None) -> dict[str, Any] | None:
+def check_json_object_size(value: dict[str, Any] | None) -> dict[str, Any] | None:
     if value is None:
         return None
     try:
@@ -125,7 +125,7 @@ def _has_non_finite(value: Any) -> bool:
     return False
 
 
-def _dedupe_tags(value: list[str] | None) -> list[str] | None:
+def dedupe_tags(value: list[str] | None) -> list[str] | None:
     if value is None:
         return None
     unique = list(dict.fromkeys(value))
@@ -141,8 +141,8 @@ Tag = Annotated[str, StringConstraints(pattern=TAG_PATTERN)]
 DedupKey = Annotated[str, StringConstraints(max_length=MAX_DEDUP_KEY)]
 RefId = Annotated[str, StringConstraints(pattern=REF_ID_PATTERN)]
 Needle = Annotated[str, StringConstraints(max_length=MAX_CONTAINS)]
-TagList = Annotated[list[Tag] | None, AfterValidator(_dedupe_tags)]
-JsonObject = Annotated[dict[str, Any] | None, AfterValidator(_check_json_object_size)]
+TagList = Annotated[list[Tag] | None, AfterValidator(dedupe_tags)]
+JsonObject = Annotated[dict[str, Any] | None, AfterValidator(check_json_object_size)]
 # JSON bodies: numbers must be numbers (lax mode would take true as 1 and "0.5" as 0.5).
 Importance = Annotated[float | None, Field(ge=0.0, le=1.0, strict=True)]
 Timestamp = Annotated[datetime, PlainSerializer(format_dt, return_type=str)]

@@ -27,6 +27,7 @@ class AdminSnapshot:
     keys: list[ApiKeyRecord]
     orgs: list[Org]
     bindings: dict[str, ArcBinding]
+    agents_deleted: int = 0  # agent deletions so far, by any process
 
 
 class MetadataStore(Protocol):

@@ -56,6 +56,7 @@ class Catalog:
             path, setup=migrate, synchronous=synchronous, lane=SYSTEM_LANE, max_readers=4
         )
         self.activity = AgentActivity(agent_cache_size)
+        self._agents_deleted = 0  # the metadata DB's count when the known agents were last valid
         # The admin watch (data_version, keys, orgs, bindings) has a connection and a thread of
         # its own: it never queues behind tenants' reads in the shared reader pool, so a key
         # revoked while a tenant keeps every reader busy is still refused within 2 seconds.
@@ -102,14 +103,23 @@ class Catalog:
             watch.execute("BEGIN")
             try:
                 return AdminSnapshot(
-                    md.list_keys(watch), md.list_orgs(watch), bindings.list_bindings(watch)
+                    md.list_keys(watch),
+                    md.list_orgs(watch),
+                    bindings.list_bindings(watch),
+                    md.read_counter(watch, md.AGENTS_DELETED),
                 )
             except sqlite3.Error as exc:
                 raise storage_error(exc) from None
             finally:
                 watch.execute("ROLLBACK")
 
-        return await self._on_watch_thread(read)
+        snapshot = await self._on_watch_thread(read)
+        if snapshot.agents_deleted != self._agents_deleted:
+            # An agent was deleted, maybe by another process (another worker of the same
+            # server): forget which agents exist, so the next write registers its agent again.
+            self._agents_deleted = snapshot.agents_deleted
+            self.activity.forget_known()
+        return snapshot
 
     async def ping(self) -> None:
         """Raise unless the metadata DB answers a query."""

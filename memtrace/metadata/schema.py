@@ -90,9 +90,23 @@ def _v3_agent_names(db: sqlite_utils.Database) -> None:
     db.table("agents").create_index(["org_id", "name"], index_name="agents_org_name")
 
 
-def _v4_lifecycle(db: sqlite_utils.Database) -> None:
+def _v4_counters(db: sqlite_utils.Database) -> None:
+    """Counters of events other processes must learn about: ``agents_deleted`` tells every
+    server process (``memtrace serve --workers N``) to forget which agents it knows exist."""
+    db.create_table("counters", {"name": str, "value": int}, pk="name", not_null={"value"})
+
+
+def _v5_lifecycle(db: sqlite_utils.Database) -> None:
     """Retention policies per org and the audit log of deletes, forgets, retention runs and
-    imports (docs/api.md, "Data lifecycle")."""
+    imports (docs/api.md, "Data lifecycle").
+
+    Idempotent, and it adds ``counters`` when missing: a development build numbered this
+    step 4 (before the counters), so a file it left at version 4 lacks ``counters`` and
+    already has these tables."""
+    if "counters" not in db.table_names():
+        _v4_counters(db)
+    if "audit_log" in db.table_names():
+        return
     db.create_table(
         "retention_policies",
         {"org_id": str, "days": int, "types": str, "updated_at": int},
@@ -121,7 +135,8 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v1_core,
     _v2_arc_bindings,
     _v3_agent_names,
-    _v4_lifecycle,
+    _v4_counters,
+    _v5_lifecycle,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

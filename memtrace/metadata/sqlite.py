@@ -217,6 +217,23 @@ def delete_agent(conn: sqlite3.Connection, org_id: str, agent_id: str) -> None:
     if cur.rowcount == 0:
         raise NotFound(f"agent {agent_id!r} not found")
     conn.execute("DELETE FROM sessions WHERE org_id = ? AND agent_id = ?", (org_id, agent_id))
+    bump_counter(conn, AGENTS_DELETED)
+
+
+AGENTS_DELETED = "agents_deleted"
+
+
+def bump_counter(conn: sqlite3.Connection, name: str) -> None:
+    conn.execute(
+        "INSERT INTO counters (name, value) VALUES (?, 1) "
+        "ON CONFLICT (name) DO UPDATE SET value = value + 1",
+        (name,),
+    )
+
+
+def read_counter(conn: sqlite3.Connection, name: str) -> int:
+    row = conn.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()
+    return int(row[0]) if row else 0
 
 
 # --- sessions -------------------------------------------------------------------------------

@@ -55,9 +55,13 @@ class QueryPage:
     complete: bool = True
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class NewMemory:
-    """A validated memory about to be stored; the store assigns ``id`` unless one is given."""
+    """A validated memory about to be stored; the store assigns ``id`` unless one is given.
+
+    Not frozen: one is built per memory of every write, and a frozen dataclass costs ~4x as
+    much to construct (``object.__setattr__`` per field). Treat it as read-only.
+    """
 
     time: int
     agent_id: str

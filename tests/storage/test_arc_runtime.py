@@ -419,8 +419,9 @@ async def test_parked_rows_are_reported_per_org(
     good = await write(http, headers, "this one is fine")
 
     async def parked() -> bool:
-        store = (await http.get("/health")).json()["stores"][org_id]
-        return store["outbox_parked"] == 1 and store["outbox_pending"] == 0
+        # (the store's first check may still run: it opened at the first write, just now)
+        store = (await http.get("/health")).json()["stores"].get(org_id)
+        return store is not None and store["outbox_parked"] == 1 and store["outbox_pending"] == 0
 
     await eventually(parked)
     health = await http.get("/health")

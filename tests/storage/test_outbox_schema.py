@@ -9,7 +9,7 @@ from memtrace.domain.timestamps import now_us
 from memtrace.storage.arc import outbox as outbox_module
 from memtrace.storage.arc.outbox import Outbox
 from memtrace.storage.base import MemoryQuery
-from memtrace.storage.sqlite import schema_statements
+from memtrace.storage.schema import schema_statements
 from tests.storage.arc_support import memory
 
 

@@ -37,7 +37,8 @@ from memtrace.storage.rows import (
     record_to_row,
     row_to_record,
 )
-from memtrace.storage.sqlite import SQLiteDatabase, Synchronous, create_schema, load_dedup_window
+from memtrace.storage.schema import create_schema
+from memtrace.storage.sqlite import SQLiteDatabase, Synchronous, load_dedup_window
 
 _SCHEMA_V1 = f"""
 CREATE TABLE outbox (

@@ -13,12 +13,22 @@ One background task per open :class:`~memtrace.storage.arc.store.ArcStore`:
   shows are deleted from the outbox, the ones it still does not show ``arc.visibility_grace_s``
   after their 204 go back to pending and are shipped again.
 - **keep the dedup index**: seeded once from Arc, pruned every 5 s (see ``Outbox.prune_keys``).
+
+One process at a time does all of this for an outbox: every process that opens the org's store
+(each worker of ``memtrace serve --workers N``, an embedded ``memtrace-mcp`` beside the server)
+runs a shipper, but only the one holding the outbox's ship lock (an exclusive ``flock`` on
+``arc_outbox.db.ship-lock``, released by the kernel when its process ends) ships; the others try
+to take it every tick. Writes in another process are seen by the owner's next tick
+(``arc.flush_interval_ms``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import logging
+import os
 import random
 from collections.abc import Sequence
 
@@ -65,6 +75,38 @@ def key_coverage_us(window_us: int) -> int:
     return 2 * window_us
 
 
+class ShipLock:
+    """An exclusive, non-blocking ``flock`` on a file beside the outbox: the process holding
+    it is the outbox's one shipper. Without a path it is always held."""
+
+    def __init__(self, path: str | None) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self.path is None or self._fd is not None
+
+    def acquire(self) -> bool:
+        """Take the lock if no other process holds it; True while this one holds it."""
+        if self._fd is not None or self.path is None:
+            return True
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return False
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)  # closing the descriptor releases the flock
+            self._fd = None
+
+
 class Shipper:
     """Ships, verifies and keeps the dedup index of one org's outbox (see the module doc)."""
 
@@ -97,6 +139,10 @@ class Shipper:
         self.lock = asyncio.Lock()
         # which column sets the measurement holds (memtrace's, the Go memtrace's: layouts.py)
         self.layouts = layouts or LayoutProbe(client, arc_sql.columns_sql(measurement))
+        # Held by the one process that ships a SQLite outbox; a PostgreSQL outbox leases its
+        # rows to the replicas' shippers itself (pg_outbox.py), so every process may ship.
+        path = getattr(outbox, "path", None)
+        self.ship_lock = ShipLock(f"{path}.ship-lock" if path is not None else None)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name=f"arc-shipper:{self.org_id}")
@@ -113,14 +159,16 @@ class Shipper:
             return
         self._task.cancel()
         await asyncio.gather(self._task, return_exceptions=True)
-        if self.settings.shutdown_drain_s > 0:
-            try:
+        try:
+            if self.settings.shutdown_drain_s > 0 and self.ship_lock.acquire():
                 async with asyncio.timeout(self.settings.shutdown_drain_s):
                     await self._drain()
-            except TimeoutError:
-                log.warning(
-                    "arc outbox of %s not drained at shutdown; ships on next start", self.org_id
-                )
+        except TimeoutError:
+            log.warning(
+                "arc outbox of %s not drained at shutdown; ships on next start", self.org_id
+            )
+        finally:
+            self.ship_lock.release()
 
     async def _loop(self) -> None:
         interval = self.settings.flush_interval_ms / 1000
@@ -137,6 +185,8 @@ class Shipper:
             except TimeoutError:
                 pass
             self._wakeup.clear()
+            if not self.ship_lock.acquire():
+                continue  # another process ships this outbox
             if not seeded:
                 seeded = await self._seed_dedup_index()
             while not self._closing and await self.ship_once():
