@@ -22,6 +22,7 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bench.common import DAY_US, EVENTS, RARE_WORD, TAGS, TYPES, WORDS
 from memtrace.config import load_settings
@@ -85,10 +86,19 @@ def _memory(
 
 
 async def _generate(
-    data_dir: Path, memories: int, agents: int, days: int, seed: int
+    data_dir: Path,
+    memories: int,
+    agents: int,
+    days: int,
+    seed: int,
+    overrides: dict[str, Any] | None = None,
 ) -> tuple[str, str]:
     settings = load_settings(
-        overrides={"storage.data_dir": data_dir, "storage.synchronous": "NORMAL"}
+        overrides={
+            "storage.data_dir": data_dir,
+            "storage.synchronous": "NORMAL",
+            **(overrides or {}),
+        }
     )
     runtime = Runtime(settings)
     key = await runtime.start(bootstrap_key=True)
@@ -143,11 +153,19 @@ async def _generate(
 
 
 def generate(
-    data_dir: Path, memories: int, *, agents: int = 100, days: int = 30, seed: int = 7
+    data_dir: Path,
+    memories: int,
+    *,
+    agents: int = 100,
+    days: int = 30,
+    seed: int = 7,
+    overrides: dict[str, Any] | None = None,
 ) -> GeneratedOrg:
-    """Create a deployment in the (empty) ``data_dir`` holding one org of ``memories``."""
+    """Create a deployment in the (empty) ``data_dir`` holding one org of ``memories``;
+    ``overrides`` are settings (e.g. a PostgreSQL deployment: postgres.url and
+    storage.default_backend)."""
     started, cpu = time.perf_counter(), time.process_time()
-    key, session = asyncio.run(_generate(data_dir, memories, agents, days, seed))
+    key, session = asyncio.run(_generate(data_dir, memories, agents, days, seed, overrides))
     return GeneratedOrg(
         data_dir,
         key,

@@ -156,9 +156,10 @@ def install_abuse_limits(
     """Add the abuse-limit middleware (outermost, so it also guards later mounts).
 
     Args:
-        limiter, org_limiter: the per-key and per-org limiters (shared by the workers of a
-            multi-process server); by default ones of this process from ``limits.rate_*``
-            and ``limits.org_rate_*``.
+        limiter, org_limiter: the per-key and per-org limiters (the runtime's: shared by the
+            workers of a multi-process server, and in cluster mode enforcing this replica's
+            share); by default ones of this process from ``limits.rate_*`` and
+            ``limits.org_rate_*``.
         org_of: the org of an already verified key (``Authenticator.known_org``); without it
             only the per-key limit applies.
     """

@@ -14,7 +14,7 @@ from http_api.abuse import install_abuse_limits
 from http_api.errors import install_error_handlers
 from http_api.guard import AuthGate, HostPolicy, RequestGuard
 from http_api.middleware import BodyLimitMiddleware, MetricsMiddleware
-from http_api.routes import agents, health, memories, sessions
+from http_api.routes import agents, health, lifecycle, memories, sessions
 from http_api.routes.memories import WRITE_PATH
 from http_api.writepath import MemoryWritePath
 from memtrace import __version__
@@ -73,7 +73,13 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.runtime = runtime
-    for router in (health.router, memories.router, agents.router, sessions.router):
+    for router in (
+        health.router,
+        lifecycle.router,
+        memories.router,
+        agents.router,
+        sessions.router,
+    ):
         app.include_router(router)
     for addon in addons:
         addon.install(app)
@@ -88,12 +94,11 @@ def create_app(
     app.add_middleware(AuthGate, runtime=runtime)
     app.add_middleware(RequestGuard, policy=HostPolicy.from_settings(settings.server))
     app.add_middleware(MetricsMiddleware, metrics=runtime.metrics)
-    limits = settings.limits
     install_abuse_limits(
         app,
         settings,
-        limiter=runtime.rate_limiter(limits.rate_per_s, limits.rate_burst, "key"),
-        org_limiter=runtime.rate_limiter(limits.org_rate_per_s, limits.org_rate_burst, "org"),
+        limiter=runtime.limiter,
+        org_limiter=runtime.org_limiter,
         org_of=runtime.auth.known_org,
         metrics=runtime.metrics,
     )

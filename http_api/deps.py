@@ -14,6 +14,7 @@ from http_api.guard import PRINCIPAL
 from memtrace.auth.keys import Principal, presented_key
 from memtrace.domain.errors import InvalidInput
 from memtrace.domain.jsonbody import parse_json
+from memtrace.lifecycle.service import Lifecycle
 from memtrace.runtime import Runtime
 from memtrace.service import MemoryService
 
@@ -52,6 +53,23 @@ def _service_with(permission: str) -> Callable[..., Awaitable[MemoryService]]:
 
 ReadService = Annotated[MemoryService, Depends(_service_with("read"))]
 WriteService = Annotated[MemoryService, Depends(_service_with("write"))]
+
+
+def _lifecycle_with(permission: str) -> Callable[..., Awaitable[Lifecycle]]:
+    async def dependency(
+        request: Request, principal: Annotated[Principal, Depends(get_principal)]
+    ) -> Lifecycle:
+        principal.require(permission)
+        # the audit log names the key (never its secret); without auth, the local caller
+        actor = principal.key_id or "local"
+        return await get_runtime(request).lifecycle(principal.org_id, actor)
+
+    return dependency
+
+
+ReadLifecycle = Annotated[Lifecycle, Depends(_lifecycle_with("read"))]
+WriteLifecycle = Annotated[Lifecycle, Depends(_lifecycle_with("write"))]
+AdminLifecycle = Annotated[Lifecycle, Depends(_lifecycle_with("admin"))]
 
 
 async def read_json(request: Request) -> Any:

@@ -5,8 +5,12 @@ headers, would hold it forever), connection and header-size caps."""
 from __future__ import annotations
 
 import asyncio
+import logging
+import threading
+from types import FrameType
 from typing import Any
 
+import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 try:
@@ -18,6 +22,9 @@ except ImportError:  # httptools is a dependency, but uvicorn runs without it
     HTTPTOOLS = False
 
 from memtrace.config import Settings
+from memtrace.runtime import Runtime
+
+log = logging.getLogger("memtrace.http")
 
 
 class _HeaderDeadline:
@@ -148,3 +155,28 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "limit_concurrency": server.max_connections,
         "h11_max_incomplete_event_size": server.max_header_bytes,
     }
+
+
+class DelayedExitServer(uvicorn.Server):
+    """uvicorn's server, except that with ``server.shutdown_delay_s`` the first SIGTERM/SIGINT
+    only marks the runtime draining (``/ready`` answers 503 while every request is still
+    served) and starts uvicorn's graceful shutdown that long after: a load balancer's health
+    check takes the replica out before its listener closes. A second signal stops it at once."""
+
+    def __init__(self, config: uvicorn.Config, runtime: Runtime, delay_s: float) -> None:
+        super().__init__(config)
+        self.runtime = runtime
+        self.delay_s = delay_s
+        self._exit_timer: threading.Timer | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self.delay_s <= 0 or not self.started or self._exit_timer is not None:
+            if self._exit_timer is not None:
+                self._exit_timer.cancel()
+            super().handle_exit(sig, frame)
+            return
+        self.runtime.draining = True
+        log.warning("draining: /ready answers 503; stopping in %g s", self.delay_s)
+        self._exit_timer = threading.Timer(self.delay_s, super().handle_exit, (sig, frame))
+        self._exit_timer.daemon = True
+        self._exit_timer.start()

@@ -121,4 +121,8 @@ class McpHttpAddon:
             raise Unauthorized("missing API key (send x-api-key or Authorization: Bearer)")
         principal = await self.runtime.authenticate(presented_key(request.scope["headers"]))
         principal.require(spec.permission)
-        return ServiceOps(await self.runtime.service(principal.org_id))
+        org = principal.org_id
+        return ServiceOps(
+            await self.runtime.service(org),
+            await self.runtime.lifecycle(org, principal.key_id or "local"),
+        )

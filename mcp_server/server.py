@@ -1,4 +1,4 @@
-"""The memtrace MCP server: the seven tools of :mod:`memtrace.tools` rendered for mcp 2.x.
+"""The memtrace MCP server: the tools of :mod:`memtrace.tools` rendered for mcp 2.x.
 
 Nothing about a tool is defined here: names, descriptions, argument schemas, validation and
 handlers all come from ``memtrace.tools``. This module only decides where a call's
@@ -147,7 +147,7 @@ class _Server(MCPServer):
 
 
 def build_server(ops_for: OpsForCall, *, default_agent_id: str | None = None) -> MCPServer:
-    """An ``MCPServer`` exposing the seven memtrace tools.
+    """An ``MCPServer`` exposing the memtrace tools (:data:`memtrace.tools.TOOLS`).
 
     Args:
         ops_for: where each call's operations come from (and who may run it).

@@ -56,14 +56,14 @@ async def embedded_ops(
     from memtrace.service_ops import ServiceOps
 
     runtime = Runtime(settings)
-    await runtime.start()
+    await runtime.start(sweep=False)  # memtrace serve sweeps retention
     try:
         if org_id not in {org.id for org in await runtime.catalog.list_orgs()}:
             raise ConfigError(
                 f"{org_id} does not exist in {settings.metadata_path}; embedded mode acts as "
                 "that org (use remote mode with MEMTRACE_URL for another org)"
             )
-        yield ServiceOps(await runtime.service(org_id))
+        yield ServiceOps(await runtime.service(org_id), await runtime.lifecycle(org_id, "mcp"))
     finally:
         await runtime.close()
 
@@ -188,7 +188,7 @@ async def _cancel_on_sigterm(scope: anyio.CancelScope) -> None:
 async def serve_stdio(
     env: Mapping[str, str] | None = None, settings: Settings | None = None, local: bool = False
 ) -> None:
-    """Serve the seven tools on stdin/stdout until the client closes the pipe or SIGTERM."""
+    """Serve the tools on stdin/stdout until the client closes the pipe or SIGTERM."""
     env = os.environ if env is None else env
     async with ops_from_env(env, settings, local=local) as ops:
         agent_id = env.get("MEMTRACE_AGENT_ID", "").strip() or None

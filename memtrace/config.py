@@ -25,6 +25,8 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    field_validator,
+    model_validator,
 )
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
@@ -38,7 +40,8 @@ from pydantic_settings import (
 
 from memtrace.config_go import GO_ENV, GO_KEYS, go_environ, normalize_log_level, read_toml
 from memtrace.config_go import log as go_log
-from memtrace.domain.errors import ConfigError
+from memtrace.domain.errors import ConfigError, InvalidInput
+from memtrace.domain.lifecycle import MAX_RETENTION_DAYS, RetentionPolicy
 from memtrace.domain.models import error_field
 
 CONFIG_FILENAME = "memtrace.toml"
@@ -126,6 +129,14 @@ class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=9100, ge=0, le=65535)
     graceful_timeout_s: float = Field(default=10.0, ge=0, description="Drain time on SIGTERM.")
+    shutdown_delay_s: float = Field(
+        default=0.0,
+        ge=0,
+        le=300,
+        description="On SIGTERM, keep serving with /ready answering 503 for this long before "
+        "the listener closes, so a load balancer stops routing here first (a second signal "
+        "ends the wait).",
+    )
     keepalive_timeout_s: float = Field(default=5.0, gt=0)
     header_timeout_s: float = Field(
         default=10.0, gt=0, description="Request line and headers must arrive within this."
@@ -185,7 +196,11 @@ class LogSettings(_Section):
 
 class StorageSettings(_Section):
     data_dir: Path = Path("./data")
-    default_backend: Literal["embedded", "none"] = "embedded"
+    default_backend: Literal["embedded", "postgres", "none"] = Field(
+        default="embedded",
+        description="Where orgs without an Arc binding keep their memories; postgres needs "
+        "[postgres] url.",
+    )
     synchronous: Literal["FULL", "NORMAL"] = Field(
         default="FULL",
         description="FULL fsyncs each group commit (survives power loss); NORMAL survives "
@@ -300,6 +315,79 @@ class ArcSettings(_Section):
     )
 
 
+class RetentionSettings(_Section):
+    """Default retention of every org (an org's own policy, ``memtrace org retention``, wins)
+    and the background sweeper that applies it (docs/configuration.md)."""
+
+    days: int = Field(
+        default=0, ge=0, le=MAX_RETENTION_DAYS, description="Days memories are kept; 0 = for ever."
+    )
+    types: dict[str, int] = Field(
+        default_factory=dict,
+        description="Days per memory type, overriding `days` (e.g. decision = 365; 0 = for ever).",
+    )
+    sweep_interval_s: float = Field(
+        default=3600.0, gt=0, description="How often the sweeper deletes expired memories."
+    )
+    batch_size: int = Field(
+        default=100, ge=1, le=10_000, description="Memories deleted per write transaction."
+    )
+    batch_pause_ms: float = Field(
+        default=10.0, ge=0, le=10_000, description="Pause between batches (writers go first)."
+    )
+    enabled: bool = Field(
+        default=True,
+        description="Run the sweeper in `memtrace serve` (cluster mode: one replica at a time).",
+    )
+
+    @model_validator(mode="after")
+    def _valid_policy(self) -> RetentionSettings:
+        try:
+            self.policy()
+        except InvalidInput as exc:
+            raise ValueError(exc.message) from None
+        return self
+
+    def policy(self) -> RetentionPolicy:
+        """The defaults as a policy (``days`` 0 = keep for ever)."""
+        return RetentionPolicy(self.days, dict(self.types))
+
+
+class PostgresSettings(_Section):
+    """Cluster mode (docs/deploy-cluster.md): with ``url`` set, the metadata (orgs, keys,
+    agents, sessions, Arc bindings) and the Arc outboxes live in PostgreSQL, and so do the
+    memories with ``storage.default_backend = "postgres"``."""
+
+    url: str | None = Field(
+        default=None, description="postgresql://user:password@host:5432/db (a libpq URL)."
+    )
+    pool_min: int = Field(default=1, ge=0, le=1000)
+    pool_max: int = Field(
+        default=10, ge=1, le=1000, description="Connections per process (plus one for presence)."
+    )
+    acquire_timeout_s: float = Field(
+        default=5.0, gt=0, description="Longest a request waits for a pooled connection (503)."
+    )
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    statement_timeout_s: float = Field(
+        default=30.0, gt=0, description="Server-side cap of one statement."
+    )
+    lease_s: float = Field(
+        default=60.0,
+        gt=0,
+        le=3600,
+        description="Arc outbox rows a replica claimed are taken over by others after this "
+        "long if it stops answering (at once when its connection is gone).",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _postgres_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("must be a postgresql:// URL")
+        return value or None
+
+
 class LegacyArcSettings(_Section):
     """The Go memtrace's legacy ``[arc]`` url/api_key/database/measurement (or
     ``MEMTRACE_ARC_URL``…): on the first start they become ``org_default``'s Arc binding, as the
@@ -331,7 +419,18 @@ class Settings(BaseSettings):
     dedup: DedupSettings = DedupSettings()
     limits: LimitsSettings = LimitsSettings()
     arc: ArcSettings = ArcSettings()
+    retention: RetentionSettings = RetentionSettings()
     legacy_arc: LegacyArcSettings = LegacyArcSettings()
+    postgres: PostgresSettings = PostgresSettings()
+
+    @model_validator(mode="after")
+    def _backend_needs_postgres(self) -> Settings:
+        if self.storage.default_backend == "postgres" and not self.postgres.url:
+            raise ValueError(
+                'storage.default_backend = "postgres" needs [postgres] url '
+                "(or MEMTRACE_POSTGRES_URL)"
+            )
+        return self
 
     @classmethod
     def settings_customise_sources(
@@ -451,10 +550,10 @@ def load_settings(config: Path | None = None, overrides: dict[str, Any] | None =
     except ValidationError as exc:
         first = exc.errors()[0]
         where = f" (in {inputs.toml_file})" if inputs.toml_file else ""
-        raise ConfigError(
-            f"invalid configuration{where}: {error_field(first['loc'])}: "
-            f"{first['msg'].removeprefix('Value error, ')}"
-        ) from None
+        message = first["msg"].removeprefix("Value error, ")
+        if first["loc"]:  # a rule over several keys names them in its message
+            message = f"{error_field(first['loc'])}: {message}"
+        raise ConfigError(f"invalid configuration{where}: {message}") from None
     except (OSError, ValueError) as exc:  # unreadable or malformed toml
         raise ConfigError(f"cannot read config file {inputs.toml_file}: {exc}") from None
 

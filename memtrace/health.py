@@ -23,7 +23,7 @@ from typing import Any
 
 from memtrace import __version__
 from memtrace.config import Settings
-from memtrace.metadata.catalog import Catalog
+from memtrace.metadata.base import MetadataStore
 from memtrace.storage.base import StoreHealth
 from memtrace.storage.readpool import READ_POOL
 from memtrace.telemetry.metrics import Metrics
@@ -70,7 +70,7 @@ class HealthMonitor:
     """Background checks of this process and of every open store, and the probes' answers."""
 
     def __init__(
-        self, settings: Settings, catalog: Catalog, stores: StoreRegistry, metrics: Metrics
+        self, settings: Settings, catalog: MetadataStore, stores: StoreRegistry, metrics: Metrics
     ) -> None:
         self._settings = settings
         self._catalog = catalog

@@ -10,12 +10,15 @@ within the 2 seconds docs/api.md promises.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +29,9 @@ from memtrace.config import Settings
 from memtrace.domain.ids import DEFAULT_ORG_ID
 from memtrace.domain.timestamps import now_us
 from memtrace.health import HealthMonitor
-from memtrace.metadata.catalog import Catalog
+from memtrace.lifecycle.service import Lifecycle
+from memtrace.lifecycle.sweeper import RetentionSweeper
+from memtrace.metadata.backend import create_catalog, create_pg
 from memtrace.metadata.goimport import LegacyArc
 from memtrace.service import MemoryService
 from memtrace.storage.readpool import READ_POOL
@@ -37,6 +42,9 @@ from memtrace.tenancy import StoreRegistry
 log = logging.getLogger(__name__)
 
 RELOAD_INTERVAL_S = 0.5
+REPLICAS_EVERY_TICKS = 10  # cluster mode: recount the live replicas every 5 s
+# cluster mode: the advisory lock whose holder runs the retention sweep (one replica at a time)
+SWEEP_LOCK = 0x6D74_7377_6565_70  # "mtsweep"
 
 
 # -- what the worker processes of one ``memtrace serve --workers N`` share --------------------
@@ -93,28 +101,43 @@ class Runtime:
         """``share``: this process is one worker of several (``memtrace serve --workers``)."""
         self.settings = settings
         self.share = share
-        self.catalog = Catalog(
-            settings.metadata_path,
-            synchronous=settings.storage.synchronous,
-            agent_cache_size=settings.limits.agent_cache_size,
-        )
+        # cluster mode (docs/deploy-cluster.md): one bounded pool for metadata and stores
+        self.pg = create_pg(settings)
+        self.catalog = create_catalog(settings, self.pg)
         self.auth = Authenticator(enabled=settings.auth.enabled)
+        # per API key and per org, shared by the workers of one server (memtrace serve
+        # --workers); in cluster mode each replica enforces 1/N of them (see _watch)
+        limits = settings.limits
+        self.limiter = self.rate_limiter(limits.rate_per_s, limits.rate_burst, "key")
+        self.org_limiter = self.rate_limiter(limits.org_rate_per_s, limits.org_rate_burst, "org")
         self.metrics = Metrics()
-        self.stores = StoreRegistry(settings, self.metrics)
+        self.stores = StoreRegistry(settings, self.metrics, pg=self.pg)
         self.monitor = HealthMonitor(settings, self.catalog, self.stores, self.metrics)
         self.stores.on_open = self.monitor.store_opened
+        self.started_at = time.monotonic()
+        # set when the server is about to stop (server.shutdown_delay_s): /ready answers 503
+        self.draining = False
         self._watcher: asyncio.Task[None] | None = None
+        self.sweeper = RetentionSweeper(
+            self.catalog,
+            self.lifecycle,
+            settings,
+            turn=partial(self.pg.exclusive, SWEEP_LOCK) if self.pg is not None else None,
+        )
+        self._sweeping: asyncio.Task[None] | None = None
         # Reloads run one at a time: two overlapping ones could apply an older key snapshot
         # after a newer one (a key created just before would be refused until the next tick).
         self._reload_lock = asyncio.Lock()
 
-    async def start(self, *, bootstrap_key: bool = False) -> str | None:
+    async def start(self, *, bootstrap_key: bool = False, sweep: bool = True) -> str | None:
         """Open the metadata DB (running migrations), make sure ``org_default`` exists, and
         start watching for admin changes.
 
         Args:
             bootstrap_key: create an admin key for ``org_default`` if the deployment has no
                 key at all (first ``memtrace serve``).
+            sweep: run the retention sweeper (``retention.enabled``); the embedded MCP stdio
+                server leaves it to ``memtrace serve``.
 
         Returns:
             The plaintext of a newly created admin key (to print once), else ``None``.
@@ -122,11 +145,16 @@ class Runtime:
         READ_POOL.configure(self.settings.storage.read_threads, self.settings.reads_per_org)
         self._check_open_file_limit(raise_open_file_limit())
         await self.catalog.open()
+        await self.stores.prepare()
         await self._adopt_legacy_arc()
         key = await self._bootstrap(bootstrap_key and self.settings.auth.enabled)
         await self.reload()
         await self.monitor.start()
         self._watcher = asyncio.create_task(self._watch(), name="memtrace-metadata-watch")
+        if sweep and self.settings.retention.enabled:
+            self._sweeping = asyncio.create_task(
+                self.sweeper.run_forever(), name="memtrace-retention"
+            )
         return key
 
     def _check_open_file_limit(self, limit: int) -> None:
@@ -148,6 +176,10 @@ class Runtime:
             )
 
     async def close(self) -> None:
+        if self._sweeping is not None:
+            self._sweeping.cancel()
+            await asyncio.gather(self._sweeping, return_exceptions=True)
+            self._sweeping = None
         await self.monitor.close()
         if self._watcher is not None:
             self._watcher.cancel()
@@ -155,6 +187,8 @@ class Runtime:
             self._watcher = None
         await self.stores.close()
         await self.catalog.close()
+        if self.pg is not None:
+            await self.pg.close()
         if self.share is not None:
             self.metrics.process_stopped()
 
@@ -217,7 +251,7 @@ class Runtime:
             log.info("org %s was deleted; its store is closed", org_id)
 
     async def _watch(self) -> None:
-        while True:
+        for tick in itertools.count():
             await asyncio.sleep(RELOAD_INTERVAL_S)
             try:
                 # Admin changes first: a flush waits for the metadata writer, which tenants
@@ -225,6 +259,10 @@ class Runtime:
                 if await self.catalog.changed():
                     await self.reload()
                 await self.catalog.flush_activity()
+                if self.pg is not None and tick % REPLICAS_EVERY_TICKS == 0:
+                    # rate limits are the cluster's: each live replica enforces its share
+                    share = 1 / max(1, await self.pg.live_replicas())
+                    self.limiter.share = self.org_limiter.share = share
             except Exception:
                 log.exception("metadata watch tick failed; retrying")
 
@@ -247,10 +285,18 @@ class Runtime:
             org_id, store, self.catalog, self.settings, self.metrics, offload=_on_lane(org_id)
         )
 
+    async def lifecycle(self, org_id: str, actor: str) -> Lifecycle:
+        """Delete, forget, export, import and retention of ``org_id``, done by ``actor`` (an
+        API key id, ``cli`` or ``retention``: what the audit log records)."""
+        return Lifecycle(await self.service(org_id), actor)
+
     def health(self) -> tuple[bool, dict[str, Any]]:
         """(ready, body of ``/health``) from the background checks (:mod:`memtrace.health`):
-        answers at once, whatever a backend does."""
-        return self.monitor.report()
+        answers at once, whatever a backend does. A draining server is not ready."""
+        ready, body = self.monitor.report()
+        if self.draining:
+            return False, {**body, "draining": True}
+        return ready, body
 
 
 def _on_lane(org_id: str) -> Callable[[Callable[[], Any]], Any]:

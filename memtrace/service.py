@@ -22,6 +22,7 @@ from memtrace.domain.context import (
     previews_to_complete,
     render_context,
 )
+from memtrace.domain.cursor import cursor_position, encode_cursor, fingerprint, next_cursor
 from memtrace.domain.dedup import derive_dedup_key
 from memtrace.domain.errors import DuplicateMemory, InvalidInput, NotFound
 from memtrace.domain.ids import new_agent_id
@@ -37,6 +38,7 @@ from memtrace.domain.models import (
     DuplicateEntry,
     MemoryCreate,
     MemoryFilters,
+    MemoryMatch,
     SearchRequest,
     Session,
     SessionContext,
@@ -60,6 +62,87 @@ _COMPLETE_BATCH = 8  # full memories read at once while completing cut previews
 T = TypeVar("T")
 Offload = Callable[[Callable[[], Any]], Awaitable[Any]]
 """Runs CPU-heavy work (context rendering) off the event loop, counted as the org's work."""
+
+
+def prepare_memory(
+    item: MemoryCreate, now: int, field: str, max_content_bytes: int, memory_id: str | None = None
+) -> NewMemory:
+    """A validated memory as the store takes it: the configured content limit, ``time`` at
+    most 5 minutes ahead and not before 1970 (else the receive time ``now``), the dedup key
+    derived when none is given. ``field`` prefixes error messages (``memories[3].``).
+
+    Raises:
+        InvalidInput: a limit is exceeded.
+    """
+    limit = max_content_bytes
+    if len(item.content) > limit // 4 and len(item.content.encode()) > limit:
+        raise InvalidInput(f"{field}content: must be at most {limit} bytes of UTF-8")
+    if item.time is not None:
+        at = to_us(item.time)
+        if at > now + MAX_FUTURE_US:
+            raise InvalidInput(f"{field}time: must not be more than 5 minutes in the future")
+        if at < 0:
+            raise InvalidInput(f"{field}time: must not be before 1970-01-01")
+    else:
+        at = now
+    agent, event, session, content = (
+        item.agent_id,
+        item.event_type,
+        item.session_id,
+        item.content,
+    )
+    return NewMemory(  # positional: this runs once per memory of every batch
+        at,
+        agent,
+        session,
+        item.memory_type,
+        event,
+        content,
+        item.metadata or None,
+        tuple(item.tags) if item.tags else (),
+        item.importance,
+        item.dedup_key or derive_dedup_key(agent, event, session, content),
+        item.parent_id,
+        memory_id,
+    )
+
+
+def match_query(
+    org_id: str, match: MemoryMatch, since: int | None, until: int | None, **more: Any
+) -> MemoryQuery:
+    """The store query of a search's or a forget's filters (``more``: limit, order, …)."""
+    return MemoryQuery(
+        org_id=org_id,
+        agent_id=match.agent_id,
+        session_id=match.session_id,
+        memory_types=tuple(dict.fromkeys(match.memory_types or ())),
+        event_types=tuple(dict.fromkeys(match.event_types or ())),
+        tags=tuple(match.tags or ()),
+        content_contains=match.content_contains,
+        since=since,
+        until=until,
+        **more,
+    )
+
+
+def _paged(
+    q: MemoryQuery, cursor: str | None, offset: int, scope: tuple[object, ...]
+) -> tuple[MemoryQuery, str]:
+    """``q`` continued after ``cursor`` (checked against the query's fingerprint), and that
+    fingerprint for the next cursor."""
+    query = fingerprint(scope)
+    position = cursor_position(cursor, offset, query)
+    return (q if position is None else replace(q, after=position)), query
+
+
+def _continued(page: QueryPage, limit: int, key: str) -> tuple[bool, str | None]:
+    """(has_more, next cursor) of a page read with one row of look-ahead; a page cut short
+    by the work budget has more after its last match (its cursor continues from there)."""
+    has_more, cursor = next_cursor(page.records, limit, key)
+    if page.complete or has_more:
+        return has_more, cursor
+    rows = page.records
+    return True, (encode_cursor((rows[-1].time, rows[-1].id), key) if rows else None)
 
 
 async def _to_thread(fn: Callable[[], T]) -> T:
@@ -91,7 +174,7 @@ def _session_model(row: SessionRow) -> Session:
     )
 
 
-def _parse_tags(text: str | None) -> tuple[str, ...]:
+def parse_tags(text: str | None) -> tuple[str, ...]:
     if not text:
         return ()
     tags = tuple(dict.fromkeys(t.strip() for t in text.split(",") if t.strip()))
@@ -130,36 +213,7 @@ class MemoryService:
     # -- writes -------------------------------------------------------------------------------
 
     def _prepare(self, item: MemoryCreate, now: int, field: str) -> NewMemory:
-        limit = self.settings.limits.max_content_bytes
-        if len(item.content) > limit // 4 and len(item.content.encode()) > limit:
-            raise InvalidInput(f"{field}content: must be at most {limit} bytes of UTF-8")
-        if item.time is not None:
-            at = to_us(item.time)
-            if at > now + MAX_FUTURE_US:
-                raise InvalidInput(f"{field}time: must not be more than 5 minutes in the future")
-            if at < 0:
-                raise InvalidInput(f"{field}time: must not be before 1970-01-01")
-        else:
-            at = now
-        agent, event, session, content = (
-            item.agent_id,
-            item.event_type,
-            item.session_id,
-            item.content,
-        )
-        return NewMemory(  # positional: this runs once per memory of every batch
-            at,
-            agent,
-            session,
-            item.memory_type,
-            event,
-            content,
-            item.metadata or None,
-            tuple(item.tags) if item.tags else (),
-            item.importance,
-            item.dedup_key or derive_dedup_key(agent, event, session, content),
-            item.parent_id,
-        )
+        return prepare_memory(item, now, field, self.settings.limits.max_content_bytes)
 
     async def remember(self, item: MemoryCreate) -> MemoryRecord:
         """Store one memory durably.
@@ -300,41 +354,63 @@ class MemoryService:
             session_id=session_id or getattr(params, "session_id", None),
             memory_types=(params.memory_type,) if params.memory_type else (),
             event_types=(params.event_type,) if params.event_type else (),
-            tags=_parse_tags(params.tags),
+            tags=parse_tags(params.tags),
             since=since,
             until=until,
             limit=params.limit + 1,  # one more row tells whether there is a next page
             offset=params.offset,
             order=params.order,
         )
+        scope = (
+            "list",
+            query.agent_id,
+            query.session_id,
+            params.memory_type,
+            params.event_type,
+            query.tags,
+            params.since,
+            params.until,
+            params.order,
+        )
+        query, key = _paged(query, params.cursor, params.offset, scope)
         page = await self._page(query)
-        rows = page.records
-        # A partial page may have more beyond it: has_more says so.
-        more = len(rows) > params.limit or not page.complete
-        return RecordPage(rows[: params.limit], more, partial=not page.complete)
+        has_more, cursor = _continued(page, params.limit, key)
+        return RecordPage(page.records[: params.limit], has_more, cursor, not page.complete)
 
     async def search(self, request: SearchRequest) -> SearchHits:
         started = time.perf_counter()
         since, until = self._window(request.since, request.until, offset=request.offset)
-        query = MemoryQuery(
-            org_id=self.org_id,
-            agent_id=request.agent_id,
-            session_id=request.session_id,
-            memory_types=tuple(dict.fromkeys(request.memory_types or ())),
-            event_types=tuple(dict.fromkeys(request.event_types or ())),
-            tags=tuple(request.tags or ()),
-            content_contains=request.content_contains,
+        query = match_query(
+            self.org_id,
+            request,
+            since,
+            until,
             # 0 is "no minimum" (models and UIs send it), not "only memories with an importance"
             min_importance=request.min_importance or None,
-            since=since,
-            until=until,
-            limit=request.limit,
+            limit=request.limit + 1,  # look-ahead: has_more and the next cursor
             offset=request.offset,
             order=request.order,
         )
+        scope = (
+            "search",
+            query.agent_id,
+            query.session_id,
+            query.memory_types,
+            query.event_types,
+            query.tags,
+            query.content_contains,
+            query.min_importance,
+            request.since,
+            request.until,
+            request.order,
+        )
+        query, key = _paged(query, request.cursor, request.offset, scope)
         page = await self._page(query)
+        has_more, cursor = _continued(page, request.limit, key)
         elapsed = round((time.perf_counter() - started) * 1000)
-        return SearchHits(page.records, elapsed, partial=not page.complete)
+        return SearchHits(
+            page.records[: request.limit], elapsed, has_more, cursor, not page.complete
+        )
 
     # -- agents -------------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from memtrace.domain.models import (
     SearchRequest,
     SessionCreate,
 )
+from memtrace.lifecycle.service import Lifecycle
 from memtrace.service import MemoryService
 from memtrace.tools import Json
 
@@ -18,8 +19,9 @@ from memtrace.tools import Json
 class ServiceOps:
     """:class:`MemoryOps` over the in-process service of one org (no HTTP hop)."""
 
-    def __init__(self, service: MemoryService) -> None:
+    def __init__(self, service: MemoryService, lifecycle: Lifecycle) -> None:
         self.service = service
+        self.lifecycle = lifecycle
 
     async def remember(self, item: MemoryCreate) -> Json:
         return (await self.service.remember(item)).to_wire()
@@ -40,3 +42,6 @@ class ServiceOps:
     async def register_agent(self, body: AgentCreate) -> Json:
         agent = await self.service.register_agent(body)
         return agent.model_dump(mode="json", exclude_none=True)
+
+    async def delete_memory(self, memory_id: str) -> None:
+        await self.lifecycle.delete_memory(memory_id)

@@ -8,7 +8,8 @@ them all). Arc-bound stores stay open: their shipper must keep sending the outbo
 operation holds a lease on the open store, so a store is never closed under a running
 operation; a store closed to make room reopens on its org's next request. Stores are also
 closed when their org disappears from the metadata DB or its Arc binding changes (see
-:mod:`memtrace.runtime`).
+:mod:`memtrace.runtime`). Where a store lives (embedded files, or the cluster's PostgreSQL) is
+:mod:`memtrace.storage.placement`'s decision.
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ from memtrace.domain.errors import (
 )
 from memtrace.domain.memory import MemoryRecord, WriteOutcome
 from memtrace.metadata.bindings import ArcBinding
+from memtrace.storage.arc import pg_outbox
 from memtrace.storage.arc.store import ArcStore
-from memtrace.storage.arc.transfer import move_outbox_to_embedded
+from memtrace.storage.arc.transfer import move_outbox
 from memtrace.storage.base import (
     AgentMemoryStats,
     MemoryQuery,
@@ -41,8 +43,9 @@ from memtrace.storage.base import (
     QueryPage,
     StoreHealth,
 )
-from memtrace.storage.embedded import EmbeddedStore
-from memtrace.storage.layout import org_dir
+from memtrace.storage.placement import default_store, existing_outbox, outbox_of
+from memtrace.storage.postgres import store as pg_store
+from memtrace.storage.postgres.db import PgDatabase
 from memtrace.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -64,9 +67,12 @@ class _Open:
 class StoreRegistry:
     """The open stores of this process, one per org, least recently used first."""
 
-    def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self, settings: Settings, metrics: Metrics | None = None, *, pg: PgDatabase | None = None
+    ) -> None:
         self._settings = settings
         self._metrics = metrics
+        self._pg = pg  # cluster mode: the process's PostgreSQL pool
         self._max_open = settings.storage.max_open_stores
         self._open: OrderedDict[str, _Open] = OrderedDict()
         self._lock = asyncio.Lock()
@@ -76,6 +82,13 @@ class StoreRegistry:
         self.evictions = 0  # idle stores closed to make room
         self._released = asyncio.Event()  # set whenever a store's last lease ends
         self.on_open: Callable[[str], None] | None = None  # told of every store opened
+
+    async def prepare(self) -> None:
+        """Bring the PostgreSQL schema of memories and Arc outboxes to the current version
+        (cluster mode)."""
+        if self._pg is not None:
+            await pg_store.migrate(self._pg)
+            await pg_outbox.migrate(self._pg)
 
     # -- leases -------------------------------------------------------------------------------
 
@@ -113,7 +126,10 @@ class StoreRegistry:
         entry = self._open.get(org_id)
         if entry is not None:
             return entry.store.backend
-        return "arc" if org_id in self._bindings else "embedded"
+        if org_id in self._bindings:
+            return "arc"
+        uses_pg = self._pg is not None and self._settings.storage.default_backend == "postgres"
+        return "postgres" if uses_pg else "embedded"
 
     def open_count(self) -> int:
         return len(self._open)
@@ -189,47 +205,12 @@ class StoreRegistry:
         return closed
 
     async def _open_store(self, org_id: str, binding: ArcBinding | None) -> MemoryStore:
-        if binding is not None:
-            return await self._open_arc(org_id, binding)
-        if self._settings.storage.default_backend == "none":
-            raise NoArcInstanceError(
-                "no arc instance configured for this org (no storage backend)",
-                hint=f"an administrator must run: memtrace org add-arc {org_id} …",
-            )
-        directory = org_dir(self._settings.data_dir, org_id)
-        synchronous = self._settings.storage.synchronous
-        store = EmbeddedStore(
-            directory / "memories.db", org_id, synchronous=synchronous, lane=org_id
-        )
-        await store.open()
-        # An org whose Arc binding was removed: memories still in its outbox (written just
-        # before the switch, or never confirmed by Arc) join the embedded store, never stranded.
         try:
-            await move_outbox_to_embedded(
-                directory / "arc_outbox.db", org_id, store, synchronous=synchronous
-            )
-        except MemtraceError as exc:  # they stay durable in the outbox; the next open retries
-            log.error("Arc outbox of %s could not be moved to its store: %s", org_id, exc)
-        return store
-
-    async def _open_arc(self, org_id: str, binding: ArcBinding) -> ArcStore:
-        try:
-            target = binding.target()
-        except ConfigError as exc:  # missing/wrong master key: a clear 503, no secret in it
-            message = f"the Arc binding of this org cannot be used: {exc.message}"
-            self._unusable[org_id] = (_fingerprint(binding), message)
-            raise StorageUnavailable(message) from None
+            store = await open_store(self._settings, org_id, binding, self._metrics, pg=self._pg)
+        except BindingUnusable as exc:
+            self._unusable[org_id] = (_fingerprint(binding), exc.message)
+            raise
         self._unusable.pop(org_id, None)
-        store = ArcStore(
-            org_id,
-            target,
-            org_dir(self._settings.data_dir, org_id) / "arc_outbox.db",
-            self._settings.arc,
-            metrics=self._metrics,
-            synchronous=self._settings.storage.synchronous,
-            dedup_window_us=self._settings.dedup_window_us,
-        )
-        await store.open()
         return store
 
     async def _close(self, orgs: Sequence[str]) -> None:
@@ -344,11 +325,80 @@ class OrgStore:
     async def agent_stats(self, agent_id: str, since: int) -> AgentMemoryStats:
         return await self._run(lambda store: store.agent_stats(agent_id, since))
 
+    async def delete(self, ids: Sequence[str]) -> list[str]:
+        return await self._run(lambda store: store.delete(ids))
+
+    async def insert_records(self, items: Sequence[NewMemory]) -> list[str]:
+        return await self._run(lambda store: store.insert_records(items))
+
+    async def expire(self, cutoff: int) -> int:
+        return await self._run(lambda store: store.expire(cutoff))
+
     async def health(self) -> StoreHealth:
         return await self._run(lambda store: store.health())
 
     async def close(self) -> None:
         """Nothing to do: the registry owns the store."""
+
+
+class BindingUnusable(StorageUnavailable):
+    """The org's Arc binding cannot be decrypted (master key missing or wrong)."""
+
+
+async def open_store(
+    settings: Settings,
+    org_id: str,
+    binding: ArcBinding | None,
+    metrics: Metrics | None = None,
+    *,
+    pg: PgDatabase | None = None,
+) -> MemoryStore:
+    """Open the org's store: Arc when it has a binding, else its default store (embedded, or
+    PostgreSQL in cluster mode: :mod:`memtrace.storage.placement`). ``pg`` is the process's
+    pool in cluster mode.
+
+    Raises:
+        NoArcInstanceError: no binding and ``storage.default_backend = "none"``.
+        BindingUnusable: the binding cannot be used (master key missing or wrong).
+    """
+    if binding is not None:
+        try:
+            target = binding.target()
+        except ConfigError as exc:  # missing/wrong master key: a clear 503, no secret in it
+            raise BindingUnusable(
+                f"the Arc binding of this org cannot be used: {exc.message}"
+            ) from None
+        arc = ArcStore(
+            org_id,
+            target,
+            outbox_of(settings, pg, org_id),
+            settings.arc,
+            metrics=metrics,
+            synchronous=settings.storage.synchronous,
+            dedup_window_us=settings.dedup_window_us,
+        )
+        await arc.open()
+        return arc
+    if settings.storage.default_backend == "none":
+        raise NoArcInstanceError(
+            "no arc instance configured for this org (no storage backend)",
+            hint=f"an administrator must run: memtrace org add-arc {org_id} …",
+        )
+    store = default_store(settings, pg, org_id)
+    await store.open()
+    # An org whose Arc binding was removed: memories still in its outbox (written just
+    # before the switch, or never confirmed by Arc) join its store, never stranded.
+    try:
+        outbox = await existing_outbox(settings, pg, org_id)
+        if outbox is not None:
+            await outbox.open()
+            try:
+                await move_outbox(outbox, store)
+            finally:
+                await outbox.close()
+    except MemtraceError as exc:  # they stay durable in the outbox; the next open retries
+        log.error("Arc outbox of %s could not be moved to its store: %s", org_id, exc)
+    return store
 
 
 def _fingerprint(binding: ArcBinding | None) -> tuple[object, ...] | None:

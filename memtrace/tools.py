@@ -1,5 +1,5 @@
-"""The seven memtrace tools, defined once: name, description for the model, argument model,
-permission and handler.
+"""The memtrace tools, defined once: name, description for the model, argument model,
+permission and handler (the seven of memtrace 0.2, then ``memtrace_forget``).
 
 Handlers are written against :class:`MemoryOps`, the few operations the tools need, which has
 two implementations: :class:`~memtrace.service_ops.ServiceOps` (in process, bound to one org's
@@ -24,6 +24,7 @@ from memtrace.domain.models import (
     DEFAULT_SEARCH_LIMIT,
     MAX_LIMIT,
     MAX_TOKENS,
+    MEMORY_ID_PATTERN,
     AgentCreate,
     AgentId,
     ContextRequest,
@@ -63,6 +64,10 @@ class MemoryOps(Protocol):
     async def session_context(self, session_id: str, request: ContextRequest) -> Json: ...
 
     async def register_agent(self, body: AgentCreate) -> Json: ...
+
+    async def delete_memory(self, memory_id: str) -> None:
+        """Erase one memory; raise :class:`~memtrace.domain.errors.NotFound` if there is none."""
+        ...
 
 
 # --- argument models (descriptions are read by the model that calls the tool) ----------------
@@ -170,6 +175,12 @@ class AgentRegisterArgs(_Args):
     name: AgentId = Field(description="The agent's id and name, e.g. 'support_bot'.")
     description: str | None = Field(default=None, max_length=4096, description="What it does.")
     config: JsonObject = Field(default=None, description="Any configuration worth keeping.")
+
+
+class ForgetArgs(_Args):
+    memory_id: str = Field(
+        pattern=MEMORY_ID_PATTERN, description="Id (mem_…) of the memory to erase for good."
+    )
 
 
 # --- results ------------------------------------------------------------------------------
@@ -314,6 +325,11 @@ async def _agent_register(ops: MemoryOps, args: AgentRegisterArgs) -> ToolResult
     return ToolResult(f"Agent {agent['id']} registered.", agent)
 
 
+async def _forget(ops: MemoryOps, args: ForgetArgs) -> ToolResult:
+    await ops.delete_memory(args.memory_id)
+    return ToolResult(f"Forgot {args.memory_id}.", {"id": args.memory_id, "deleted": True})
+
+
 # --- the registry ---------------------------------------------------------------------------
 
 
@@ -411,6 +427,15 @@ TOOLS: tuple[ToolSpec, ...] = (
         "write",
         _agent_register,
     ),
+    ToolSpec(
+        "memtrace_forget",
+        "Erase one memory of your organisation by id (mem_…), for good: it is gone from "
+        "recall, search and context, and the same memory may be stored again. Use it when a "
+        "memory is wrong or must not be kept.",
+        ForgetArgs,
+        "write",
+        _forget,
+    ),
 )
 TOOLS_BY_NAME = {tool.name: tool for tool in TOOLS}
 
@@ -450,7 +475,7 @@ async def call_tool(
 
 
 def select(names: Sequence[str] | None = None) -> list[ToolSpec]:
-    """The tools with the given names (all seven when ``None``), in definition order."""
+    """The tools with the given names (all of them when ``None``), in definition order."""
     if names is None:
         return list(TOOLS)
     unknown = set(names) - set(TOOLS_BY_NAME)

@@ -21,9 +21,19 @@ from memtrace.runtime import Runtime
 from memtrace.testing.arc_emulator import ArcEmulator
 from memtrace.testing.arc_server import EmulatorServer
 from tests.helpers import TEST_ENV, ServerProcess, Tenant, create_org_key, new_tenant
+from tests.postgres_support import pg_server, pg_template, pg_url
+
+__all__ = ["pg_server", "pg_template", "pg_url"]  # fixtures for every test module
 
 # Fixtures that start a server process (a test using one is slow).
-PROCESS_FIXTURES = {"server", "shared_server", "tenant", "slow_server", "capped_server"}
+PROCESS_FIXTURES = {
+    "server",
+    "shared_server",
+    "tenant",
+    "slow_server",
+    "capped_server",
+    "pg_server",
+}
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

@@ -24,7 +24,6 @@ from memtrace.auth.permissions import parse_permissions
 from memtrace.cli import cli
 from memtrace.domain.ids import new_org_id
 from memtrace.domain.timestamps import now_us
-from memtrace.metadata import sqlite as md
 from memtrace.runtime import Runtime
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,12 +58,11 @@ async def create_org_key(
         now=now,
     )
 
-    def write(conn: Any) -> None:
-        if org_id is None:
-            md.insert_org(conn, target, org_name or "test-" + target.removeprefix("org_"), now)
-        md.insert_key(conn, record)
-
-    await runtime.catalog.db.write(write)
+    if org_id is None:
+        await runtime.catalog.create_org(
+            target, org_name or "test-" + target.removeprefix("org_"), now
+        )
+    await runtime.catalog.add_key(record)
     await runtime.reload()
     return target, plain
 
@@ -282,3 +280,10 @@ def check_walkthrough(port: int, key: str) -> None:
     assert decision["memory_type"] == "decision"
     assert "Skip pagination — reasoning: only 2 pages deep" in context["context"]
     assert context["context"].startswith("## Session Context (sess_")
+
+
+async def open_store_of(runtime: Runtime, org_id: str) -> Any:
+    """The org's open store itself (an ``ArcStore``, ``EmbeddedStore``…), for tests that
+    inspect it; the service sees it through a lease (``OrgStore``)."""
+    async with runtime.stores.use(org_id) as store:
+        return store

@@ -13,6 +13,8 @@ from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult
 
+from memtrace.tools import TOOLS
+
 TRANSPORTS = ("streamable-http", "sse")
 
 
@@ -49,7 +51,7 @@ async def call(client: Client, name: str, arguments: dict[str, Any]) -> Any:
 async def research_flow(params: StdioServerParameters) -> dict[str, Any]:
     """register → session_create → remember (3) → decide → recall → search → session_context."""
     async with Client(params) as client:
-        assert len((await client.list_tools()).tools) == 7
+        assert len((await client.list_tools()).tools) == len(TOOLS)
         await call(client, "memtrace_agent_register", {"name": "researcher"})
         session = await call(client, "memtrace_session_create", {"agent_id": "researcher"})
         sid = data(session)["id"]

@@ -104,8 +104,9 @@ def rest(
     json: Any = None,
     params: dict[str, str] | None = None,
 ) -> Row:
-    """A REST row. ``perm`` is ``none``, ``read`` or ``write``; ``other`` is the status when
-    org B's ids are used with org A's key (404 for routes addressing an object by id)."""
+    """A REST row. ``perm`` is ``none``, ``read``, ``write`` or ``admin``; ``other`` is the
+    status when org B's ids are used with org A's key (404 for routes addressing an object by
+    id)."""
 
     async def call(client: httpx.AsyncClient, world: World) -> tuple[int, str]:
         response = await client.request(
@@ -123,7 +124,10 @@ def rest(
 
 
 def _keyed(perm: str, ok: int, other: int | None, *, by_id: bool) -> dict[str, int]:
-    """Expected statuses of an entry point that needs a key with ``perm``."""
+    """Expected statuses of an entry point that needs a key with ``perm`` (``admin``: only
+    the admin key passes; the read+write keys of ``own`` and ``other`` get 403)."""
+    if perm == "admin":
+        return {**_keyed("write", ok, other, by_id=by_id), "own": 403, "other": 403}
     return {
         "own": ok,
         "other": other if other is not None else (404 if by_id else ok),
@@ -162,9 +166,10 @@ def _tool_error_status(message: str) -> int:
     return 400
 
 
-def mcp_tool(tool: str, perm: str, arguments: dict[str, Any]) -> Row:
+def mcp_tool(tool: str, perm: str, arguments: dict[str, Any], *, other: int = 200) -> Row:
     """An MCP tool called with a raw JSON-RPC ``tools/call`` on ``/mcp`` (stateless), its
-    outcome mapped to the status REST would give."""
+    outcome mapped to the status REST would give; ``other`` is the status with org B's ids
+    (404 for memtrace_forget: another org's memory does not exist for this key)."""
 
     async def call(client: httpx.AsyncClient, world: World) -> tuple[int, str]:
         request = {
@@ -186,7 +191,7 @@ def mcp_tool(tool: str, perm: str, arguments: dict[str, Any]) -> Row:
             return _tool_error_status(text), response.text
         return 200, response.text
 
-    expect = _keyed(perm, 200, 200, by_id=False)
+    expect = _keyed(perm, 200, other, by_id=False)
     return Row(f"mcp:{tool}", call, expect, route=MCP_ROUTE, json_errors=False)
 
 
@@ -226,6 +231,7 @@ MCP_ROWS: list[Row] = [
     mcp_tool("memtrace_session_create", "write", {"agent_id": "{agent_id}"}),
     mcp_tool("memtrace_session_context", "read", {"session_id": "{session_id}"}),
     mcp_tool("memtrace_agent_register", "write", {"name": "brand_new_mcp_agent"}),
+    mcp_tool("memtrace_forget", "write", {"memory_id": "{memory_id}"}, other=404),
     Row("GET /sse", _sse_open, _keyed("read", 200, 200, by_id=False) | {"readonly": 200}),
     Row(
         "MOUNT /messages",
@@ -255,6 +261,9 @@ MATRIX: list[Row] = [
     ),
     rest("GET", "/api/v1/memories", "read", 200, params={"agent_id": "{agent_id}"}),
     rest("GET", "/api/v1/memories/{memory_id}", "read", 200),
+    rest("DELETE", "/api/v1/memories/{memory_id}", "write", 204),
+    rest("POST", "/api/v1/memories/forget", "admin", 200, json={"agent_id": "{agent_id}"}),
+    rest("GET", "/api/v1/export", "read", 200),
     rest("POST", "/api/v1/search", "read", 200, json={"session_id": "{session_id}"}),
     rest("POST", "/api/v1/agents", "write", 201, json={"name": "brand_new_agent"}),
     rest("GET", "/api/v1/agents", "read", 200),

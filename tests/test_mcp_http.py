@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from memtrace.tools import TOOLS
 from tests.helpers import ServerProcess, admin, new_tenant, wait_until
 from tests.mcp_helpers import TRANSPORTS, data, http_client, text
 
@@ -65,7 +66,7 @@ async def test_each_org_sees_only_its_own_memories(deployment: Deployment, trans
     marker = f"isolation-{transport}"
     async with http_client(transport, url, deployment.keys["acme"]) as acme:
         tools = await acme.list_tools()
-        assert len(tools.tools) == 7
+        assert len(tools.tools) == len(TOOLS)
         stored = await acme.call_tool(
             "memtrace_remember", {"agent_id": "spy", "content": f"{marker} acme plans"}
         )

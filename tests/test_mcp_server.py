@@ -61,12 +61,15 @@ TOOL_TABLE = {
         {"since", "until", "include_types", "max_tokens"},
     ),
     "memtrace_agent_register": ({"name"}, {"description", "config"}),
+    "memtrace_forget": ({"memory_id"}, set()),
 }
 
 
 @pytest.fixture
 async def ops(runtime: Runtime) -> ServiceOps:
-    return ServiceOps(await runtime.service("org_default"))
+    return ServiceOps(
+        await runtime.service("org_default"), await runtime.lifecycle("org_default", "test")
+    )
 
 
 @asynccontextmanager
@@ -89,7 +92,18 @@ async def test_list_tools_is_exactly_the_tool_table_rendered_from_the_argument_m
     async with connect(ops) as mcp:
         listed = {tool.name: tool for tool in (await mcp.list_tools()).tools}
         assert set(listed) == set(TOOL_TABLE)
-        assert len(listed) == 7
+        assert len(listed) == len(TOOLS)
+        # the seven tools of memtrace 0.2 come first, in their order; new tools follow
+        assert [t.name for t in (await mcp.list_tools()).tools] == [
+            "memtrace_remember",
+            "memtrace_recall",
+            "memtrace_search",
+            "memtrace_decide",
+            "memtrace_session_create",
+            "memtrace_session_context",
+            "memtrace_agent_register",
+            "memtrace_forget",
+        ]
         for spec in TOOLS:
             tool = listed[spec.name]
             required, optional = TOOL_TABLE[spec.name]
@@ -185,6 +199,13 @@ async def test_every_tool_happy_path(ops: ServiceOps) -> None:
         assert "Crawled example.com pricing page" in markdown
         assert data(context)["context"] == markdown
 
+        forgot = await call(mcp, "memtrace_forget", {"memory_id": memory_id})
+        assert text(forgot) == f"Forgot {memory_id}."
+        again_recalled = await call(mcp, "memtrace_recall", {"agent_id": "crawler", "since": "1h"})
+        assert memory_id not in text(again_recalled) and data(again_recalled)["count"] == 1
+        twice = await mcp.call_tool("memtrace_forget", {"memory_id": memory_id})
+        assert twice.is_error and "not found" in text(twice)
+
 
 async def test_duplicate_remember_is_reported_as_success(ops: ServiceOps) -> None:
     async with connect(ops) as mcp:
@@ -211,6 +232,9 @@ BAD_INPUT = [
     ("memtrace_session_context", {"session_id": "not a session"}, "not found"),
     ("memtrace_session_context", {"session_id": "s", "max_tokens": -1}, "max_tokens"),
     ("memtrace_agent_register", {"description": "nameless"}, "name"),
+    ("memtrace_forget", {}, "memory_id"),
+    ("memtrace_forget", {"memory_id": "not-an-id"}, "memory_id"),
+    ("memtrace_forget", {"memory_id": "mem_01ARZ3NDEKTSV4RRFFQ69G5FAV"}, "not found"),
 ]
 
 
@@ -239,9 +263,9 @@ async def test_bad_input_writes_nothing(ops: ServiceOps) -> None:
 
 async def test_unknown_tool_is_an_error_result(ops: ServiceOps) -> None:
     async with connect(ops) as mcp:
-        result = await mcp.call_tool("memtrace_forget", {})
+        result = await mcp.call_tool("memtrace_teleport", {})
         assert result.is_error
-        assert "memtrace_forget" in text(result)
+        assert "memtrace_teleport" in text(result)
 
 
 async def test_list_and_object_arguments_sent_as_json_text_are_accepted(ops: ServiceOps) -> None:

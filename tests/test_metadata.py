@@ -41,6 +41,35 @@ def test_older_database_is_upgraded_with_its_data(tmp_path: Path) -> None:
     assert md.find_org(conn, "old") == Org("org_old", "old", 1)
 
 
+@pytest.mark.parametrize("version", range(SCHEMA_VERSION))
+def test_every_older_version_upgrades_to_current(tmp_path: Path, version: int) -> None:
+    conn = sqlite3.connect(tmp_path / "m.db", isolation_level=None)
+    migrate(conn, upto=version)
+    migrate(conn)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert {"counters", "retention_policies", "audit_log", "arc_bindings"} <= tables(conn)
+    with transaction(conn):
+        md.insert_org(conn, "org_new", "new", 1)
+        md.bump_counter(conn, md.AGENTS_DELETED)
+    assert md.read_counter(conn, md.AGENTS_DELETED) == 1
+
+
+def test_version_4_with_lifecycle_tables_gains_counters(tmp_path: Path) -> None:
+    """A development build numbered the lifecycle tables version 4 (before ``counters``): such
+    a file, with its audit log, still reaches the current schema."""
+    conn = sqlite3.connect(tmp_path / "m.db", isolation_level=None)
+    migrate(conn, upto=3)
+    with transaction(conn):
+        conn.execute("CREATE TABLE retention_policies (org_id TEXT PRIMARY KEY, days INTEGER)")
+        conn.execute("CREATE TABLE audit_log (seq INTEGER PRIMARY KEY, org_id TEXT)")
+        conn.execute("INSERT INTO audit_log (seq, org_id) VALUES (1, 'org_a')")
+        conn.execute("PRAGMA user_version = 4")
+    migrate(conn)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert "counters" in tables(conn)
+    assert conn.execute("SELECT org_id FROM audit_log").fetchall() == [("org_a",)]
+
+
 def test_newer_database_is_refused(tmp_path: Path) -> None:
     conn = sqlite3.connect(tmp_path / "m.db", isolation_level=None)
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")

@@ -26,7 +26,7 @@ from memtrace.domain.models import (
 )
 from memtrace.domain.timestamps import to_us
 from memtrace.domain.windows import parse_time_bound, parse_window
-from memtrace.service import _parse_tags
+from memtrace.service import parse_tags
 
 # Bounded and reproducible: no example database, no wall-clock deadline on a busy CI machine.
 prop = settings(deadline=None, max_examples=150, database=None, derandomize=True)
@@ -179,7 +179,7 @@ def test_valid_tags_are_accepted_and_deduplicated_in_order(values: list[str]) ->
     assume(len(set(values)) <= 32)
     item = parse_model(MemoryCreate, {"agent_id": "a", "content": "x", "tags": values})
     assert item.tags == (list(dict.fromkeys(values)) or None)
-    assert _parse_tags(",".join(values)) == tuple(dict.fromkeys(values))
+    assert parse_tags(",".join(values)) == tuple(dict.fromkeys(values))
 
 
 @prop

@@ -110,3 +110,30 @@ def test_sigkill_loses_no_acknowledged_memory(tmp_path: Path) -> None:
         assert not missing, f"{len(missing)} acknowledged memories lost"
     finally:
         restarted.stop()
+
+
+def test_shutdown_delay_turns_ready_off_while_requests_are_still_served(tmp_path: Path) -> None:
+    """server.shutdown_delay_s: after SIGTERM the server keeps serving while /ready says 503,
+    so a load balancer takes it out of rotation before it stops accepting; a second signal
+    stops it without waiting out the delay."""
+    server = ServerProcess(tmp_path / "d", env={"MEMTRACE_SERVER_SHUTDOWN_DELAY_S": "300"})
+    server.start()
+    assert server.proc is not None and server.admin_key
+    headers = {"x-api-key": server.admin_key}
+    with httpx.Client(base_url=server.url, headers=headers, timeout=10) as client:
+        assert client.get("/ready").status_code == 200
+        server.proc.send_signal(signal.SIGTERM)
+        wait_until(lambda: client.get("/ready").status_code == 503)
+        assert client.get("/ready").json()["draining"] is True
+        created = client.post("/api/v1/memories", json={"agent_id": "a", "content": "late"})
+        assert created.status_code == 201  # still served: the balancer may not have noticed
+        assert client.get("/health").status_code == 200  # alive, only not ready
+    assert server.proc.poll() is None
+    assert server.kill(signal.SIGTERM) == 0  # the second signal: graceful, without the delay
+    restarted = ServerProcess(tmp_path / "d").start()
+    try:
+        with httpx.Client(base_url=restarted.url, headers=headers) as client:
+            listed = client.get("/api/v1/memories").json()["memories"]
+        assert [m["content"] for m in listed] == ["late"]
+    finally:
+        restarted.stop()

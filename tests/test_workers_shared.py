@@ -159,7 +159,7 @@ async def test_one_process_ships_an_outbox_that_several_open(
         arc_server.emulator.flush()
         rows = arc_server.emulator.sql("db1", "SELECT id FROM events")
         assert sorted(r[0] for r in rows) == sorted(written)  # each once
-        assert [store.shipper.lock.held for store in stores].count(True) == 1
+        assert [store.shipper.ship_lock.held for store in stores].count(True) == 1
     finally:
         for store in stores:
             await store.close()

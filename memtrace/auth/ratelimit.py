@@ -1,7 +1,9 @@
 """Per-caller token buckets (abuse limit), clock-injected.
 
 Each caller (an API key, or the client address when no key is sent) owns a bucket of
-``burst`` tokens refilled at ``rate`` tokens per second; a request takes one token. The table
+``burst`` tokens refilled at ``rate`` tokens per second; a request takes one token. In cluster
+mode the limits are the cluster's: each of N replicas enforces its ``share`` (1/N) of them
+(docs/deploy-cluster.md, "Rate limits"). The table
 of buckets is bounded: the least recently used bucket is dropped first (a dropped bucket comes
 back full, which only ever favours the caller, so the bound cannot lock anyone out).
 
@@ -61,6 +63,7 @@ class RateLimiter:
         self._clock = clock
         self._max = max_buckets
         self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
+        self.share = 1.0  # this process's part of the limits (1/N of N replicas)
 
     @property
     def enabled(self) -> bool:
@@ -75,11 +78,13 @@ class RateLimiter:
         if not self.enabled:
             return 0.0
         now = self._clock()
+        rate = self.rate * self.share
+        burst = max(1.0, self.burst * self.share)
         bucket = self._buckets.pop(caller, None)
         if bucket is None:
-            bucket = _Bucket(float(self.burst), now)
+            bucket = _Bucket(burst, now)
         else:
-            bucket.tokens = _refill(bucket.tokens, bucket.updated, now, self.rate, self.burst)
+            bucket.tokens = _refill(bucket.tokens, bucket.updated, now, rate, burst)
             bucket.updated = now
         self._buckets[caller] = bucket
         if len(self._buckets) > self._max:
@@ -87,7 +92,7 @@ class RateLimiter:
         if bucket.tokens >= 1.0:
             bucket.tokens -= 1.0
             return 0.0
-        return (1.0 - bucket.tokens) / self.rate
+        return (1.0 - bucket.tokens) / rate
 
 
 _SLOT = struct.Struct("<16sdd")  # caller digest, tokens, last refill (monotonic seconds)
@@ -124,6 +129,7 @@ class SharedRateLimiter:
         if os.fstat(self._fd).st_size < size:
             os.ftruncate(self._fd, size)  # zero-filled: every slot empty
         self._map = mmap.mmap(self._fd, size)
+        self.share = 1.0  # this server's part of the limits (1/N of N replicas)
 
     @property
     def enabled(self) -> bool:
@@ -141,7 +147,8 @@ class SharedRateLimiter:
             (self._namespace + "\0" + caller).encode("utf-8", "replace"), digest_size=16
         ).digest()
         home = int.from_bytes(digest[:8], "little") % self._slots
-        burst = float(self.burst)
+        rate = self.rate * self.share
+        burst = max(1.0, self.burst * self.share)
         fcntl.flock(self._fd, fcntl.LOCK_EX)
         try:
             now = self._clock()
@@ -151,7 +158,7 @@ class SharedRateLimiter:
                 key, tokens, updated = _SLOT.unpack_from(self._map, slot * _SLOT.size)
                 if key == digest:
                     found = slot
-                    tokens = _refill(tokens, updated, now, self.rate, burst)
+                    tokens = _refill(tokens, updated, now, rate, burst)
                     break
                 if updated < oldest_at:  # an empty slot (all zero) is the oldest of all
                     oldest, oldest_at = slot, updated
@@ -161,7 +168,7 @@ class SharedRateLimiter:
             if tokens >= 1.0:
                 tokens -= 1.0
             else:
-                wait = (1.0 - tokens) / self.rate
+                wait = (1.0 - tokens) / rate
             _SLOT.pack_into(self._map, found * _SLOT.size, digest, tokens, now)
         finally:
             fcntl.flock(self._fd, fcntl.LOCK_UN)

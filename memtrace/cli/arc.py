@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING, TextIO
 
 import click
 
-from memtrace.cli.common import common_options, find_org, load_settings_for, metadata_db, note
+from memtrace.cli.common import Admin, common_options, load_settings_for, note, run_admin
 from memtrace.storage.arc.target import DEFAULT_MEASUREMENT
-from memtrace.storage.layout import org_dir
 
 if TYPE_CHECKING:
-    from memtrace.config import Settings
-    from memtrace.storage.arc.outbox import Outbox, OutboxCounts, ParkedRow
+    from memtrace.metadata.bindings import ArcBinding
+    from memtrace.storage.arc.outbox import OutboxCounts, ParkedRow
+    from memtrace.storage.arc.outbox_base import OutboxStore
 
 # Not MEMTRACE_ARC_…: that prefix is the [arc] section of the settings.
 ARC_API_KEY_ENV = "MEMTRACE_ORG_ARC_API_KEY"
@@ -66,15 +66,12 @@ def org_add_arc(
     --api-key-file, --prompt-api-key or --api-key, else $MEMTRACE_ORG_ARC_API_KEY; without
     any, the binding has no token (an Arc without authentication)."""
     from memtrace.domain.timestamps import now_us
-    from memtrace.metadata import bindings
-    from memtrace.metadata.schema import transaction
 
     api_key = _arc_api_key(api_key, api_key_file, prompt_api_key)
-    settings = load_settings_for(ctx, config_path, data_dir)
-    with metadata_db(settings) as conn, transaction(conn):
-        found = find_org(conn, org_ref)
-        binding = bindings.put_binding(
-            conn,
+
+    async def add(admin: Admin) -> ArcBinding:
+        found = await admin.org(org_ref)
+        return await admin.catalog.put_binding(
             found.id,
             url=url,
             database=database,
@@ -82,8 +79,11 @@ def org_add_arc(
             api_key=api_key,
             now=now_us(),
         )
+
+    settings = load_settings_for(ctx, config_path, data_dir)
+    binding = run_admin(settings, add)
     note(
-        f"Arc binding of {found.id} saved: {binding.url} database={binding.database} "
+        f"Arc binding of {binding.org_id} saved: {binding.url} database={binding.database} "
         f"measurement={binding.measurement} api_key={'set (encrypted)' if api_key else 'none'}. "
         "Running servers switch within 2 seconds."
     )
@@ -115,15 +115,9 @@ def org_show_arc(
 ) -> None:
     """Show ORG's Arc binding (the API key masked)."""
     from memtrace.auth.crypto import mask_secret
-    from memtrace.domain.errors import NotFound
-    from memtrace.metadata import bindings
 
     settings = load_settings_for(ctx, config_path, data_dir)
-    with metadata_db(settings) as conn:
-        found = find_org(conn, org_ref)
-        binding = bindings.get_binding(conn, found.id)
-    if binding is None:
-        raise NotFound(f"org {found.id} has no Arc binding (it uses the embedded store)")
+    binding = run_admin(settings, lambda admin: _binding(admin, org_ref))
     key = "none"
     if binding.api_key_enc:
         key = mask_secret(binding.target().api_key or "")
@@ -154,48 +148,49 @@ def org_remove_arc(
     running server ship them first (`memtrace org outbox ORG` shows what is left), or pass
     --force to move them into the embedded store.
     """
-    import asyncio
-
     from memtrace.domain.errors import Conflict
-    from memtrace.metadata import bindings
-    from memtrace.metadata.schema import transaction
+    from memtrace.storage.arc.outbox import OutboxCounts
 
     settings = load_settings_for(ctx, config_path, data_dir)
-    with metadata_db(settings) as conn:
-        org_id = find_org(conn, org_ref).id
-    counts = asyncio.run(_outbox_counts(settings, org_id))
     no_store = settings.storage.default_backend == "none"
-    if counts.total and (not force or no_store):
-        remedy = (
-            "the org would have no store to move them to (storage.default_backend = none)"
-            if no_store
-            else "use --force to move them into the embedded store"
-        )
-        raise Conflict(
-            f"org {org_id} has {counts.total} acknowledged memories Arc is not known to hold "
-            f"({counts.pending} waiting to ship, {counts.unverified} awaiting Arc's "
-            f"confirmation, {counts.parked} parked); removing the binding would hide them. Let "
-            f"a running server ship them (see: memtrace org outbox {org_id}), or {remedy}"
-        )
-    with metadata_db(settings) as conn, transaction(conn):
-        bindings.remove_binding(conn, org_id)
+
+    async def remove(admin: Admin) -> tuple[str, OutboxCounts, int]:
+        org_id = (await admin.org(org_ref)).id
+        async with _outbox(admin, org_id) as outbox:
+            counts = await outbox.counts() if outbox is not None else OutboxCounts()
+        if counts.total and (not force or no_store):
+            remedy = (
+                "the org would have no store to move them to (storage.default_backend = none)"
+                if no_store
+                else "use --force to move them into the org's store (embedded or PostgreSQL)"
+            )
+            raise Conflict(
+                f"org {org_id} has {counts.total} acknowledged memories Arc is not known to "
+                f"hold ({counts.pending} waiting to ship, {counts.unverified} awaiting Arc's "
+                f"confirmation, {counts.parked} parked); removing the binding would hide them. "
+                f"Let a running server ship them (see: memtrace org outbox {org_id}), or {remedy}"
+            )
+        await admin.catalog.remove_binding(org_id)
+        # A running server also moves what its last writes add before it switches.
+        moved = await _move_outbox(admin, org_id) if counts.total else 0
+        return org_id, counts, moved
+
+    org_id, counts, moved = run_admin(settings, remove)
     note(f"Arc binding of {org_id} removed; running servers switch within 2 seconds.")
     if counts.total:
-        # A running server also moves what its last writes add before it switches.
-        moved = asyncio.run(_move_outbox(settings, org_id))
-        note(f"{moved} memories moved from the Arc outbox into the embedded store.")
+        where = "PostgreSQL" if settings.storage.default_backend == "postgres" else "embedded"
+        note(f"{moved} memories moved from the Arc outbox into the {where} store.")
 
 
 @asynccontextmanager
-async def _outbox(settings: Settings, org_id: str) -> AsyncIterator[Outbox | None]:
-    """The org's outbox file, open, or None when the org never had one."""
-    from memtrace.storage.arc.outbox import Outbox
+async def _outbox(admin: Admin, org_id: str) -> AsyncIterator[OutboxStore | None]:
+    """The org's outbox, open, or None when the org never had one."""
+    from memtrace.storage.placement import existing_outbox
 
-    path = org_dir(settings.data_dir, org_id) / "arc_outbox.db"
-    if not path.exists():
+    outbox = await existing_outbox(admin.settings, admin.pg, org_id)
+    if outbox is None:
         yield None
         return
-    outbox = Outbox(path, org_id, synchronous=settings.storage.synchronous)
     await outbox.open()
     try:
         yield outbox
@@ -203,27 +198,27 @@ async def _outbox(settings: Settings, org_id: str) -> AsyncIterator[Outbox | Non
         await outbox.close()
 
 
-async def _outbox_counts(settings: Settings, org_id: str) -> OutboxCounts:
-    from memtrace.storage.arc.outbox import OutboxCounts
+async def _move_outbox(admin: Admin, org_id: str) -> int:
+    from memtrace.storage.arc.transfer import move_outbox
+    from memtrace.storage.placement import default_store
 
-    async with _outbox(settings, org_id) as outbox:
-        return await outbox.counts() if outbox is not None else OutboxCounts()
-
-
-async def _move_outbox(settings: Settings, org_id: str) -> int:
-    from memtrace.storage.arc.transfer import move_outbox_to_embedded
-    from memtrace.storage.embedded import EmbeddedStore
-
-    directory = org_dir(settings.data_dir, org_id)
-    synchronous = settings.storage.synchronous
-    store = EmbeddedStore(directory / "memories.db", org_id, synchronous=synchronous)
+    store = default_store(admin.settings, admin.pg, org_id)
     await store.open()
     try:
-        return await move_outbox_to_embedded(
-            directory / "arc_outbox.db", org_id, store, synchronous=synchronous
-        )
+        async with _outbox(admin, org_id) as outbox:
+            return await move_outbox(outbox, store) if outbox is not None else 0
     finally:
         await store.close()
+
+
+async def _binding(admin: Admin, org_ref: str) -> ArcBinding:
+    from memtrace.domain.errors import NotFound
+
+    found = await admin.org(org_ref)
+    binding = await admin.catalog.get_binding(found.id)
+    if binding is None:
+        raise NotFound(f"org {found.id} has no Arc binding (run: memtrace org add-arc first)")
+    return binding
 
 
 @click.command("outbox")
@@ -247,23 +242,18 @@ def org_outbox(
     """Show ORG's Arc outbox: memories waiting to ship, awaiting Arc's confirmation, and
     parked (Arc refuses them; kept and readable), then the parked ones (id, time, agent,
     Arc's reason), at most --limit."""
-    import asyncio
-
     from memtrace.domain.timestamps import format_us
     from memtrace.storage.arc.outbox import OutboxCounts
 
-    settings = load_settings_for(ctx, config_path, data_dir)
-    with metadata_db(settings) as conn:
-        org_id = find_org(conn, org_ref).id
-
-    async def run() -> tuple[OutboxCounts, list[ParkedRow], int]:
-        async with _outbox(settings, org_id) as outbox:
+    async def run(admin: Admin) -> tuple[OutboxCounts, list[ParkedRow], int]:
+        async with _outbox(admin, (await admin.org(org_ref)).id) as outbox:
             if outbox is None:
                 return OutboxCounts(), [], 0
             retried = await outbox.unpark() if retry_parked else 0
             return await outbox.counts(), await outbox.parked(limit), retried
 
-    counts, parked, retried = asyncio.run(run())
+    settings = load_settings_for(ctx, config_path, data_dir)
+    counts, parked, retried = run_admin(settings, run)
     if retry_parked:
         note(f"{retried} parked memories go back to the queue; a running server ships them.")
     click.echo(f"pending\t{counts.pending}")
@@ -276,40 +266,45 @@ def org_outbox(
 @click.command("copy-data")
 @common_options
 @click.argument("org_ref", metavar="ORG")
-@click.option("--to", "to", type=click.Choice(["arc"]), required=True, help="Target backend.")
+@click.option(
+    "--to",
+    "to",
+    type=click.Choice(["arc", "postgres", "embedded"]),
+    required=True,
+    help="Target: the org's Arc binding, the cluster's PostgreSQL, or the embedded file.",
+)
+@click.option(
+    "--from",
+    "source",
+    type=click.Choice(["embedded", "postgres"]),
+    help="Source (default: embedded, or postgres for --to embedded; for --to arc, the org's "
+    "store: postgres when storage.default_backend is postgres).",
+)
 @click.option("--batch-size", type=click.IntRange(1, 100_000), default=1000, show_default=True)
 @click.pass_context
 def org_copy_data(
     ctx: click.Context,
     org_ref: str,
     to: str,
+    source: str | None,
     batch_size: int,
     config_path: Path | None,
     data_dir: Path | None,
 ) -> None:
-    """Copy ORG's embedded memories to its Arc binding (resumable: rerun after a failure)."""
-    import asyncio
-
-    from memtrace.domain.errors import InvalidInput
-    from memtrace.metadata import bindings
-    from memtrace.storage.arc.transfer import copy_to_arc
+    """Copy ORG's memories between its stores (resumable: rerun after a failure; what is
+    already in the target is skipped). The PostgreSQL side needs [postgres] url."""
+    from memtrace.cli.copying import copy_data
 
     settings = load_settings_for(ctx, config_path, data_dir)
-    with metadata_db(settings) as conn:
-        found = find_org(conn, org_ref)
-        binding = bindings.get_binding(conn, found.id)
-    if binding is None:
-        raise InvalidInput(f"org {found.id} has no Arc binding; run: memtrace org add-arc first")
-    result = asyncio.run(
-        copy_to_arc(settings, found.id, binding.target(), batch_size=batch_size, progress=note)
+    org_id, result = run_admin(
+        settings,
+        lambda admin: copy_data(admin, org_ref, to, source, batch_size=batch_size, progress=note),
     )
-    note(
-        f"Copy of {found.id} to Arc complete: {result.copied} copied now, {result.total} in total."
-    )
+    note(f"Copy of {org_id} to {to} complete: {result.copied} copied now, {result.total} in total.")
     if result.parked:
         note(
             f"{result.parked} memories were refused by Arc and parked in the outbox (kept and "
-            f"readable): memtrace org outbox {found.id}"
+            f"readable): memtrace org outbox {org_id}"
         )
     click.echo(result.total)
 

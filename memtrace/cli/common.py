@@ -1,16 +1,18 @@
 """What every ``memtrace`` command shares: ``--config``/``--data-dir``, settings, the metadata
 DB, and one-line errors.
 
-Admin commands write the metadata DB directly; a running server notices the change within
-half a second (see :mod:`memtrace.runtime`). Output a script captures (a new org id, a new key)
-is printed alone on stdout; explanations go to stderr. Errors are one line on stderr, exit 1.
+Admin commands write the metadata directly (the SQLite metadata DB, or the cluster's
+PostgreSQL in cluster mode) through one interface, :class:`memtrace.metadata.base.MetadataAdmin`;
+running servers notice the change within a second (see :mod:`memtrace.runtime`). Output a
+script captures (a new org id, a new key) is printed alone on stdout; explanations go to stderr.
+Errors are one line on stderr, exit 1.
 """
 
 from __future__ import annotations
 
 import signal
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -21,9 +23,12 @@ from memtrace.domain.errors import MemtraceError, NotFound
 
 if TYPE_CHECKING:
     from memtrace.config import Settings
+    from memtrace.metadata.base import MetadataBackend
     from memtrace.metadata.records import Org
+    from memtrace.storage.postgres.db import PgDatabase
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 
 def exit_on_sigterm() -> None:
@@ -81,10 +86,18 @@ def load_settings_for(
 
 @contextmanager
 def metadata_db(settings: Settings) -> Iterator[sqlite3.Connection]:
-    """A connection to the metadata DB, migrated to the current schema."""
+    """A connection to the SQLite metadata DB, migrated (``migrate-from-go`` imports into it;
+    every other admin command goes through :func:`run_admin`)."""
     from memtrace.metadata.schema import migrate
     from memtrace.storage.sqlite import connect
 
+    if settings.postgres.url:
+        from memtrace.domain.errors import ConfigError
+
+        raise ConfigError(
+            "this command works on the SQLite metadata DB; unset postgres.url, then copy the "
+            "orgs' memories with memtrace org copy-data (docs/deploy-cluster.md)"
+        )
     settings.metadata_path.parent.mkdir(parents=True, exist_ok=True)
     conn = connect(settings.metadata_path, synchronous=settings.storage.synchronous)
     try:
@@ -94,14 +107,50 @@ def metadata_db(settings: Settings) -> Iterator[sqlite3.Connection]:
         conn.close()
 
 
-def find_org(conn: sqlite3.Connection, org_ref: str) -> Org:
-    """The org named or identified by ``org_ref``, else :class:`NotFound`."""
-    from memtrace.metadata import sqlite as md
+def run_admin(settings: Settings, fn: Callable[[Admin], Awaitable[T]]) -> T:
+    """Run ``fn`` against the deployment's metadata: the SQLite metadata DB, or the cluster's
+    PostgreSQL when ``postgres.url`` is set (:mod:`memtrace.metadata.backend`). The schema is
+    migrated first, as a starting server would."""
+    import asyncio
 
-    found = md.find_org(conn, org_ref)
-    if found is None:
-        raise NotFound(f"org {org_ref!r} not found")
-    return found
+    from memtrace.metadata.backend import create_catalog, create_pg
+
+    async def main() -> T:
+        pg = create_pg(settings, server=False)
+        catalog = create_catalog(settings, pg)
+        try:
+            await catalog.open()
+            return await fn(Admin(settings, catalog, pg))
+        finally:
+            await catalog.close()
+            if pg is not None:
+                await pg.close()
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(main())
+    # called from async code (a test invoking the CLI in process): a loop of its own
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, main()).result()
+
+
+class Admin:
+    """What an admin command works with: the settings, the metadata, the PostgreSQL pool."""
+
+    def __init__(self, settings: Settings, catalog: MetadataBackend, pg: PgDatabase | None):
+        self.settings = settings
+        self.catalog = catalog
+        self.pg = pg
+
+    async def org(self, org_ref: str) -> Org:
+        """The org named or identified by ``org_ref``, else :class:`NotFound`."""
+        found = await self.catalog.find_org(org_ref)
+        if found is None:
+            raise NotFound(f"org {org_ref!r} not found")
+        return found
 
 
 def note(message: str) -> None:

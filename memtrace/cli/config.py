@@ -48,6 +48,9 @@ def toml_value(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, int | float):
         return repr(value)
+    if isinstance(value, dict):  # an inline table: {decision = 365}
+        pairs = ", ".join(f"{json.dumps(k)} = {toml_value(v)}" for k, v in value.items())
+        return "{" + pairs + "}" if pairs else "{}"
     return json.dumps(value, ensure_ascii=False)
 
 

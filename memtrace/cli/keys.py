@@ -9,12 +9,12 @@ import click
 
 from memtrace.auth.permissions import DEFAULT_PERMISSIONS
 from memtrace.cli.common import (
+    Admin,
     MemtraceGroup,
     common_options,
-    find_org,
     load_settings_for,
-    metadata_db,
     note,
+    run_admin,
 )
 
 
@@ -43,25 +43,26 @@ def key_create(
     data_dir: Path | None,
 ) -> None:
     """Create a key; prints the secret alone on stdout (shown only this once)."""
-    from memtrace.auth.keys import new_api_key
+    from memtrace.auth.keys import ApiKeyRecord, new_api_key
     from memtrace.auth.permissions import parse_permissions
     from memtrace.domain.timestamps import now_us
-    from memtrace.metadata import sqlite as md
     from memtrace.metadata.records import require_text
-    from memtrace.metadata.schema import transaction
 
     settings = load_settings_for(ctx, config_path, data_dir)
     perms = parse_permissions(permissions)
     name = require_text(name, "name")
-    with metadata_db(settings) as conn:
-        found = find_org(conn, org_ref)
+
+    async def create(admin: Admin) -> tuple[str, ApiKeyRecord, str]:
+        found = await admin.org(org_ref)
         record, plain = new_api_key(
             found.id, name, perms, rounds=settings.auth.bcrypt_rounds, now=now_us()
         )
-        with transaction(conn):
-            md.insert_key(conn, record)
+        await admin.catalog.add_key(record)
+        return found.id, record, plain
+
+    org_id, record, plain = run_admin(settings, create)
     note(
-        f"API key {record.id} created for {found.id} with permissions "
+        f"API key {record.id} created for {org_id} with permissions "
         f"{','.join(sorted(perms))}. Save it now: it is shown only once."
     )
     click.echo(plain)
@@ -75,13 +76,14 @@ def key_list(
     ctx: click.Context, org_ref: str, config_path: Path | None, data_dir: Path | None
 ) -> None:
     """List an org's keys: id, name, permissions, created, status (never the secret)."""
+    from memtrace.auth.keys import ApiKeyRecord
     from memtrace.domain.timestamps import format_seconds
-    from memtrace.metadata import sqlite as md
+
+    async def listing(admin: Admin) -> list[ApiKeyRecord]:
+        return await admin.catalog.list_keys((await admin.org(org_ref)).id)
 
     settings = load_settings_for(ctx, config_path, data_dir)
-    with metadata_db(settings) as conn:
-        found = find_org(conn, org_ref)
-        keys = md.list_keys(conn, found.id)
+    keys = run_admin(settings, listing)
     for item in keys:
         status = f"revoked {format_seconds(item.revoked_at)}" if item.revoked_at else "active"
         click.echo(
@@ -99,12 +101,9 @@ def key_revoke(
 ) -> None:
     """Revoke a key by id; running servers refuse it within 2 seconds."""
     from memtrace.domain.timestamps import now_us
-    from memtrace.metadata import sqlite as md
-    from memtrace.metadata.schema import transaction
 
     settings = load_settings_for(ctx, config_path, data_dir)
-    with metadata_db(settings) as conn, transaction(conn):
-        record = md.revoke_key(conn, key_id, now_us())
+    record = run_admin(settings, lambda admin: admin.catalog.revoke_key(key_id, now_us()))
     note(f"API key {record.id} ({record.name}) of {record.org_id} revoked.")
 
 

@@ -7,8 +7,10 @@ from pathlib import Path
 import click
 
 from memtrace import __version__
+from memtrace.cli import lifecycle
 from memtrace.cli.common import MemtraceGroup, common_options, exit_on_sigterm
 from memtrace.cli.config import config
+from memtrace.cli.copying import copy_metadata
 from memtrace.cli.keys import key, keygen
 from memtrace.cli.migrate import migrate_from_go
 from memtrace.cli.org import org
@@ -28,7 +30,17 @@ def cli(ctx: click.Context, config_path: Path | None, data_dir: Path | None) -> 
         ctx.invoke(serve)
 
 
-for _command in (serve, mcp, org, key, keygen, migrate_from_go, config):
+for _command in (
+    serve,
+    mcp,
+    org,
+    key,
+    keygen,
+    migrate_from_go,
+    config,
+    copy_metadata,
+    *lifecycle.COMMANDS,
+):
     cli.add_command(_command)
 
 

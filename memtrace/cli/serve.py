@@ -75,7 +75,7 @@ def run_server(settings: Settings) -> None:
     import uvicorn
 
     from http_api.app import create_app
-    from http_api.serving import uvicorn_options
+    from http_api.serving import DelayedExitServer, uvicorn_options
     from mcp_server.http import McpHttpAddon
     from memtrace.runtime import Runtime
 
@@ -91,7 +91,7 @@ def run_server(settings: Settings) -> None:
         timeout_graceful_shutdown=int(settings.server.graceful_timeout_s),
         **uvicorn_options(settings),
     )
-    server = uvicorn.Server(config)
+    server = DelayedExitServer(config, runtime, settings.server.shutdown_delay_s)
     server.run()
     if not server.started:
         raise click.ClickException("server failed to start (see the log above)")

@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
-from memtrace.client._base import Call, dump, path, query
+import orjson
+
+from memtrace.client._base import Call, dump, parse, path, query
 from memtrace.client.models import (
     AddMemoryRequest,
     ContextOptions,
     CreateSessionRequest,
+    ExportParams,
+    ForgetRequest,
     ListOptions,
+    Memory,
+    MemoryList,
     RegisterAgentRequest,
     SearchQuery,
+    SearchResult,
     UpdateSessionRequest,
 )
-from memtrace.domain.errors import AgentExists, DuplicateMemory
+from memtrace.domain.errors import AgentExists, DuplicateMemory, MemtraceError
 from memtrace.domain.models import JsonObject
 
 
@@ -198,7 +205,61 @@ def update_session(session_id: str, req: UpdateSessionRequest) -> Call:
     return Call("PUT", path("sessions", session_id), body=dump(req))
 
 
-def next_page(opts: ListOptions | SearchQuery | None, model: type[Any], got: int) -> Any:
-    """The options of the following page (offset moved past the ``got`` items just read)."""
-    current = opts if opts is not None else model()
+# --- data lifecycle -------------------------------------------------------------------------
+
+
+def delete_memory(memory_id: str) -> Call:
+    return Call("DELETE", path("memories", memory_id), expect_body=False)
+
+
+def forget(req: ForgetRequest) -> Call:
+    # Not resent after a lost response: a second run would report 0 deleted.
+    return Call("POST", path("memories", "forget"), body=dump(req), idempotent=False)
+
+
+def export(params: ExportParams | None) -> Call:
+    return Call("GET", path("export"), params=query(params))
+
+
+def export_line(line: str | bytes) -> Memory | None:
+    """One line of an export stream as a Memory (``None`` for a blank line).
+
+    Raises:
+        MemtraceError: the server ended the stream with an error line.
+    """
+    if not line.strip():
+        return None
+    data = orjson.loads(line)
+    if isinstance(data, dict) and "error" in data and "id" not in data:
+        raise MemtraceError(f"the export stopped early: {data['error']}")
+    return parse(Memory, data)
+
+
+# --- pages ----------------------------------------------------------------------------------
+
+
+def next_list_page(opts: ListOptions | None, page: MemoryList) -> ListOptions | None:
+    """The options of the page after ``page``, or ``None`` at the end (by cursor; by offset
+    against a server that sends no cursor)."""
+    if not page.has_more or not page.memories:
+        return None
+    return _advance(opts or ListOptions(), page.next_cursor, len(page.memories))
+
+
+def next_search_page(q: SearchQuery, page: SearchResult) -> SearchQuery | None:
+    """Like :func:`next_list_page`; a server without ``has_more`` ends with a short page."""
+    if "has_more" in page.model_fields_set:
+        if not page.has_more or not page.results:
+            return None
+    elif len(page.results) < q.limit:
+        return None
+    return _advance(q, page.next_cursor, len(page.results))
+
+
+M = TypeVar("M", ListOptions, SearchQuery)
+
+
+def _advance(current: M, cursor: str | None, got: int) -> M:
+    if cursor:
+        return current.model_copy(update={"cursor": cursor, "offset": 0})
     return current.model_copy(update={"offset": current.offset + got})

@@ -29,6 +29,9 @@ from memtrace.client.models import (
     AgentStats,
     ContextOptions,
     CreateSessionRequest,
+    ExportParams,
+    ForgetRequest,
+    ForgetResult,
     ListOptions,
     Memory,
     MemoryBatchResult,
@@ -221,29 +224,57 @@ class AsyncMemtrace:
         return parse(MemoryList, await self.request(ep.list_memories(opts)))
 
     async def iter_memories(self, opts: ListOptions | None = None) -> AsyncIterator[Memory]:
-        """Every memory matching the filters, page after page (``opts.limit`` per page)."""
+        """Every memory matching the filters, page after page (``opts.limit`` per page), each
+        page continuing at the previous one's cursor: no skips or repeats, however many."""
+        next_opts: ListOptions | None = opts
         while True:
-            page = await self.list_memories(opts)
+            page = await self.list_memories(next_opts)
             for memory in page.memories:
                 yield memory
-            if not page.has_more or not page.memories:
+            next_opts = ep.next_list_page(next_opts, page)
+            if next_opts is None:
                 return
-            opts = ep.next_page(opts, ListOptions, len(page.memories))
 
     async def search_memories(self, query: SearchQuery | None = None) -> SearchResult:
         """One page of search results."""
         return parse(SearchResult, await self.request(ep.search_memories(query)))
 
     async def iter_search(self, query: SearchQuery | None = None) -> AsyncIterator[Memory]:
-        """Every search result, page after page (``query.limit`` per page)."""
-        query = query or SearchQuery()
-        while True:
-            page = await self.search_memories(query)
+        """Every search result, page after page (``query.limit`` per page), by cursor."""
+        next_query: SearchQuery | None = query or SearchQuery()
+        while next_query is not None:
+            page = await self.search_memories(next_query)
             for memory in page.results:
                 yield memory
-            if len(page.results) < query.limit:
-                return
-            query = ep.next_page(query, SearchQuery, len(page.results))
+            next_query = ep.next_search_page(next_query, page)
+
+    # --- data lifecycle ---------------------------------------------------------------------
+
+    async def delete_memory(self, memory_id: str) -> None:
+        """Erase one memory for good (``NotFound`` if the org has none with this id)."""
+        await self.request(ep.delete_memory(memory_id))
+
+    async def forget(self, request: ForgetRequest | None = None, **filters: Any) -> ForgetResult:
+        """Erase every memory matching the filters (an admin key; ``dry_run=True`` only
+        counts): ``forget(agent_id="alice", delete_agent=True)`` or ``forget(ForgetRequest)``."""
+        req = request or ForgetRequest.model_validate(filters)
+        return parse(ForgetResult, await self.request(ep.forget(req)))
+
+    async def export(self, params: ExportParams | None = None) -> AsyncIterator[Memory]:
+        """Stream the org's memories (oldest first) as the server sends them, in constant
+        memory."""
+        call = ep.export(params)
+        try:
+            async with self._client.stream("GET", call.path, params=call.params) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    decode(response, call)
+                async for line in response.aiter_lines():
+                    memory = ep.export_line(line)
+                    if memory is not None:
+                        yield memory
+        except httpx.TransportError as exc:
+            raise wrap_transport_error(exc) from exc
 
     # --- agents -----------------------------------------------------------------------------
 

@@ -1,6 +1,6 @@
 """:class:`ClientOps`: the tools' :class:`~memtrace.tools.MemoryOps` over the REST API.
 
-Remote mode of the MCP server and the cookbooks run the seven tools of
+Remote mode of the MCP server and the cookbooks run the tools of
 :mod:`memtrace.tools` through this, so the tools behave the same in process
 (:class:`~memtrace.service_ops.ServiceOps`) and over HTTP. Results are the REST JSON shapes.
 """
@@ -53,3 +53,6 @@ class ClientOps:
 
     async def register_agent(self, body: AgentCreate) -> Json:
         return _object(await self.client.request(ep.register_agent(body)))
+
+    async def delete_memory(self, memory_id: str) -> None:
+        await self.client.request(ep.delete_memory(memory_id))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -29,6 +30,9 @@ from memtrace.client.models import (
     AgentStats,
     ContextOptions,
     CreateSessionRequest,
+    ExportParams,
+    ForgetRequest,
+    ForgetResult,
     ListOptions,
     Memory,
     MemoryBatchResult,
@@ -221,27 +225,71 @@ class Memtrace:
         return parse(MemoryList, self.request(ep.list_memories(opts)))
 
     def iter_memories(self, opts: ListOptions | None = None) -> Iterator[Memory]:
-        """Every memory matching the filters, page after page (``opts.limit`` per page)."""
+        """Every memory matching the filters, page after page (``opts.limit`` per page), each
+        page continuing at the previous one's cursor: no skips or repeats, however many."""
+        next_opts: ListOptions | None = opts
         while True:
-            page = self.list_memories(opts)
+            page = self.list_memories(next_opts)
             yield from page.memories
-            if not page.has_more or not page.memories:
+            next_opts = ep.next_list_page(next_opts, page)
+            if next_opts is None:
                 return
-            opts = ep.next_page(opts, ListOptions, len(page.memories))
 
     def search_memories(self, query: SearchQuery | None = None) -> SearchResult:
         """One page of search results."""
         return parse(SearchResult, self.request(ep.search_memories(query)))
 
     def iter_search(self, query: SearchQuery | None = None) -> Iterator[Memory]:
-        """Every search result, page after page (``query.limit`` per page)."""
-        query = query or SearchQuery()
-        while True:
-            page = self.search_memories(query)
+        """Every search result, page after page (``query.limit`` per page), by cursor."""
+        next_query: SearchQuery | None = query or SearchQuery()
+        while next_query is not None:
+            page = self.search_memories(next_query)
             yield from page.results
-            if len(page.results) < query.limit:
-                return
-            query = ep.next_page(query, SearchQuery, len(page.results))
+            next_query = ep.next_search_page(next_query, page)
+
+    # --- data lifecycle ---------------------------------------------------------------------
+
+    def delete_memory(self, memory_id: str) -> None:
+        """Erase one memory for good (``NotFound`` if the org has none with this id)."""
+        self.request(ep.delete_memory(memory_id))
+
+    def forget(self, request: ForgetRequest | None = None, **filters: Any) -> ForgetResult:
+        """Erase every memory matching the filters (an admin key; ``dry_run=True`` only
+        counts): ``forget(agent_id="alice", delete_agent=True)`` or ``forget(ForgetRequest)``."""
+        req = request or ForgetRequest.model_validate(filters)
+        return parse(ForgetResult, self.request(ep.forget(req)))
+
+    def export(self, params: ExportParams | None = None) -> Iterator[Memory]:
+        """Stream the org's memories (oldest first) as the server sends them, in constant
+        memory; keep the lines with :meth:`export_to`."""
+        for line in self._export_lines(params):
+            memory = ep.export_line(line)
+            if memory is not None:
+                yield memory
+
+    def export_to(self, path: str | Path, params: ExportParams | None = None) -> int:
+        """Write the export to an NDJSON file as received (what ``memtrace import`` reads);
+        returns the number of memories."""
+        count = 0
+        with Path(path).open("wb") as out:
+            for line in self._export_lines(params):
+                ep.export_line(line)  # raises on the server's error line
+                out.write(line + b"\n")
+                count += 1
+        return count
+
+    def _export_lines(self, params: ExportParams | None) -> Iterator[bytes]:
+        call = ep.export(params)
+        try:
+            with self._client.stream("GET", call.path, params=call.params) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    decode(response, call)
+                for line in response.iter_lines():
+                    if line.strip():
+                        yield line.encode()
+        except httpx.TransportError as exc:
+            raise wrap_transport_error(exc) from exc
 
     # --- agents -----------------------------------------------------------------------------
 

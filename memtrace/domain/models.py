@@ -51,6 +51,7 @@ MAX_LIMIT = 1000
 MAX_OFFSET = 1_000_000_000
 DEFAULT_MAX_TOKENS = 2000
 MAX_TOKENS = 100_000
+MAX_CURSOR_CHARS = 256
 
 
 def _blank_to_none(value: Any) -> Any:
@@ -273,6 +274,9 @@ class MemoryList(BaseModel):
     memories: list[Memory]
     count: int
     has_more: bool
+    next_cursor: str | None = Field(
+        default=None, description="Present when has_more: pass it as cursor for the next page."
+    )
     partial: bool = Field(
         default=False,
         description="Present and true when the read stopped at its work budget "
@@ -280,8 +284,17 @@ class MemoryList(BaseModel):
     )
 
 
-class MemoryFilters(_QueryParams):
-    """The filters every memory listing takes (the agent and session routes fix one more)."""
+Cursor = Annotated[
+    Annotated[str, StringConstraints(max_length=MAX_CURSOR_CHARS)] | None,
+    BeforeValidator(_blank_to_none),
+    BlankMeansAbsent,
+    Field(description="next_cursor of the previous page: continue exactly after its last memory."),
+]
+MEMORY_ID_PATTERN = r"^mem_[0-9A-HJKMNP-TV-Z]{26}$"
+
+
+class _MemoryFilterFields(_QueryParams):
+    """Type, event, tag and time filters of memory listings and of the export."""
 
     memory_type: Annotated[MemoryType | None, BeforeValidator(_blank_to_none), BlankMeansAbsent] = (
         None
@@ -294,9 +307,15 @@ class MemoryFilters(_QueryParams):
     ] = None
     since: str | None = None
     until: str | None = None
+
+
+class MemoryFilters(_MemoryFilterFields):
+    """The filters every memory listing takes (the agent and session routes fix one more)."""
+
     limit: int = Field(default=DEFAULT_LIST_LIMIT, ge=1, le=MAX_LIMIT)
     offset: int = Field(default=0, ge=0, le=MAX_OFFSET)
     order: OrderParam = "desc"
+    cursor: Cursor = None
 
 
 class ListParams(MemoryFilters):
@@ -318,8 +337,22 @@ class SessionMemoryParams(MemoryFilters):
     agent_id: OptionalRef = None
 
 
-class SearchRequest(_Request):
-    """Body of ``POST /search``: every given filter must match (AND)."""
+class ExportParams(_MemoryFilterFields):
+    """Filters of ``GET /export``: the list filters and a content search, oldest first."""
+
+    agent_id: OptionalRef = None
+    session_id: OptionalRef = None
+    content_contains: Annotated[
+        Needle | None,
+        BeforeValidator(_blank_to_none),
+        BlankMeansAbsent,
+        Field(description="Case-insensitive substring of content."),
+    ] = None
+    order: OrderParam = "asc"
+
+
+class MemoryMatch(_Request):
+    """The filters of a search, shared by forget: every given filter must match (AND)."""
 
     agent_id: OptionalRef = None
     session_id: OptionalRef = None
@@ -332,20 +365,31 @@ class SearchRequest(_Request):
         BlankMeansAbsent,
         Field(description="Case-insensitive substring of content."),
     ] = None
+    since: str | None = None
+    until: str | None = None
+
+
+class SearchRequest(MemoryMatch):
+    """Body of ``POST /search``: every given filter must match (AND)."""
+
     min_importance: Annotated[
         Importance, Field(description="Only memories at least this important; 0 means no minimum.")
     ] = None
-    since: str | None = None
-    until: str | None = None
     limit: int = Field(default=DEFAULT_SEARCH_LIMIT, ge=1, le=MAX_LIMIT, strict=True)
     offset: int = Field(default=0, ge=0, le=MAX_OFFSET, strict=True)
     order: OrderParam = "desc"
+    cursor: Cursor = None
 
 
 class SearchResult(BaseModel):
     results: list[Memory]
     count: int
     query_time_ms: int = Field(description="Server-side query time, whole milliseconds.")
+    has_more: bool = False
+    next_cursor: str | None = Field(
+        default=None, description="Present when has_more: pass it as cursor for the next page."
+    )
+
     partial: bool = Field(
         default=False,
         description="Present and true when the search stopped at its work budget "
@@ -355,6 +399,42 @@ class SearchResult(BaseModel):
     partial_reason: str | None = Field(
         default=None, description="With partial: why, and how to narrow the search."
     )
+
+
+class ForgetRequest(MemoryMatch):
+    """Body of ``POST /memories/forget``: which memories to erase (at least one filter)."""
+
+    dry_run: bool = Field(default=False, strict=True, description="Only count the matches.")
+    delete_agent: bool = Field(
+        default=False,
+        strict=True,
+        description="Also delete the agent of agent_id and its sessions (GDPR: the subject).",
+    )
+    delete_session: bool = Field(
+        default=False, strict=True, description="Also delete the session of session_id."
+    )
+
+    def filters(self) -> dict[str, Any]:
+        """The filters that are set (for the audit log and the empty-filter rule)."""
+        names = ("dry_run", "delete_agent", "delete_session")
+        return {k: v for k, v in self.model_dump(exclude=set(names)).items() if v not in (None, [])}
+
+
+class ForgetResult(BaseModel):
+    """``{"matched": n}`` for a dry run, ``{"deleted": n}`` otherwise."""
+
+    matched: int | None = None
+    deleted: int | None = None
+    agent_deleted: bool | None = None
+    session_deleted: bool | None = None
+
+
+class MemoryImport(MemoryCreate):
+    """One line of an export file: a memory as the API returns it, id and time included."""
+
+    id: Annotated[str, StringConstraints(pattern=MEMORY_ID_PATTERN)]
+    time: Annotated[datetime, BeforeValidator(_timestamp_text)]
+    dedup_key: Annotated[str, StringConstraints(min_length=1, max_length=MAX_DEDUP_KEY)]
 
 
 # --- agents ---------------------------------------------------------------------------------

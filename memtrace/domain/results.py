@@ -34,40 +34,49 @@ class StoredBatch:
 
 @dataclass(frozen=True, slots=True)
 class RecordPage:
-    """One page of a listing, with the exact look-ahead ``has_more``."""
+    """One page of a listing, with the exact look-ahead ``has_more`` and, when there is more,
+    the cursor of the next page."""
 
     memories: list[MemoryRecord]
     has_more: bool
+    next_cursor: str | None = None
     partial: bool = False
 
     def to_wire(self) -> dict[str, Any]:
         """The JSON shape of :class:`~memtrace.domain.models.MemoryList`."""
-        wire: dict[str, Any] = {
+        body: dict[str, Any] = {
             "memories": [m.to_wire() for m in self.memories],
             "count": len(self.memories),
             "has_more": self.has_more,
         }
+        if self.next_cursor is not None:
+            body["next_cursor"] = self.next_cursor
         if self.partial:
-            wire["partial"] = True
-        return wire
+            body["partial"] = True
+        return body
 
 
 @dataclass(frozen=True, slots=True)
 class SearchHits:
-    """What a search found, with the time it took."""
+    """What a search found, with the time it took (and the next page's cursor)."""
 
     results: list[MemoryRecord]
     query_time_ms: int
+    has_more: bool = False
+    next_cursor: str | None = None
     partial: bool = False
 
     def to_wire(self) -> dict[str, Any]:
         """The JSON shape of :class:`~memtrace.domain.models.SearchResult`."""
-        wire: dict[str, Any] = {
+        body: dict[str, Any] = {
             "results": [m.to_wire() for m in self.results],
             "count": len(self.results),
             "query_time_ms": self.query_time_ms,
+            "has_more": self.has_more,
         }
+        if self.next_cursor is not None:
+            body["next_cursor"] = self.next_cursor
         if self.partial:
-            wire["partial"] = True
-            wire["partial_reason"] = PARTIAL_HINT
-        return wire
+            body["partial"] = True
+            body["partial_reason"] = PARTIAL_HINT
+        return body

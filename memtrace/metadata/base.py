@@ -1,17 +1,20 @@
-"""The metadata protocol: what the server needs from the store of orgs, keys, Arc bindings,
-agents and sessions. :class:`memtrace.metadata.catalog.Catalog` implements it on SQLite; a second
-backend implements the same methods with the same semantics.
+"""The metadata protocols: what the server needs from the store of orgs, keys, Arc bindings,
+agents and sessions (:class:`MetadataStore`), and what the CLI changes (:class:`MetadataAdmin`).
+:class:`memtrace.metadata.catalog.Catalog` implements both on SQLite,
+:class:`memtrace.metadata.postgres.PgCatalog` on PostgreSQL (cluster mode), with the same
+semantics; :func:`memtrace.metadata.backend.create_catalog` picks one from the settings.
 
 Every agent and session operation is scoped by ``org_id``; times are integer microseconds.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from memtrace.auth.keys import ApiKeyRecord
+from memtrace.domain.lifecycle import AuditEntry, RetentionPolicy
 from memtrace.metadata.bindings import ArcBinding
 from memtrace.metadata.goimport import LegacyArc
 from memtrace.metadata.records import AgentRow, Org, SessionRow
@@ -124,3 +127,87 @@ class MetadataStore(Protocol):
     async def session_counts(self, org_id: str, agent_id: str) -> tuple[int, int]:
         """(sessions, active sessions) of one agent."""
         ...
+
+    async def delete_session(self, org_id: str, session_id: str) -> bool:
+        """Remove one session; False when the org has no such session."""
+        ...
+
+    # -- data lifecycle (docs/api.md, "Data lifecycle") ---------------------------------------
+
+    async def get_retention(self, org_id: str) -> RetentionPolicy | None:
+        """The org's own retention policy (without the configured defaults), if it has one."""
+        ...
+
+    async def list_retention(self) -> dict[str, RetentionPolicy]:
+        """Every org's own retention policy."""
+        ...
+
+    async def record_audit(self, entry: AuditEntry) -> None:
+        """Append to the audit log (durable before it returns)."""
+        ...
+
+    async def list_audit(
+        self, org_id: str, *, limit: int = 100, since: int | None = None
+    ) -> list[AuditEntry]:
+        """The org's audit entries, newest first."""
+        ...
+
+
+class MetadataAdmin(Protocol):
+    """Changes an operator makes (``memtrace org …``, ``memtrace key …``); each call is one
+    transaction. Running servers see them within 2 seconds (they watch :meth:`changed`)."""
+
+    async def list_keys(self, org_id: str | None = None) -> list[ApiKeyRecord]:
+        """Every key (revoked ones included), or one org's; oldest first."""
+        ...
+
+    async def find_org(self, id_or_name: str) -> Org | None:
+        """The org with this id, else the one with this name."""
+        ...
+
+    async def create_org(self, org_id: str, name: str, now: int) -> Org:
+        """Raise :class:`~memtrace.domain.errors.Conflict` if the id or name is taken."""
+        ...
+
+    async def delete_org(self, org_id: str) -> None:
+        """Remove the org with its keys, agents, sessions, binding and retention policy (not
+        its memories, nor its audit log: a deleted org's entries stay listable by its id)."""
+        ...
+
+    async def add_key(self, record: ApiKeyRecord) -> None:
+        """Raise :class:`~memtrace.domain.errors.NotFound` if the org does not exist."""
+        ...
+
+    async def revoke_key(self, key_id: str, now: int) -> ApiKeyRecord:
+        """Revoke (idempotent); returns the key as it was."""
+        ...
+
+    async def get_binding(self, org_id: str) -> ArcBinding | None: ...
+
+    async def put_binding(
+        self,
+        org_id: str,
+        *,
+        url: str,
+        database: str,
+        measurement: str,
+        api_key: str | None,
+        now: int,
+        environ: Mapping[str, str] | None = None,
+    ) -> ArcBinding:
+        """Validate, encrypt the API key under the master key, create or replace."""
+        ...
+
+    async def remove_binding(self, org_id: str) -> None: ...
+
+    async def put_retention(self, org_id: str, policy: RetentionPolicy, now: int) -> None:
+        """Create or replace the org's own retention policy."""
+        ...
+
+    async def delete_retention(self, org_id: str) -> bool:
+        """Remove the org's own policy (the defaults apply); False when it had none."""
+        ...
+
+
+class MetadataBackend(MetadataStore, MetadataAdmin, Protocol):
+    """Both sides, as each backend implements them."""

@@ -61,6 +61,22 @@ def validate(url: str, database: str, measurement: str, api_key: str | None) -> 
         raise InvalidInput("api_key: must be 1-4096 characters without whitespace")
 
 
+def prepare(
+    org_id: str,
+    url: str,
+    database: str,
+    measurement: str,
+    api_key: str | None,
+    environ: Mapping[str, str] | None = None,
+) -> tuple[str, str | None]:
+    """Validate a binding; returns the URL to store and the encrypted API key (or None)."""
+    validate(url, database, measurement, api_key)
+    enc = None
+    if api_key is not None:
+        enc = encrypt_secret(load_master_key(environ), org_id, api_key)
+    return url.rstrip("/"), enc
+
+
 def _row(row: tuple[object, ...]) -> ArcBinding:
     return ArcBinding(*row)  # type: ignore[arg-type]
 
@@ -83,11 +99,20 @@ def put_binding(
     environ: Mapping[str, str] | None = None,
 ) -> ArcBinding:
     """Create or replace the org's binding (the API key is stored encrypted)."""
-    validate(url, database, measurement, api_key)
-    enc = None
-    if api_key is not None:
-        enc = encrypt_secret(load_master_key(environ), org_id, api_key)
-    url = url.rstrip("/")
+    url, enc = prepare(org_id, url, database, measurement, api_key, environ)
+    return store_binding(conn, org_id, url, database, measurement, enc, now)
+
+
+def store_binding(
+    conn: sqlite3.Connection,
+    org_id: str,
+    url: str,
+    database: str,
+    measurement: str,
+    api_key_enc: str | None,
+    now: int,
+) -> ArcBinding:
+    """Write a binding :func:`prepare` checked (an existing one keeps its ``created_at``)."""
     previous = get_binding(conn, org_id)
     created = previous.created_at if previous else now
     conn.execute(
@@ -95,9 +120,9 @@ def put_binding(
         "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (org_id) DO UPDATE SET "
         "url = excluded.url, database = excluded.database, measurement = excluded.measurement, "
         "api_key_enc = excluded.api_key_enc, updated_at = excluded.updated_at",
-        (org_id, url, database, measurement, enc, created, now),
+        (org_id, url, database, measurement, api_key_enc, created, now),
     )
-    return ArcBinding(org_id, url, database, measurement, enc, created, now)
+    return ArcBinding(org_id, url, database, measurement, api_key_enc, created, now)
 
 
 def get_binding(conn: sqlite3.Connection, org_id: str) -> ArcBinding | None:

@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -26,9 +25,13 @@ from typing import Any, TypeVar
 from memtrace.auth.keys import ApiKeyRecord
 from memtrace.domain.errors import StorageUnavailable
 from memtrace.domain.ids import new_session_id
+from memtrace.domain.lifecycle import AuditEntry, RetentionPolicy
 from memtrace.metadata import bindings, goimport
+from memtrace.metadata import lifecycle as lc
 from memtrace.metadata import sqlite as md
+from memtrace.metadata.activity import AGENT_CACHE_SIZE, AgentActivity
 from memtrace.metadata.base import AdminSnapshot
+from memtrace.metadata.bindings import ArcBinding
 from memtrace.metadata.goimport import LegacyArc
 from memtrace.metadata.records import AgentRow, Org, SessionRow
 from memtrace.metadata.schema import migrate
@@ -36,8 +39,6 @@ from memtrace.storage.readpool import SYSTEM_LANE
 from memtrace.storage.sqlite import SQLiteDatabase, Synchronous, connect, storage_error
 
 T = TypeVar("T")
-
-AGENT_CACHE_SIZE = 50_000  # the default of limits.agent_cache_size
 
 
 class Catalog:
@@ -54,11 +55,8 @@ class Catalog:
         self.db = SQLiteDatabase(
             path, setup=migrate, synchronous=synchronous, lane=SYSTEM_LANE, max_readers=4
         )
-        # (org, agent) of agents known to be registered, least recently active first
-        self._known: OrderedDict[tuple[str, str], None] = OrderedDict()
-        self._known_max = agent_cache_size
-        self._agents_deleted = 0  # the metadata DB's count when _known was last valid
-        self._pending: dict[tuple[str, str], int] = {}
+        self.activity = AgentActivity(agent_cache_size)
+        self._agents_deleted = 0  # the metadata DB's count when the known agents were last valid
         # The admin watch (data_version, keys, orgs, bindings) has a connection and a thread of
         # its own: it never queues behind tenants' reads in the shared reader pool, so a key
         # revoked while a tenant keeps every reader busy is still refused within 2 seconds.
@@ -120,7 +118,7 @@ class Catalog:
             # An agent was deleted, maybe by another process (another worker of the same
             # server): forget which agents exist, so the next write registers its agent again.
             self._agents_deleted = snapshot.agents_deleted
-            self._known.clear()
+            self.activity.forget_known()
         return snapshot
 
     async def ping(self) -> None:
@@ -144,62 +142,77 @@ class Catalog:
     async def list_orgs(self) -> list[Org]:
         return await self.db.read(md.list_orgs)
 
+    async def list_keys(self, org_id: str | None = None) -> list[ApiKeyRecord]:
+        return await self.db.read(lambda conn: md.list_keys(conn, org_id))
+
+    # -- admin (:class:`~memtrace.metadata.base.MetadataAdmin`) -------------------------------
+
+    async def find_org(self, id_or_name: str) -> Org | None:
+        return await self.db.read(lambda conn: md.find_org(conn, id_or_name))
+
+    async def create_org(self, org_id: str, name: str, now: int) -> Org:
+        return await self.db.write(lambda conn: md.insert_org(conn, org_id, name, now))
+
+    async def delete_org(self, org_id: str) -> None:
+        await self.db.write(lambda conn: md.delete_org(conn, org_id))
+
+    async def add_key(self, record: ApiKeyRecord) -> None:
+        await self.db.write(lambda conn: md.insert_key(conn, record))
+
+    async def revoke_key(self, key_id: str, now: int) -> ApiKeyRecord:
+        return await self.db.write(lambda conn: md.revoke_key(conn, key_id, now))
+
+    async def get_binding(self, org_id: str) -> ArcBinding | None:
+        return await self.db.read(lambda conn: bindings.get_binding(conn, org_id))
+
+    async def put_binding(
+        self,
+        org_id: str,
+        *,
+        url: str,
+        database: str,
+        measurement: str,
+        api_key: str | None,
+        now: int,
+        environ: Mapping[str, str] | None = None,
+    ) -> ArcBinding:
+        # validated and encrypted here: the writer thread must not raise ConfigError
+        url, enc = bindings.prepare(org_id, url, database, measurement, api_key, environ)
+        return await self.db.write(
+            lambda conn: bindings.store_binding(conn, org_id, url, database, measurement, enc, now)
+        )
+
+    async def remove_binding(self, org_id: str) -> None:
+        await self.db.write(lambda conn: bindings.remove_binding(conn, org_id))
+
     def forget_org(self, org_id: str) -> None:
         """Drop caches of an org that was deleted."""
-        for key in [k for k in self._known if k[0] == org_id]:
-            del self._known[key]
-        for key in [k for k in self._pending if k[0] == org_id]:
-            del self._pending[key]
+        self.activity.forget_org(org_id)
 
     def known_agents(self) -> int:
         """How many agents are remembered as registered (bounded by the cache size)."""
-        return len(self._known)
+        return self.activity.known()
 
-    def _remember(self, org_id: str, agents: Iterable[str]) -> None:
-        for agent in agents:
-            self._known[(org_id, agent)] = None
-            self._known.move_to_end((org_id, agent))
-        while len(self._known) > self._known_max:
-            self._known.popitem(last=False)
-
-    # -- agent activity -----------------------------------------------------------------------
+    # -- agent activity (:mod:`memtrace.metadata.activity`) -----------------------------------
 
     async def note_activity(self, org_id: str, agent_ids: Iterable[str], at: int) -> None:
         """Register unknown agents (awaited) and record activity of known ones (coalesced)."""
-        agents = tuple(agent_ids)
-        unknown: dict[str, int] = {}
-        for agent in agents:
-            key = (org_id, agent)
-            if key not in self._known:
-                unknown[agent] = at
-            else:
-                self._known.move_to_end(key)
-                if self._pending.get(key, -1) < at:
-                    self._pending[key] = at
+        unknown = self.activity.note(org_id, agent_ids, at)
         if unknown:
             await self.db.write(lambda conn: md.touch_agents(conn, org_id, unknown))
-            self._remember(org_id, unknown)
+            self.activity.remember(org_id, unknown)
 
     async def flush_activity(self) -> None:
         """Persist coalesced ``last_active_at`` updates."""
-        if not self._pending:
+        by_org = self.activity.take()
+        if not by_org:
             return
-        pending, self._pending = self._pending, {}
-        by_org: dict[str, dict[str, int]] = {}
-        for (org_id, agent), at in pending.items():
-            by_org.setdefault(org_id, {})[agent] = at
 
         def flush(conn: sqlite3.Connection) -> None:
             for org_id, activity in by_org.items():
                 md.touch_agents(conn, org_id, activity)
 
         await self.db.write(flush)
-
-    def _overlay(self, row: AgentRow) -> AgentRow:
-        pending = self._pending.get((row.org_id, row.id))
-        if pending is not None and (row.last_active_at or 0) < pending:
-            row.last_active_at = pending
-        return row
 
     # -- agents -------------------------------------------------------------------------------
 
@@ -215,22 +228,21 @@ class Catalog:
         row = await self.db.write(
             lambda conn: md.insert_agent(conn, org_id, agent_id, description, config, now, name)
         )
-        self._remember(org_id, (agent_id,))
+        self.activity.remember(org_id, (agent_id,))
         return row
 
     async def get_agent(self, org_id: str, agent_id: str) -> AgentRow | None:
         row = await self.db.read(lambda conn: md.get_agent(conn, org_id, agent_id), lane=org_id)
-        return self._overlay(row) if row else None
+        return self.activity.overlay(row) if row else None
 
     async def list_agents(self, org_id: str, limit: int, offset: int) -> list[AgentRow]:
         rows = await self.db.read(
             lambda conn: md.list_agents(conn, org_id, limit, offset), lane=org_id
         )
-        return [self._overlay(row) for row in rows]
+        return [self.activity.overlay(row) for row in rows]
 
     async def delete_agent(self, org_id: str, agent_id: str) -> None:
-        self._pending.pop((org_id, agent_id), None)
-        self._known.pop((org_id, agent_id), None)
+        self.activity.forget_agent(org_id, agent_id)
         await self.db.write(lambda conn: md.delete_agent(conn, org_id, agent_id))
 
     # -- sessions -----------------------------------------------------------------------------
@@ -271,4 +283,31 @@ class Catalog:
     async def session_counts(self, org_id: str, agent_id: str) -> tuple[int, int]:
         return await self.db.read(
             lambda conn: md.session_counts(conn, org_id, agent_id), lane=org_id
+        )
+
+    async def delete_session(self, org_id: str, session_id: str) -> bool:
+        return await self.db.write(lambda conn: lc.delete_session(conn, org_id, session_id))
+
+    # -- data lifecycle -----------------------------------------------------------------------
+
+    async def get_retention(self, org_id: str) -> RetentionPolicy | None:
+        return await self.db.read(lambda conn: lc.get_retention(conn, org_id), lane=org_id)
+
+    async def list_retention(self) -> dict[str, RetentionPolicy]:
+        return await self.db.read(lc.list_retention)
+
+    async def put_retention(self, org_id: str, policy: RetentionPolicy, now: int) -> None:
+        await self.db.write(lambda conn: lc.put_retention(conn, org_id, policy, now))
+
+    async def delete_retention(self, org_id: str) -> bool:
+        return await self.db.write(lambda conn: lc.delete_retention(conn, org_id))
+
+    async def record_audit(self, entry: AuditEntry) -> None:
+        await self.db.write(lambda conn: lc.append_audit(conn, entry))
+
+    async def list_audit(
+        self, org_id: str, *, limit: int = 100, since: int | None = None
+    ) -> list[AuditEntry]:
+        return await self.db.read(
+            lambda conn: lc.list_audit(conn, org_id, limit=limit, since=since), lane=org_id
         )

@@ -96,11 +96,47 @@ def _v4_counters(db: sqlite_utils.Database) -> None:
     db.create_table("counters", {"name": str, "value": int}, pk="name", not_null={"value"})
 
 
+def _v5_lifecycle(db: sqlite_utils.Database) -> None:
+    """Retention policies per org and the audit log of deletes, forgets, retention runs and
+    imports (docs/api.md, "Data lifecycle").
+
+    Idempotent, and it adds ``counters`` when missing: a development build numbered this
+    step 4 (before the counters), so a file it left at version 4 lacks ``counters`` and
+    already has these tables."""
+    if "counters" not in db.table_names():
+        _v4_counters(db)
+    if "audit_log" in db.table_names():
+        return
+    db.create_table(
+        "retention_policies",
+        {"org_id": str, "days": int, "types": str, "updated_at": int},
+        pk="org_id",
+        not_null={"updated_at"},
+    )
+    db.create_table(
+        "audit_log",
+        {
+            "seq": int,
+            "org_id": str,
+            "at": int,
+            "actor": str,
+            "action": str,
+            "filter": str,
+            "count": int,
+            "detail": str,
+        },
+        pk="seq",
+        not_null={"org_id", "at", "actor", "action", "count"},
+    )
+    db.table("audit_log").create_index(["org_id", "at"], index_name="audit_log_org_at")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v1_core,
     _v2_arc_bindings,
     _v3_agent_names,
     _v4_counters,
+    _v5_lifecycle,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -2,6 +2,11 @@
 
 A store holds exactly one org's memories. Every method is scoped to that org by construction
 (the store's file or database belongs to the org) and every query also filters on ``org_id``.
+
+Positions: memories are ordered by ``(time, id)`` on every backend. A position is such a pair;
+``MemoryQuery.after`` continues a walk strictly after one (in the query's order), which is what
+cursor paging (docs/api.md, "Cursor paging") is built on: a position never moves when other
+memories are written or deleted, so a walk neither skips nor repeats a memory.
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ class MemoryQuery:
     limit: int = 100
     offset: int = 0
     order: Literal["asc", "desc"] = "desc"
+    # Only memories strictly after this (time, id) position in ``order`` (a cursor).
+    after: tuple[int, str] | None = None
     content_chars: int | None = None  # return only this many leading characters of content
 
 
@@ -67,7 +74,7 @@ class NewMemory:
     importance: float | None
     dedup_key: str
     parent_id: str | None
-    id: str | None = None  # set only when copying existing memories between stores
+    id: str | None = None  # set only for memories that have one (copies, imports)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +130,27 @@ class MemoryStore(Protocol):
 
     async def get(self, memory_id: str) -> MemoryRecord | None:
         """One memory by id, or ``None``."""
+        ...
+
+    async def delete(self, ids: Sequence[str]) -> list[str]:
+        """Erase the memories with these ids; returns the ids that existed (and are now gone).
+
+        Erasure, not hiding: once this returns, the memories are gone from every read, from
+        stats and from the dedup window, and their content is being removed from the backend's
+        files (docs/api.md, "Erasure"). Unknown ids are skipped. At most 1000 ids per call.
+        """
+        ...
+
+    async def insert_records(self, items: Sequence[NewMemory]) -> list[str]:
+        """Store memories exactly as given, each with its ``id`` (and time and dedup key),
+        skipping ids that already exist (import is idempotent by id). No dedup window check.
+        Returns the ids inserted, once durable."""
+        ...
+
+    async def expire(self, cutoff: int) -> int:
+        """Remove memories older than ``cutoff`` where the backend has a bulk way to (Arc's
+        retention policies drop whole files); returns how many rows went. It may remove fewer
+        than all of them (the caller deletes the rest by id) and may return 0."""
         ...
 
     async def agent_stats(self, agent_id: str, since: int) -> AgentMemoryStats:

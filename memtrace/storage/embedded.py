@@ -2,7 +2,10 @@
 
 Index-backed reads: (agent_id, time), (session_id, time), (time), (dedup_key, time), a
 (tag, time) table for tag filters, and a contentless FTS5 trigram index that narrows
-``content_contains`` candidates before the exact case-insensitive check.
+``content_contains`` candidates before the exact case-insensitive check. Reads order by
+``(time, id)``: the time indexes deliver the time order, SQLite sorts only rows of equal time.
+Deletes erase (:mod:`memtrace.storage.erase`): rows, tag rows, counts and FTS entries go in
+the delete's transaction; the FTS index is compacted and the WAL truncated right after.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from memtrace.domain.memory import MemoryRecord, WriteOutcome
 from memtrace.storage.base import AgentMemoryStats, MemoryQuery, NewMemory, QueryPage, StoreHealth
 from memtrace.storage.contains import contains_clause
 from memtrace.storage.contains import prepare as prepare_contains
+from memtrace.storage.embedded_delete import IDS_PER_STATEMENT, delete_rows
+from memtrace.storage.erase import Purger
 from memtrace.storage.readpool import SYSTEM_LANE
 from memtrace.storage.rows import (
     COLUMN_LIST,
@@ -169,6 +174,14 @@ def build_where(q: MemoryQuery) -> tuple[str, list[Any]]:
             sub += " AND time < ?"
             params.append(q.until)
         clauses.append(f"m.rowid IN ({sub})")
+    if q.after is not None:
+        # Index range on time, then the exact (time, id) comparison for the boundary time.
+        at, memory_id = q.after
+        if q.order == "asc":
+            clauses.append("m.time >= ? AND (m.time > ? OR m.id > ?)")
+        else:
+            clauses.append("m.time <= ? AND (m.time < ? OR m.id < ?)")
+        params.extend((at, at, memory_id))
     if q.content_contains:
         needle = q.content_contains.lower()
         expression = _fts_expression(needle)
@@ -198,7 +211,7 @@ def _select(q: MemoryQuery) -> tuple[str, list[Any]]:
         where, where_params = build_where(q)
         sql = (
             f"SELECT {columns} FROM memories m WHERE {where} "  # noqa: S608 (placeholders)
-            f"ORDER BY m.time {direction}, m.rowid {direction} LIMIT ? OFFSET ?"
+            f"ORDER BY m.time {direction}, m.id {direction} LIMIT ? OFFSET ?"
         )
     return sql, [*params, *where_params, q.limit, q.offset]
 
@@ -218,16 +231,28 @@ def _tag_driven_query(q: MemoryQuery, direction: str, columns: str) -> tuple[str
     if q.until is not None:
         bounds.append("t.time < ?")
         tag_params.append(q.until)
+    if q.after is not None:
+        bounds.append("t.time >= ?" if q.order == "asc" else "t.time <= ?")
+        tag_params.append(q.after[0])
     sql = (
         f"SELECT {columns} FROM memory_tags t CROSS JOIN memories m "  # noqa: S608
         f"ON m.rowid = t.mem WHERE {' AND '.join(bounds)} AND {where} "
-        f"ORDER BY t.time {direction}, t.mem {direction} LIMIT ? OFFSET ?"
+        f"ORDER BY t.time {direction}, m.id {direction} LIMIT ? OFFSET ?"
     )
     return sql, tag_params + params
 
 
 def _row_to_record(row: tuple[Any, ...]) -> MemoryRecord:
     return row_to_record(row[1:])  # row[0] is the rowid
+
+
+def _existing_ids(conn: sqlite3.Connection, ids: Sequence[str]) -> set[str]:
+    found: set[str] = set()
+    for start in range(0, len(ids), IDS_PER_STATEMENT):
+        chunk = list(ids[start : start + IDS_PER_STATEMENT])
+        sql = f"SELECT id FROM memories WHERE id IN ({', '.join('?' * len(chunk))})"  # noqa: S608
+        found.update(row[0] for row in conn.execute(sql, chunk))
+    return found
 
 
 class EmbeddedStore:
@@ -258,11 +283,13 @@ class EmbeddedStore:
             bulk=self._insert,
             lane=lane,
         )
+        self.purger = Purger(self._db, "memories_fts")
 
     async def open(self) -> None:
         await self._db.open()
 
     async def close(self) -> None:
+        await self.purger.close()
         await self._db.close()
 
     # -- writes -------------------------------------------------------------------------------
@@ -318,20 +345,65 @@ class EmbeddedStore:
                 if "\x00" in item.content:
                     self._fts_nul = True
             results.append(outcomes)
-        if rows:
-            conn.executemany(_INSERT, rows)
-            if self._fts_from is None:
-                self._fts_from = rows[0][0]
-            if tag_rows:
-                conn.executemany(
-                    "INSERT INTO memory_tags (tag, time, mem) VALUES (?, ?, ?)", tag_rows
-                )
-            conn.executemany(
-                "INSERT INTO agent_type_counts (agent_id, memory_type, n) VALUES (?, ?, ?) "
-                "ON CONFLICT (agent_id, memory_type) DO UPDATE SET n = n + excluded.n",
-                [(agent, mtype, n) for (agent, mtype), n in counts.items()],
-            )
+        self._append(conn, rows, tag_rows, counts)
         return results
+
+    def _append(
+        self,
+        conn: sqlite3.Connection,
+        rows: list[tuple[Any, ...]],
+        tag_rows: list[tuple[str, int, int]],
+        counts: Counter[tuple[str, str]],
+    ) -> None:
+        if not rows:
+            return
+        conn.executemany(_INSERT, rows)
+        if self._fts_from is None:
+            self._fts_from = rows[0][0]
+        if tag_rows:
+            conn.executemany("INSERT INTO memory_tags (tag, time, mem) VALUES (?, ?, ?)", tag_rows)
+        conn.executemany(
+            "INSERT INTO agent_type_counts (agent_id, memory_type, n) VALUES (?, ?, ?) "
+            "ON CONFLICT (agent_id, memory_type) DO UPDATE SET n = n + excluded.n",
+            [(agent, mtype, n) for (agent, mtype), n in counts.items()],
+        )
+
+    async def insert_records(self, items: Sequence[NewMemory]) -> list[str]:
+        return await self._db.write(lambda conn: self._insert_records(conn, items))
+
+    def _insert_records(self, conn: sqlite3.Connection, items: Sequence[NewMemory]) -> list[str]:
+        present = _existing_ids(conn, [item.id for item in items if item.id])
+        next_rowid = conn.execute("SELECT coalesce(max(rowid), 0) + 1 FROM memories").fetchone()[0]
+        rows: list[tuple[Any, ...]] = []
+        tag_rows: list[tuple[str, int, int]] = []
+        counts: Counter[tuple[str, str]] = Counter()
+        for item in items:
+            if not item.id or item.id in present:
+                continue
+            present.add(item.id)
+            if "\x00" in item.content:
+                self._fts_nul = True
+            rows.append((next_rowid, *record_to_row(record_from_new(item, item.id, self.org_id))))
+            tag_rows.extend((tag, item.time, next_rowid) for tag in item.tags)
+            counts[(item.agent_id, item.memory_type)] += 1
+            next_rowid += 1
+        self._append(conn, rows, tag_rows, counts)
+        return [row[1] for row in rows]
+
+    async def delete(self, ids: Sequence[str]) -> list[str]:
+        if not ids:
+            return []
+        deleted = await self._db.write(
+            lambda conn: delete_rows(
+                conn, self.org_id, ids, indexed_below=self._fts_from, indexed_as=fts_text
+            )
+        )
+        if deleted:
+            self.purger.schedule()
+        return deleted
+
+    async def expire(self, cutoff: int) -> int:
+        return 0  # no bulk path: the service deletes expired memories by id, in batches
 
     def _begin_group(self, conn: sqlite3.Connection) -> None:
         self._fts_from = None

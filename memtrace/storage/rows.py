@@ -8,11 +8,14 @@ semantics, used to filter the outbox overlay exactly as the SQL backends filter 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
 
-from memtrace.domain.memory import MEMORY_COLUMNS, MEMORY_FIELDS, MemoryRecord
+from memtrace.domain.dedup import DedupWindow
+from memtrace.domain.ids import memory_ids
+from memtrace.domain.memory import MEMORY_COLUMNS, MEMORY_FIELDS, MemoryRecord, WriteOutcome
 from memtrace.storage.base import MemoryQuery, NewMemory
 
 RECORD_COLUMNS = MEMORY_COLUMNS
@@ -66,6 +69,27 @@ def record_from_new(item: NewMemory, memory_id: str, org_id: str) -> MemoryRecor
     )
 
 
+def admit(
+    items: Sequence[NewMemory], dedup: DedupWindow | None, org_id: str
+) -> tuple[list[WriteOutcome], list[MemoryRecord]]:
+    """The dedup decision of one write: an outcome per item, in order, and the records to
+    store (each gets its id; ``dedup`` also learns them, so later items of the batch see them)."""
+    outcomes: list[WriteOutcome] = []
+    records: list[MemoryRecord] = []
+    for item in items:
+        if dedup is not None:
+            duplicate = dedup.duplicate_of(item.dedup_key, item.time)
+            if duplicate is not None:
+                outcomes.append(WriteOutcome(existing_id=duplicate))
+                continue
+        record = record_from_new(item, item.id or memory_ids.new(), org_id)
+        if dedup is not None:
+            dedup.add(item.dedup_key, item.time, record.id)
+        records.append(record)
+        outcomes.append(WriteOutcome(record=record))
+    return outcomes, records
+
+
 def record_to_row(record: MemoryRecord) -> tuple[Any, ...]:
     """The inverse of :func:`row_to_record`."""
     return (
@@ -107,7 +131,15 @@ def matches(record: MemoryRecord, q: MemoryQuery) -> bool:
         return False
     if any(tag not in record.tags for tag in q.tags):
         return False
+    if q.after is not None and not after(record, q.after, q.order):
+        return False
     return not (q.content_contains and q.content_contains.lower() not in record.content.lower())
+
+
+def after(record: MemoryRecord, position: tuple[int, str], order: str) -> bool:
+    """True when ``record`` comes strictly after ``position`` in a walk of that order."""
+    key = (record.time, record.id)
+    return key > position if order == "asc" else key < position
 
 
 def sort_key(record: MemoryRecord) -> tuple[int, str]:

@@ -94,6 +94,9 @@ def connect(
         else:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute(f"PRAGMA synchronous = {synchronous}")
+            # Deleted content is overwritten with zeros, not left in free pages (erasure,
+            # docs/api.md); costs I/O only when something is deleted.
+            conn.execute("PRAGMA secure_delete = ON")
     except BaseException:
         conn.close()  # a half-set-up connection would leak its descriptors
         raise

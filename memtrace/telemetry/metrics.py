@@ -89,6 +89,18 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.memories_deleted = Counter(
+            "memtrace_memories_deleted",
+            "Memories erased, by reason (delete, forget, retention).",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.retention_deleted = Counter(
+            "memtrace_retention_deleted",
+            "Memories deleted by the retention sweeper, by org.",
+            ["org_id"],
+            registry=self.registry,
+        )
         self.ready = Gauge(
             "memtrace_ready",
             "1 when this process can serve (metadata DB answers, the data directory takes "

@@ -21,12 +21,15 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, Literal
 
 import duckdb
 import msgpack
 import orjson
 
+from memtrace.testing import arc_files
+from memtrace.testing.arc_admin import ArcAdmin
 from memtrace.testing.asgi import JSONResponse, Request, Response, Router
 
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
@@ -38,6 +41,7 @@ _FORBIDDEN = re.compile(
     re.IGNORECASE | re.DOTALL,
 )
 _QUALIFIED_TABLE = re.compile(r"\b(FROM|JOIN)\s+\"?[A-Za-z_]\w*\"?\s*\.\s*\"?[A-Za-z_]", re.I)
+_INSERT_INTO = re.compile(r'\s*INSERT\s+INTO\s+"?([A-Za-z][A-Za-z0-9_]*)"?\s+(.*)$', re.I | re.S)
 _STRIP_QUOTED = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"")
 _MIN_TS, _MAX_TS = -(2**63) + 1, 2**63 - 1  # DuckDB's TIMESTAMP range in µs (exclusive)
 TEST_TOKEN = "arc-test-token"  # noqa: S105 (a fixture's well-known token, not a secret)
@@ -102,9 +106,22 @@ class _Buffer:
 class ArcEmulator:
     """State and behaviour of the emulated Arc server (thread-safe)."""
 
-    def __init__(self, token: str | None = TEST_TOKEN, flush_delay_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        token: str | None = TEST_TOKEN,
+        flush_delay_s: float = 0.0,
+        *,
+        data_dir: Path | None = None,
+    ) -> None:
         self.token = token
         self.flush_delay_s = flush_delay_s
+        # with a data directory, the Parquet files Arc would write are kept there too
+        self.data_dir = data_dir
+        # Arc's delete API is off unless delete.enabled = true; retention CRUD is on.
+        self.delete_enabled = False
+        self.retention_enabled = True
+        self.delete_confirmation_threshold = 10_000
+        self.delete_max_rows = 1_000_000
         self.fault: Fault = None
         self.fail_writes_after: int | None = None  # answer 503 to writes once this many succeeded
         self.refuse_content: str | None = None  # answer 400 to writes with a content holding it
@@ -114,6 +131,7 @@ class ArcEmulator:
         self._types: dict[tuple[str, str], dict[str, str]] = {}
         self._buffers: dict[str, _Buffer] = {}
         self._lock = threading.RLock()
+        self.admin = ArcAdmin(self)
         self.app = Router(
             {
                 ("GET", "/health"): self._health,
@@ -122,6 +140,7 @@ class ArcEmulator:
                 ("POST", "/api/v1/write/line-protocol/flush"): self._flush,
                 ("POST", "/api/v1/query"): self._query,
                 ("POST", "/_emulator/control"): self._control,
+                **self.admin.routes(),
             }
         )
 
@@ -136,7 +155,7 @@ class ArcEmulator:
         """Crash before the flush: rows Arc would already have flushed (their buffer's age
         reached ``flush_delay_s``) become queryable, every other buffered row is gone although
         its write was answered 204. Returns how many rows were lost."""
-        self._flush_due()
+        self.flush_due()
         with self._lock:
             lost = self.buffered()
             self._buffers.clear()
@@ -148,15 +167,36 @@ class ArcEmulator:
             return sum(len(r) for b in self._buffers.values() for r in b.rows.values())
 
     def sql(self, database: str, sql: str) -> list[tuple[Any, ...]]:
-        """Run SQL directly on a database (flushed rows only); for test assertions."""
+        """Run SQL directly on a database (flushed rows only); for test assertions. An
+        ``INSERT INTO <measurement> <query>`` adds the rows as one new file (as a resent
+        batch would arrive)."""
         with self._lock:
             conn = self._dbs.get(database)
             if conn is None:
                 return []
+            insert = _INSERT_INTO.match(sql)
             try:
+                if insert and arc_files.has_table(conn, insert.group(1)):
+                    measurement = insert.group(1)
+                    file = arc_files.file_name(database, measurement, 0)
+                    conn.execute(
+                        f"INSERT INTO {arc_files.physical(measurement)} "  # noqa: S608
+                        f"SELECT *, ? AS _file FROM ({insert.group(2)})",
+                        [file],
+                    )
+                    arc_files.write_file(conn, self.data_dir, measurement, file)
+                    return []
                 return conn.execute(sql).fetchall()
             except duckdb.CatalogException:
                 return []
+
+    @property
+    def lock(self) -> threading.RLock:
+        return self._lock
+
+    def database(self, name: str) -> duckdb.DuckDBPyConnection | None:
+        """The database's connection, if anything was ever flushed to it (hold :attr:`lock`)."""
+        return self._dbs.get(name)
 
     # -- internals ----------------------------------------------------------------------------
 
@@ -166,7 +206,7 @@ class ArcEmulator:
             conn = self._dbs[name] = duckdb.connect(":memory:")
         return conn
 
-    def _flush_due(self) -> None:
+    def flush_due(self) -> None:
         now = time.monotonic()
         with self._lock:
             for name, buffer in list(self._buffers.items()):
@@ -175,6 +215,7 @@ class ArcEmulator:
                     self._flush_db(name)
 
     def _flush_db(self, name: str) -> int:
+        """Write the database's buffer as files: one per measurement and hour partition."""
         buffer = self._buffers.pop(name, None)
         if buffer is None:
             return 0
@@ -183,23 +224,26 @@ class ArcEmulator:
         for measurement, rows in buffer.rows.items():
             types = self._types[(name, measurement)]
             columns = list(types)
-            conn.execute(
-                f'CREATE TABLE IF NOT EXISTS "{measurement}" ('
-                + ", ".join(f'"{c}" {"TIMESTAMP" if c == "time" else types[c]}' for c in columns)
-                + ")"
-            )
-            existing = {r[0] for r in conn.execute(f'DESCRIBE "{measurement}"').fetchall()}
-            for column in columns:
-                if column not in existing:
-                    kind = types[column]
-                    conn.execute(f'ALTER TABLE "{measurement}" ADD COLUMN "{column}" {kind}')
+            arc_files.ensure_table(conn, measurement, types)
+            files: dict[int, str] = {}
+            for row in rows:
+                hour = row["time"] // arc_files.HOUR_US
+                if hour not in files:
+                    files[hour] = arc_files.file_name(name, measurement, row["time"])
             values = [[row.get(c) for row in rows] for c in columns]
+            values.append([files[row["time"] // arc_files.HOUR_US] for row in rows])
             select = ", ".join(
                 "make_timestamp(UNNEST(?))" if c == "time" else f"UNNEST(?::{types[c]}[])"
                 for c in columns
             )
             quoted = ", ".join(f'"{c}"' for c in columns)
-            conn.execute(f'INSERT INTO "{measurement}" ({quoted}) SELECT {select}', values)
+            conn.execute(
+                f"INSERT INTO {arc_files.physical(measurement)} ({quoted}, _file) "
+                f"SELECT {select}, UNNEST(?::VARCHAR[])",
+                values,
+            )
+            for file in files.values():
+                arc_files.write_file(conn, self.data_dir, measurement, file)
             flushed += len(rows)
         return flushed
 
@@ -215,7 +259,7 @@ class ArcEmulator:
         while self.fault == "hang":  # noqa: ASYNC110 (set from another thread)
             await asyncio.sleep(HANG_POLL_S)
 
-    async def _guard(self, request: Request) -> Response | None:
+    async def guard(self, request: Request) -> Response | None:
         await self._stall()
         if self.fault is not None:
             return JSONResponse({"success": False, "error": "emulated fault"}, int(self.fault))
@@ -277,12 +321,12 @@ class ArcEmulator:
         )
 
     async def _flush(self, request: Request) -> Response:
-        if (denied := await self._guard(request)) is not None:
+        if (denied := await self.guard(request)) is not None:
             return denied
         return JSONResponse({"flushed": self.flush()})
 
     async def _write(self, request: Request) -> Response:
-        if (denied := await self._guard(request)) is not None:
+        if (denied := await self.guard(request)) is not None:
             return denied
         if self.fail_writes_after is not None and self.writes >= self.fail_writes_after:
             return JSONResponse({"success": False, "error": "emulated write fault"}, 503)
@@ -348,7 +392,7 @@ class ArcEmulator:
         return Response(status_code=204)
 
     async def _query(self, request: Request) -> Response:
-        if (denied := await self._guard(request)) is not None:
+        if (denied := await self.guard(request)) is not None:
             return denied
         database = self._database(request)
         if database is None:
@@ -362,7 +406,7 @@ class ArcEmulator:
         problem = _check_sql(sql)
         if problem:
             return JSONResponse({"success": False, "error": problem}, 400)
-        self._flush_due()
+        self.flush_due()
         started = time.perf_counter()
         with self._lock:
             conn = self._db(database)

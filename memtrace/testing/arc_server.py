@@ -15,6 +15,7 @@ import argparse
 import socket
 import threading
 import time
+from pathlib import Path
 
 import uvicorn
 
@@ -78,8 +79,21 @@ def main(argv: list[str] | None = None) -> None:
         help="fault: every this many ms, drop the rows not yet flushed (an Arc crash before its "
         "flush; writes were answered 204). Use with --flush-delay-ms.",
     )
+    parser.add_argument(
+        "--data-dir", type=Path, help="also keep Arc's Parquet files here (uncompressed)"
+    )
+    parser.add_argument(
+        "--delete-enabled",
+        action="store_true",
+        help="turn Arc's delete API on (Arc's delete.enabled; off by default, as in Arc)",
+    )
     args = parser.parse_args(argv)
-    emulator = ArcEmulator(token=args.token or None, flush_delay_s=args.flush_delay_ms / 1000)
+    emulator = ArcEmulator(
+        token=args.token or None,
+        flush_delay_s=args.flush_delay_ms / 1000,
+        data_dir=args.data_dir,
+    )
+    emulator.delete_enabled = args.delete_enabled
     if args.lose_buffer_every_ms > 0:
         _crash_periodically(emulator, args.lose_buffer_every_ms / 1000)
     uvicorn.run(emulator.app, host=args.host, port=args.port, log_level="info")

@@ -15,11 +15,14 @@ Send = Callable[[Mapping[str, Any]], Awaitable[None]]
 
 
 class Request:
-    def __init__(self, scope: Scope, receive: Receive) -> None:
+    def __init__(
+        self, scope: Scope, receive: Receive, path_params: Mapping[str, str] | None = None
+    ) -> None:
         self.headers = {
             name.decode("latin-1").lower(): value.decode("latin-1")
             for name, value in scope["headers"]
         }
+        self.path_params = dict(path_params or {})
         self._receive = receive
 
     async def body(self) -> bytes:
@@ -56,10 +59,36 @@ Handler = Callable[[Request], Awaitable[Response]]
 
 
 class Router:
-    """Dispatch on (method, path); 404 and 405 as JSON. Lifespan events are acknowledged."""
+    """Dispatch on (method, path); 404 and 405 as JSON. Lifespan events are acknowledged.
+
+    A path segment written ``{name}`` matches any one segment, passed in
+    ``request.path_params``."""
 
     def __init__(self, routes: Mapping[tuple[str, str], Handler]) -> None:
         self.routes = dict(routes)
+
+    def _match(self, method: str, path: str) -> tuple[Handler | None, dict[str, str], bool]:
+        """(handler, path params, whether the path exists for another method)."""
+        handler = self.routes.get((method, path))
+        if handler is not None:
+            return handler, {}, True
+        parts = path.split("/")
+        exists = False
+        for (route_method, template), candidate in self.routes.items():
+            pattern = template.split("/")
+            if len(pattern) != len(parts):
+                continue
+            params: dict[str, str] = {}
+            for want, got in zip(pattern, parts, strict=True):
+                if want.startswith("{") and want.endswith("}") and got:
+                    params[want[1:-1]] = got
+                elif want != got:
+                    break
+            else:
+                if route_method == method:
+                    return candidate, params, True
+                exists = True
+        return None, {}, exists
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -69,11 +98,10 @@ class Router:
             return
         if scope["type"] != "http":
             return
-        request = Request(scope, receive)
-        handler = self.routes.get((scope["method"], scope["path"]))
+        handler, params, exists = self._match(scope["method"], scope["path"])
         if handler is not None:
-            response = await handler(request)
-        elif any(path == scope["path"] for _, path in self.routes):
+            response = await handler(Request(scope, receive, params))
+        elif exists:
             response = JSONResponse({"success": False, "error": "method not allowed"}, 405)
         else:
             response = JSONResponse({"success": False, "error": "not found"}, 404)

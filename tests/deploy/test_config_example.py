@@ -24,7 +24,7 @@ KEY_LINE = re.compile(r"^(#\s*)?([a-z][a-z0-9_]*)\s*=")
 def flatten(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for key, value in table.items():
-        if isinstance(value, dict):
+        if isinstance(value, dict) and value:  # an empty table is a setting's value ({})
             flat.update(flatten(value, f"{prefix}{key}."))
         else:
             flat[f"{prefix}{key}"] = value
@@ -62,7 +62,8 @@ def test_the_example_has_every_setting_with_its_default_and_why() -> None:
             continue
         assert not commented, f"{dotted}: show the default, uncommented"
         value = TypeAdapter(field.annotation).validate_python(active[dotted])
-        assert value == field.default, f"{dotted}: the example says {value!r}"
+        default = field.get_default(call_default_factory=True)
+        assert value == default, f"{dotted}: the example says {value!r}"
 
 
 def test_the_example_loads_as_the_defaults(tmp_path: Path) -> None:
@@ -107,14 +108,17 @@ def test_config_show_output_is_toml_that_loads_as_the_same_settings(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("MEMTRACE_LIMITS_MAX_BATCH", "77")
+    monkeypatch.setenv("MEMTRACE_RETENTION_TYPES", '{"decision": 365, "session": 7}')
     effective = load_settings().model_dump()
     code, out, _ = show("config", "show")
     assert code == 0
     saved = tmp_path / "saved.toml"
     saved.write_text(out)
     monkeypatch.delenv("MEMTRACE_LIMITS_MAX_BATCH")
+    monkeypatch.delenv("MEMTRACE_RETENTION_TYPES")
     assert load_settings(saved).model_dump() == effective
     assert effective["limits"]["max_batch"] == 77
+    assert effective["retention"]["types"] == {"decision": 365, "session": 7}  # a TOML table
 
 
 def test_config_show_json_and_the_data_dir_alias(tmp_path: Path) -> None:

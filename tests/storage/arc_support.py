@@ -7,6 +7,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -14,7 +15,10 @@ from memtrace.auth.crypto import generate_master_key
 from memtrace.config import ArcSettings
 from memtrace.domain.memory import MemoryRecord
 from memtrace.domain.timestamps import now_us
+from memtrace.metadata.bindings import put_binding
+from memtrace.runtime import Runtime
 from memtrace.storage.arc.layouts import go_memory_id, go_row_digest
+from memtrace.storage.arc.outbox_base import OutboxStore
 from memtrace.storage.arc.store import ArcStore
 from memtrace.storage.arc.target import ArcTarget
 from memtrace.storage.base import NewMemory
@@ -23,7 +27,7 @@ from memtrace.telemetry.metrics import Metrics
 from memtrace.testing.arc_emulator import TEST_TOKEN
 from memtrace.testing.arc_server import EmulatorServer
 from tests.go_deployment import GO_ARC_COLUMNS, go_json, write_go_rows
-from tests.helpers import admin, invoke
+from tests.helpers import admin, create_org_key, invoke
 
 FAST_ARC = ArcSettings(
     flush_interval_ms=10, retry_max_s=0.2, verify_after_s=0.0, visibility_grace_s=0.0
@@ -59,11 +63,12 @@ def arc_store(
     settings: ArcSettings = FAST_ARC,
     dedup_window_us: int | None = 24 * 3_600_000_000,
     metrics: Metrics | None = None,
+    outbox: OutboxStore | None = None,
 ) -> ArcStore:
     return ArcStore(
         org_id,
         ArcTarget(server.url, database, "events", TEST_TOKEN),
-        tmp_path / f"{org_id}-{database}-outbox.db",
+        outbox or tmp_path / f"{org_id}-{database}-outbox.db",
         settings,
         metrics=metrics,
         synchronous="NORMAL",
@@ -206,3 +211,27 @@ def write_go_layout(
     with httpx.Client(base_url=server.url) as http:
         write_go_rows(http, database, "events", columns, TEST_TOKEN)
     return records
+
+
+async def bound_org(
+    runtime: Runtime, server: EmulatorServer | None
+) -> tuple[str, dict[str, str], dict[str, str]]:
+    """A new org (bound to Arc when ``server`` is given): its id, rw and admin headers."""
+    org_id, key = await create_org_key(runtime)
+    _, admin = await create_org_key(runtime, permissions="admin", org_id=org_id)
+    if server is not None:
+
+        def bind(conn: Any) -> None:
+            put_binding(
+                conn,
+                org_id,
+                url=server.url,
+                database="acme",
+                measurement="events",
+                api_key=TEST_TOKEN,
+                now=now_us(),
+            )
+
+        await runtime.catalog.db.write(bind)
+        await runtime.reload()
+    return org_id, {"x-api-key": key}, {"x-api-key": admin}

@@ -2,9 +2,10 @@
 
 Parametrized over the embedded store, Arc through the emulator over real HTTP with rows read
 from Arc (outbox shipped and out of the overlay), Arc with every row both in Arc and in the
-read overlay (exercises the merge and the dedup by id), and Arc databases written by the Go
+read overlay (exercises the merge and the dedup by id), Arc databases written by the Go
 memtrace: all rows in Go's layout, or Go's rows and memtrace's side by side in one measurement
-(docs/migrating-from-go.md).
+(docs/migrating-from-go.md), PostgreSQL, and Arc with its outbox in PostgreSQL as in cluster
+mode (both on a real server started by the suite; slow tier).
 """
 
 from __future__ import annotations
@@ -15,11 +16,15 @@ from pathlib import Path
 
 import pytest
 
+from memtrace.config import PostgresSettings
 from memtrace.domain.memory import MemoryRecord
 from memtrace.domain.timestamps import now_us
+from memtrace.storage.arc.pg_outbox import PgOutbox
 from memtrace.storage.arc.store import ArcStore
 from memtrace.storage.base import MemoryQuery, MemoryStore, NewMemory
 from memtrace.storage.embedded import EmbeddedStore
+from memtrace.storage.postgres.db import PgDatabase
+from memtrace.storage.postgres.store import PostgresStore
 from memtrace.storage.rows import matches, sort_key
 from memtrace.testing.arc_server import EmulatorServer
 from tests.storage.arc_support import (
@@ -82,13 +87,33 @@ def dataset() -> list[NewMemory]:
     ]
 
 
-@pytest.fixture(params=["embedded", "arc", "arc-overlap", "arc-go", "arc-mixed"])
+@pytest.fixture(
+    params=[
+        "embedded",
+        "arc",
+        "arc-overlap",
+        "arc-go",
+        "arc-mixed",
+        pytest.param("postgres", marks=pytest.mark.slow),
+        pytest.param("arc-pg-outbox", marks=pytest.mark.slow),
+    ]
+)
 async def loaded(
     request: pytest.FixtureRequest, tmp_path: Path, arc_server: EmulatorServer
 ) -> AsyncIterator[tuple[MemoryStore, list[MemoryRecord]]]:
     """A store of each backend holding :func:`dataset`, and the stored records."""
     store: MemoryStore
-    if request.param == "embedded":
+    db: PgDatabase | None = None
+    if request.param in ("postgres", "arc-pg-outbox"):
+        db = PgDatabase(PostgresSettings(url=request.getfixturevalue("pg_url")))
+        await db.open()
+    if request.param == "postgres":
+        assert db is not None
+        store = PostgresStore(db, ORG)
+    elif request.param == "arc-pg-outbox":  # cluster mode: the outbox in PostgreSQL
+        assert db is not None
+        store = arc_store(arc_server, tmp_path, ORG, outbox=PgOutbox(db, ORG))
+    elif request.param == "embedded":
         store = EmbeddedStore(tmp_path / "memories.db", ORG, synchronous="NORMAL")
     elif request.param != "arc-overlap":
         store = arc_store(arc_server, tmp_path, ORG)
@@ -121,13 +146,15 @@ async def loaded(
     # order, by their derived ids, before memtrace's rows of the same instant.
     assert records == sorted(records, key=sort_key) or go_rows
     records.sort(key=sort_key)
-    if request.param in ("arc", "arc-go", "arc-mixed"):
+    if request.param in ("arc", "arc-go", "arc-mixed", "arc-pg-outbox"):
         await settled(store)  # type: ignore[arg-type]
     elif request.param == "arc-overlap":
         await drained(store)  # type: ignore[arg-type]
         assert arc_server.emulator.flush() == len(items)
     yield store, records
     await store.close()
+    if db is not None:
+        await db.close()
 
 
 def expected(records: list[MemoryRecord], q: MemoryQuery) -> list[MemoryRecord]:

@@ -81,8 +81,11 @@ class ArcClient:
         await self._http.aclose()
 
     async def _post(self, operation: str, path: str, **kwargs: Any) -> httpx.Response:
+        return await self._send("POST", operation, path, **kwargs)
+
+    async def _send(self, method: str, operation: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
-            response = await self._http.post(path, **kwargs)
+            response = await self._http.request(method, path, **kwargs)
         except httpx.TimeoutException:
             raise ArcUnavailable(f"Arc {operation} timed out") from None
         except httpx.TransportError as exc:
@@ -136,6 +139,67 @@ class ArcClient:
         if not isinstance(payload, dict):
             raise ArcUnavailable("Arc answered a query with unexpected JSON")
         return payload
+
+    async def _json(self, method: str, operation: str, path: str, body: Any = None) -> Any:
+        """A JSON call of Arc's admin API (delete, flush, retention); the decoded answer."""
+        response = await self._send(
+            method,
+            operation,
+            path,
+            content=orjson.dumps(body) if body is not None else None,
+            headers={"Content-Type": "application/json"},
+            timeout=self._query_timeout,
+        )
+        try:
+            return orjson.loads(response.content) if response.content else {}
+        except orjson.JSONDecodeError:
+            raise ArcUnavailable(f"Arc answered {operation} with invalid JSON") from None
+
+    async def flush(self) -> None:
+        """Make Arc's write buffer queryable (and deletable) now (admin token)."""
+        await self._json("POST", "flush", "/api/v1/write/line-protocol/flush")
+
+    async def delete_config(self) -> dict[str, Any]:
+        """Arc's delete settings (``enabled``, ``max_rows_per_delete``…; admin token)."""
+        return dict(await self._json("GET", "delete", "/api/v1/delete/config"))
+
+    async def delete(self, measurement: str, where: str) -> int:
+        """Delete the rows matching ``where`` by rewriting Arc's files; the rows deleted.
+
+        Arc's delete misses rows still in its write buffer: :meth:`flush` first."""
+        answer = await self._json(
+            "POST",
+            "delete",
+            "/api/v1/delete",
+            {
+                "database": self.database,
+                "measurement": measurement,
+                "where": where,
+                "confirm": True,
+            },
+        )
+        if not answer.get("success", False):
+            raise ArcUnavailable(f"Arc delete incomplete: {answer.get('error') or 'no detail'}")
+        return int(answer.get("deleted_count") or 0)
+
+    async def retention_policies(self) -> list[dict[str, Any]]:
+        answer = await self._json("GET", "retention", "/api/v1/retention")
+        return [p for p in (answer or []) if isinstance(p, dict)]
+
+    async def put_retention_policy(self, policy_id: int | None, policy: dict[str, Any]) -> int:
+        """Create (``policy_id`` None) or replace a retention policy; returns its id."""
+        if policy_id is None:
+            answer = await self._json("POST", "retention", "/api/v1/retention", policy)
+        else:
+            answer = await self._json("PUT", "retention", f"/api/v1/retention/{policy_id}", policy)
+        return int(answer["id"])
+
+    async def execute_retention(self, policy_id: int) -> int:
+        """Run a retention policy now (whole files older than its cutoff); rows deleted."""
+        answer = await self._json(
+            "POST", "retention", f"/api/v1/retention/{policy_id}/execute", {"confirm": True}
+        )
+        return int(answer.get("deleted_count") or 0)
 
     async def ping(self) -> bool:
         """True when Arc's ``/health`` answers 200."""

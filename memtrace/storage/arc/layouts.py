@@ -91,9 +91,14 @@ class ArcLayout:
         return go if not self.ours else f"CASE WHEN id IS NULL THEN {go} ELSE {value} END"
 
     @property
+    def go_digest(self) -> str:
+        """The md5 (hex) a Go row's derived id comes from (see :func:`go_row_digest`)."""
+        return f"md5({_GO_CANON_SQL})"
+
+    @property
     def row_key(self) -> str:
         """One row's identity: its id, or the md5 a Go row's derived id comes from."""
-        return self._either("id", f"md5({_GO_CANON_SQL})")
+        return self._either("id", self.go_digest)
 
     def select_list(self) -> str:
         """The columns of memtrace's row shape (``RECORD_COLUMNS`` order), then ``row_key``

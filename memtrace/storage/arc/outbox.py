@@ -25,15 +25,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from memtrace.domain.ids import memory_ids
 from memtrace.domain.memory import MemoryRecord, WriteOutcome
 from memtrace.storage.base import MemoryQuery, NewMemory
+from memtrace.storage.erase import Purger
 from memtrace.storage.readpool import SYSTEM_LANE
 from memtrace.storage.rows import (
     COLUMN_LIST,
     PLACEHOLDERS,
+    admit,
     column_ddl,
-    record_from_new,
     record_to_row,
     row_to_record,
 )
@@ -71,6 +71,7 @@ UPDATE dedup_index SET written_at = CAST(strftime('%s', 'now') AS INTEGER) * 100
 CREATE INDEX dedup_index_written ON dedup_index(written_at);
 """
 SCHEMA_VERSION = 2
+_IDS_PER_STATEMENT = 500
 _NOT_PARKED = "parked_at IS NULL"
 _PENDING = f"shipped_at IS NULL AND {_NOT_PARKED}"
 
@@ -163,19 +164,7 @@ class Outbox:
         if dedup is not None:
             for key, at, memory_id in known:
                 dedup.add(key, at, memory_id)
-        outcomes: list[WriteOutcome] = []
-        records: list[MemoryRecord] = []
-        for item in items:
-            if dedup is not None:
-                duplicate = dedup.duplicate_of(item.dedup_key, item.time)
-                if duplicate is not None:
-                    outcomes.append(WriteOutcome(existing_id=duplicate))
-                    continue
-            record = record_from_new(item, item.id or memory_ids.new(), self.org_id)
-            if dedup is not None:
-                dedup.add(item.dedup_key, item.time, record.id)
-            records.append(record)
-            outcomes.append(WriteOutcome(record=record))
+        outcomes, records = admit(items, dedup, self.org_id)
         if records:
             conn.executemany(
                 f"INSERT INTO outbox ({COLUMN_LIST}, enqueued_at) "  # noqa: S608
@@ -332,27 +321,93 @@ class Outbox:
 
         return await self.db.read(run)
 
-    async def overlay(self, q: MemoryQuery) -> list[MemoryRecord]:
+    async def overlay(self, q: MemoryQuery, limit: int | None = None) -> list[MemoryRecord]:
         """Rows Arc may not show (every row still here), narrowed in SQL by the query's cheap
-        filters; callers apply the full predicate."""
+        filters (callers apply the full predicate); with ``limit``, the first rows in the
+        query's (time, id) order after ``q.after``."""
         where = ["1"]
         params: list[object] = []
         for column, value in (("agent_id", q.agent_id), ("session_id", q.session_id)):
             if value is not None:
                 where.append(f"{column} = ?")
                 params.append(value)
+        for column, values in (("memory_type", q.memory_types), ("event_type", q.event_types)):
+            if values:
+                where.append(f"{column} IN ({', '.join('?' * len(values))})")
+                params.extend(values)
         if q.since is not None:
             where.append("time >= ?")
             params.append(q.since)
         if q.until is not None:
             where.append("time < ?")
             params.append(q.until)
+        if q.after is not None:
+            op = ">" if q.order == "asc" else "<"
+            where.append(f"(time {op} ? OR (time = ? AND id {op} ?))")
+            params.extend((q.after[0], q.after[0], q.after[1]))
         sql = f"SELECT {COLUMN_LIST} FROM outbox WHERE {' AND '.join(where)}"  # noqa: S608
+        if limit is not None:
+            direction = "DESC" if q.order == "desc" else "ASC"
+            sql += f" ORDER BY time {direction}, id {direction} LIMIT ?"
+            params.append(limit)
 
         def run(conn: sqlite3.Connection) -> list[MemoryRecord]:
             return [row_to_record(row) for row in conn.execute(sql, params)]
 
         return await self.db.read(run)
+
+    async def older_than(self, cutoff: int) -> list[tuple[str, bool]]:
+        """(id, shipped) of every row with a time before ``cutoff`` (retention)."""
+
+        def run(conn: sqlite3.Connection) -> list[tuple[str, bool]]:
+            rows = conn.execute(
+                "SELECT id, shipped_at IS NOT NULL FROM outbox WHERE time < ?", (cutoff,)
+            )
+            return [(str(i), bool(s)) for i, s in rows]
+
+        return await self.db.read(run)
+
+    async def held(self, ids: Sequence[str]) -> dict[str, bool]:
+        """Which of ``ids`` are in the outbox: id → shipped (so maybe in Arc's write buffer)."""
+
+        def run(conn: sqlite3.Connection) -> dict[str, bool]:
+            found: dict[str, bool] = {}
+            for start in range(0, len(ids), _IDS_PER_STATEMENT):
+                chunk = list(ids[start : start + _IDS_PER_STATEMENT])
+                sql = (
+                    "SELECT id, shipped_at IS NOT NULL FROM outbox "  # noqa: S608
+                    f"WHERE id IN ({', '.join('?' * len(chunk))})"
+                )
+                found.update((str(i), bool(s)) for i, s in conn.execute(sql, chunk))
+            return found
+
+        return await self.db.read(run)
+
+    async def remove(self, ids: Sequence[str], keys: Sequence[tuple[str, int, str]]) -> list[str]:
+        """Delete rows by id (whatever their state) with their dedup-index entries, plus the
+        index entries ``keys`` (dedup_key, time, id) of rows only Arc holds; returns the ids
+        removed from the outbox."""
+
+        def run(conn: sqlite3.Connection) -> list[str]:
+            gone: list[tuple[str, int, str]] = []
+            for start in range(0, len(ids), _IDS_PER_STATEMENT):
+                chunk = list(ids[start : start + _IDS_PER_STATEMENT])
+                marks = ", ".join("?" * len(chunk))
+                gone += conn.execute(
+                    f"SELECT dedup_key, time, id FROM outbox WHERE id IN ({marks})",  # noqa: S608
+                    chunk,
+                ).fetchall()
+                conn.execute(f"DELETE FROM outbox WHERE id IN ({marks})", chunk)  # noqa: S608
+            conn.executemany(
+                "DELETE FROM dedup_index WHERE dedup_key = ? AND time = ? AND id = ?",
+                [*gone, *keys],
+            )
+            return [str(row[2]) for row in gone]
+
+        return await self.db.write(run)
+
+    def purger(self) -> Purger:
+        return Purger(self.db)
 
     async def get(self, memory_id: str) -> MemoryRecord | None:
         def run(conn: sqlite3.Connection) -> MemoryRecord | None:

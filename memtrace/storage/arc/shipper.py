@@ -39,7 +39,7 @@ from memtrace.storage.arc import sql as arc_sql
 from memtrace.storage.arc.batch import write_isolating
 from memtrace.storage.arc.client import ArcClient, ArcRejected, ArcUnavailable
 from memtrace.storage.arc.layouts import LayoutProbe, dedup_entries
-from memtrace.storage.arc.outbox import Outbox
+from memtrace.storage.arc.outbox_base import OutboxStore
 from memtrace.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -77,19 +77,19 @@ def key_coverage_us(window_us: int) -> int:
 
 class ShipLock:
     """An exclusive, non-blocking ``flock`` on a file beside the outbox: the process holding
-    it is the outbox's one shipper."""
+    it is the outbox's one shipper. Without a path it is always held."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str | None) -> None:
         self.path = path
         self._fd: int | None = None
 
     @property
     def held(self) -> bool:
-        return self._fd is not None
+        return self.path is None or self._fd is not None
 
     def acquire(self) -> bool:
         """Take the lock if no other process holds it; True while this one holds it."""
-        if self._fd is not None:
+        if self._fd is not None or self.path is None:
             return True
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
@@ -113,7 +113,7 @@ class Shipper:
     def __init__(
         self,
         org_id: str,
-        outbox: Outbox,
+        outbox: OutboxStore,
         client: ArcClient,
         measurement: str,
         settings: ArcSettings,
@@ -134,9 +134,15 @@ class Shipper:
         self._task: asyncio.Task[None] | None = None
         self._next_verify = 0.0
         self.consecutive_failures = 0
+        # Held while a batch is read, sent and marked shipped: a delete
+        # (:mod:`memtrace.storage.arc.erase`) waits for it, so no row it removes is in flight.
+        self.lock = asyncio.Lock()
         # which column sets the measurement holds (memtrace's, the Go memtrace's: layouts.py)
         self.layouts = layouts or LayoutProbe(client, arc_sql.columns_sql(measurement))
-        self.lock = ShipLock(f"{outbox.path}.ship-lock")
+        # Held by the one process that ships a SQLite outbox; a PostgreSQL outbox leases its
+        # rows to the replicas' shippers itself (pg_outbox.py), so every process may ship.
+        path = getattr(outbox, "path", None)
+        self.ship_lock = ShipLock(f"{path}.ship-lock" if path is not None else None)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name=f"arc-shipper:{self.org_id}")
@@ -154,7 +160,7 @@ class Shipper:
         self._task.cancel()
         await asyncio.gather(self._task, return_exceptions=True)
         try:
-            if self.settings.shutdown_drain_s > 0 and self.lock.acquire():
+            if self.settings.shutdown_drain_s > 0 and self.ship_lock.acquire():
                 async with asyncio.timeout(self.settings.shutdown_drain_s):
                     await self._drain()
         except TimeoutError:
@@ -162,7 +168,7 @@ class Shipper:
                 "arc outbox of %s not drained at shutdown; ships on next start", self.org_id
             )
         finally:
-            self.lock.release()
+            self.ship_lock.release()
 
     async def _loop(self) -> None:
         interval = self.settings.flush_interval_ms / 1000
@@ -179,7 +185,7 @@ class Shipper:
             except TimeoutError:
                 pass
             self._wakeup.clear()
-            if not self.lock.acquire():
+            if not self.ship_lock.acquire():
                 continue  # another process ships this outbox
             if not seeded:
                 seeded = await self._seed_dedup_index()
@@ -202,14 +208,21 @@ class Shipper:
 
     async def ship_once(self) -> bool:
         """Ship one batch; True when there may be more to ship now."""
+        async with self.lock:
+            more, pause = await self._ship_batch()
+        if pause:
+            await asyncio.sleep(pause)  # backoff outside the lock: deletes may go meanwhile
+        return more
+
+    async def _ship_batch(self) -> tuple[bool, float]:
+        """Ship one batch: (maybe more to ship, seconds to wait before the next try)."""
         try:
             batch = await self.outbox.pending_batch(self.settings.batch_size)
         except StorageUnavailable:
             log.warning("arc outbox of %s unreadable; retrying", self.org_id)
-            await asyncio.sleep(self.settings.flush_interval_ms / 1000)
-            return False
+            return False, self.settings.flush_interval_ms / 1000
         if not batch:
-            return False
+            return False, 0.0
         enqueued = {seq: at for seq, at, _ in batch}
 
         async def accepted(seqs: list[int]) -> None:
@@ -238,8 +251,7 @@ class Shipper:
                 len(batch),
                 delay,
             )
-            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
-            return True
+            return True, delay * random.uniform(0.5, 1.0)
         self.consecutive_failures = 0
         if refused:
             await self.outbox.park(refused, now_us())
@@ -251,7 +263,7 @@ class Shipper:
                 self.org_id,
                 refused[0][1],
             )
-        return len(batch) == self.settings.batch_size
+        return len(batch) == self.settings.batch_size, 0.0
 
     # -- verify -------------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ no cached ``time > '<literal>'`` form is produced, and read back as ``epoch_us(t
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Iterator, Sequence
 
 from memtrace.domain.errors import InvalidInput
@@ -20,6 +21,10 @@ from memtrace.storage.base import MemoryQuery
 from memtrace.storage.rows import RECORD_COLUMNS
 
 MAX_SQL_CHARS = 10_000  # Arc rejects longer statements
+# Org and memory ids as they are generated (org_…, mem_ + ULID): no quote, keyword boundary,
+# comment or xp_/sp_ can appear in them, so Arc's delete accepts them in a ``where``.
+SAFE_DELETE_VALUE = re.compile(r"^(org|mem)_[A-Za-z0-9]{1,60}$")
+_MD5 = re.compile(r"^[0-9a-f]{32}$")
 
 # The fixed column set written for every memory: the row shape with ``time`` first (order
 # matters only for the msgpack body).
@@ -109,6 +114,11 @@ def where_clause(q: MemoryQuery, layout: ArcLayout = OURS) -> str:
     if q.content_contains:
         # Same rule as the embedded store: Python's str.lower on the needle, lower() on content.
         clauses.append(f"contains(lower(content), {quote_literal(q.content_contains.lower())})")
+    if q.after is not None and not layout.go:
+        # (with Go rows, whose ids are derived in Python, the store filters the position)
+        at = f"make_timestamp({number(q.after[0])})"
+        op = ">" if q.order == "asc" else "<"
+        clauses.append(f"(time {op} {at} OR (time = {at} AND id {op} {quote_literal(q.after[1])}))")
     return " AND ".join(clauses)
 
 
@@ -249,4 +259,69 @@ def dedup_lookup_sql(
         f"SELECT {columns} FROM {quote_ident(measurement)} "  # noqa: S608
         f"WHERE org_id = {quote_literal(org_id)} AND dedup_key IN {_in_list(keys)} "
         f"AND time > make_timestamp({number(since)}) AND time < make_timestamp({number(until)})"
+    )
+
+
+def rows_present_sql(measurement: str, org_id: str, ids: Iterable[str]) -> str:
+    """(id, time, dedup_key) of those of ``ids`` Arc holds as memtrace rows."""
+    return (
+        "SELECT DISTINCT id, epoch_us(time) AS time_us, dedup_key "  # noqa: S608
+        f"FROM {quote_ident(measurement)} "
+        f"WHERE org_id = {quote_literal(org_id)} AND id IN {_in_list(ids)}"
+    )
+
+
+def go_rows_sql(measurement: str, org_id: str, since: int, until: int, layout: ArcLayout) -> str:
+    """The Go memtrace's rows (no id) with ``since <= time < until``, in the layout's select
+    list (their ids are derived in Python)."""
+    ours = "id IS NULL AND " if layout.ours else ""
+    return (
+        f"SELECT {layout.select_list()} FROM {quote_ident(measurement)} "  # noqa: S608
+        f"WHERE org_id = {quote_literal(org_id)} AND {ours}"
+        f"time >= make_timestamp({number(since)}) AND time < make_timestamp({number(until)})"
+    )
+
+
+def delete_where(org_id: str, rows: Iterable[tuple[str, int]]) -> str:
+    """The ``where`` of an Arc delete of these (id, time) memtrace rows, bounded by their times
+    so Arc rewrites only the files of those partitions.
+
+    Arc's delete refuses a ``where`` with ``;``, ``--``, ``/*``, SQL keywords such as SELECT,
+    SET or UNION, or ``xp_``/``sp_`` anywhere, quoted or not, so only values that cannot
+    contain them go in: the org id and memory ids (checked here) and numbers.
+    """
+    pairs = list(rows)
+    ids = [memory_id for memory_id, _ in pairs]
+    for value in (org_id, *ids):
+        if not SAFE_DELETE_VALUE.match(value):
+            raise InvalidInput(f"id: {value!r} cannot be deleted through Arc's delete API")
+    return f"org_id = {quote_literal(org_id)} AND id IN {_in_list(ids)} AND " + _span(pairs)
+
+
+def go_delete_where(org_id: str, rows: Iterable[tuple[str, int]], layout: ArcLayout) -> str:
+    """The ``where`` of an Arc delete of Go rows, named by (md5 of the row, time): the same
+    md5 their derived ids come from (:mod:`memtrace.storage.arc.layouts`)."""
+    pairs = list(rows)
+    digests = [digest for digest, _ in pairs]
+    if not SAFE_DELETE_VALUE.match(org_id) or not all(_MD5.match(d) for d in digests):
+        raise InvalidInput("id: cannot be deleted through Arc's delete API")
+    ours = "id IS NULL AND " if layout.ours else ""
+    return (
+        f"org_id = {quote_literal(org_id)} AND {ours}{layout.go_digest} IN {_in_list(digests)} "
+        f"AND {_span(pairs)}"
+    )
+
+
+def _span(pairs: Sequence[tuple[str, int]]) -> str:
+    low = min(at for _, at in pairs)
+    high = max(at for _, at in pairs)
+    return f"time >= make_timestamp({number(low)}) AND time <= make_timestamp({number(high)})"
+
+
+def other_orgs_sql(measurement: str, org_id: str) -> str:
+    """Whether the measurement holds rows of another org (then whole-file retention would
+    remove them too, so it is not used)."""
+    return (
+        f"SELECT count(*) AS n FROM {quote_ident(measurement)} "  # noqa: S608
+        f"WHERE org_id <> {quote_literal(org_id)}"
     )

@@ -23,16 +23,22 @@ from memtrace.domain.memory import MemoryRecord, WriteOutcome
 from memtrace.domain.timestamps import now_us
 from memtrace.storage.arc import sql as arc_sql
 from memtrace.storage.arc.client import ArcClient, ArcRejected, ArcUnavailable
+from memtrace.storage.arc.erase import ArcEraser
 from memtrace.storage.arc.layouts import ArcLayout, LayoutProbe, dedup_entries
 from memtrace.storage.arc.outbox import Outbox
+from memtrace.storage.arc.outbox_base import OutboxStore
+from memtrace.storage.arc.retention import expire_with_policy
 from memtrace.storage.arc.shipper import Shipper, shown_by_arc
 from memtrace.storage.arc.target import ArcTarget
 from memtrace.storage.base import AgentMemoryStats, MemoryQuery, NewMemory, QueryPage, StoreHealth
-from memtrace.storage.rows import matches, sort_key
+from memtrace.storage.erase import ErasureFinisher
+from memtrace.storage.rows import after, matches, sort_key
 from memtrace.storage.sqlite import Synchronous
 from memtrace.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
+
+_OVERLAY_CHUNK = 500  # outbox rows read per step of a paged overlay
 
 
 class ArcStore:
@@ -44,7 +50,7 @@ class ArcStore:
         self,
         org_id: str,
         target: ArcTarget,
-        outbox_path: Path,
+        outbox: Path | OutboxStore,
         settings: ArcSettings,
         *,
         metrics: Metrics | None = None,
@@ -55,7 +61,12 @@ class ArcStore:
         self.org_id = org_id
         self.target = target
         self.settings = settings
-        self.outbox = Outbox(outbox_path, org_id, synchronous=synchronous, lane=org_id)
+        # a path: the org's outbox file; cluster mode passes its PostgreSQL outbox
+        self.outbox: OutboxStore = (
+            Outbox(outbox, org_id, synchronous=synchronous, lane=org_id)
+            if isinstance(outbox, Path)
+            else outbox
+        )
         self.client = ArcClient(
             target.url,
             target.database,
@@ -78,14 +89,26 @@ class ArcStore:
             dedup_window_us=dedup_window_us,
             layouts=self.layouts,
         )
+        self.purger: ErasureFinisher = self.outbox.purger()
+        self._eraser = ArcEraser(
+            org_id,
+            self.outbox,
+            self.client,
+            target.measurement,
+            self.shipper.lock,
+            self.purger,
+            self.layouts,
+        )
 
     async def open(self) -> None:
         await self.outbox.open()
         self.shipper.start()
 
     async def close(self) -> None:
-        """Stop shipping (after a bounded drain, see :meth:`Shipper.stop`), close files."""
+        """Stop shipping (after a bounded drain, see :meth:`Shipper.stop`), finish erasures,
+        close files."""
         await self.shipper.stop()
+        await self.purger.close()
         await self.client.close()
         await self.outbox.close()
 
@@ -160,8 +183,19 @@ class ArcStore:
             )
         return StorageUnavailable(f"Arc backend of this org: {exc.message}")
 
-    async def _overlay(self, q: MemoryQuery) -> list[MemoryRecord]:
-        return [r for r in await self.outbox.overlay(q) if matches(r, q)]
+    async def _overlay(self, q: MemoryQuery, need: int | None = None) -> list[MemoryRecord]:
+        """Outbox rows matching ``q``; with ``need``, the first ``need`` in ``q``'s order
+        (read in chunks, so a page never loads a large outbox whole)."""
+        if need is None:
+            return [r for r in await self.outbox.overlay(q) if matches(r, q)]
+        found: list[MemoryRecord] = []
+        chunk = max(need, _OVERLAY_CHUNK)
+        while True:
+            rows = await self.outbox.overlay(q, limit=chunk)
+            found += [r for r in rows if matches(r, q)]
+            if len(found) >= need or len(rows) < chunk:
+                return found[:need]
+            q = replace(q, after=(rows[-1].time, rows[-1].id))
 
     async def _present(self, records: Sequence[MemoryRecord]) -> set[str]:
         """Ids of overlay rows Arc already holds (so counts take them once)."""
@@ -187,9 +221,11 @@ class ArcStore:
         ]
 
     async def _query(self, q: MemoryQuery) -> list[MemoryRecord]:
-        extra = await self._overlay(q)
+        extra = await self._overlay(q, q.offset + q.limit)
         measurement = self.target.measurement
         layout = await self._layout()
+        if q.after is not None and layout.go:
+            return await self._page_after(q, extra, layout)
         if not extra:
             sql = arc_sql.select_sql(measurement, q, limit=q.limit, offset=q.offset, layout=layout)
             return _unique([layout.record(row) for row in await self._arc(sql)])
@@ -198,6 +234,36 @@ class ArcStore:
             measurement, q, limit=q.offset + q.limit + len(extra), offset=0, layout=layout
         )
         merged = {r.id: r for r in (layout.record(row) for row in await self._arc(sql))}
+        for record in extra:
+            merged.setdefault(record.id, record)
+        ordered = sorted(merged.values(), key=sort_key, reverse=q.order == "desc")
+        return ordered[q.offset : q.offset + q.limit]
+
+    async def _page_after(
+        self, q: MemoryQuery, extra: list[MemoryRecord], layout: ArcLayout
+    ) -> list[MemoryRecord]:
+        """A page after a position where Go rows may be: their ids are derived in Python, so
+        SQL bounds the time (the position's own microsecond read whole) and Python compares
+        (time, id)."""
+        assert q.after is not None
+        at = q.after[0]
+        low = q.since if q.since is not None else 0
+        high = q.until if q.until is not None else 1 << 62
+        parts: list[tuple[MemoryQuery, int]] = []
+        if low <= at < high:  # the position's own microsecond, read whole
+            parts.append((replace(q, after=None, offset=0, since=at, until=at + 1), 10_000))
+        need = q.offset + q.limit + len(extra)
+        if q.order == "asc" and at + 1 < high:
+            parts.append((replace(q, after=None, offset=0, since=max(low, at + 1)), need))
+        elif q.order == "desc" and low < at:
+            parts.append((replace(q, after=None, offset=0, until=min(high, at)), need))
+        rows: list[MemoryRecord] = []
+        for part, limit in parts:
+            sql = arc_sql.select_sql(
+                self.target.measurement, part, limit=limit, offset=0, layout=layout
+            )
+            rows += [layout.record(row) for row in await self._arc(sql)]
+        merged = {r.id: r for r in rows if after(r, q.after, q.order)}
         for record in extra:
             merged.setdefault(record.id, record)
         ordered = sorted(merged.values(), key=sort_key, reverse=q.order == "desc")
@@ -216,6 +282,49 @@ class ArcStore:
             present = await self._present(extra)
             total += sum(1 for r in extra if r.id not in present)
         return total
+
+    async def delete(self, ids: Sequence[str]) -> list[str]:
+        try:
+            return await self._eraser.delete(ids)
+        except ArcUnavailable as exc:
+            raise self._read_failed(exc) from None
+
+    async def insert_records(self, items: Sequence[NewMemory]) -> list[str]:
+        """Append the memories not held yet (outbox or Arc) to the outbox, ids and times
+        kept."""
+        ids = list(dict.fromkeys(item.id for item in items if item.id))
+        try:
+            in_arc = {row.id for row in await self._eraser.find(ids)}
+        except (ArcUnavailable, ArcRejected) as exc:
+            raise self._read_failed(exc) from None
+        held = set(await self.outbox.held(ids)) | in_arc
+        fresh: dict[str, NewMemory] = {}
+        for item in items:
+            if item.id and item.id not in held and item.id not in fresh:
+                fresh[item.id] = item
+        if not fresh:
+            return []
+        outcomes = await self.outbox.append(list(fresh.values()), None, now_us())
+        self.shipper.wake()
+        return [o.record.id for o in outcomes if o.record is not None]
+
+    async def expire(self, cutoff: int) -> int:
+        """Arc's retention policy where it fits (:mod:`memtrace.storage.arc.retention`), then
+        the outbox's rows older than the cutoff Arc used: those Arc may hold are either in
+        the files it dropped (counted there) or in its write buffer (the row-by-row pass
+        finds them once flushed); those never shipped are counted here."""
+        async with self.shipper.lock:
+            done = await expire_with_policy(
+                self.client, self.target.measurement, self.org_id, cutoff, now_us()
+            )
+            if done is None:
+                return 0
+            deleted, used = done
+            held = await self.outbox.older_than(used)
+            if held:
+                await self.outbox.remove([memory_id for memory_id, _ in held], [])
+                self.purger.schedule()
+        return deleted + sum(1 for _, shipped in held if not shipped)
 
     async def get(self, memory_id: str) -> MemoryRecord | None:
         local = await self.outbox.get(memory_id)
