@@ -24,8 +24,6 @@ import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from fastapi import FastAPI
-
     from memtrace.config import Settings
 
 SETTINGS_ENV = "MEMTRACE_WORKER_SETTINGS"
@@ -90,8 +88,9 @@ def run_workers(settings: Settings, workers: int, announce: Any) -> None:
         share.remove()
 
 
-def worker_app() -> FastAPI:
-    """uvicorn's app factory, run once in each worker process."""
+def worker_app() -> Any:
+    """uvicorn's app factory, run once in each worker process (returns the ASGI app; the
+    web framework stays out of this module's imports, docs/architecture.md)."""
     from http_api.app import create_app
     from http_api.serving import configure_worker_protocol
     from mcp_server.http import McpHttpAddon
