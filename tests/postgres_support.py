@@ -3,7 +3,7 @@ a template database with every migration applied, and a fresh database per test 
 it (~50 ms). Tests using these fixtures are marked slow (they start a server).
 
 Without the server binaries the tests are skipped locally with the install hint, and fail
-when ``CI`` is set or ``MEMTRACE_POSTGRES_TESTS=required`` (``.ci/run`` sets it), so a CI
+when ``CI`` is set or ``MEMTRACE_TESTS_POSTGRES=required`` (``.ci/run`` sets it), so a CI
 machine without PostgreSQL cannot pass silently.
 """
 
@@ -46,7 +46,7 @@ def pg_server() -> Iterator[PgServer]:
     try:
         server = start_postgres(settings={"max_connections": 200})
     except PostgresUnavailable as exc:
-        if os.environ.get("CI") or os.environ.get("MEMTRACE_POSTGRES_TESTS") == "required":
+        if os.environ.get("CI") or os.environ.get("MEMTRACE_TESTS_POSTGRES") == "required":
             pytest.fail(f"PostgreSQL is required in CI: {exc}", pytrace=False)
         pytest.skip(str(exc))
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -90,3 +91,19 @@ def test_host_and_origin_lists(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert settings.server.allowed_hosts == ("memtrace.example.com", "[::1]:9100")
     assert settings.server.cors_origins == ("https://app.example.com", "http://localhost:*")
     assert not settings.server.loopback
+
+
+def test_the_ci_scripts_switches_do_not_reach_the_settings(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`.ci/run` exports MEMTRACE_TESTS_* switches for the test suite; every server the tests
+    start inherits them. A switch named like a section key (MEMTRACE_POSTGRES_…) is read as
+    that key and refused, and every server the suite starts would exit on it."""
+    ci_script = (Path(__file__).parent.parent / ".ci" / "run").read_text()
+    exported = re.findall(r"^\s*export (MEMTRACE_\w+)=(\S+)", ci_script, re.MULTILINE)
+    assert exported, "the CI script exports its test switches"
+    for name, value in exported:
+        assert name.startswith("MEMTRACE_TESTS_"), name
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(tmp_path)
+    load_settings()  # neither refused nor read as a setting

@@ -28,10 +28,10 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.timeout(1200),  # the image build waits for the shared dist and wheelhouse
     # Outside CI a machine without podman skips it; .ci/run installs podman and sets
-    # MEMTRACE_DEPLOY_TESTS=required, so there it can only pass or fail.
+    # MEMTRACE_TESTS_DEPLOY=required, so there it can only pass or fail.
     pytest.mark.skipif(
         (shutil.which("podman") is None or os.geteuid() != 0)
-        and os.environ.get("MEMTRACE_DEPLOY_TESTS") != "required",
+        and os.environ.get("MEMTRACE_TESTS_DEPLOY") != "required",
         reason="needs root and podman (.ci/run installs podman, runc and mmdebstrap)",
     ),
 ]

@@ -229,7 +229,7 @@ def test_systemd_unit_verifies_against_the_install(venv: Path, tmp_path: Path) -
     binary must exist). Bad keys or values only warn with exit 0, so stderr must be empty."""
     if (
         shutil.which("systemd-analyze") is None
-        and os.environ.get("MEMTRACE_DEPLOY_TESTS") != "required"
+        and os.environ.get("MEMTRACE_TESTS_DEPLOY") != "required"
     ):
         pytest.skip("systemd-analyze is not installed (.ci/run installs it)")
     unit = (ROOT / "deploy/systemd/memtrace.service").read_text()
