@@ -103,7 +103,9 @@ async def latency(args: argparse.Namespace) -> list[tuple[str, str]]:
     ]
 
 
-async def _pg_writes(url: str, orgs: list[str], writes: int, writers: int) -> tuple[float, list[float]]:
+async def _pg_writes(
+    url: str, orgs: list[str], writes: int, writers: int
+) -> tuple[float, list[float]]:
     """``writers`` tasks writing ``writes`` single memories each, task i into ``orgs[i %
     len(orgs)]``: (memories per second, per-write latencies in ms)."""
     from memtrace.config import PostgresSettings
@@ -123,8 +125,17 @@ async def _pg_writes(url: str, orgs: list[str], writes: int, writers: int) -> tu
         store = stores[orgs[i % len(orgs)]]
         for n in range(writes):
             item = NewMemory(
-                now_us(), f"agent{i}", None, "episodic", "general", f"w{i} {n}", None, (), None,
-                f"k{i}-{n}-{time.perf_counter_ns()}", None,
+                now_us(),
+                f"agent{i}",
+                None,
+                "episodic",
+                "general",
+                f"w{i} {n}",
+                None,
+                (),
+                None,
+                f"k{i}-{n}-{time.perf_counter_ns()}",
+                None,
             )
             t0 = time.perf_counter()
             await store.write([item], 86_400_000_000)

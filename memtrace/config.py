@@ -277,8 +277,7 @@ class LimitsSettings(_Section):
         default=15.0,
         gt=0,
         le=3600,
-        description="GET /api/v1/stream sends a ': ping' comment after this long without an "
-        "event.",
+        description="GET /api/v1/stream sends a ': ping' comment after this long without an event.",
     )
     stream_poll_s: float = Field(
         default=1.0,

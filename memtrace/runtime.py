@@ -23,10 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from memtrace.auth.keys import Authenticator, Principal, new_api_key
-from memtrace.auth.streams import StreamCounts
-from memtrace.service_feed import FeedService
 from memtrace.auth.permissions import ALL_PERMISSIONS
 from memtrace.auth.ratelimit import RateLimiter, SharedRateLimiter
+from memtrace.auth.streams import StreamCounts
 from memtrace.config import Settings
 from memtrace.domain.ids import DEFAULT_ORG_ID
 from memtrace.domain.timestamps import now_us
@@ -36,6 +35,7 @@ from memtrace.lifecycle.sweeper import RetentionSweeper
 from memtrace.metadata.backend import create_catalog, create_pg
 from memtrace.metadata.goimport import LegacyArc
 from memtrace.service import MemoryService
+from memtrace.service_feed import FeedService
 from memtrace.storage.readpool import READ_POOL
 from memtrace.storage.sqlite_limits import raise_open_file_limit
 from memtrace.telemetry.metrics import Metrics

@@ -18,10 +18,20 @@ def test_positions_round_trip(position: int) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["", "p1.", "p2.MQ", "MQ", "p1.!!", "p1.LTE", "p1.MDE", "p1." + "A" * 80, encode_position(1) + "="],
+    [
+        "",
+        "p1.",
+        "p2.MQ",
+        "MQ",
+        "p1.!!",
+        "p1.LTE",
+        "p1.MDE",
+        "p1." + "A" * 80,
+        encode_position(1) + "=",
+    ],
 )
 def test_malformed_positions_name_the_field(text: str) -> None:
-    with pytest.raises(InvalidInput, match="^Last-Event-ID: malformed"):
+    with pytest.raises(InvalidInput, match=r"^Last-Event-ID: malformed"):
         decode_position(text, "Last-Event-ID")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import Annotated
 
 import orjson
@@ -46,7 +46,9 @@ async def feed_cursor(feed: ReadFeed, params: Annotated[FeedCursorParams, Query(
 
 
 def _event(position: int, memory: bytes) -> bytes:
-    return b"id: " + encode_position(position).encode() + b"\nevent: memory\ndata: " + memory + b"\n\n"
+    return (
+        b"id: " + encode_position(position).encode() + b"\nevent: memory\ndata: " + memory + b"\n\n"
+    )
 
 
 async def _sse(
@@ -124,6 +126,7 @@ class EventStreamResponse(Response):
 
 @router.get(
     "/stream",
+    status_code=200,
     summary="Live stream of new memories (Server-Sent Events)",
     response_class=EventStreamResponse,
     responses={200: {"content": {"text/event-stream": {}}, "description": "memory events"}},

@@ -637,8 +637,11 @@ class _ChangeFilters(_QueryParams):
         str | None, Field(max_length=MAX_TAGS * 65, description="Comma list; all must match.")
     ] = None
     min_importance: float | None = Field(
-        default=None, ge=0.0, le=1.0, allow_inf_nan=False, description="Only memories at least "
-        "this important."
+        default=None,
+        ge=0.0,
+        le=1.0,
+        allow_inf_nan=False,
+        description="Only memories at least this important.",
     )
     content_contains: Annotated[
         Needle | None,
@@ -651,8 +654,10 @@ class _ChangeFilters(_QueryParams):
 class FeedParams(_ChangeFilters):
     """``GET /api/v1/feed``: what other agents wrote since the reader's confirmed cursor."""
 
-    reader: AgentId = Field(description="The reading agent: its cursor, and its own memories "
-    "are left out (unless include_own).")
+    reader: AgentId = Field(
+        description="The reading agent: its cursor, and its own memories "
+        "are left out (unless include_own)."
+    )
     limit: int = Field(default=DEFAULT_LIST_LIMIT, ge=1, le=MAX_LIMIT)
     include_own: bool = False
     auto_advance: bool = Field(
@@ -680,10 +685,14 @@ class FeedConfirm(_Request):
 
 class FeedCursor(BaseModel):
     reader: str
-    cursor: str | None = Field(description="The confirmed position; null before the first "
-    "confirm (the feed then starts at the org's first memory).")
-    head: str = Field(description="The position of the org's newest memory: confirm it to "
-    "skip everything written so far.")
+    cursor: str | None = Field(
+        description="The confirmed position; null before the first "
+        "confirm (the feed then starts at the org's first memory)."
+    )
+    head: str = Field(
+        description="The position of the org's newest memory: confirm it to "
+        "skip everything written so far."
+    )
 
 
 class FeedCursorParams(_QueryParams):

@@ -23,7 +23,6 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from memtrace.domain.memory import MemoryRecord, WriteOutcome
 
-
 CHANGE_SCAN = 2000  # committed memories one ``changes`` call looks at, matching or not
 
 

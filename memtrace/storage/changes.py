@@ -53,10 +53,10 @@ class Signal:
             event.set()
 
 
-async def _wait(event: asyncio.Event, timeout: float) -> bool:
-    """True when ``event`` was set within ``timeout`` seconds."""
+async def _wait(event: asyncio.Event, seconds: float) -> bool:
+    """True when ``event`` was set within ``seconds``."""
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(event.wait(), timeout)
+        await asyncio.wait_for(event.wait(), seconds)
         return True
     return False
 
@@ -149,9 +149,7 @@ class ChangeTail:
         if self._on_idle is not None:
             self._on_idle(self)
 
-    async def follow(
-        self, after: int, q: MemoryQuery, wait_s: float
-    ) -> AsyncIterator[list[Entry]]:
+    async def follow(self, after: int, q: MemoryQuery, wait_s: float) -> AsyncIterator[list[Entry]]:
         """The org's memories committed after position ``after`` that match ``q``, in commit
         order, as they come: each yielded list is the next entries; an empty list means
         nothing came for ``wait_s`` seconds (time for a heartbeat). Never ends by itself."""
@@ -181,10 +179,10 @@ class ChangeTail:
                     deadline = loop.time() + wait_s
                     continue
                 remaining = deadline - loop.time()
-                if remaining <= 0 or not await _wait(advanced, remaining):
-                    if loop.time() >= deadline:  # (woken without a match: keep waiting)
-                        yield []
-                        deadline = loop.time() + wait_s
+                if remaining > 0 and await _wait(advanced, remaining):
+                    continue  # (new entries, maybe none matching: look again)
+                yield []  # nothing for wait_s: time for a heartbeat
+                deadline = loop.time() + wait_s
         finally:
             self.followers -= 1
             await self._stop_if_idle()

@@ -64,9 +64,16 @@ async def test_changes_follow_commit_order_not_time(loaded: Loaded) -> None:
     store, _ = loaded
     head = await store.change_head()
     items = backdated()
-    written = stored(await store.write(items[:2], HOUR)) + stored(await store.write(items[2:], HOUR))
+    first = stored(await store.write(items[:2], HOUR))
+    second = stored(await store.write(items[2:], HOUR))
     seen, last = await walk(store, head)
-    assert [r for _, r in seen] == written  # write order, not time order
+    # write order, not time order (the memories of one batch commit together: their order
+    # among themselves is the store's)
+    got = [r for _, r in seen]
+    assert len(got) == 4
+    assert {r.id for r in got[:2]} == {r.id for r in first}
+    assert {r.id for r in got[2:]} == {r.id for r in second}
+    assert sorted(got, key=lambda r: r.id) == sorted(first + second, key=lambda r: r.id)
     positions = [p for p, _ in seen]
     assert positions == sorted(set(positions)) and positions[0] > head
     assert last == positions[-1] == await store.change_head()

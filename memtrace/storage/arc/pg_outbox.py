@@ -372,7 +372,9 @@ class PgOutbox:
         async with self.db.connection() as conn:
             head = await change_log.head(conn, self.org_id)
             high = min(after + scan, head)
-            entries = await change_log.window(conn, self.org_id, after, high) if high > after else []
+            entries = (
+                await change_log.window(conn, self.org_id, after, high) if high > after else []
+            )
         return entries, head
 
     async def change_head(self) -> int:
