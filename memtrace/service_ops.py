@@ -6,6 +6,7 @@ from __future__ import annotations
 from memtrace.domain.models import (
     AgentCreate,
     ContextRequest,
+    FeedParams,
     ListParams,
     MemoryCreate,
     SearchRequest,
@@ -13,6 +14,7 @@ from memtrace.domain.models import (
 )
 from memtrace.lifecycle.service import Lifecycle
 from memtrace.service import MemoryService
+from memtrace.service_feed import FeedService
 from memtrace.tools import Json
 
 
@@ -45,3 +47,6 @@ class ServiceOps:
 
     async def delete_memory(self, memory_id: str) -> None:
         await self.lifecycle.delete_memory(memory_id)
+
+    async def read_feed(self, params: FeedParams) -> Json:
+        return (await FeedService(self.service).read(params)).to_wire()

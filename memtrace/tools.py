@@ -30,6 +30,7 @@ from memtrace.domain.models import (
     ContextRequest,
     DedupKey,
     EventType,
+    FeedParams,
     Importance,
     JsonObject,
     ListParams,
@@ -67,6 +68,10 @@ class MemoryOps(Protocol):
 
     async def delete_memory(self, memory_id: str) -> None:
         """Erase one memory; raise :class:`~memtrace.domain.errors.NotFound` if there is none."""
+        ...
+
+    async def read_feed(self, params: FeedParams) -> Json:
+        """``GET /api/v1/feed``: other agents' memories after the reader's cursor."""
         ...
 
 
@@ -120,6 +125,12 @@ class RecallArgs(_Args):
     event_type: EventType | None = Field(default=None, description="Only this event type.")
     tags: TagList = Field(default=None, description=_TAGS)
     limit: int = Field(default=50, ge=1, le=MAX_LIMIT, description="Most memories to return.")
+    new_only: bool = Field(
+        default=False,
+        description="Instead: what OTHER agents of your organisation wrote since your last "
+        "new_only recall (each memory once, in the order they were written; since/until are "
+        "ignored). Use it to catch up with your team.",
+    )
 
 
 class SearchArgs(_Args):
@@ -278,6 +289,8 @@ async def _store(ops: MemoryOps, item: MemoryCreate, verb: str) -> ToolResult:
 
 
 async def _recall(ops: MemoryOps, args: RecallArgs) -> ToolResult:
+    if args.new_only:
+        return await _recall_new(ops, args)
     data = {
         "agent_id": args.agent_id,
         "session_id": args.session_id,
@@ -291,6 +304,23 @@ async def _recall(ops: MemoryOps, args: RecallArgs) -> ToolResult:
     params = _wire(ListParams, data)
     page = await ops.list_memories(params)
     title = f"Memories of {args.agent_id} since {args.since}"
+    return ToolResult(_listing(title, page["memories"], page["has_more"]), page)
+
+
+async def _recall_new(ops: MemoryOps, args: RecallArgs) -> ToolResult:
+    """The feed of the calling agent, auto-advancing: an agent has no separate confirm step,
+    so what a new_only recall returned is not returned again (docs/feed.md)."""
+    data = {
+        "reader": args.agent_id,
+        "session_id": args.session_id,
+        "memory_type": args.memory_type,
+        "event_type": args.event_type,
+        "tags": ",".join(args.tags) if args.tags else None,
+        "limit": args.limit,
+        "auto_advance": True,
+    }
+    page = await ops.read_feed(_wire(FeedParams, data, {"reader": "agent_id"}))
+    title = "New memories from other agents since your last look"
     return ToolResult(_listing(title, page["memories"], page["has_more"]), page)
 
 
@@ -378,7 +408,8 @@ TOOLS: tuple[ToolSpec, ...] = (
     ToolSpec(
         "memtrace_recall",
         "Recall your recent memories, newest first: what you did, decided and saw in a time "
-        "window (default: the last 24 hours). Filter by session, type, event or tags.",
+        "window (default: the last 24 hours). Filter by session, type, event or tags. With "
+        "new_only: what other agents wrote since your last new_only recall.",
         RecallArgs,
         "read",
         _recall,

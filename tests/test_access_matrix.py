@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ from memtrace.auth.permissions import parse_permissions
 from memtrace.config import load_settings
 from memtrace.domain.ids import new_org_id
 from memtrace.domain.models import MemoryCreate, SessionCreate
+from memtrace.domain.positions import encode_position
 from memtrace.domain.timestamps import now_us
 from memtrace.metadata import sqlite as md
 from memtrace.runtime import Runtime
@@ -216,6 +217,15 @@ async def _sse_post(client: httpx.AsyncClient, world: World) -> tuple[int, str]:
     return response.status_code, response.text
 
 
+async def _stream_open(client: httpx.AsyncClient, world: World) -> tuple[int, str]:
+    """Open the live stream (``GET /api/v1/stream``) and hang up after the status line."""
+    async with client.stream("GET", "/api/v1/stream", headers=_headers(world.key)) as response:
+        if response.status_code != 200:
+            await response.aread()
+            return response.status_code, response.text
+        return 200, ""
+
+
 MCP_ROUTE = "ANY /mcp"
 MCP_ROWS: list[Row] = [
     mcp_tool(
@@ -224,6 +234,11 @@ MCP_ROWS: list[Row] = [
         {"agent_id": "{agent_id}", "session_id": "{session_id}", "content": "mcp note"},
     ),
     mcp_tool("memtrace_recall", "read", {"agent_id": "{agent_id}", "since": "1h"}),
+    # the feed argument (docs/feed.md): moves the calling agent's cursor, with `read`
+    replace(
+        mcp_tool("memtrace_recall", "read", {"agent_id": "{agent_id}", "new_only": True}),
+        name="mcp:memtrace_recall new_only",
+    ),
     mcp_tool("memtrace_search", "read", {"session_id": "{session_id}"}),
     mcp_tool(
         "memtrace_decide", "write", {"agent_id": "{agent_id}", "decision": "d", "reasoning": "r"}
@@ -285,6 +300,19 @@ MATRIX: list[Row] = [
     rest("PUT", S, "write", 200, json={"status": "closed"}),
     rest("GET", S + "/memories", "read", 200, other=200),
     rest("POST", S + "/context", "read", 200, json={}, other=200),
+    # The feed and the live stream (docs/feed.md): a reader's cursor is its own state, so a
+    # read-only key reads, confirms and streams; another org's agent id as the reader reads
+    # the caller's own org (nothing of org B: the leak checks below hold).
+    rest("GET", "/api/v1/feed", "read", 200, params={"reader": "{agent_id}"}),
+    rest(
+        "POST",
+        "/api/v1/feed/confirm",
+        "read",
+        200,
+        json={"reader": "{agent_id}", "cursor": encode_position(0)},
+    ),
+    rest("GET", "/api/v1/feed/cursor", "read", 200, params={"reader": "{agent_id}"}),
+    Row("GET /api/v1/stream", _stream_open, _keyed("read", 200, 200, by_id=False)),
 ]
 if McpHttpAddon is not None:  # the MCP transports are served by this build
     MATRIX += MCP_ROWS
@@ -430,6 +458,7 @@ async def test_every_route_and_tool_has_a_row(matrix_runtime: Runtime) -> None:
     assert all(set(row.expect) == set(COLUMNS) for row in MATRIX)
     if MCP_ROUTE in routes:  # every tool the MCP server offers has its own row
         assert {f"mcp:{t.name}" for t in tools.TOOLS} <= set(names)
+        assert "mcp:memtrace_recall new_only" in names
 
 
 @pytest.mark.slow  # a real server socket and ~230 fresh worlds: ~5 s of CPU

@@ -34,7 +34,7 @@ TOOL_TABLE = {
     ),
     "memtrace_recall": (
         {"agent_id"},
-        {"since", "until", "session_id", "memory_type", "event_type", "tags", "limit"},
+        {"since", "until", "session_id", "memory_type", "event_type", "tags", "limit", "new_only"},
     ),
     "memtrace_search": (
         set(),
@@ -205,6 +205,26 @@ async def test_every_tool_happy_path(ops: ServiceOps) -> None:
         assert memory_id not in text(again_recalled) and data(again_recalled)["count"] == 1
         twice = await mcp.call_tool("memtrace_forget", {"memory_id": memory_id})
         assert twice.is_error and "not found" in text(twice)
+
+
+async def test_recall_new_only_is_the_agents_feed_and_advances(ops: ServiceOps) -> None:
+    """What other agents wrote since this agent's last new_only recall, each memory once
+    (docs/feed.md)."""
+    async with connect(ops, default_agent_id="bob") as mcp:
+        await call(mcp, "memtrace_remember", {"agent_id": "alice", "content": "found a bug"})
+        await call(mcp, "memtrace_remember", {"content": "bob's own note"})
+        await call(mcp, "memtrace_remember", {"agent_id": "carol", "content": "fixed it"})
+        first = await call(mcp, "memtrace_recall", {"new_only": True})
+        assert [m["content"] for m in data(first)["memories"]] == ["found a bug", "fixed it"]
+        assert "New memories from other agents" in text(first)
+        again = await call(mcp, "memtrace_recall", {"new_only": True})
+        assert data(again)["memories"] == [] and "none found" in text(again)
+        await call(mcp, "memtrace_remember", {"agent_id": "alice", "content": "deployed"})
+        last = await call(mcp, "memtrace_recall", {"new_only": True, "limit": 5})
+        assert [m["content"] for m in data(last)["memories"]] == ["deployed"]
+        # the plain recall is unchanged: the agent's own memories
+        own = await call(mcp, "memtrace_recall", {})
+        assert [m["content"] for m in data(own)["memories"]] == ["bob's own note"]
 
 
 async def test_duplicate_remember_is_reported_as_success(ops: ServiceOps) -> None:

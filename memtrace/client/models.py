@@ -14,6 +14,9 @@ from memtrace.domain.models import (
     AgentStats,
     DuplicateEntry,
     ExportParams,
+    FeedCursor,
+    FeedPage,
+    FeedParams,
     ForgetRequest,
     ForgetResult,
     Memory,
@@ -23,6 +26,7 @@ from memtrace.domain.models import (
     Session,
     SessionContext,
     SessionList,
+    StreamParams,
 )
 from memtrace.domain.models import AgentCreate as RegisterAgentRequest
 from memtrace.domain.models import ContextRequest as ContextOptions
@@ -42,6 +46,9 @@ __all__ = [
     "CreateSessionRequest",
     "DuplicateEntry",
     "ExportParams",
+    "FeedCursor",
+    "FeedPage",
+    "FeedParams",
     "ForgetRequest",
     "ForgetResult",
     "ListOptions",
@@ -54,5 +61,6 @@ __all__ = [
     "Session",
     "SessionContext",
     "SessionList",
+    "StreamParams",
     "UpdateSessionRequest",
 ]

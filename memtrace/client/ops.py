@@ -12,6 +12,7 @@ from memtrace.client.async_ import AsyncMemtrace
 from memtrace.domain.models import (
     AgentCreate,
     ContextRequest,
+    FeedParams,
     ListParams,
     MemoryCreate,
     SearchRequest,
@@ -56,3 +57,6 @@ class ClientOps:
 
     async def delete_memory(self, memory_id: str) -> None:
         await self.client.request(ep.delete_memory(memory_id))
+
+    async def read_feed(self, params: FeedParams) -> Json:
+        return _object(await self.client.request(ep.read_feed(params)))

@@ -613,3 +613,97 @@ def parse_model(model: type[M], data: Any) -> M:
         return model.model_validate(data)
     except ValidationError as exc:
         raise invalid_input(exc.errors(include_url=False, include_input=False)) from None
+
+
+# --- the feed and the live stream (docs/feed.md) ---------------------------------------------
+
+# An opaque change position returned by this server (a feed cursor or a stream event id).
+Position = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+class _ChangeFilters(_QueryParams):
+    """The list filters a feed read and a stream take (no time window: they follow commit
+    order, not memory time)."""
+
+    agent_id: OptionalRef = None
+    session_id: OptionalRef = None
+    memory_type: Annotated[MemoryType | None, BeforeValidator(_blank_to_none), BlankMeansAbsent] = (
+        None
+    )
+    event_type: Annotated[EventType | None, BeforeValidator(_blank_to_none), BlankMeansAbsent] = (
+        None
+    )
+    tags: Annotated[
+        str | None, Field(max_length=MAX_TAGS * 65, description="Comma list; all must match.")
+    ] = None
+    min_importance: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        allow_inf_nan=False,
+        description="Only memories at least this important.",
+    )
+    content_contains: Annotated[
+        Needle | None,
+        BeforeValidator(_blank_to_none),
+        BlankMeansAbsent,
+        Field(description="Case-insensitive substring of content."),
+    ] = None
+
+
+class FeedParams(_ChangeFilters):
+    """``GET /api/v1/feed``: what other agents wrote since the reader's confirmed cursor."""
+
+    reader: AgentId = Field(
+        description="The reading agent: its cursor, and its own memories "
+        "are left out (unless include_own)."
+    )
+    limit: int = Field(default=DEFAULT_LIST_LIMIT, ge=1, le=MAX_LIMIT)
+    include_own: bool = False
+    auto_advance: bool = Field(
+        default=False,
+        description="Move the cursor to this page's end now (at-most-once: a reader that "
+        "crashes before using the page does not see it again); otherwise POST /feed/confirm.",
+    )
+
+
+class FeedPage(BaseModel):
+    reader: str
+    memories: list[Memory]
+    count: int
+    cursor: str = Field(description="The position after this page: confirm it, or read on.")
+    has_more: bool
+    advanced: bool = Field(description="True when auto_advance moved the cursor to `cursor`.")
+
+
+class FeedConfirm(_Request):
+    """``POST /api/v1/feed/confirm``: the reader has handled everything up to ``cursor``."""
+
+    reader: AgentId
+    cursor: Position = Field(description="A feed page's cursor, a stream event id, or a head.")
+
+
+class FeedCursor(BaseModel):
+    reader: str
+    cursor: str | None = Field(
+        description="The confirmed position; null before the first "
+        "confirm (the feed then starts at the org's first memory)."
+    )
+    head: str = Field(
+        description="The position of the org's newest memory: confirm it to "
+        "skip everything written so far."
+    )
+
+
+class FeedCursorParams(_QueryParams):
+    reader: AgentId
+
+
+class StreamParams(_ChangeFilters):
+    """``GET /api/v1/stream``: the filters, and where to start when no ``Last-Event-ID``."""
+
+    after: Annotated[Position | None, BeforeValidator(_blank_to_none), BlankMeansAbsent] = Field(
+        default=None,
+        description="Start after this position (an event id) when the request has no "
+        "Last-Event-ID header; default: from now.",
+    )

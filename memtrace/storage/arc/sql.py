@@ -271,6 +271,18 @@ def rows_present_sql(measurement: str, org_id: str, ids: Iterable[str]) -> str:
     )
 
 
+def records_sql(
+    measurement: str, org_id: str, rows: Sequence[tuple[str, int]], layout: ArcLayout = OURS
+) -> str:
+    """The memtrace rows of these (id, time) pairs, bounded by their times so Arc reads only
+    the partitions that hold them (the change log's records that left the outbox)."""
+    ids = [memory_id for memory_id, _ in rows]
+    return _checked(
+        f"SELECT {_select_list(layout)} FROM {quote_ident(measurement)} "  # noqa: S608
+        f"WHERE org_id = {quote_literal(org_id)} AND id IN {_in_list(ids)} AND {_span(rows)}"
+    )
+
+
 def go_rows_sql(measurement: str, org_id: str, since: int, until: int, layout: ArcLayout) -> str:
     """The Go memtrace's rows (no id) with ``since <= time < until``, in the layout's select
     list (their ids are derived in Python)."""

@@ -30,7 +30,15 @@ from memtrace.storage.arc.outbox_base import OutboxStore
 from memtrace.storage.arc.retention import expire_with_policy
 from memtrace.storage.arc.shipper import Shipper, shown_by_arc
 from memtrace.storage.arc.target import ArcTarget
-from memtrace.storage.base import AgentMemoryStats, MemoryQuery, NewMemory, QueryPage, StoreHealth
+from memtrace.storage.base import (
+    CHANGE_SCAN,
+    AgentMemoryStats,
+    ChangePage,
+    MemoryQuery,
+    NewMemory,
+    QueryPage,
+    StoreHealth,
+)
 from memtrace.storage.erase import ErasureFinisher
 from memtrace.storage.rows import after, matches, sort_key
 from memtrace.storage.sqlite import Synchronous
@@ -39,6 +47,7 @@ from memtrace.telemetry.metrics import Metrics
 log = logging.getLogger(__name__)
 
 _OVERLAY_CHUNK = 500  # outbox rows read per step of a paged overlay
+_CHANGES_CHUNK = 250  # change log entries whose records are read at once
 
 
 class ArcStore:
@@ -325,6 +334,48 @@ class ArcStore:
                 await self.outbox.remove([memory_id for memory_id, _ in held], [])
                 self.purger.schedule()
         return deleted + sum(1 for _, shipped in held if not shipped)
+
+    async def changes(self, after: int, q: MemoryQuery, limit: int) -> ChangePage:
+        """The outbox's change log (positions in the outbox's commit order, kept after rows
+        are shipped): records still in the outbox are read there, the others from Arc by id
+        and time; erased memories are skipped; filters are checked in Python."""
+        entries, head = await self.outbox.changes(after, CHANGE_SCAN)
+        q = replace(q, after=None)
+        found: list[tuple[int, MemoryRecord]] = []
+        for start in range(0, len(entries), _CHANGES_CHUNK):
+            chunk = entries[start : start + _CHANGES_CHUNK]
+            records = await self._records([(memory_id, at) for _, memory_id, at in chunk])
+            for seq, memory_id, _ in chunk:
+                record = records.get(memory_id)
+                if record is not None and matches(record, q):
+                    found.append((seq, record))
+                    if len(found) == limit:
+                        return ChangePage(found, seq, complete=seq >= head)
+        position = max(min(after + CHANGE_SCAN, head), after)
+        return ChangePage(found, position, complete=position >= head)
+
+    async def _records(self, wanted: Sequence[tuple[str, int]]) -> dict[str, MemoryRecord]:
+        """Records by id: from the outbox first, then (what was shipped and verified since)
+        from Arc. The outbox deletes a row only once Arc showed it, so reading the outbox
+        first never misses one."""
+        records = await self.outbox.records([memory_id for memory_id, _ in wanted])
+        missing = {memory_id: at for memory_id, at in wanted if memory_id not in records}
+        if not missing:
+            return records
+        layout = await self._layout()
+        if not layout.ours:
+            return records
+        for chunk in arc_sql.literal_chunks(list(missing)):
+            rows = [(memory_id, missing[memory_id]) for memory_id in chunk]
+            sql = arc_sql.records_sql(self.target.measurement, self.org_id, rows, layout)
+            for row in await self._arc(sql):
+                record = layout.record(row)
+                if record.id in missing:
+                    records.setdefault(record.id, record)
+        return records
+
+    async def change_head(self) -> int:
+        return await self.outbox.change_head()
 
     async def get(self, memory_id: str) -> MemoryRecord | None:
         local = await self.outbox.get(memory_id)

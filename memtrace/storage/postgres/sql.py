@@ -9,6 +9,7 @@ matches a superset of the rows (ASCII letters fold the same in every collation).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from memtrace.storage.base import MemoryQuery
@@ -78,3 +79,21 @@ def count_sql(q: MemoryQuery, *, collation: str | None) -> tuple[str, list[Any]]
     p = Params()
     where = where_clause(q, p, collation=collation)
     return f"SELECT count(*) FROM memories WHERE {where}", p.values  # noqa: S608
+
+
+def changes_sql(
+    q: MemoryQuery, after: int, high: int, limit: int, *, collation: str | None
+) -> tuple[str, list[Any]]:
+    """Memories of the change log's ``(after, high]`` matching ``q``, in commit order, each
+    with its position first: the log's range drives, each entry finds its row by the primary
+    key ``(org_id, time, id)`` (erased memories are gone from both)."""
+    p = Params()
+    where = where_clause(replace(q, after=None), p, collation=collation)
+    sql = (
+        f"SELECT c.seq, f.* FROM memory_changes c "  # noqa: S608 (placeholders only)
+        f"JOIN (SELECT {COLUMN_LIST} FROM memories WHERE {where}) f "
+        "ON f.time = c.time AND f.id = c.id "
+        f"WHERE c.org_id = {p(q.org_id)} AND c.seq > {p(after)} AND c.seq <= {p(high)} "
+        f"ORDER BY c.seq LIMIT {p(limit)}"
+    )
+    return sql, p.values
