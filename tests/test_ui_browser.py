@@ -35,6 +35,7 @@ CHROMIUM = os.environ.get("MEMTRACE_TESTS_CHROMIUM") or shutil.which("chromium")
 
 FAILED_DEPLOY = "Deploy of build 4412 failed: migration 0042 timed out after 120 s"
 LIVE = "Rolled back build 4412; the previous release serves again"
+PAUSED = "Planned the retry of build 4412 for tomorrow morning"
 PER_AGENT = 24  # 3 agents: 72 memories, two pages of 50
 
 
@@ -198,8 +199,18 @@ def test_operator_page_end_to_end(tenant: Tenant, tmp_path: Path) -> None:
                     expect(tail).to_have_count(1)
                     expect(tail.first).to_contain_text(LIVE)
                     expect(page.locator("#tail-status")).to_contain_text("1 new memory")
-                    # from the tail, the detail of the new memory
-                    tail.first.locator("button").click()
+                    # paused, then resumed: what was written meanwhile arrives (Last-Event-ID)
+                    page.get_by_role("button", name="Pause").click()
+                    expect(page.locator("#tail-status")).to_contain_text("Paused")
+                    expect(page.locator("#tail[data-live]")).to_have_count(0)
+                    meanwhile = {"agent_id": "planner", "content": PAUSED, "event_type": "action"}
+                    assert http.post("/api/v1/memories", json=meanwhile).status_code == 201
+                    page.get_by_role("button", name="Resume").click()
+                    expect(tail).to_have_count(2)
+                    expect(tail.first).to_contain_text(PAUSED)
+                    expect(tail.nth(1)).to_contain_text(LIVE)
+                    # from the tail, the detail of a new memory
+                    tail.nth(1).locator("button").click()
                     expect(detail.locator("pre.content")).to_have_text(LIVE)
                     expect(detail).to_contain_text(written.json()["id"])
                 else:

@@ -640,7 +640,6 @@
   function setTailToggle() {
     const toggle = $("tail-toggle");
     toggle.textContent = tail.paused ? "Resume" : "Pause";
-    toggle.setAttribute("aria-pressed", String(tail.paused));
   }
 
   function stopTail() {
