@@ -122,7 +122,8 @@ def test_operator_page_end_to_end(tenant: Tenant, tmp_path: Path) -> None:
                 page.goto(f"{base}/ui")
                 key_field = page.get_by_label("API key")
                 expect(key_field).to_be_focused()
-                page.screenshot(path=str(shots / "sign-in.png"))
+                clip = {"x": 0, "y": 0, "width": 1440, "height": 380}
+                page.screenshot(path=str(shots / "sign-in.png"), clip=clip)
                 key_field.fill("mtk_" + "x" * 43)
                 page.keyboard.press("Enter")
                 expect(page.locator("#sign-in-error")).to_contain_text("not accepted")
@@ -138,12 +139,6 @@ def test_operator_page_end_to_end(tenant: Tenant, tmp_path: Path) -> None:
                 for agent in ("planner", "coder", "reviewer"):
                     expect(page.locator("#agents")).to_contain_text(agent)
 
-                # --- cursor paging ---
-                page.get_by_role("button", name="Load more").click()
-                expect(rows).to_have_count(seeded["total"])
-                expect(page.get_by_role("button", name="Load more")).to_be_hidden()
-                expect(page.locator("#list-status")).to_contain_text("that is all")
-
                 # --- the timeline, or the message while the server has none ---
                 if has_timeline:
                     expect(page.locator("#timeline-status")).to_contain_text(
@@ -155,7 +150,26 @@ def test_operator_page_end_to_end(tenant: Tenant, tmp_path: Path) -> None:
                     expect(page.locator("#timeline-status")).to_contain_text(
                         "does not offer GET /api/v1/timeline"
                     )
-                page.screenshot(path=str(shots / "memories.png"), full_page=True)
+                page.screenshot(path=str(shots / "memories.png"))
+
+                # --- cursor paging ---
+                page.get_by_role("button", name="Load more").click()
+                expect(rows).to_have_count(seeded["total"])
+                expect(page.get_by_role("button", name="Load more")).to_be_hidden()
+                expect(page.locator("#list-status")).to_contain_text("that is all")
+
+                # --- drill into one bucket of the timeline, from its table, with the keyboard ---
+                if has_timeline:
+                    page.get_by_text("Timeline as a table").click()
+                    first = page.locator("#timeline-table tbody tr").first
+                    count = int(first.locator("td").nth(1).inner_text())
+                    first.get_by_role("button").focus()
+                    page.keyboard.press("Enter")
+                    expect(page.get_by_label("Time window")).to_have_value("custom")
+                    expect(rows).to_have_count(count)
+                    expect(page.locator("#timeline-status")).to_contain_text(f"{count} in all")
+                    page.get_by_role("button", name="Reset").click()
+                    expect(rows).to_have_count(50)
 
                 # --- filter: errors containing "migration" ---
                 page.get_by_label("Event type").fill("error")
@@ -180,7 +194,7 @@ def test_operator_page_end_to_end(tenant: Tenant, tmp_path: Path) -> None:
                 context_box = page.locator("#context pre.context")
                 expect(context_box).to_contain_text(FAILED_DEPLOY)
                 expect(context_box).to_contain_text("coder step")
-                page.screenshot(path=str(shots / "detail.png"), full_page=True)
+                page.screenshot(path=str(shots / "detail.png"))
 
                 # --- the live tail: a memory written through the REST API appears ---
                 tail = page.locator("#tail > li")
@@ -217,7 +231,7 @@ def test_operator_page_end_to_end(tenant: Tenant, tmp_path: Path) -> None:
                     expect(page.locator("#tail-status")).to_contain_text(
                         "does not offer GET /api/v1/stream"
                     )
-                page.screenshot(path=str(shots / "live-tail.png"), full_page=True)
+                page.screenshot(path=str(shots / "live-tail.png"))
 
                 # --- sign out: the key and the data are gone, also after a reload ---
                 page.get_by_role("button", name="Sign out").click()
