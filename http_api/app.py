@@ -14,7 +14,7 @@ from http_api.abuse import install_abuse_limits
 from http_api.errors import install_error_handlers
 from http_api.guard import AuthGate, HostPolicy, RequestGuard
 from http_api.middleware import BodyLimitMiddleware, MetricsMiddleware
-from http_api.routes import agents, health, lifecycle, memories, sessions
+from http_api.routes import agents, health, lifecycle, memories, sessions, timeline
 from http_api.routes.memories import WRITE_PATH
 from http_api.writepath import MemoryWritePath
 from memtrace import __version__
@@ -79,6 +79,7 @@ def create_app(
         memories.router,
         agents.router,
         sessions.router,
+        timeline.router,
     ):
         app.include_router(router)
     for addon in addons:

@@ -8,8 +8,10 @@ from memtrace.domain.models import (
     ContextRequest,
     ListParams,
     MemoryCreate,
+    OutcomeCreate,
     SearchRequest,
     SessionCreate,
+    TimelineParams,
 )
 from memtrace.lifecycle.service import Lifecycle
 from memtrace.service import MemoryService
@@ -45,3 +47,9 @@ class ServiceOps:
 
     async def delete_memory(self, memory_id: str) -> None:
         await self.lifecycle.delete_memory(memory_id)
+
+    async def timeline(self, params: TimelineParams) -> Json:
+        return await self.service.timeline(params)
+
+    async def record_outcome(self, decision_id: str, body: OutcomeCreate) -> Json:
+        return (await self.service.record_outcome(decision_id, body)).to_wire()

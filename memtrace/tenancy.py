@@ -42,6 +42,8 @@ from memtrace.storage.base import (
     NewMemory,
     QueryPage,
     StoreHealth,
+    TimelineBucket,
+    TimelineGroup,
 )
 from memtrace.storage.placement import default_store, existing_outbox, outbox_of
 from memtrace.storage.postgres import store as pg_store
@@ -324,6 +326,11 @@ class OrgStore:
 
     async def agent_stats(self, agent_id: str, since: int) -> AgentMemoryStats:
         return await self._run(lambda store: store.agent_stats(agent_id, since))
+
+    async def timeline(
+        self, q: MemoryQuery, bucket_us: int, group_by: TimelineGroup | None
+    ) -> list[TimelineBucket]:
+        return await self._run(lambda store: store.timeline(q, bucket_us, group_by))
 
     async def delete(self, ids: Sequence[str]) -> list[str]:
         return await self._run(lambda store: store.delete(ids))

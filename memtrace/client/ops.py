@@ -14,8 +14,10 @@ from memtrace.domain.models import (
     ContextRequest,
     ListParams,
     MemoryCreate,
+    OutcomeCreate,
     SearchRequest,
     SessionCreate,
+    TimelineParams,
 )
 from memtrace.tools import Json
 
@@ -56,3 +58,9 @@ class ClientOps:
 
     async def delete_memory(self, memory_id: str) -> None:
         await self.client.request(ep.delete_memory(memory_id))
+
+    async def timeline(self, params: TimelineParams) -> Json:
+        return _object(await self.client.request(ep.timeline(params)))
+
+    async def record_outcome(self, decision_id: str, body: OutcomeCreate) -> Json:
+        return _object(await self.client.request(ep.record_outcome(decision_id, body)))
