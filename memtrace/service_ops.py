@@ -9,8 +9,10 @@ from memtrace.domain.models import (
     FeedParams,
     ListParams,
     MemoryCreate,
+    OutcomeCreate,
     SearchRequest,
     SessionCreate,
+    TimelineParams,
 )
 from memtrace.lifecycle.service import Lifecycle
 from memtrace.service import MemoryService
@@ -50,3 +52,9 @@ class ServiceOps:
 
     async def read_feed(self, params: FeedParams) -> Json:
         return (await FeedService(self.service).read(params)).to_wire()
+
+    async def timeline(self, params: TimelineParams) -> Json:
+        return await self.service.timeline(params)
+
+    async def record_outcome(self, decision_id: str, body: OutcomeCreate) -> Json:
+        return (await self.service.record_outcome(decision_id, body)).to_wire()

@@ -43,6 +43,8 @@ from memtrace.storage.base import (
     NewMemory,
     QueryPage,
     StoreHealth,
+    TimelineBucket,
+    TimelineGroup,
 )
 from memtrace.storage.changes import ChangeTails, Entry
 from memtrace.storage.placement import default_store, existing_outbox, outbox_of
@@ -342,6 +344,11 @@ class OrgStore:
 
     async def agent_stats(self, agent_id: str, since: int) -> AgentMemoryStats:
         return await self._run(lambda store: store.agent_stats(agent_id, since))
+
+    async def timeline(
+        self, q: MemoryQuery, bucket_us: int, group_by: TimelineGroup | None
+    ) -> list[TimelineBucket]:
+        return await self._run(lambda store: store.timeline(q, bucket_us, group_by))
 
     async def delete(self, ids: Sequence[str]) -> list[str]:
         return await self._run(lambda store: store.delete(ids))

@@ -247,6 +247,13 @@ MCP_ROWS: list[Row] = [
     mcp_tool("memtrace_session_context", "read", {"session_id": "{session_id}"}),
     mcp_tool("memtrace_agent_register", "write", {"name": "brand_new_mcp_agent"}),
     mcp_tool("memtrace_forget", "write", {"memory_id": "{memory_id}"}, other=404),
+    mcp_tool("memtrace_timeline", "read", {"since": "1h", "group_by": "agent_id"}),
+    mcp_tool(
+        "memtrace_outcome",
+        "write",
+        {"decision_id": "{decision_id}", "outcome": "success", "content": "it worked"},
+        other=404,
+    ),
     Row("GET /sse", _sse_open, _keyed("read", 200, 200, by_id=False) | {"readonly": 200}),
     Row(
         "MOUNT /messages",
@@ -284,6 +291,15 @@ MATRIX: list[Row] = [
     rest("POST", "/api/v1/memories/forget", "admin", 200, json={"agent_id": "{agent_id}"}),
     rest("GET", "/api/v1/export", "read", 200),
     rest("POST", "/api/v1/search", "read", 200, json={"session_id": "{session_id}"}),
+    # the caller's own org's counts, whoever's filters it sends (org B's agent: all zero)
+    rest("GET", "/api/v1/timeline", "read", 200, params={"agent_id": "{agent_id}"}),
+    rest(
+        "POST",
+        "/api/v1/memories/{decision_id}/outcome",
+        "write",
+        201,
+        json={"outcome": "success", "content": "it worked", "metrics": {"latency_ms": 12}},
+    ),
     rest("POST", "/api/v1/agents", "write", 201, json={"name": "brand_new_agent"}),
     rest("GET", "/api/v1/agents", "read", 200),
     rest("GET", A, "read", 200),
@@ -360,7 +376,13 @@ async def _seed(runtime: Runtime, org_id: str, agent: str, content: str) -> dict
     memory = await service.remember(
         MemoryCreate(agent_id=agent, session_id=session.id, content=content)
     )
-    return {"agent_id": agent, "session_id": session.id, "memory_id": memory.id}
+    decision = await service.remember(
+        MemoryCreate(
+            agent_id=agent, session_id=session.id, content="a decision", memory_type="decision"
+        )
+    )
+    ids = {"agent_id": agent, "session_id": session.id, "memory_id": memory.id}
+    return ids | {"decision_id": decision.id}
 
 
 def _new_key(org_id: str, column: str, permissions: str) -> tuple[ApiKeyRecord, str]:
@@ -409,7 +431,8 @@ async def _org_b_intact(client: httpx.AsyncClient, world: World) -> list[str]:
         problems.append("org B's agent is gone")
     if session.status_code != 200 or session.json()["status"] != "active":
         problems.append("org B's session changed")
-    if [m["id"] for m in listed.json()["memories"]] != [world.other_ids["memory_id"]]:
+    seeded = {world.other_ids["memory_id"], world.other_ids["decision_id"]}
+    if {m["id"] for m in listed.json()["memories"]} != seeded or len(seeded) != 2:
         problems.append("org B's memories changed")
     return problems
 

@@ -24,6 +24,8 @@ async def test_openapi_uses_the_wire_models(client: httpx.AsyncClient) -> None:
         models.ErrorBody,
         models.FeedPage,
         models.FeedCursor,
+        models.Timeline,
+        models.OutcomeCreate,
     ):
         assert set(components[model.__name__]["properties"]) == set(model.model_fields), model
     assert "HTTPValidationError" not in components
@@ -53,6 +55,8 @@ async def test_openapi_uses_the_wire_models(client: httpx.AsyncClient) -> None:
         ("post", "/api/v1/feed/confirm"),
         ("get", "/api/v1/feed/cursor"),
         ("get", "/api/v1/stream"),
+        ("get", "/api/v1/timeline"),
+        ("post", "/api/v1/memories/{decision_id}/outcome"),
     }
     assert {(m, p) for p, ops in paths.items() for m in ops} >= expected
     write = paths["/api/v1/memories"]["post"]

@@ -17,12 +17,15 @@ from memtrace.client.models import (
     Memory,
     MemoryBatchResult,
     MemoryList,
+    OutcomeRequest,
     RegisterAgentRequest,
     SearchQuery,
     SearchResult,
     Session,
     SessionContext,
     SessionList,
+    Timeline,
+    TimelineOptions,
     UpdateSessionRequest,
 )
 from memtrace.client.sync import Memtrace
@@ -69,6 +72,7 @@ __all__ = [
     "MemtraceError",
     "NoArcInstanceError",
     "NotFoundError",
+    "OutcomeRequest",
     "PayloadTooLarge",
     "RateLimited",
     "RegisterAgentRequest",
@@ -78,5 +82,7 @@ __all__ = [
     "SessionContext",
     "SessionList",
     "StorageUnavailable",
+    "Timeline",
+    "TimelineOptions",
     "UpdateSessionRequest",
 ]

@@ -21,10 +21,12 @@ from memtrace.client.models import (
     ListOptions,
     Memory,
     MemoryList,
+    OutcomeRequest,
     RegisterAgentRequest,
     SearchQuery,
     SearchResult,
     StreamParams,
+    TimelineOptions,
     UpdateSessionRequest,
 )
 from memtrace.domain.errors import AgentExists, DuplicateMemory, MemtraceError
@@ -208,6 +210,36 @@ def list_sessions(
 
 def update_session(session_id: str, req: UpdateSessionRequest) -> Call:
     return Call("PUT", path("sessions", session_id), body=dump(req))
+
+
+# --- timelines and decision outcomes -------------------------------------------------------
+
+
+def timeline(opts: TimelineOptions | None) -> Call:
+    return Call("GET", path("timeline"), params=query(opts))
+
+
+def outcome_request(
+    outcome: str,
+    content: str,
+    *,
+    metrics: dict[str, float] | None = None,
+    agent_id: str | None = None,
+) -> OutcomeRequest:
+    """The request of ``record_outcome`` (validated here, like the server would)."""
+    data = {"outcome": outcome, "content": content, "metrics": metrics, "agent_id": agent_id}
+    return OutcomeRequest.model_validate(data)
+
+
+def record_outcome(decision_id: str, req: OutcomeRequest) -> Call:
+    # A resent outcome is a duplicate (409 with existing_id), never a second outcome.
+    return Call(
+        "POST",
+        path("memories", decision_id, "outcome"),
+        body=dump(req),
+        idempotent=False,
+        conflict=DuplicateMemory,
+    )
 
 
 # --- data lifecycle -------------------------------------------------------------------------

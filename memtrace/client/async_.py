@@ -44,6 +44,8 @@ from memtrace.client.models import (
     Session,
     SessionContext,
     SessionList,
+    Timeline,
+    TimelineOptions,
     UpdateSessionRequest,
 )
 from memtrace.client.streaming import DEFAULT_READ_TIMEOUT, AsyncMemoryStream
@@ -328,6 +330,34 @@ class AsyncMemtrace:
             for memory in page.results:
                 yield memory
             next_query = ep.next_search_page(next_query, page)
+
+    # --- timelines and decision outcomes ---------------------------------------------------
+
+    async def timeline(self, opts: TimelineOptions | None = None, **filters: Any) -> Timeline:
+        """Memories per time bucket, counted by the server: ``timeline(since="7d",
+        bucket="1h", group_by="event_type", event_type="error")`` or ``timeline(TimelineOptions)``.
+        """
+        req = opts or TimelineOptions.model_validate(filters)
+        return parse(Timeline, await self.request(ep.timeline(req)))
+
+    async def record_outcome(
+        self,
+        decision_id: str,
+        outcome: str,
+        content: str,
+        *,
+        metrics: dict[str, float] | None = None,
+        agent_id: str | None = None,
+    ) -> Memory:
+        """Record how a decision turned out (``success``, ``failure`` or ``partial``): an
+        outcome memory linked to the decision by ``parent_id``.
+
+        Raises:
+            NotFound: no such memory in the org.  InvalidInput: it is not a decision.
+            DuplicateMemory: this outcome is already recorded (``existing_id``).
+        """
+        req = ep.outcome_request(outcome, content, metrics=metrics, agent_id=agent_id)
+        return parse(Memory, await self.request(ep.record_outcome(decision_id, req)))
 
     # --- data lifecycle ---------------------------------------------------------------------
 

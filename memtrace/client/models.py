@@ -27,14 +27,17 @@ from memtrace.domain.models import (
     SessionContext,
     SessionList,
     StreamParams,
+    Timeline,
 )
 from memtrace.domain.models import AgentCreate as RegisterAgentRequest
 from memtrace.domain.models import ContextRequest as ContextOptions
 from memtrace.domain.models import ListParams as ListOptions
 from memtrace.domain.models import MemoryCreate as AddMemoryRequest
+from memtrace.domain.models import OutcomeCreate as OutcomeRequest
 from memtrace.domain.models import SearchRequest as SearchQuery
 from memtrace.domain.models import SessionCreate as CreateSessionRequest
 from memtrace.domain.models import SessionUpdate as UpdateSessionRequest
+from memtrace.domain.models import TimelineParams as TimelineOptions
 
 __all__ = [
     "AddMemoryRequest",
@@ -55,6 +58,7 @@ __all__ = [
     "Memory",
     "MemoryBatchResult",
     "MemoryList",
+    "OutcomeRequest",
     "RegisterAgentRequest",
     "SearchQuery",
     "SearchResult",
@@ -62,5 +66,7 @@ __all__ = [
     "SessionContext",
     "SessionList",
     "StreamParams",
+    "Timeline",
+    "TimelineOptions",
     "UpdateSessionRequest",
 ]

@@ -15,8 +15,10 @@ from memtrace.domain.models import (
     FeedParams,
     ListParams,
     MemoryCreate,
+    OutcomeCreate,
     SearchRequest,
     SessionCreate,
+    TimelineParams,
 )
 from memtrace.tools import Json
 
@@ -60,3 +62,9 @@ class ClientOps:
 
     async def read_feed(self, params: FeedParams) -> Json:
         return _object(await self.client.request(ep.read_feed(params)))
+
+    async def timeline(self, params: TimelineParams) -> Json:
+        return _object(await self.client.request(ep.timeline(params)))
+
+    async def record_outcome(self, decision_id: str, body: OutcomeCreate) -> Json:
+        return _object(await self.client.request(ep.record_outcome(decision_id, body)))

@@ -107,6 +107,21 @@ class AgentMemoryStats:
     memory_types: dict[str, int] = field(default_factory=dict)
 
 
+TimelineGroup = Literal["event_type", "memory_type", "agent_id", "tag"]
+TIMELINE_GROUPS: tuple[TimelineGroup, ...] = ("event_type", "memory_type", "agent_id", "tag")
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineBucket:
+    """Memories of one time bucket: ``count`` of them, and per value of the grouping (when
+    grouped) how many carry it. By tag, a memory with two tags counts in both groups and one
+    without tags in none, so the groups need not add up to ``count``."""
+
+    start: int  # microseconds, a multiple of the bucket width
+    count: int
+    groups: dict[str, int] = field(default_factory=dict)
+
+
 @dataclass(frozen=True, slots=True)
 class StoreHealth:
     backend: str
@@ -183,6 +198,16 @@ class MemoryStore(Protocol):
     async def change_head(self) -> int:
         """The position of the last memory committed (0 when none): a reader starting here
         sees only what is committed from now on."""
+        ...
+
+    async def timeline(
+        self, q: MemoryQuery, bucket_us: int, group_by: TimelineGroup | None
+    ) -> list[TimelineBucket]:
+        """Counts of the memories matching ``q`` per time bucket, computed by the backend
+        (never by reading the rows out): buckets start at multiples of ``bucket_us`` since the
+        epoch; ``q.since`` and ``q.until`` are set; only buckets holding a memory are returned,
+        ascending (the service fills the empty ones). Limit, offset and order are ignored.
+        """
         ...
 
     async def agent_stats(self, agent_id: str, since: int) -> AgentMemoryStats:

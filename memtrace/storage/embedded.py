@@ -27,10 +27,14 @@ from memtrace.storage.base import (
     NewMemory,
     QueryPage,
     StoreHealth,
+    TimelineBucket,
+    TimelineGroup,
 )
 from memtrace.storage.contains import contains_clause
 from memtrace.storage.contains import prepare as prepare_contains
 from memtrace.storage.embedded_delete import IDS_PER_STATEMENT, delete_rows
+from memtrace.storage.embedded_timeline import add_counts, count_rows, create_rollup
+from memtrace.storage.embedded_timeline import timeline as rows_timeline
 from memtrace.storage.erase import Purger
 from memtrace.storage.readpool import SYSTEM_LANE
 from memtrace.storage.rows import (
@@ -46,8 +50,9 @@ from memtrace.storage.schema import create_schema
 from memtrace.storage.sqlite import SQLiteDatabase, Synchronous, load_dedup_window
 from memtrace.storage.sqlite_limits import ScanBudget
 
-# 2: memories with a NUL in their content are indexed in full; 3: the change sequence
-SCHEMA_VERSION = 3
+# 2: memories with a NUL in their content are indexed in full; 3: the change sequence;
+# 4: hourly counts
+SCHEMA_VERSION = 4
 
 _SCHEMA_V1 = f"""
 CREATE TABLE memories (
@@ -77,6 +82,13 @@ CREATE TABLE agent_type_counts (
 """
 
 _COLUMNS = f"rowid, {COLUMN_LIST}"
+# Positions in a stored row (rowid first) of what the hourly timeline counts keep.
+_TIMELINE_FIELDS = (
+    1 + RECORD_COLUMNS.index("time"),
+    1 + RECORD_COLUMNS.index("event_type"),
+    1 + RECORD_COLUMNS.index("memory_type"),
+    1 + RECORD_COLUMNS.index("agent_id"),
+)
 _M_COLUMNS = ", ".join(f"m.{name}" for name in ("rowid", *RECORD_COLUMNS))
 _INSERT = f"INSERT INTO memories ({_COLUMNS}) VALUES (?, {PLACEHOLDERS})"  # noqa: S608
 # Page cache of the writer connection, in KiB (SQLite's default is 2 MiB). Every insert updates
@@ -104,7 +116,7 @@ def _migrate(conn: sqlite3.Connection) -> None:
         _SCHEMA_V1,
         version=SCHEMA_VERSION,
         what="store",
-        upgrades=[_v2_reindex_nul_rows, _SCHEMA_V3],
+        upgrades=[_v2_reindex_nul_rows, _SCHEMA_V3, create_rollup],
     )
 
 
@@ -399,6 +411,7 @@ class EmbeddedStore:
             "ON CONFLICT (agent_id, memory_type) DO UPDATE SET n = n + excluded.n",
             [(agent, mtype, n) for (agent, mtype), n in counts.items()],
         )
+        add_counts(conn, count_rows(rows, _TIMELINE_FIELDS, [(t, at) for t, at, _ in tag_rows]))
 
     async def insert_records(self, items: Sequence[NewMemory]) -> list[str]:
         return await self._db.write(lambda conn: self._insert_records(conn, items))
@@ -544,6 +557,13 @@ class EmbeddedStore:
             return _row_to_record(row) if row else None
 
         return await self._db.read(run)
+
+    async def timeline(
+        self, q: MemoryQuery, bucket_us: int, group_by: TimelineGroup | None
+    ) -> list[TimelineBucket]:
+        return await self._db.read(
+            lambda conn: rows_timeline(conn, q, bucket_us, group_by, build_where)
+        )
 
     async def agent_stats(self, agent_id: str, since: int) -> AgentMemoryStats:
         def run(conn: sqlite3.Connection) -> AgentMemoryStats:

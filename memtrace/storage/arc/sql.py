@@ -17,7 +17,7 @@ from memtrace.domain.errors import InvalidInput
 from memtrace.domain.ids import memory_id_ms
 from memtrace.storage.arc.layouts import ArcLayout
 from memtrace.storage.arc.target import MEASUREMENT_RE
-from memtrace.storage.base import MemoryQuery
+from memtrace.storage.base import MemoryQuery, TimelineGroup
 from memtrace.storage.rows import RECORD_COLUMNS
 
 MAX_SQL_CHARS = 10_000  # Arc rejects longer statements
@@ -168,6 +168,45 @@ def count_sql(measurement: str, q: MemoryQuery, layout: ArcLayout = OURS) -> str
     return _checked(
         f"SELECT count(DISTINCT {layout.row_key}) AS n "  # noqa: S608
         f"FROM {quote_ident(measurement)} WHERE {where_clause(q, layout)}"
+    )
+
+
+def timeline_sql(
+    measurement: str,
+    q: MemoryQuery,
+    origin: int,
+    width: int,
+    group_by: TimelineGroup | None,
+    layout: ArcLayout = OURS,
+    exclude: Sequence[str] = (),
+) -> str:
+    """``(bucket index, group, count)`` rows of ``q`` (:mod:`memtrace.storage.timeline`),
+    bucketed by DuckDB in integer microseconds, each row counted once (``DISTINCT``: Arc
+    may hold a batch twice after a crash), leaving out the memtrace rows with an id in
+    ``exclude`` (the outbox rows the store counts itself). By tag, one row per tag of a
+    bucket; the totals then come from the query without ``group_by``."""
+    bucket = f"(epoch_us(time) - {number(origin)}) // {number(width)}"
+    key = layout.row_key
+    table = quote_ident(measurement)
+    where = where_clause(q, layout)
+    if exclude:
+        where += f" AND ({'id IS NULL OR ' if layout.go else ''}id NOT IN {_in_list(exclude)})"
+    if group_by == "tag":
+        tags = f"unnest(string_split({layout.tags}, ','))"
+        inner = f"SELECT {bucket} AS b, {tags} AS g, {key} AS k FROM {table} WHERE {where}"  # noqa: S608
+        return _checked(
+            f"SELECT b, g, count(DISTINCT k) AS n FROM ({inner}) "  # noqa: S608
+            "WHERE g IS NOT NULL AND g <> '' GROUP BY b, g"
+        )
+    if group_by is None:
+        return _checked(
+            f"SELECT {bucket} AS b, NULL AS g, count(DISTINCT {key}) AS n "  # noqa: S608
+            f"FROM {table} WHERE {where} GROUP BY b"
+        )
+    column = {"event_type": "event_type", "memory_type": "memory_type", "agent_id": "agent_id"}
+    return _checked(
+        f"SELECT {bucket} AS b, {column[group_by]} AS g, count(DISTINCT {key}) AS n "  # noqa: S608
+        f"FROM {table} WHERE {where} GROUP BY b, g"
     )
 
 

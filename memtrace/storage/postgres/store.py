@@ -30,6 +30,8 @@ from memtrace.storage.base import (
     NewMemory,
     QueryPage,
     StoreHealth,
+    TimelineBucket,
+    TimelineGroup,
 )
 from memtrace.storage.postgres import changes as change_log
 from memtrace.storage.postgres import sql as pg_sql
@@ -46,6 +48,7 @@ from memtrace.storage.postgres.schema import (
 )
 from memtrace.storage.postgres.vacuum import Vacuum
 from memtrace.storage.rows import admit, record_from_new
+from memtrace.storage.timeline import BucketCounts, origin_of
 
 T = TypeVar("T")
 
@@ -382,6 +385,29 @@ class PostgresStore:
                 self.org_id,
             )
         return row_to_record(row) if row else None
+
+    async def timeline(
+        self, q: MemoryQuery, bucket_us: int, group_by: TimelineGroup | None
+    ) -> list[TimelineBucket]:
+        assert q.since is not None
+        counts = BucketCounts(origin_of(q.since, bucket_us), bucket_us)
+        collation = self.db.lower_collation
+        async with self.db.connection() as conn:
+            if group_by is None or group_by == "tag":
+                sql, params = pg_sql.timeline_sql(
+                    q, counts.origin, bucket_us, None, collation=collation
+                )
+                for index, _, n in await conn.fetch(sql, *params):
+                    counts.total(index, n)
+            if group_by is not None:
+                sql, params = pg_sql.timeline_sql(
+                    q, counts.origin, bucket_us, group_by, collation=collation
+                )
+                for index, value, n in await conn.fetch(sql, *params):
+                    if group_by != "tag":
+                        counts.total(index, n)
+                    counts.group(index, decode_text(value), n)
+        return counts.buckets()
 
     async def agent_stats(self, agent_id: str, since: int) -> AgentMemoryStats:
         async with self.db.connection() as conn:
