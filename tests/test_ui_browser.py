@@ -36,7 +36,7 @@ CHROMIUM = os.environ.get("MEMTRACE_TESTS_CHROMIUM") or shutil.which("chromium")
 FAILED_DEPLOY = "Deploy of build 4412 failed: migration 0042 timed out after 120 s"
 LIVE = "Rolled back build 4412; the previous release serves again"
 PAUSED = "Planned the retry of build 4412 for tomorrow morning"
-PER_AGENT = 24  # 3 agents: 72 memories, two pages of 50
+PER_AGENT = 24  # 3 agents: 72 memories, and 12 errors: two pages of 50
 
 
 def _chromium() -> str:
@@ -49,7 +49,8 @@ def _chromium() -> str:
 
 
 def _seed(http: httpx.Client) -> dict[str, Any]:
-    """Three agents' work over the last six hours, in two sessions, with one failed deploy."""
+    """Three agents' work over the last day, a session each, a burst of errors and one failed
+    deploy."""
     sessions = {}
     for agent in ("planner", "coder", "reviewer"):
         response = http.post("/api/v1/sessions", json={"agent_id": agent})
@@ -69,7 +70,7 @@ def _seed(http: httpx.Client) -> dict[str, Any]:
                     "memory_type": "decision" if kind == "decision" else "episodic",
                     "content": f"{agent} step {i}: {kind} on the release checklist, item {i}",
                     "tags": ["release"] + (["prod"] if i % 3 == 0 else []),
-                    "time": (now - timedelta(minutes=5 * i + n + 3)).isoformat(),
+                    "time": (now - timedelta(minutes=50 * i + 7 * n + 3)).isoformat(),
                 }
             )
     memories[7] = {
@@ -82,6 +83,16 @@ def _seed(http: httpx.Client) -> dict[str, Any]:
         "metadata": {"build": 4412, "step": "migrate"},
         "time": (now - timedelta(minutes=38)).isoformat(),
     }
+    memories += [  # a burst of errors three hours ago: the timeline's spike
+        {
+            "agent_id": "coder",
+            "event_type": "error",
+            "content": f"Upstream registry answered 503 on attempt {k}",
+            "tags": ["registry"],
+            "time": (now - timedelta(hours=3, minutes=2 * k)).isoformat(),
+        }
+        for k in range(12)
+    ]
     response = http.post("/api/v1/memories", json={"memories": memories})
     assert response.status_code == 201, response.text
     assert response.json()["count"] == len(memories)

@@ -17,7 +17,12 @@
   // Window → bucket: at most ~170 bars, each wide enough to see and to click.
   const BUCKETS = { "1h": "1m", "6h": "5m", "24h": "15m", "7d": "1h", "30d": "6h" };
   const BUCKET_SECONDS = { "1m": 60, "5m": 300, "15m": 900, "1h": 3600, "6h": 21600, "1d": 86400 };
-  const MAX_GROUPS = 7; // more groups than colours are summed as "other"
+  const MAX_GROUPS = 7; // more groups than colours are summed as "other" (colour 7)
+  // The usual values keep their colour whatever else a window holds (errors are always red).
+  const PREFERRED = {
+    error: 5, action: 0, observation: 1, decision: 2, general: 6, outcome: 4,
+    episodic: 0, entity: 3, session: 6,
+  };
 
   const $ = (id) => document.getElementById(id);
 
@@ -532,10 +537,29 @@
     return names.map(([name]) => name);
   }
 
-  /** A bucket's bar as stacked segments: [{name, count, colour}], heights summing to its count. */
-  function segments(bucket, names) {
+  /** Group → colour index for the groups shown: preferred colours first, then the free ones. */
+  function colours(names) {
     const shown = names.slice(0, MAX_GROUPS);
-    const parts = shown.map((name, i) => ({ name, count: bucket.groups?.[name] || 0, colour: i }));
+    const byName = new Map();
+    for (const name of shown) {
+      const wanted = PREFERRED[name];
+      if (wanted !== undefined && ![...byName.values()].includes(wanted)) byName.set(name, wanted);
+    }
+    let next = 0;
+    for (const name of shown) {
+      if (byName.has(name)) continue;
+      while ([...byName.values()].includes(next)) next += 1;
+      byName.set(name, next);
+    }
+    return byName;
+  }
+
+  /** A bucket's bar as stacked segments: [{name, count, colour}], heights summing to its count. */
+  function segments(bucket, names, palette) {
+    const shown = names.slice(0, MAX_GROUPS);
+    const parts = shown.map((name) => ({
+      name, count: bucket.groups?.[name] || 0, colour: palette.get(name),
+    }));
     const inGroups = Object.values(bucket.groups || {}).reduce((a, b) => a + b, 0);
     const other = inGroups - parts.reduce((a, p) => a + p.count, 0);
     if (other > 0) parts.push({ name: "other", count: other, colour: MAX_GROUPS });
@@ -548,6 +572,7 @@
   function drawTimeline(data) {
     const buckets = data.buckets || [];
     const names = data.group_by ? groupNames(buckets) : [];
+    const palette = colours(names);
     const width = 800, height = 190, left = 40, right = 8, top = 10, bottom = 24;
     const plotW = width - left - right, plotH = height - top - bottom;
     const peak = buckets.reduce((best, b) => (b.count > best.count ? b : best), { count: 0 });
@@ -574,7 +599,7 @@
       let y = top + plotH;
       const tip = `${fmtTime(bucket.start)} UTC: ${bucket.count}` +
         (names.length ? ` (${Object.entries(bucket.groups || {}).map(([n, c]) => `${n} ${c}`).join(", ")})` : "");
-      for (const part of segments(bucket, names)) {
+      for (const part of segments(bucket, names, palette)) {
         const h = (part.count * part.scale / max) * plotH;
         y -= h;
         const rect = svg("rect", {
@@ -586,8 +611,9 @@
     });
     const legend = names.length
       ? el("ul", { class: "legend", "aria-label": `Colours by ${data.group_by}` },
-        [...names.slice(0, MAX_GROUPS), ...(names.length > MAX_GROUPS ? ["other"] : [])].map((name, i) =>
-          el("li", {}, el("span", { class: `swatch c${i}`, "aria-hidden": "true" }), name)))
+        [...names.slice(0, MAX_GROUPS), ...(names.length > MAX_GROUPS ? ["other"] : [])].map((name) =>
+          el("li", {}, el("span", { class: `swatch c${palette.get(name) ?? MAX_GROUPS}`,
+            "aria-hidden": "true" }), name)))
       : null;
     $("timeline-chart").replaceChildren(chart, ...(legend ? [legend] : []));
     status("timeline-status", `${summary} Choose a bar, or a row of the table, to list that bucket's memories.`);
