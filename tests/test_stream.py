@@ -36,7 +36,7 @@ class Served:
         return AsyncMemtrace(self.url, self.key, max_retries=0)
 
 
-async def serve(tmp_path: Path, **overrides: Any) -> AsyncIterator[Served]:
+async def serve(tmp_path: Path, key: str | None = None, **overrides: Any) -> AsyncIterator[Served]:
     settings = load_settings(
         None,
         {
@@ -60,7 +60,10 @@ async def serve(tmp_path: Path, **overrides: Any) -> AsyncIterator[Served]:
             break
         await asyncio.sleep(0.05)
     assert server.started, "uvicorn did not start"
-    _, key = await create_org_key(runtime, "acme")
+    if key is None:
+        _, key = await create_org_key(runtime, "acme")
+    else:  # (an org made by another replica of the same database)
+        await runtime.reload()
     yield Served(runtime, f"http://127.0.0.1:{port}", key)
     server.should_exit = True
     await task
@@ -237,6 +240,33 @@ async def test_an_idle_stream_ends_and_the_sdk_resumes(tmp_path: Path) -> None:
             assert stream.connections >= 2
             second = await client.remember("alice", "two")
             assert [e.memory.id for e in await collecting] == [first.id, second.id]
+
+
+@pytest.mark.slow
+async def test_other_replicas_writes_arrive(tmp_path: Path, pg_url: str) -> None:
+    """Cluster mode: a stream on one replica gets, once each and in commit order, what writers
+    on another replica commit (within limits.stream_poll_s) as well as its own replica's."""
+    cluster = {
+        "postgres.url": pg_url,
+        "storage.default_backend": "postgres",
+        "limits.stream_poll_s": 0.2,
+    }
+    async for first in serve(tmp_path / "a", **cluster):
+        async for second in serve(tmp_path / "b", key=first.key, **cluster):
+            async with first.client() as here, second.client() as there:
+                stream = here.stream()
+                collecting = asyncio.create_task(take(stream, 40))
+                await opened(first, 0)
+
+                async def write(client: AsyncMemtrace, name: str) -> list[str]:
+                    return [(await client.remember(name, f"{name} {i}")).id for i in range(20)]
+
+                ids = await asyncio.gather(write(there, "far"), write(here, "near"))
+                got = [e.memory.id for e in await collecting]
+                assert len(got) == len(set(got)) == 40
+                assert set(got) == set(ids[0]) | set(ids[1])
+                for written in ids:  # each writer's memories in the order it wrote them
+                    assert [i for i in got if i in set(written)] == written
 
 
 @pytest.mark.slow
