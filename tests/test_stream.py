@@ -140,6 +140,23 @@ async def test_resume_after_last_event_id_has_no_gap_and_no_duplicate(served: Se
         assert [e.memory.id for e in await take(via_after, 4)] == later
 
 
+async def test_sdk_feed_confirm_and_cursor(served: Served) -> None:
+    async with served.client() as client:
+        ids = [(await client.remember("alice", f"note {i}")).id for i in range(3)]
+        await client.remember("bob", "own")
+        page = await client.feed("bob", limit=2)
+        assert [m.id for m in page.memories] == ids[:2] and page.has_more
+        assert (await client.feed_cursor("bob")).cursor is None
+        state = await client.confirm_feed("bob", page.cursor)
+        assert state.cursor == page.cursor
+        rest = await client.feed("bob", auto_advance=True)
+        assert [m.id for m in rest.memories] == ids[2:] and rest.advanced
+        assert (await client.feed("bob")).memories == []
+        assert (await client.feed_cursor("bob")).cursor == rest.cursor
+        with pytest.raises(InvalidInput, match="cursor"):
+            await client.confirm_feed("bob", "p1.nonsense")
+
+
 async def test_heartbeats_and_bad_positions(served: Served) -> None:
     headers = {"x-api-key": served.key}
     async with httpx.AsyncClient(base_url=served.url, headers=headers, timeout=10) as http:
@@ -309,3 +326,8 @@ def test_sync_sdk_against_a_real_server(tenant: Tenant) -> None:
                 break
     assert len(got) == len(set(got)) == total
     assert set(got) == {i for out in outs for i in out}
+    with Memtrace(tenant.url, tenant.key) as client:  # the sync feed, same memories
+        page = client.feed("reader", limit=1000, auto_advance=True)
+        assert {m.id for m in page.memories} == set(got) and not page.has_more
+        assert client.feed("reader").memories == []
+        assert client.feed_cursor("reader").cursor == page.cursor

@@ -1,6 +1,7 @@
 """The Python client SDK: :class:`Memtrace` and :class:`AsyncMemtrace`, with the models and
 exceptions of the published ``memtrace-sdk`` 0.2.0 under the same names."""
 
+from memtrace.client._endpoints import StreamEvent
 from memtrace.client.async_ import AsyncMemtrace
 from memtrace.client.models import (
     AddMemoryRequest,
@@ -11,6 +12,8 @@ from memtrace.client.models import (
     ContextOptions,
     CreateSessionRequest,
     ExportParams,
+    FeedCursor,
+    FeedPage,
     ForgetRequest,
     ForgetResult,
     ListOptions,
@@ -25,6 +28,7 @@ from memtrace.client.models import (
     SessionList,
     UpdateSessionRequest,
 )
+from memtrace.client.streaming import AsyncMemoryStream, MemoryStream
 from memtrace.client.sync import Memtrace
 from memtrace.domain.errors import (
     AgentExists,
@@ -49,6 +53,7 @@ __all__ = [
     "AgentExists",
     "AgentList",
     "AgentStats",
+    "AsyncMemoryStream",
     "AsyncMemtrace",
     "AuthenticationError",
     "ConflictError",
@@ -56,6 +61,8 @@ __all__ = [
     "CreateSessionRequest",
     "DuplicateMemory",
     "ExportParams",
+    "FeedCursor",
+    "FeedPage",
     "Forbidden",
     "ForgetRequest",
     "ForgetResult",
@@ -64,6 +71,7 @@ __all__ = [
     "Memory",
     "MemoryBatchResult",
     "MemoryList",
+    "MemoryStream",
     "Memtrace",
     "MemtraceConnectionError",
     "MemtraceError",
@@ -78,5 +86,6 @@ __all__ = [
     "SessionContext",
     "SessionList",
     "StorageUnavailable",
+    "StreamEvent",
     "UpdateSessionRequest",
 ]
