@@ -7,8 +7,9 @@
   itself included). Also the server's CPU per delivered event.
 - ``pg-writes``: what the change log costs PostgreSQL writes: single remembers of one org from
   C concurrent writers (and of C orgs, one writer each) with the ``memories_log_changes``
-  trigger on, then off (the same build; ``ALTER TABLE … DISABLE TRIGGER``), on a throwaway
-  server with fsync on.
+  trigger on, then off (the same build; ``ALTER TABLE … DISABLE TRIGGER``), alternating, on a
+  throwaway server (fsync on unless ``--no-fsync``); throughput, latency and the server's CPU
+  per memory.
 
 .venv/bin/python -m bench.stream latency --subscribers 100 --writes 300 --rate 20
 .venv/bin/python -m bench.stream pg-writes --writers 8 --writes 400
@@ -151,19 +152,20 @@ async def _pg_writes(
 async def pg_writes(args: argparse.Namespace) -> list[tuple[str, str]]:
     import asyncpg
 
+    from bench.cluster import pg_cpu_seconds
     from memtrace.config import PostgresSettings
     from memtrace.storage.postgres.db import PgDatabase
     from memtrace.storage.postgres.store import migrate
     from memtrace.testing.postgres import start_postgres
 
     rows: list[tuple[str, str]] = []
-    with start_postgres(fsync=True) as pg:
+    with start_postgres(fsync=args.fsync) as pg:
         url = pg.create_database("feedbench")
         db = PgDatabase(PostgresSettings(url=url))
         await db.open()
         await migrate(db)
         await db.close()
-        for trigger in ("on", "off", "on"):
+        for trigger in ("on", "off") * args.rounds:
             conn = await asyncpg.connect(url)  # (the app role owns the table)
             action = "ENABLE" if trigger == "on" else "DISABLE"
             await conn.execute(f"ALTER TABLE memories {action} TRIGGER memories_log_changes")
@@ -172,12 +174,15 @@ async def pg_writes(args: argparse.Namespace) -> list[tuple[str, str]]:
                 ("one org", ["org_one"]),
                 (f"{args.writers} orgs", [f"org_{i}" for i in range(args.writers)]),
             ):
+                cpu = pg_cpu_seconds(pg)
                 rate, latencies = await _pg_writes(url, orgs, args.writes, args.writers)
+                cpu_us = (pg_cpu_seconds(pg) - cpu) / (args.writes * args.writers) * 1e6
                 rows.append(
                     (
                         f"trigger {trigger}, {label}, {args.writers} writers",
                         f"{rate:,.0f} memories/s, p50 {percentile(latencies, 50):.2f} ms, "
-                        f"p99 {percentile(latencies, 99):.2f} ms",
+                        f"p99 {percentile(latencies, 99):.2f} ms, "
+                        f"PostgreSQL CPU {cpu_us:.0f} us/memory",
                     )
                 )
     return rows
@@ -193,6 +198,8 @@ def main() -> None:
     pgw = sub.add_parser("pg-writes")
     pgw.add_argument("--writers", type=int, default=8)
     pgw.add_argument("--writes", type=int, default=400, help="per writer")
+    pgw.add_argument("--rounds", type=int, default=2, help="on/off alternations")
+    pgw.add_argument("--no-fsync", dest="fsync", action="store_false")
     args = parser.parse_args()
     rows = asyncio.run(latency(args) if args.what == "latency" else pg_writes(args))
     print_table(rows)

@@ -11,10 +11,14 @@ import httpx
 import pytest
 
 from http_api.app import create_app
+from memtrace.auth.crypto import generate_master_key
 from memtrace.config import load_settings
 from memtrace.domain.positions import encode_position
 from memtrace.runtime import Runtime
+from memtrace.testing.arc_server import EmulatorServer
 from tests.helpers import create_org_key
+from tests.storage.arc_support import eventually
+from tests.storage.test_arc_runtime import bind
 
 FEED = "/api/v1/feed"
 MEM = "/api/v1/memories"
@@ -192,3 +196,39 @@ async def test_racing_on_postgres_replicas(tmp_path: Path, pg_url: str) -> None:
             await client.aclose()
         for runtime in replicas:
             await runtime.close()
+
+
+async def test_racing_on_an_arc_bound_org(
+    data_dir: Path, arc_server: EmulatorServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An org on Arc: memories move from the outbox to Arc while the feed reads them (records
+    come from either), and each is still delivered once."""
+    monkeypatch.setenv("MEMTRACE_MASTER_KEY", generate_master_key())
+    settings = load_settings(
+        None,
+        {"storage.data_dir": data_dir, "arc.flush_interval_ms": 10, "limits.rate_per_s": 0},
+    )
+    runtime = Runtime(settings)
+    await runtime.start()
+    try:
+        org_id, key = await create_org_key(runtime, "acme")
+        await bind(runtime, org_id, arc_server, "acme")
+        app = create_app(runtime, manage_runtime=False)
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
+            base_url="http://localhost",
+            headers={"x-api-key": key},
+        ) as api:
+            await race([api, api, api], [api, api], per_writer=20)
+            store = await runtime.stores.get(org_id)
+
+            async def verified() -> bool:  # every row shipped, seen in Arc, left the outbox
+                health = await store.health()
+                return health.outbox_pending + health.outbox_unverified == 0
+
+            await eventually(verified, timeout=60)
+            # a new reader now gets every memory from Arc itself, in the same order
+            page = await read(api, "late", limit=1000)
+            assert page["count"] == 60 and page["has_more"] is False
+    finally:
+        await runtime.close()

@@ -36,7 +36,7 @@ class Served:
         return AsyncMemtrace(self.url, self.key, max_retries=0)
 
 
-async def serve(tmp_path: Path, **overrides: Any) -> AsyncIterator[Served]:
+async def serve(tmp_path: Path, key: str | None = None, **overrides: Any) -> AsyncIterator[Served]:
     settings = load_settings(
         None,
         {
@@ -60,7 +60,10 @@ async def serve(tmp_path: Path, **overrides: Any) -> AsyncIterator[Served]:
             break
         await asyncio.sleep(0.05)
     assert server.started, "uvicorn did not start"
-    _, key = await create_org_key(runtime, "acme")
+    if key is None:
+        _, key = await create_org_key(runtime, "acme")
+    else:  # (an org made by another replica of the same database)
+        await runtime.reload()
     yield Served(runtime, f"http://127.0.0.1:{port}", key)
     server.should_exit = True
     await task
@@ -135,6 +138,23 @@ async def test_resume_after_last_event_id_has_no_gap_and_no_duplicate(served: Se
         # the position survives as a query parameter too (browsers' first connect)
         via_after = client.stream(after=resume_at)
         assert [e.memory.id for e in await take(via_after, 4)] == later
+
+
+async def test_sdk_feed_confirm_and_cursor(served: Served) -> None:
+    async with served.client() as client:
+        ids = [(await client.remember("alice", f"note {i}")).id for i in range(3)]
+        await client.remember("bob", "own")
+        page = await client.feed("bob", limit=2)
+        assert [m.id for m in page.memories] == ids[:2] and page.has_more
+        assert (await client.feed_cursor("bob")).cursor is None
+        state = await client.confirm_feed("bob", page.cursor)
+        assert state.cursor == page.cursor
+        rest = await client.feed("bob", auto_advance=True)
+        assert [m.id for m in rest.memories] == ids[2:] and rest.advanced
+        assert (await client.feed("bob")).memories == []
+        assert (await client.feed_cursor("bob")).cursor == rest.cursor
+        with pytest.raises(InvalidInput, match="cursor"):
+            await client.confirm_feed("bob", "p1.nonsense")
 
 
 async def test_heartbeats_and_bad_positions(served: Served) -> None:
@@ -240,6 +260,33 @@ async def test_an_idle_stream_ends_and_the_sdk_resumes(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+async def test_other_replicas_writes_arrive(tmp_path: Path, pg_url: str) -> None:
+    """Cluster mode: a stream on one replica gets, once each and in commit order, what writers
+    on another replica commit (within limits.stream_poll_s) as well as its own replica's."""
+    cluster = {
+        "postgres.url": pg_url,
+        "storage.default_backend": "postgres",
+        "limits.stream_poll_s": 0.2,
+    }
+    async for first in serve(tmp_path / "a", **cluster):
+        async for second in serve(tmp_path / "b", key=first.key, **cluster):
+            async with first.client() as here, second.client() as there:
+                stream = here.stream()
+                collecting = asyncio.create_task(take(stream, 40))
+                await opened(first, 0)
+
+                async def write(client: AsyncMemtrace, name: str) -> list[str]:
+                    return [(await client.remember(name, f"{name} {i}")).id for i in range(20)]
+
+                ids = await asyncio.gather(write(there, "far"), write(here, "near"))
+                got = [e.memory.id for e in await collecting]
+                assert len(got) == len(set(got)) == 40
+                assert set(got) == set(ids[0]) | set(ids[1])
+                for written in ids:  # each writer's memories in the order it wrote them
+                    assert [i for i in got if i in set(written)] == written
+
+
+@pytest.mark.slow
 def test_sync_sdk_against_a_real_server(tenant: Tenant) -> None:
     """``memtrace serve`` as a process: writers in threads race a sync SDK stream that is
     resumed half-way; every memory arrives once, in one order."""
@@ -279,3 +326,8 @@ def test_sync_sdk_against_a_real_server(tenant: Tenant) -> None:
                 break
     assert len(got) == len(set(got)) == total
     assert set(got) == {i for out in outs for i in out}
+    with Memtrace(tenant.url, tenant.key) as client:  # the sync feed, same memories
+        page = client.feed("reader", limit=1000, auto_advance=True)
+        assert {m.id for m in page.memories} == set(got) and not page.has_more
+        assert client.feed("reader").memories == []
+        assert client.feed_cursor("reader").cursor == page.cursor

@@ -62,14 +62,15 @@ async def _sse(
     start = encode_position(stream.start).encode()
     yield b"retry: 2000\nid: " + start + b"\nevent: open\ndata: {}\n\n"
     loop = asyncio.get_running_loop()
-    last = loop.time()
-    batches = stream.batches(heartbeat_s)
+    last_event = loop.time()
+    # an empty batch comes after min(heartbeat_s, idle_s) without a memory
+    batches = stream.batches(min(heartbeat_s, idle_s))
     try:
         async for batch in batches:
             if batch:
-                last = loop.time()
+                last_event = loop.time()
                 yield b"".join(_event(p, orjson.dumps(r.to_wire())) for p, r in batch)
-            elif loop.time() - last >= idle_s:
+            elif loop.time() - last_event >= idle_s:
                 return
             else:
                 yield b": ping\n\n"

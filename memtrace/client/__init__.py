@@ -1,6 +1,7 @@
 """The Python client SDK: :class:`Memtrace` and :class:`AsyncMemtrace`, with the models and
 exceptions of the published ``memtrace-sdk`` 0.2.0 under the same names."""
 
+from memtrace.client._endpoints import StreamEvent
 from memtrace.client.async_ import AsyncMemtrace
 from memtrace.client.models import (
     AddMemoryRequest,
@@ -11,6 +12,8 @@ from memtrace.client.models import (
     ContextOptions,
     CreateSessionRequest,
     ExportParams,
+    FeedCursor,
+    FeedPage,
     ForgetRequest,
     ForgetResult,
     ListOptions,
@@ -28,6 +31,7 @@ from memtrace.client.models import (
     TimelineOptions,
     UpdateSessionRequest,
 )
+from memtrace.client.streaming import AsyncMemoryStream, MemoryStream
 from memtrace.client.sync import Memtrace
 from memtrace.domain.errors import (
     AgentExists,
@@ -52,6 +56,7 @@ __all__ = [
     "AgentExists",
     "AgentList",
     "AgentStats",
+    "AsyncMemoryStream",
     "AsyncMemtrace",
     "AuthenticationError",
     "ConflictError",
@@ -59,6 +64,8 @@ __all__ = [
     "CreateSessionRequest",
     "DuplicateMemory",
     "ExportParams",
+    "FeedCursor",
+    "FeedPage",
     "Forbidden",
     "ForgetRequest",
     "ForgetResult",
@@ -67,6 +74,7 @@ __all__ = [
     "Memory",
     "MemoryBatchResult",
     "MemoryList",
+    "MemoryStream",
     "Memtrace",
     "MemtraceConnectionError",
     "MemtraceError",
@@ -82,6 +90,7 @@ __all__ = [
     "SessionContext",
     "SessionList",
     "StorageUnavailable",
+    "StreamEvent",
     "Timeline",
     "TimelineOptions",
     "UpdateSessionRequest",

@@ -104,8 +104,11 @@ WRITER_CACHE_KIB = 64 * 1024
 # rowid ever assigned, so deleting the newest memory never hands its rowid (a position a reader
 # may already hold) to the next one.
 _SCHEMA_V3 = """
-CREATE TABLE change_seq (id INTEGER PRIMARY KEY CHECK (id = 1), last INTEGER NOT NULL);
-INSERT INTO change_seq (id, last) SELECT 1, coalesce(max(rowid), 0) FROM memories;
+CREATE TABLE IF NOT EXISTS change_seq (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    last INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO change_seq (id, last) SELECT 1, coalesce(max(rowid), 0) FROM memories;
 """
 
 

@@ -75,12 +75,12 @@ CREATE INDEX dedup_index_written ON dedup_index(written_at);
 # is shipped and verified (the record is then read from Arc). AUTOINCREMENT: a position is never
 # handed out twice, even after the newest entry was erased.
 _SCHEMA_V3 = """
-CREATE TABLE changes (
+CREATE TABLE IF NOT EXISTS changes (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     id TEXT NOT NULL,
     time INTEGER NOT NULL
 );
-CREATE INDEX changes_id ON changes(id);
+CREATE INDEX IF NOT EXISTS changes_id ON changes(id);
 """
 SCHEMA_VERSION = 3
 _CHANGES_HEAD = "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'changes'), 0)"
