@@ -27,9 +27,9 @@ from memtrace.storage.timeline import BucketCounts, origin_of
 
 HOUR_US = 3_600_000_000
 # The hourly counts: created (and filled from the rows already stored) by the store's schema
-# upgrade to version 3.
+# upgrade to version 4.
 ROLLUP_DDL = """
-CREATE TABLE timeline_counts (
+CREATE TABLE IF NOT EXISTS timeline_counts (
     dim TEXT NOT NULL,
     hour INTEGER NOT NULL,
     value TEXT NOT NULL,
@@ -61,8 +61,11 @@ _COLUMN_DIMS = ("event_type", "memory_type", "agent_id")
 
 
 def create_rollup(conn: sqlite3.Connection) -> None:
-    """Schema upgrade: the hourly counts table, filled from the stored memories."""
+    """Schema upgrade: the hourly counts table, filled from the stored memories. Idempotent,
+    like the change positions' upgrade: a file put back to an older version (by hand, or a
+    crash after the DDL) is counted again from its rows."""
     conn.execute(ROLLUP_DDL)
+    conn.execute("DELETE FROM timeline_counts")
     for statement in _BACKFILL:
         conn.execute(statement)
 
