@@ -265,3 +265,56 @@ def test_operator_page_end_to_end(tenant: Tenant, tmp_path: Path) -> None:
                 assert errors == []  # no uncaught exception in the page's script
             finally:
                 browser.close()
+
+
+def test_live_tail_resumes_across_server_ended_streams(tmp_path: Path) -> None:
+    """The server ends idle streams (here after 1 s); the page reopens them from the last id
+    it saw (``Last-Event-ID``): a memory written while no stream is open still arrives, once."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.helpers import ServerProcess, new_tenant
+
+    chromium = _chromium()
+    server = ServerProcess(
+        tmp_path / "data",
+        env={"MEMTRACE_LIMITS_STREAM_IDLE_S": "1", "MEMTRACE_LIMITS_STREAM_HEARTBEAT_S": "0.3"},
+    ).start()
+    try:
+        _, key = new_tenant(server.data_dir, "tail")
+        server.wait_for_key(key)
+        with (
+            httpx.Client(base_url=server.url, headers={"x-api-key": key}, timeout=30) as http,
+            sync_playwright() as playwright,
+        ):
+            browser = playwright.chromium.launch(executable_path=chromium, headless=True)
+            try:
+                page = browser.new_page()
+                opened: list[str] = []
+                page.on(
+                    "request",
+                    lambda r: (
+                        opened.append(r.headers.get("last-event-id", ""))
+                        if r.url.endswith("/api/v1/stream")
+                        else None
+                    ),
+                )
+                page.goto(f"{server.url}/ui")
+                page.get_by_label("API key").fill(key)
+                page.keyboard.press("Enter")
+                expect(page.locator("#tail[data-live]")).to_have_count(1, timeout=20_000)
+                tail = page.locator("#tail > li")
+                for n in range(1, 4):
+                    # the server ended the stream; the page waits before reopening it: write now
+                    expect(page.locator("#tail[data-live]")).to_have_count(0, timeout=20_000)
+                    content = f"written while no stream is open, number {n}"
+                    write = {"agent_id": "ops", "content": content}
+                    assert http.post("/api/v1/memories", json=write).status_code == 201
+                    expect(tail).to_have_count(n, timeout=20_000)
+                    expect(tail.first).to_contain_text(content)
+                    expect(page.locator("#tail[data-live]")).to_have_count(1, timeout=20_000)
+                assert all(opened[1:]), "every reopened stream resumed from an id"
+                assert page.locator("#tail").inner_text().count("number 1") == 1
+            finally:
+                browser.close()
+    finally:
+        server.stop()

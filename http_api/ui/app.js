@@ -723,7 +723,8 @@
       return;
     }
     tail.attempt = 0;
-    status("tail-status", "Live: new memories of the org appear below as they are written.");
+    const opened = Date.now();
+    liveStatus();
     $("tail").setAttribute("data-live", "true");
     const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
     let buffer = "";
@@ -743,7 +744,11 @@
       // the connection dropped (or we aborted it)
     }
     $("tail").removeAttribute("data-live");
-    if (!controller.signal.aborted) retryTail("the stream ended");
+    if (controller.signal.aborted) return;
+    // The server ends an idle stream after a while (limits.stream_idle_s): open the next one
+    // at once, from the last id. A stream that ends early waits, with backoff.
+    if (Date.now() - opened > 5000) startTail();
+    else retryTail("the stream ended");
   }
 
   /** One SSE event block: id, event and data lines; comments (": ping") are heartbeats. */
@@ -774,7 +779,13 @@
     const list = $("tail");
     list.prepend(el("li", {}, memoryButton(memory)));
     while (list.children.length > TAIL_MAX) list.lastElementChild.remove();
-    status("tail-status", `Live: ${tail.received} new ${tail.received === 1 ? "memory" : "memories"} since signing in.`);
+    liveStatus();
+  }
+
+  function liveStatus() {
+    status("tail-status", tail.received
+      ? `Live: ${tail.received} new ${tail.received === 1 ? "memory" : "memories"} since signing in.`
+      : "Live: new memories of the org appear below as they are written.");
   }
 
   function retryTail(reason, retryAfterS = 0) {
