@@ -125,12 +125,27 @@ class EventStreamResponse(Response):
             self._on_close()
 
 
+# Each Server-Sent Event, as OpenAPI tools read one (docs/feed.md): an ``open`` event (its id is
+# where the stream starts), then ``memory`` events (data: the memory's JSON, id: its position).
+_EVENT = {
+    "type": "object",
+    "properties": {
+        "event": {"type": "string", "enum": ["open", "memory"]},
+        "id": {"type": "string"},
+        "data": {"type": "string", "description": "JSON: {} for open, the Memory for memory"},
+        "retry": {"type": "integer"},
+    },
+    "required": ["event", "id", "data"],
+}
+_EVENTS = "Server-Sent Events: `open`, then one `memory` per new memory; `: ping` comments"
+
+
 @router.get(
     "/stream",
     status_code=200,
     summary="Live stream of new memories (Server-Sent Events)",
     response_class=EventStreamResponse,
-    responses={200: {"content": {"text/event-stream": {}}, "description": "memory events"}},
+    responses={200: {"content": {"text/event-stream": {"schema": _EVENT}}, "description": _EVENTS}},
 )
 async def stream(
     request: Request,
