@@ -69,4 +69,5 @@ def test_generated_org_is_served_and_every_load_runs(tmp_path: Path) -> None:
     # bench/timeline.py over the same org (every case answers; a server of its own)
     timeline = bench_timeline.run(0, 2, 1, 0, org.data_dir, org.key)
     assert set(timeline["figures"]) == {label for label, _ in bench_timeline.CASES}
-    assert timeline["figures"]["30d, 1h buckets, no grouping"]["total"] == org.memories
+    # (the org plus what the load figures above wrote)
+    assert timeline["figures"]["30d, 1h buckets, no grouping"]["total"] >= org.memories
