@@ -7,8 +7,9 @@ and its variants answered from the embedded store's hourly counts, then the same
 counted from the rows (a filter the hourly counts do not keep, matching every memory: what
 every timeline cost before the counts existed), and a filter that narrows the rows.
 
-.venv/bin/python -m bench.timeline                      # 1,000,000 memories (~2 minutes)
+.venv/bin/python -m bench.timeline                      # 1,000,000 memories (~5 minutes)
 .venv/bin/python -m bench.timeline --memories 100000 --repeat 50
+.venv/bin/python -m bench.timeline --data-dir DIR --key KEY   # an org generated before
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from bench.generate import generate
 from bench.loadgen import Connection
 
 ALL_TYPES = "episodic,decision,entity,session"
-# (label, query parameters)
+# (label, query parameters); labels with "from rows" are counted from the rows (fewer runs)
 CASES: list[tuple[str, dict[str, str]]] = [
     ("30d, 1h buckets, by event_type (target)", {"group_by": "event_type"}),
     ("30d, 1h buckets, no grouping", {}),
@@ -76,7 +77,9 @@ async def _latency(url: str, key: str, path: str, repeat: int, warmup: int) -> d
     }
 
 
-def run(memories: int, repeat: int, warmup: int) -> dict[str, Any]:
+def run(
+    memories: int, repeat: int, rows_repeat: int, warmup: int, data_dir: Path | None, key: str
+) -> dict[str, Any]:
     meta = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": f"{os.cpu_count()} cores, {platform.machine()}, "
@@ -85,17 +88,22 @@ def run(memories: int, repeat: int, warmup: int) -> dict[str, Any]:
     }
     figures: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="memtrace-bench-") as tmp:
-        print(f"generating {memories:,} memories ...", flush=True)
-        org = generate(Path(tmp) / "big", memories)
-        meta["generate_s"] = round(org.seconds, 1)
-        meta["generate_cpu_us_per_memory"] = round(org.cpu_seconds / org.memories * 1e6, 1)
-        print(f"  {org.memories:,} in {org.seconds:.1f} s", flush=True)
-        server = Server.start(org.data_dir, key=org.key)
+        if data_dir is None:
+            print(f"generating {memories:,} memories ...", flush=True)
+            org = generate(Path(tmp) / "big", memories)
+            meta["generate_s"] = round(org.seconds, 1)
+            meta["generate_cpu_us_per_memory"] = round(org.cpu_seconds / org.memories * 1e6, 1)
+            print(f"  {org.memories:,} in {org.seconds:.1f} s", flush=True)
+            data_dir, key = org.data_dir, org.key
+        server = Server.start(data_dir, key=key)
         try:
             for label, params in CASES:
                 query = {"since": "30d", "bucket": "1h", **params}
                 path = "/api/v1/timeline?" + urlencode(query)
-                figures[label] = asyncio.run(_latency(server.url, server.key, path, repeat, warmup))
+                runs = rows_repeat if "from rows" in label else repeat
+                figures[label] = asyncio.run(
+                    _latency(server.url, server.key, path, runs, min(warmup, runs))
+                )
                 print(f"  {label}: {figures[label]}", flush=True)
         finally:
             server.stop()
@@ -107,10 +115,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--memories", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=200)
+    parser.add_argument("--rows-repeat", type=int, default=10, help="runs of the row cases")
     parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--data-dir", type=Path, help="an org generated before (with --key)")
+    parser.add_argument("--key", default="", help="a read key of that org")
     parser.add_argument("--json", type=Path, default=Path("bench/results/timeline.json"))
     args = parser.parse_args()
-    result = run(args.memories, args.repeat, args.warmup)
+    result = run(args.memories, args.repeat, args.rows_repeat, args.warmup, args.data_dir, args.key)
     print()
     meta = result["meta"]
     print(

@@ -2,9 +2,12 @@
 
 Counting a month of a busy org row by row cannot be fast: at 1M memories a ``GROUP BY`` over
 the rows reads every row of the window. So the store keeps ``timeline_counts``: per hour (the
-hour's index since the epoch), how many memories it holds in all (``dim = 'all'``) and per
-event type, memory type, agent and tag. The counts are updated in the transaction that
-writes or deletes the memories (:func:`count_rows`), so they always agree with the rows.
+hour's index since the epoch), how many memories it holds per event type, memory type, agent
+and tag (the totals are the event types' sum: every memory has exactly one). The counts are
+updated in the transaction that writes or deletes the memories (:func:`count_rows`), so they
+always agree with the rows. Four upserts per memory at most (plus one per tag): a write of
+memories of this hour touches a handful of rows; a backfill spread over a month touches
+about four per memory (bench/README.md, "Timeline").
 
 A timeline whose filters the counts can answer (none, or one of agent, memory type(s), event
 type(s) or a single tag, grouped by nothing or by that same field) and whose buckets are whole
@@ -22,6 +25,8 @@ from dataclasses import replace
 from operator import itemgetter
 from typing import Any
 
+import orjson
+
 from memtrace.storage.base import MemoryQuery, TimelineBucket, TimelineGroup
 from memtrace.storage.timeline import BucketCounts, origin_of
 
@@ -38,8 +43,6 @@ CREATE TABLE IF NOT EXISTS timeline_counts (
 ) WITHOUT ROWID;
 """
 _BACKFILL = (
-    "INSERT INTO timeline_counts (dim, hour, value, n) "
-    "SELECT 'all', time / 3600000000, '', count(*) FROM memories GROUP BY 2",
     *(
         "INSERT INTO timeline_counts (dim, hour, value, n) "  # noqa: S608 (fixed column names)
         f"SELECT '{column}', time / 3600000000, {column}, count(*) FROM memories GROUP BY 2, 3"
@@ -81,8 +84,6 @@ def count_rows(
     at, event_type, memory_type, agent_id = (list(map(itemgetter(i), rows)) for i in positions)
     hours = [t // HOUR_US for t in at]
     counts: Counter[Key] = Counter()
-    for hour, n in Counter(hours).items():
-        counts["all", hour, ""] = n
     for dim, values in zip(_COLUMN_DIMS, (event_type, memory_type, agent_id), strict=True):
         for (hour, value), n in Counter(zip(hours, values, strict=True)).items():
             counts[dim, hour, value] = n
@@ -92,8 +93,9 @@ def count_rows(
 
 
 def add_counts(conn: sqlite3.Connection, counts: Counter[Key]) -> None:
+    # in key order: neighbouring upserts land on the same B-tree pages
     if counts:
-        conn.executemany(_ADD, [(dim, hour, value, n) for (dim, hour, value), n in counts.items()])
+        conn.executemany(_ADD, [(*key, n) for key, n in sorted(counts.items())])
 
 
 def subtract_counts(conn: sqlite3.Connection, counts: Counter[Key]) -> None:
@@ -150,8 +152,10 @@ def timeline(
         return counts.buckets()
     dim, values = plan
     hours = (first_hour, end_hour)
-    if dim == "tag" and group_by == "tag":  # a memory counts once in all, in each tag's group
-        _from_rollup(conn, counts, "all", (), hours, total=True, grouped=False)
+    if dim == "all":  # every memory has exactly one event type: their counts add up to all
+        _from_rollup(conn, counts, "event_type", (), hours, total=True, grouped=False)
+    elif dim == "tag" and group_by == "tag":  # a memory counts once in all, once per tag
+        _from_rollup(conn, counts, "event_type", (), hours, total=True, grouped=False)
         _from_rollup(conn, counts, "tag", (), hours, total=False, grouped=True)
     else:
         _from_rollup(conn, counts, dim, values, hours, total=True, grouped=group_by is not None)
@@ -175,18 +179,22 @@ def _from_rollup(
     """Add the hourly counts of ``dim`` (only ``values``, when given) for whole hours
     ``hours[0] <= hour < hours[1]``."""
     params: list[Any] = [counts.origin // HOUR_US, counts.width // HOUR_US, dim, *hours]
-    sql = (
-        "SELECT (hour - ?) / ?, value, sum(n) FROM timeline_counts "
+    inner = (
+        "SELECT (hour - ?) / ? AS b, value, sum(n) AS n FROM timeline_counts "
         "WHERE dim = ? AND hour >= ? AND hour < ?"
     )
     if values:
-        sql += f" AND value IN ({', '.join('?' * len(values))})"
+        inner += f" AND value IN ({', '.join('?' * len(values))})"
         params.extend(values)
-    for index, value, n in conn.execute(sql + " GROUP BY 1, 2", params):
+    # One row per bucket, its groups as one JSON object: the rows of 720 hours x 100 agents
+    # are summed and shaped in SQLite, not one by one in Python (bench/README.md, "Timeline").
+    groups = "json_group_object(value, n)" if grouped else "NULL"
+    sql = f"SELECT b, sum(n), {groups} FROM ({inner} GROUP BY 1, 2) GROUP BY b"  # noqa: S608
+    for index, n, by_value in conn.execute(sql, params):
         if total:
             counts.total(index, n)
         if grouped:
-            counts.group(index, value, n)
+            counts.groups_of(index, orjson.loads(by_value))
 
 
 def _from_rows(

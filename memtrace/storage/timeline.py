@@ -46,6 +46,15 @@ class BucketCounts:
         groups = self.groups.setdefault(index, {})
         groups[group] = groups.get(group, 0) + int(n)
 
+    def groups_of(self, index: int, groups: dict[str, int]) -> None:
+        """Add a bucket's whole ``{group: n}`` at once (not added to the total)."""
+        mine = self.groups.get(index)
+        if mine is None:
+            self.groups[index] = groups
+            return
+        for name, n in groups.items():
+            mine[name] = mine.get(name, 0) + n
+
     def records(self, records: Iterable[MemoryRecord], group_by: TimelineGroup | None) -> None:
         """Count memories read whole (an overlay of rows the backend's SQL cannot see)."""
         for record in records:
