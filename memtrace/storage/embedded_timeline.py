@@ -64,7 +64,9 @@ _COLUMN_DIMS = ("event_type", "memory_type", "agent_id")
 
 
 def create_rollup(conn: sqlite3.Connection) -> None:
-    """Schema upgrade: the hourly counts table, filled from the stored memories."""
+    """Schema upgrade: the hourly counts table, filled from the stored memories (rebuilt
+    whole if a file marked older already has one)."""
+    conn.execute("DROP TABLE IF EXISTS timeline_counts")
     conn.execute(ROLLUP_DDL)
     for statement in _BACKFILL:
         conn.execute(statement)
