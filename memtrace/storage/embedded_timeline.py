@@ -32,9 +32,9 @@ from memtrace.storage.timeline import BucketCounts, origin_of
 
 HOUR_US = 3_600_000_000
 # The hourly counts: created (and filled from the rows already stored) by the store's schema
-# upgrade to version 4.
+# upgrade to version 4 (3 is the change sequence of the feed and the stream).
 ROLLUP_DDL = """
-CREATE TABLE IF NOT EXISTS timeline_counts (
+CREATE TABLE timeline_counts (
     dim TEXT NOT NULL,
     hour INTEGER NOT NULL,
     value TEXT NOT NULL,
@@ -64,11 +64,10 @@ _COLUMN_DIMS = ("event_type", "memory_type", "agent_id")
 
 
 def create_rollup(conn: sqlite3.Connection) -> None:
-    """Schema upgrade: the hourly counts table, filled from the stored memories. Idempotent,
-    like the change positions' upgrade: a file put back to an older version (by hand, or a
-    crash after the DDL) is counted again from its rows."""
+    """Schema upgrade: the hourly counts table, filled from the stored memories (rebuilt
+    whole if a file marked older already has one)."""
+    conn.execute("DROP TABLE IF EXISTS timeline_counts")
     conn.execute(ROLLUP_DDL)
-    conn.execute("DELETE FROM timeline_counts")
     for statement in _BACKFILL:
         conn.execute(statement)
 
