@@ -38,6 +38,7 @@ TARGETS: dict[str, tuple[str, Callable[[dict[str, Any]], bool]]] = {
     "recall": ("p50 <= 2 ms, p99 <= 10 ms", lambda r: r["p50_ms"] <= 2 and r["p99_ms"] <= 10),
     "search_content": ("p50 <= 10 ms", lambda r: r["p50_ms"] <= 10),
     "session_context": ("p50 <= 10 ms", lambda r: r["p50_ms"] <= 10),
+    "timeline": ("p50 <= 50 ms", lambda r: r["p50_ms"] <= 50),
     "recall_growth": ("<= 1.5", lambda r: r["ratio"] <= 1.5),
     "mcp_stdio": ("p50 <= 2 ms", lambda r: r["p50_ms"] <= 2),
     "server_rss": ("<= 200 MB", lambda r: r["peak_mb"] <= 200),
@@ -83,6 +84,8 @@ def _row_count(body: Any) -> int:
             return len(body[field])
     if isinstance(body, dict) and "context" in body:  # a rendered context
         return int(body["memory_count"])
+    if isinstance(body, dict) and "buckets" in body:  # a timeline
+        return len(body["buckets"])
     return 0
 
 
@@ -162,7 +165,13 @@ async def query_figures(server: Server, session_id: str, repeat: int) -> dict[st
         "agent_stats": await _latency(
             url, "GET", "/api/v1/agents/agent_042/stats", b"", key, repeat
         ),
+        "timeline": await _latency(url, "GET", _TIMELINE_PATH, b"", key, repeat),
     }
+
+
+_TIMELINE_PATH = "/api/v1/timeline?" + urlencode(
+    {"since": "30d", "bucket": "1h", "group_by": "event_type"}
+)
 
 
 def mcp_figure(data_dir: Path, repeat: int) -> dict[str, Any]:
@@ -308,6 +317,7 @@ LABELS = {
     "search_filters": "search tag + type + since=7d",
     "session_context": "session context (500 memories)",
     "agent_stats": "agent stats",
+    "timeline": "timeline 30d, 1h buckets, by event_type",
     "mcp_stdio": "MCP stdio round trip (remember, recall)",
     "server_rss": "server peak RSS (big org, after the above)",
     "ingest_server_rss": "server peak RSS (ingest run)",

@@ -14,7 +14,7 @@ from http_api.abuse import install_abuse_limits
 from http_api.errors import install_error_handlers
 from http_api.guard import AuthGate, HostPolicy, RequestGuard
 from http_api.middleware import BodyLimitMiddleware, MetricsMiddleware
-from http_api.routes import agents, health, lifecycle, memories, sessions
+from http_api.routes import agents, feed, health, lifecycle, memories, sessions, timeline, ui
 from http_api.routes.memories import WRITE_PATH
 from http_api.writepath import MemoryWritePath
 from memtrace import __version__
@@ -79,6 +79,9 @@ def create_app(
         memories.router,
         agents.router,
         sessions.router,
+        feed.router,
+        timeline.router,
+        ui.router,
     ):
         app.include_router(router)
     for addon in addons:

@@ -17,6 +17,7 @@ from memtrace.domain.jsonbody import parse_json
 from memtrace.lifecycle.service import Lifecycle
 from memtrace.runtime import Runtime
 from memtrace.service import MemoryService
+from memtrace.service_feed import FeedService
 
 
 def json_response(
@@ -53,6 +54,18 @@ def _service_with(permission: str) -> Callable[..., Awaitable[MemoryService]]:
 
 ReadService = Annotated[MemoryService, Depends(_service_with("read"))]
 WriteService = Annotated[MemoryService, Depends(_service_with("write"))]
+
+
+async def _feed(
+    request: Request, principal: Annotated[Principal, Depends(get_principal)]
+) -> FeedService:
+    # A cursor is the reader's own state: reading and confirming need only `read`, so a
+    # read-only key (a dashboard) can keep its place (docs/feed.md).
+    principal.require("read")
+    return await get_runtime(request).feed(principal.org_id)
+
+
+ReadFeed = Annotated[FeedService, Depends(_feed)]
 
 
 def _lifecycle_with(permission: str) -> Callable[..., Awaitable[Lifecycle]]:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from http_api.abuse import send_error
+from http_api.routes.ui import UI_PATHS
 from memtrace.auth.keys import presented_key
 from memtrace.config import ServerSettings
 from memtrace.domain.errors import (
@@ -28,9 +29,21 @@ from memtrace.domain.errors import (
 )
 from memtrace.runtime import Runtime
 
-# Routes anyone may call: probes, metrics and the API documentation.
-PUBLIC_PATHS = frozenset(
-    {"/health", "/ready", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+# Routes anyone may call: probes, metrics, the API documentation and the operator page's files
+# (they hold no data: the page sends the operator's key with each call it makes, docs/ui.md).
+PUBLIC_PATHS = (
+    frozenset(
+        {
+            "/health",
+            "/ready",
+            "/metrics",
+            "/openapi.json",
+            "/docs",
+            "/docs/oauth2-redirect",
+            "/redoc",
+        }
+    )
+    | UI_PATHS
 )
 PRINCIPAL = "memtrace_principal"  # key of the request state the routes read
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")

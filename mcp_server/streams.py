@@ -1,9 +1,8 @@
 """Limits on long-lived MCP streams, so no key or org can hold the server's connections.
 
 Legacy SSE (``GET /sse``) keeps one response open per client session. Open streams are capped
-per API key (``limits.streams_per_key``), per org (``limits.streams_per_org``) and in all
-(``limits.max_streams``, at most half of ``server.max_connections``, so streams never take
-every connection slot from REST, ``/mcp`` and the probes); past a cap the answer is 429 with
+by the runtime's :class:`~memtrace.auth.streams.StreamCounts`, shared with the REST live feed
+(``GET /api/v1/stream``): per API key, per org and in all; past a cap the answer is 429 with
 ``Retry-After``. A stream that sends no message for ``limits.stream_idle_s`` is closed (its
 keep-alive pings do not count): an abandoned client does not hold a slot forever.
 Streamable HTTP runs stateless, so ``GET /mcp`` (a standalone stream for server-initiated
@@ -13,7 +12,6 @@ messages, which a stateless server never sends) answers 405.
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
@@ -21,43 +19,12 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from memtrace.auth.keys import Principal, presented_key
+from memtrace.auth.keys import presented_key
+from memtrace.auth.streams import STREAM_RETRY_S, StreamCounts
 from memtrace.domain.errors import MemtraceError, RateLimited
 from memtrace.runtime import Runtime
 
-STREAM_RETRY_S = 5
-
-
-class StreamCounts:
-    """Open streams per key, per org and in all; ``open`` refuses past a cap."""
-
-    def __init__(self, per_key: int, per_org: int, total: int) -> None:
-        self.per_key, self.per_org, self.total = per_key, per_org, total
-        self._keys: Counter[str] = Counter()
-        self._orgs: Counter[str] = Counter()
-        self.open_now = 0
-
-    def open(self, principal: Principal) -> str | None:
-        """Count a new stream, or say which cap refuses it."""
-        key = principal.key_id or principal.org_id
-        if self.open_now >= self.total:
-            return f"the server has {self.total} streams open (limits.max_streams)"
-        if self._orgs[principal.org_id] >= self.per_org:
-            return f"this org has {self.per_org} streams open (limits.streams_per_org)"
-        if self._keys[key] >= self.per_key:
-            return f"this API key has {self.per_key} streams open (limits.streams_per_key)"
-        self._keys[key] += 1
-        self._orgs[principal.org_id] += 1
-        self.open_now += 1
-        return None
-
-    def close(self, principal: Principal) -> None:
-        key = principal.key_id or principal.org_id
-        for counter, name in ((self._keys, key), (self._orgs, principal.org_id)):
-            counter[name] -= 1
-            if counter[name] <= 0:
-                del counter[name]  # the tables hold only keys and orgs with open streams
-        self.open_now -= 1
+__all__ = ["STREAM_RETRY_S", "StreamCounts", "limit_streams"]
 
 
 async def _refuse(send: Send, scope: Scope, receive: Receive, error: MemtraceError) -> None:
@@ -184,9 +151,7 @@ def limit_streams(
     routes: Iterable[BaseRoute], runtime: Runtime, *, mcp_path: str, sse_path: str
 ) -> list[BaseRoute]:
     """The MCP routes with the stream caps on ``GET sse_path`` and 405 on ``GET mcp_path``."""
-    limits = runtime.settings.limits
-    total = min(limits.max_streams, max(1, runtime.settings.server.max_connections // 2))
-    counts = StreamCounts(limits.streams_per_key, limits.streams_per_org, total)
+    counts = runtime.streams
     wrapped: list[BaseRoute] = []
     for route in routes:
         if isinstance(route, Route) and route.path == sse_path:

@@ -260,9 +260,11 @@ class LimitsSettings(_Section):
         "(partial: true).",
     )
     streams_per_key: int = Field(
-        default=100, ge=1, description="Open GET /sse streams per API key."
+        default=100, ge=1, description="Open streams (GET /sse, GET /api/v1/stream) per API key."
     )
-    streams_per_org: int = Field(default=200, ge=1, description="Open GET /sse streams per org.")
+    streams_per_org: int = Field(
+        default=200, ge=1, description="Open streams (GET /sse, GET /api/v1/stream) per org."
+    )
     max_streams: int = Field(
         default=500,
         ge=1,
@@ -270,6 +272,19 @@ class LimitsSettings(_Section):
     )
     stream_idle_s: float = Field(
         default=600.0, gt=0, description="A stream with no message for this long is closed."
+    )
+    stream_heartbeat_s: float = Field(
+        default=15.0,
+        gt=0,
+        le=3600,
+        description="GET /api/v1/stream sends a ': ping' comment after this long without an event.",
+    )
+    stream_poll_s: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="How often a process with open streams looks for memories other processes "
+        "committed (replicas, other workers); its own writes are delivered at once.",
     )
     agent_cache_size: int = Field(
         default=50_000,

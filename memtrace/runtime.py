@@ -25,6 +25,7 @@ from typing import Any
 from memtrace.auth.keys import Authenticator, Principal, new_api_key
 from memtrace.auth.permissions import ALL_PERMISSIONS
 from memtrace.auth.ratelimit import RateLimiter, SharedRateLimiter
+from memtrace.auth.streams import StreamCounts
 from memtrace.config import Settings
 from memtrace.domain.ids import DEFAULT_ORG_ID
 from memtrace.domain.timestamps import now_us
@@ -34,6 +35,7 @@ from memtrace.lifecycle.sweeper import RetentionSweeper
 from memtrace.metadata.backend import create_catalog, create_pg
 from memtrace.metadata.goimport import LegacyArc
 from memtrace.service import MemoryService
+from memtrace.service_feed import FeedService
 from memtrace.storage.readpool import READ_POOL
 from memtrace.storage.sqlite_limits import raise_open_file_limit
 from memtrace.telemetry.metrics import Metrics
@@ -111,6 +113,8 @@ class Runtime:
         self.limiter = self.rate_limiter(limits.rate_per_s, limits.rate_burst, "key")
         self.org_limiter = self.rate_limiter(limits.org_rate_per_s, limits.org_rate_burst, "org")
         self.metrics = Metrics()
+        # open streams (MCP's GET /sse and GET /api/v1/stream), under one set of caps
+        self.streams = StreamCounts.from_settings(settings)
         self.stores = StoreRegistry(settings, self.metrics, pg=self.pg)
         self.monitor = HealthMonitor(settings, self.catalog, self.stores, self.metrics)
         self.stores.on_open = self.monitor.store_opened
@@ -284,6 +288,10 @@ class Runtime:
         return MemoryService(
             org_id, store, self.catalog, self.settings, self.metrics, offload=_on_lane(org_id)
         )
+
+    async def feed(self, org_id: str) -> FeedService:
+        """The feed and the live stream of ``org_id`` (docs/feed.md)."""
+        return FeedService(await self.service(org_id))
 
     async def lifecycle(self, org_id: str, actor: str) -> Lifecycle:
         """Delete, forget, export, import and retention of ``org_id``, done by ``actor`` (an

@@ -29,6 +29,10 @@ from memtrace.domain.ids import new_agent_id
 from memtrace.domain.memory import MemoryRecord
 from memtrace.domain.models import (
     AGENT_ID_PATTERN,
+    EVENT_TYPE_PATTERN,
+    MEMORY_TYPES,
+    OUTCOME_EVENT,
+    OUTCOMES,
     TAG_PATTERN,
     Agent,
     AgentContext,
@@ -39,14 +43,18 @@ from memtrace.domain.models import (
     MemoryCreate,
     MemoryFilters,
     MemoryMatch,
+    OutcomeCreate,
     SearchRequest,
     Session,
     SessionContext,
     SessionCreate,
     SessionListParams,
     SessionUpdate,
+    TimelineParams,
+    parse_model,
 )
 from memtrace.domain.results import RecordPage, SearchHits, StoredBatch
+from memtrace.domain.timeline import check_bucket_count, parse_bucket, timeline_wire
 from memtrace.domain.timestamps import from_us, now_us, to_us
 from memtrace.domain.windows import parse_window
 from memtrace.metadata.base import MetadataStore
@@ -57,6 +65,7 @@ from memtrace.telemetry.metrics import Metrics
 MAX_FUTURE_US = 5 * 60 * 1_000_000
 DAY_US = 86_400_000_000
 _TAG = re.compile(TAG_PATTERN)
+_EVENT_TYPE = re.compile(EVENT_TYPE_PATTERN)
 _AGENT_ID = re.compile(AGENT_ID_PATTERN)
 _COMPLETE_BATCH = 8  # full memories read at once while completing cut previews
 T = TypeVar("T")
@@ -182,6 +191,31 @@ def parse_tags(text: str | None) -> tuple[str, ...]:
         if not _TAG.match(tag):
             raise InvalidInput(f"tags: {tag!r} is not a valid tag (letters, digits, _ . -)")
     return tags
+
+
+def parse_types(text: str | None, field: str) -> tuple[str, ...]:
+    """A comma list of memory types (``field`` = ``memory_type``) or event types."""
+    if not text:
+        return ()
+    values = tuple(dict.fromkeys(v.strip() for v in text.split(",") if v.strip()))
+    for value in values:
+        valid = value in MEMORY_TYPES if field == "memory_type" else _EVENT_TYPE.match(value)
+        if not valid:
+            raise InvalidInput(f"{field}: {value[:64]!r} is not a valid {field.replace('_', ' ')}")
+    return values
+
+
+def latest_outcomes(records: Sequence[MemoryRecord]) -> dict[str, MemoryRecord]:
+    """Decision id -> its latest outcome memory, of ``records`` (any order)."""
+    latest: dict[str, MemoryRecord] = {}
+    for record in records:
+        label = (record.metadata or {}).get("outcome")
+        if record.event_type != OUTCOME_EVENT or record.parent_id is None or label not in OUTCOMES:
+            continue
+        seen = latest.get(record.parent_id)
+        if seen is None or (record.time, record.id) > (seen.time, seen.id):
+            latest[record.parent_id] = record
+    return latest
 
 
 class MemoryService:
@@ -412,6 +446,65 @@ class MemoryService:
             page.records[: request.limit], elapsed, has_more, cursor, not page.complete
         )
 
+    async def timeline(self, params: TimelineParams) -> dict[str, Any]:
+        """Memories per time bucket of the window (default: the last 24 hours, hourly),
+        counted by the store (docs/api.md, "Timeline"); the JSON of ``GET /timeline``."""
+        width = parse_bucket(params.bucket)
+        now = now_us()
+        since, until = self._window(params.since, params.until, default_since="24h")
+        since = since if since is not None else 0
+        until = until if until is not None else now
+        check_bucket_count(since, until, width, params.bucket)
+        query = MemoryQuery(
+            org_id=self.org_id,
+            agent_id=params.agent_id,
+            session_id=params.session_id,
+            memory_types=parse_types(params.memory_type, "memory_type"),
+            event_types=parse_types(params.event_type, "event_type"),
+            tags=parse_tags(params.tags),
+            content_contains=params.content_contains or None,
+            min_importance=params.min_importance or None,  # 0 is "no minimum", as in search
+            since=since,
+            until=until,
+        )
+        found: dict[int, tuple[int, dict[str, int]]] = {}
+        if since < until:
+            buckets = await self.store.timeline(query, width, params.group_by)
+            found = {b.start: (b.count, b.groups) for b in buckets}
+        return timeline_wire(since, until, params.bucket, width, params.group_by, found)
+
+    async def record_outcome(self, decision_id: str, body: OutcomeCreate) -> MemoryRecord:
+        """Store how a decision turned out: an ordinary episodic memory (event type
+        ``outcome``, ``parent_id`` = the decision, the decision's session; metadata
+        ``{"outcome", "metrics"}``), so every client reads it.
+
+        Raises:
+            NotFound: no memory ``decision_id`` in this org.
+            InvalidInput: the memory is not a decision.
+            DuplicateMemory: the same outcome of this decision within the dedup window.
+        """
+        decision = await self.get_memory(decision_id)
+        if decision.memory_type != "decision":
+            raise InvalidInput(
+                f"decision_id: memory {decision_id!r} is a {decision.memory_type} memory, "
+                "not a decision"
+            )
+        agent = body.agent_id or decision.agent_id
+        item = {
+            "agent_id": agent,
+            "content": body.content,
+            "session_id": decision.session_id,
+            "memory_type": "episodic",
+            "event_type": OUTCOME_EVENT,
+            "metadata": {"outcome": body.outcome, "metrics": dict(body.metrics or {})},
+            "parent_id": decision.id,
+            # one outcome per decision, label and text: a resent request is a duplicate
+            "dedup_key": derive_dedup_key(
+                agent, OUTCOME_EVENT, decision.id, f"{body.outcome}|{body.content}"
+            ),
+        }
+        return await self.remember(parse_model(MemoryCreate, item))
+
     # -- agents -------------------------------------------------------------------------------
 
     async def register_agent(self, body: AgentCreate) -> Agent:
@@ -450,6 +543,9 @@ class MemoryService:
         sessions, active = await self.catalog.session_counts(
             self.org_id, agent.id if agent else memories_of
         )
+        outcomes = await self._outcomes(MemoryQuery(org_id=self.org_id, agent_id=memories_of))
+        judged = latest_outcomes(outcomes)
+        successes = sum(1 for r in judged.values() if (r.metadata or {})["outcome"] == "success")
         return AgentStats(
             agent_id=agent_id,
             memory_count=memory.memory_count,
@@ -459,7 +555,25 @@ class MemoryService:
             active_sessions=active,
             last_active_at=from_us(last_active) if last_active else None,
             memory_types=memory.memory_types,
+            decisions_with_outcome=len(judged),
+            decision_successes=successes,
+            decision_success_rate=round(successes / len(judged), 4) if judged else None,
         )
+
+    async def _outcomes(self, base: MemoryQuery, since: int | None = None) -> list[MemoryRecord]:
+        """The newest outcome memories of ``base``'s agent or session (at most
+        ``limits.max_context_memories``), content cut to a preview."""
+        query = replace(
+            base,
+            event_types=(OUTCOME_EVENT,),
+            memory_types=(),
+            since=since,
+            until=None,
+            limit=self.settings.limits.max_context_memories,
+            order="desc",
+            content_chars=PREVIEW_CHARS,
+        )
+        return (await self._page(query)).records
 
     async def agent_context(self, agent_id: str, request: ContextRequest) -> AgentContext:
         """Context over the agent's memories across sessions (default window: last 24h)."""
@@ -497,6 +611,19 @@ class MemoryService:
         rendered = await self._context(f"## Session Context ({session_id})", base, request, None)
         return SessionContext(session_id=session_id, **rendered)
 
+    async def _decision_outcomes(
+        self, base: MemoryQuery, read: list[MemoryRecord]
+    ) -> list[MemoryRecord]:
+        """Outcomes of the decisions in ``read`` that ``read`` lacks (recorded after the
+        window, or of a type the context left out), so each decision shows its outcome."""
+        decisions = [r for r in read if r.memory_type == "decision"]
+        if not decisions:
+            return []
+        ids = {r.id for r in decisions}
+        have = {r.id for r in read}
+        found = await self._outcomes(base, since=min(r.time for r in decisions))
+        return [r for r in found if r.parent_id in ids and r.id not in have]
+
     async def _context(
         self,
         header: str,
@@ -522,6 +649,7 @@ class MemoryService:
         unseen = 0
         if len(previews) == cap or not page.complete:
             unseen = max(await self.store.count(query) - len(previews), 0)
+        previews += await self._decision_outcomes(base, previews)
         budget = request.max_tokens
         memories, may_fit = previews, False
         if unseen == 0:

@@ -6,13 +6,17 @@ from __future__ import annotations
 from memtrace.domain.models import (
     AgentCreate,
     ContextRequest,
+    FeedParams,
     ListParams,
     MemoryCreate,
+    OutcomeCreate,
     SearchRequest,
     SessionCreate,
+    TimelineParams,
 )
 from memtrace.lifecycle.service import Lifecycle
 from memtrace.service import MemoryService
+from memtrace.service_feed import FeedService
 from memtrace.tools import Json
 
 
@@ -45,3 +49,12 @@ class ServiceOps:
 
     async def delete_memory(self, memory_id: str) -> None:
         await self.lifecycle.delete_memory(memory_id)
+
+    async def read_feed(self, params: FeedParams) -> Json:
+        return (await FeedService(self.service).read(params)).to_wire()
+
+    async def timeline(self, params: TimelineParams) -> Json:
+        return await self.service.timeline(params)
+
+    async def record_outcome(self, decision_id: str, body: OutcomeCreate) -> Json:
+        return (await self.service.record_outcome(decision_id, body)).to_wire()

@@ -37,12 +37,16 @@ from memtrace.storage.arc.store import ArcStore
 from memtrace.storage.arc.transfer import move_outbox
 from memtrace.storage.base import (
     AgentMemoryStats,
+    ChangePage,
     MemoryQuery,
     MemoryStore,
     NewMemory,
     QueryPage,
     StoreHealth,
+    TimelineBucket,
+    TimelineGroup,
 )
+from memtrace.storage.changes import ChangeTails, Entry
 from memtrace.storage.placement import default_store, existing_outbox, outbox_of
 from memtrace.storage.postgres import store as pg_store
 from memtrace.storage.postgres.db import PgDatabase
@@ -75,6 +79,8 @@ class StoreRegistry:
         self._pg = pg  # cluster mode: the process's PostgreSQL pool
         self._max_open = settings.storage.max_open_stores
         self._open: OrderedDict[str, _Open] = OrderedDict()
+        # the orgs' open streams in this process, woken by this process's writes
+        self.tails = ChangeTails(settings.limits.stream_poll_s)
         self._lock = asyncio.Lock()
         self._bindings: dict[str, ArcBinding] = {}
         # bound orgs whose store cannot open: (binding fingerprint, why)
@@ -308,7 +314,21 @@ class OrgStore:
     async def write(
         self, items: Sequence[NewMemory], dedup_window_us: int | None
     ) -> list[WriteOutcome]:
-        return await self._run(lambda store: store.write(items, dedup_window_us))
+        outcomes = await self._run(lambda store: store.write(items, dedup_window_us))
+        if any(outcome.record is not None for outcome in outcomes):
+            self._registry.tails.notify(self.org_id)
+        return outcomes
+
+    async def changes(self, after: int, q: MemoryQuery, limit: int) -> ChangePage:
+        return await self._run(lambda store: store.changes(after, q, limit))
+
+    async def change_head(self) -> int:
+        return await self._run(lambda store: store.change_head())
+
+    def follow(self, after: int, q: MemoryQuery, wait_s: float) -> AsyncIterator[list[Entry]]:
+        """New memories after ``after`` as they are committed (docs/feed.md)."""
+        tail = self._registry.tails.get(self.org_id, self.changes, self.change_head)
+        return tail.follow(after, q, wait_s)
 
     async def query(self, q: MemoryQuery) -> list[MemoryRecord]:
         return await self._run(lambda store: store.query(q))
@@ -325,11 +345,19 @@ class OrgStore:
     async def agent_stats(self, agent_id: str, since: int) -> AgentMemoryStats:
         return await self._run(lambda store: store.agent_stats(agent_id, since))
 
+    async def timeline(
+        self, q: MemoryQuery, bucket_us: int, group_by: TimelineGroup | None
+    ) -> list[TimelineBucket]:
+        return await self._run(lambda store: store.timeline(q, bucket_us, group_by))
+
     async def delete(self, ids: Sequence[str]) -> list[str]:
         return await self._run(lambda store: store.delete(ids))
 
     async def insert_records(self, items: Sequence[NewMemory]) -> list[str]:
-        return await self._run(lambda store: store.insert_records(items))
+        inserted = await self._run(lambda store: store.insert_records(items))
+        if inserted:
+            self._registry.tails.notify(self.org_id)
+        return inserted
 
     async def expire(self, cutoff: int) -> int:
         return await self._run(lambda store: store.expire(cutoff))

@@ -1,5 +1,6 @@
 """The memtrace tools, defined once: name, description for the model, argument model,
-permission and handler (the seven of memtrace 0.2, then ``memtrace_forget``).
+permission and handler (the seven of memtrace 0.2, then ``memtrace_forget``,
+``memtrace_timeline`` and ``memtrace_outcome``).
 
 Handlers are written against :class:`MemoryOps`, the few operations the tools need, which has
 two implementations: :class:`~memtrace.service_ops.ServiceOps` (in process, bound to one org's
@@ -30,18 +31,26 @@ from memtrace.domain.models import (
     ContextRequest,
     DedupKey,
     EventType,
+    FeedParams,
     Importance,
     JsonObject,
     ListParams,
     MemoryCreate,
     MemoryType,
+    MetricName,
+    MetricValue,
     OptionalRef,
+    Outcome,
+    OutcomeCreate,
     RefId,
     SearchRequest,
     SessionCreate,
     TagList,
+    TimelineGroupBy,
+    TimelineParams,
     invalid_input,
 )
+from memtrace.domain.timeline import DEFAULT_BUCKET, timeline_text
 
 Json = dict[str, Any]
 CONTENT_IN_LINE = 1000
@@ -67,6 +76,19 @@ class MemoryOps(Protocol):
 
     async def delete_memory(self, memory_id: str) -> None:
         """Erase one memory; raise :class:`~memtrace.domain.errors.NotFound` if there is none."""
+        ...
+
+    async def read_feed(self, params: FeedParams) -> Json:
+        """``GET /api/v1/feed``: other agents' memories after the reader's cursor."""
+        ...
+
+    async def timeline(self, params: TimelineParams) -> Json:
+        """Memories per time bucket (the JSON of ``GET /timeline``)."""
+        ...
+
+    async def record_outcome(self, decision_id: str, body: OutcomeCreate) -> Json:
+        """Store a decision's outcome; raise ``Conflict`` (with ``existing_id``) for a
+        duplicate, ``NotFound`` without the decision."""
         ...
 
 
@@ -120,6 +142,12 @@ class RecallArgs(_Args):
     event_type: EventType | None = Field(default=None, description="Only this event type.")
     tags: TagList = Field(default=None, description=_TAGS)
     limit: int = Field(default=50, ge=1, le=MAX_LIMIT, description="Most memories to return.")
+    new_only: bool = Field(
+        default=False,
+        description="Instead: what OTHER agents of your organisation wrote since your last "
+        "new_only recall (each memory once, in the order they were written; since/until are "
+        "ignored). Use it to catch up with your team.",
+    )
 
 
 class SearchArgs(_Args):
@@ -180,6 +208,48 @@ class AgentRegisterArgs(_Args):
 class ForgetArgs(_Args):
     memory_id: str = Field(
         pattern=MEMORY_ID_PATTERN, description="Id (mem_…) of the memory to erase for good."
+    )
+
+
+class TimelineArgs(_Args):
+    since: str = Field(default="24h", description=_SINCE)
+    until: str | None = Field(default=None, description=_UNTIL)
+    bucket: str = Field(
+        default=DEFAULT_BUCKET,
+        max_length=16,
+        description="Bucket width: 1m, 5m, 15m, 1h, 6h, 1d … (at most 2000 buckets).",
+    )
+    group_by: TimelineGroupBy | None = Field(
+        default=None,
+        description="Split each bucket's count by event_type, memory_type, agent_id or tag.",
+    )
+    agent_id: OptionalRef = Field(
+        default=None, description="Only this agent's memories (omit for every agent)."
+    )
+    session_id: OptionalRef = Field(default=None, description=_SESSION)
+    event_types: list[EventType] | None = Field(
+        default=None, max_length=64, description="Only these event types, e.g. ['error']."
+    )
+    memory_types: list[MemoryType] | None = Field(
+        default=None, description="Only these memory types."
+    )
+    tags: TagList = Field(default=None, description=_TAGS)
+    content_contains: str | None = Field(
+        default=None, max_length=1024, description="Case-insensitive text the content contains."
+    )
+
+
+class OutcomeArgs(_Args):
+    decision_id: str = Field(
+        pattern=MEMORY_ID_PATTERN, description="Id (mem_…) of the decision this outcome is of."
+    )
+    outcome: Outcome = Field(description="success, failure or partial.")
+    content: str = Field(min_length=1, description="What happened as a result of the decision.")
+    metrics: dict[MetricName, MetricValue] | None = Field(
+        default=None, max_length=64, description="Optional numbers, e.g. {'latency_ms': 120}."
+    )
+    agent_id: OptionalRef = Field(
+        default=None, description="Who reports it; default: the agent that made the decision."
     )
 
 
@@ -278,6 +348,8 @@ async def _store(ops: MemoryOps, item: MemoryCreate, verb: str) -> ToolResult:
 
 
 async def _recall(ops: MemoryOps, args: RecallArgs) -> ToolResult:
+    if args.new_only:
+        return await _recall_new(ops, args)
     data = {
         "agent_id": args.agent_id,
         "session_id": args.session_id,
@@ -291,6 +363,23 @@ async def _recall(ops: MemoryOps, args: RecallArgs) -> ToolResult:
     params = _wire(ListParams, data)
     page = await ops.list_memories(params)
     title = f"Memories of {args.agent_id} since {args.since}"
+    return ToolResult(_listing(title, page["memories"], page["has_more"]), page)
+
+
+async def _recall_new(ops: MemoryOps, args: RecallArgs) -> ToolResult:
+    """The feed of the calling agent, auto-advancing: an agent has no separate confirm step,
+    so what a new_only recall returned is not returned again (docs/feed.md)."""
+    data = {
+        "reader": args.agent_id,
+        "session_id": args.session_id,
+        "memory_type": args.memory_type,
+        "event_type": args.event_type,
+        "tags": ",".join(args.tags) if args.tags else None,
+        "limit": args.limit,
+        "auto_advance": True,
+    }
+    page = await ops.read_feed(_wire(FeedParams, data, {"reader": "agent_id"}))
+    title = "New memories from other agents since your last look"
     return ToolResult(_listing(title, page["memories"], page["has_more"]), page)
 
 
@@ -328,6 +417,33 @@ async def _agent_register(ops: MemoryOps, args: AgentRegisterArgs) -> ToolResult
 async def _forget(ops: MemoryOps, args: ForgetArgs) -> ToolResult:
     await ops.delete_memory(args.memory_id)
     return ToolResult(f"Forgot {args.memory_id}.", {"id": args.memory_id, "deleted": True})
+
+
+async def _timeline(ops: MemoryOps, args: TimelineArgs) -> ToolResult:
+    data = {
+        **args.model_dump(exclude_none=True, exclude={"event_types", "memory_types", "tags"}),
+        "event_type": ",".join(args.event_types) if args.event_types else None,
+        "memory_type": ",".join(args.memory_types) if args.memory_types else None,
+        "tags": ",".join(args.tags) if args.tags else None,
+    }
+    params = _wire(
+        TimelineParams, data, {"event_type": "event_types", "memory_type": "memory_types"}
+    )
+    timeline = await ops.timeline(params)
+    return ToolResult(timeline_text(timeline), timeline)
+
+
+async def _outcome(ops: MemoryOps, args: OutcomeArgs) -> ToolResult:
+    body = _wire(OutcomeCreate, args.model_dump(exclude_none=True, exclude={"decision_id"}))
+    try:
+        memory = await ops.record_outcome(args.decision_id, body)
+    except Conflict as exc:
+        if not exc.existing_id:
+            raise
+        text = f"This outcome of {args.decision_id} is already recorded as {exc.existing_id}."
+        return ToolResult(text, {"id": exc.existing_id, "duplicate": True})
+    text = f"Outcome of {args.decision_id} recorded as {memory['id']}: {args.outcome}."
+    return ToolResult(text, {"id": memory["id"], "duplicate": False, "memory": memory})
 
 
 # --- the registry ---------------------------------------------------------------------------
@@ -378,7 +494,8 @@ TOOLS: tuple[ToolSpec, ...] = (
     ToolSpec(
         "memtrace_recall",
         "Recall your recent memories, newest first: what you did, decided and saw in a time "
-        "window (default: the last 24 hours). Filter by session, type, event or tags.",
+        "window (default: the last 24 hours). Filter by session, type, event or tags. With "
+        "new_only: what other agents wrote since your last new_only recall.",
         RecallArgs,
         "read",
         _recall,
@@ -435,6 +552,24 @@ TOOLS: tuple[ToolSpec, ...] = (
         ForgetArgs,
         "write",
         _forget,
+    ),
+    ToolSpec(
+        "memtrace_timeline",
+        "Count memories per time bucket (e.g. per hour) over a window, optionally split by "
+        "event_type, memory_type, agent_id or tag, as a table. Use it to spot spikes and "
+        "trends, e.g. errors per hour since a deploy: event_types=['error'], bucket='1h'.",
+        TimelineArgs,
+        "read",
+        _timeline,
+    ),
+    ToolSpec(
+        "memtrace_outcome",
+        "Record how a decision turned out (success, failure or partial) with what happened "
+        "and optional metrics, linked to the decision (its mem_… id from memtrace_decide). "
+        "Context then shows the decision with its outcome, and stats the success rate.",
+        OutcomeArgs,
+        "write",
+        _outcome,
     ),
 )
 TOOLS_BY_NAME = {tool.name: tool for tool in TOOLS}

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ from memtrace.auth.permissions import parse_permissions
 from memtrace.config import load_settings
 from memtrace.domain.ids import new_org_id
 from memtrace.domain.models import MemoryCreate, SessionCreate
+from memtrace.domain.positions import encode_position
 from memtrace.domain.timestamps import now_us
 from memtrace.metadata import sqlite as md
 from memtrace.runtime import Runtime
@@ -216,6 +217,15 @@ async def _sse_post(client: httpx.AsyncClient, world: World) -> tuple[int, str]:
     return response.status_code, response.text
 
 
+async def _stream_open(client: httpx.AsyncClient, world: World) -> tuple[int, str]:
+    """Open the live stream (``GET /api/v1/stream``) and hang up after the status line."""
+    async with client.stream("GET", "/api/v1/stream", headers=_headers(world.key)) as response:
+        if response.status_code != 200:
+            await response.aread()
+            return response.status_code, response.text
+        return 200, ""
+
+
 MCP_ROUTE = "ANY /mcp"
 MCP_ROWS: list[Row] = [
     mcp_tool(
@@ -224,6 +234,11 @@ MCP_ROWS: list[Row] = [
         {"agent_id": "{agent_id}", "session_id": "{session_id}", "content": "mcp note"},
     ),
     mcp_tool("memtrace_recall", "read", {"agent_id": "{agent_id}", "since": "1h"}),
+    # the feed argument (docs/feed.md): moves the calling agent's cursor, with `read`
+    replace(
+        mcp_tool("memtrace_recall", "read", {"agent_id": "{agent_id}", "new_only": True}),
+        name="mcp:memtrace_recall new_only",
+    ),
     mcp_tool("memtrace_search", "read", {"session_id": "{session_id}"}),
     mcp_tool(
         "memtrace_decide", "write", {"agent_id": "{agent_id}", "decision": "d", "reasoning": "r"}
@@ -232,6 +247,13 @@ MCP_ROWS: list[Row] = [
     mcp_tool("memtrace_session_context", "read", {"session_id": "{session_id}"}),
     mcp_tool("memtrace_agent_register", "write", {"name": "brand_new_mcp_agent"}),
     mcp_tool("memtrace_forget", "write", {"memory_id": "{memory_id}"}, other=404),
+    mcp_tool("memtrace_timeline", "read", {"since": "1h", "group_by": "agent_id"}),
+    mcp_tool(
+        "memtrace_outcome",
+        "write",
+        {"decision_id": "{decision_id}", "outcome": "success", "content": "it worked"},
+        other=404,
+    ),
     Row("GET /sse", _sse_open, _keyed("read", 200, 200, by_id=False) | {"readonly": 200}),
     Row(
         "MOUNT /messages",
@@ -252,6 +274,10 @@ MATRIX: list[Row] = [
     rest("GET", "/docs", "none", 200),
     rest("GET", "/docs/oauth2-redirect", "none", 200),
     rest("GET", "/redoc", "none", 200),
+    # The operator page's files hold no data; the page sends the key with each call (docs/ui.md).
+    rest("GET", "/ui", "none", 200),
+    rest("GET", "/ui/app.js", "none", 200),
+    rest("GET", "/ui/app.css", "none", 200),
     rest(
         "POST",
         "/api/v1/memories",
@@ -265,6 +291,15 @@ MATRIX: list[Row] = [
     rest("POST", "/api/v1/memories/forget", "admin", 200, json={"agent_id": "{agent_id}"}),
     rest("GET", "/api/v1/export", "read", 200),
     rest("POST", "/api/v1/search", "read", 200, json={"session_id": "{session_id}"}),
+    # the caller's own org's counts, whoever's filters it sends (org B's agent: all zero)
+    rest("GET", "/api/v1/timeline", "read", 200, params={"agent_id": "{agent_id}"}),
+    rest(
+        "POST",
+        "/api/v1/memories/{decision_id}/outcome",
+        "write",
+        201,
+        json={"outcome": "success", "content": "it worked", "metrics": {"latency_ms": 12}},
+    ),
     rest("POST", "/api/v1/agents", "write", 201, json={"name": "brand_new_agent"}),
     rest("GET", "/api/v1/agents", "read", 200),
     rest("GET", A, "read", 200),
@@ -281,6 +316,19 @@ MATRIX: list[Row] = [
     rest("PUT", S, "write", 200, json={"status": "closed"}),
     rest("GET", S + "/memories", "read", 200, other=200),
     rest("POST", S + "/context", "read", 200, json={}, other=200),
+    # The feed and the live stream (docs/feed.md): a reader's cursor is its own state, so a
+    # read-only key reads, confirms and streams; another org's agent id as the reader reads
+    # the caller's own org (nothing of org B: the leak checks below hold).
+    rest("GET", "/api/v1/feed", "read", 200, params={"reader": "{agent_id}"}),
+    rest(
+        "POST",
+        "/api/v1/feed/confirm",
+        "read",
+        200,
+        json={"reader": "{agent_id}", "cursor": encode_position(0)},
+    ),
+    rest("GET", "/api/v1/feed/cursor", "read", 200, params={"reader": "{agent_id}"}),
+    Row("GET /api/v1/stream", _stream_open, _keyed("read", 200, 200, by_id=False)),
 ]
 if McpHttpAddon is not None:  # the MCP transports are served by this build
     MATRIX += MCP_ROWS
@@ -328,7 +376,13 @@ async def _seed(runtime: Runtime, org_id: str, agent: str, content: str) -> dict
     memory = await service.remember(
         MemoryCreate(agent_id=agent, session_id=session.id, content=content)
     )
-    return {"agent_id": agent, "session_id": session.id, "memory_id": memory.id}
+    decision = await service.remember(
+        MemoryCreate(
+            agent_id=agent, session_id=session.id, content="a decision", memory_type="decision"
+        )
+    )
+    ids = {"agent_id": agent, "session_id": session.id, "memory_id": memory.id}
+    return ids | {"decision_id": decision.id}
 
 
 def _new_key(org_id: str, column: str, permissions: str) -> tuple[ApiKeyRecord, str]:
@@ -377,7 +431,8 @@ async def _org_b_intact(client: httpx.AsyncClient, world: World) -> list[str]:
         problems.append("org B's agent is gone")
     if session.status_code != 200 or session.json()["status"] != "active":
         problems.append("org B's session changed")
-    if [m["id"] for m in listed.json()["memories"]] != [world.other_ids["memory_id"]]:
+    seeded = {world.other_ids["memory_id"], world.other_ids["decision_id"]}
+    if {m["id"] for m in listed.json()["memories"]} != seeded or len(seeded) != 2:
         problems.append("org B's memories changed")
     return problems
 
@@ -426,6 +481,7 @@ async def test_every_route_and_tool_has_a_row(matrix_runtime: Runtime) -> None:
     assert all(set(row.expect) == set(COLUMNS) for row in MATRIX)
     if MCP_ROUTE in routes:  # every tool the MCP server offers has its own row
         assert {f"mcp:{t.name}" for t in tools.TOOLS} <= set(names)
+        assert "mcp:memtrace_recall new_only" in names
 
 
 @pytest.mark.slow  # a real server socket and ~230 fresh worlds: ~5 s of CPU

@@ -25,6 +25,7 @@ CORE = (
     "memtrace.storage",
     "memtrace.metadata",
     "memtrace.service",
+    "memtrace.service_feed",
     "memtrace.lifecycle",
     "memtrace.tools",
     "memtrace.service_ops",
@@ -62,6 +63,15 @@ ALLOWED: dict[str, tuple[str, ...]] = {
         "memtrace.metadata.base",
         "memtrace.metadata.records",
     ),
+    "memtrace.service_feed": (
+        "memtrace.domain",
+        "memtrace.config",
+        "memtrace.telemetry",
+        "memtrace.storage.base",
+        "memtrace.metadata.base",
+        "memtrace.metadata.records",
+        "memtrace.service",
+    ),
     "memtrace.lifecycle": (
         "memtrace.domain",
         "memtrace.config",
@@ -75,6 +85,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "memtrace.service_ops": (
         "memtrace.domain",
         "memtrace.service",
+        "memtrace.service_feed",
         "memtrace.lifecycle",
         "memtrace.tools",
     ),

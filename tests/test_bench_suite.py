@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bench import timeline as bench_timeline
 from bench.common import RARE_WORD, Server
 from bench.generate import CONTEXT_SESSION_SIZE, generate
 from bench.run import ingest_figure, query_figures, remember_figure, table
@@ -44,6 +45,7 @@ def test_generated_org_is_served_and_every_load_runs(tmp_path: Path) -> None:
         queries = asyncio.run(query_figures(server, org.context_session, repeat=3))
         assert queries["recall"]["rows"] == 50
         assert queries["session_context"]["rows"] > 0
+        assert queries["timeline"]["rows"] in (720, 721)  # 30 days of hourly buckets
         remember = asyncio.run(remember_figure(server, 200, clients=8))
         assert remember["requests_per_s"] > 0 and remember["server_cpu_us_per_request"] > 0
         ingest = asyncio.run(ingest_figure(server, 2000, clients=2))
@@ -64,3 +66,8 @@ def test_generated_org_is_served_and_every_load_runs(tmp_path: Path) -> None:
         assert "| recall (agent, since=24h, limit 50), big org |" in rendered
     finally:
         server.stop()
+    # bench/timeline.py over the same org (every case answers; a server of its own)
+    timeline = bench_timeline.run(0, 2, 1, 0, org.data_dir, org.key)
+    assert set(timeline["figures"]) == {label for label, _ in bench_timeline.CASES}
+    # (the org plus what the load figures above wrote)
+    assert timeline["figures"]["30d, 1h buckets, no grouping"]["total"] >= org.memories

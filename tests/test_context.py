@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -9,7 +10,7 @@ import httpx
 from memtrace.domain.context import estimate_tokens, render_context
 from memtrace.domain.memory import MemoryRecord
 from memtrace.domain.models import SessionContext
-from memtrace.domain.timestamps import to_us
+from memtrace.domain.timestamps import format_seconds, to_us
 
 GOLDEN = """## Session Context ({sid})
 
@@ -217,3 +218,39 @@ def test_unread_memories_count_as_omitted() -> None:
 def test_multiline_content_stays_one_item() -> None:
     result = render_context("## H", [record(1, content="line one\nline two")], 1000)
     assert result.text.endswith("step: line one\n  line two")
+
+
+def _outcome(n: int, decision: MemoryRecord, label: str, content: str) -> MemoryRecord:
+    return replace(
+        record(n, event="outcome", content=content),
+        parent_id=decision.id,
+        metadata={"outcome": label, "metrics": {"ms": 40} if label == "success" else {}},
+    )
+
+
+def test_a_decision_shows_its_latest_outcome_on_its_line() -> None:
+    decision = record(
+        1, mtype="decision", event="decision", content="Use the cache", reasoning="fast"
+    )
+    first = _outcome(2, decision, "failure", "cold cache, slow")
+    latest = _outcome(3, decision, "success", "warm now")
+    orphan = replace(_outcome(4, decision, "partial", "half done"), parent_id="mem_elsewhere")
+    note = record(5, event="general", content="a note")
+    rendered = render_context("## H", [note, orphan, latest, decision, first], 2000)
+    assert rendered.text.splitlines() == [
+        "## H",
+        "",
+        "### Recent Actions (2)",
+        f"- [{format_seconds(note.time)}] general: a note",
+        f"- [{format_seconds(orphan.time)}] outcome: partial (half done)",
+        "",
+        "### Decisions Made (1)",
+        f"- [{format_seconds(decision.time)}] decision: Use the cache — reasoning: fast — "
+        "outcome: success (warm now) [ms=40]",
+    ]
+    assert rendered.memory_count == 5 and not rendered.truncated
+    # within a budget too small for everything, a kept decision counts its folded outcomes
+    small = render_context("## H", [note, orphan, latest, decision, first], 40)
+    assert small.truncated and small.memory_count + small.omitted_count == 5
+    if "Use the cache" in small.text:
+        assert "outcome: success" in small.text

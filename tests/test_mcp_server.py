@@ -34,7 +34,7 @@ TOOL_TABLE = {
     ),
     "memtrace_recall": (
         {"agent_id"},
-        {"since", "until", "session_id", "memory_type", "event_type", "tags", "limit"},
+        {"since", "until", "session_id", "memory_type", "event_type", "tags", "limit", "new_only"},
     ),
     "memtrace_search": (
         set(),
@@ -62,6 +62,22 @@ TOOL_TABLE = {
     ),
     "memtrace_agent_register": ({"name"}, {"description", "config"}),
     "memtrace_forget": ({"memory_id"}, set()),
+    "memtrace_timeline": (
+        set(),
+        {
+            "since",
+            "until",
+            "bucket",
+            "group_by",
+            "agent_id",
+            "session_id",
+            "event_types",
+            "memory_types",
+            "tags",
+            "content_contains",
+        },
+    ),
+    "memtrace_outcome": ({"decision_id", "outcome", "content"}, {"metrics", "agent_id"}),
 }
 
 
@@ -103,6 +119,8 @@ async def test_list_tools_is_exactly_the_tool_table_rendered_from_the_argument_m
             "memtrace_session_context",
             "memtrace_agent_register",
             "memtrace_forget",
+            "memtrace_timeline",
+            "memtrace_outcome",
         ]
         for spec in TOOLS:
             tool = listed[spec.name]
@@ -199,12 +217,72 @@ async def test_every_tool_happy_path(ops: ServiceOps) -> None:
         assert "Crawled example.com pricing page" in markdown
         assert data(context)["context"] == markdown
 
+        decision_id = data(decided)["id"]
+        judged = await call(
+            mcp,
+            "memtrace_outcome",
+            {
+                "decision_id": decision_id,
+                "outcome": "success",
+                "content": "Saved 40 requests",
+                "metrics": {"requests_saved": 40},
+            },
+        )
+        outcome_id = data(judged)["id"]
+        assert text(judged) == f"Outcome of {decision_id} recorded as {outcome_id}: success."
+        assert data(judged)["memory"]["parent_id"] == decision_id
+        again_judged = await call(
+            mcp,
+            "memtrace_outcome",
+            {"decision_id": decision_id, "outcome": "success", "content": "Saved 40 requests"},
+        )
+        assert data(again_judged) == {"id": outcome_id, "duplicate": True}
+        context = await call(mcp, "memtrace_session_context", {"session_id": sid})
+        assert (
+            "Skip the blog section — reasoning: It has no pricing data — outcome: success "
+            "(Saved 40 requests) [requests_saved=40]" in text(context)
+        )
+
+        timeline = await call(
+            mcp,
+            "memtrace_timeline",
+            {"since": "2h", "bucket": "1h", "group_by": "event_type", "agent_id": "crawler"},
+        )
+        table = text(timeline)
+        assert (
+            table.splitlines()[0].startswith("Timeline ") and "by event_type: 3 memories" in table
+        )
+        assert "| bucket start (UTC) | count |" in table and "page_crawled" in table
+        assert data(timeline)["total"] == 3 and len(data(timeline)["buckets"]) in (2, 3)
+        errors = await call(mcp, "memtrace_timeline", {"event_types": ["error"]})
+        assert text(errors).endswith(": 0 memories.")
+
         forgot = await call(mcp, "memtrace_forget", {"memory_id": memory_id})
         assert text(forgot) == f"Forgot {memory_id}."
         again_recalled = await call(mcp, "memtrace_recall", {"agent_id": "crawler", "since": "1h"})
-        assert memory_id not in text(again_recalled) and data(again_recalled)["count"] == 1
+        assert memory_id not in text(again_recalled) and data(again_recalled)["count"] == 2
         twice = await mcp.call_tool("memtrace_forget", {"memory_id": memory_id})
         assert twice.is_error and "not found" in text(twice)
+
+
+async def test_recall_new_only_is_the_agents_feed_and_advances(ops: ServiceOps) -> None:
+    """What other agents wrote since this agent's last new_only recall, each memory once
+    (docs/feed.md)."""
+    async with connect(ops, default_agent_id="bob") as mcp:
+        await call(mcp, "memtrace_remember", {"agent_id": "alice", "content": "found a bug"})
+        await call(mcp, "memtrace_remember", {"content": "bob's own note"})
+        await call(mcp, "memtrace_remember", {"agent_id": "carol", "content": "fixed it"})
+        first = await call(mcp, "memtrace_recall", {"new_only": True})
+        assert [m["content"] for m in data(first)["memories"]] == ["found a bug", "fixed it"]
+        assert "New memories from other agents" in text(first)
+        again = await call(mcp, "memtrace_recall", {"new_only": True})
+        assert data(again)["memories"] == [] and "none found" in text(again)
+        await call(mcp, "memtrace_remember", {"agent_id": "alice", "content": "deployed"})
+        last = await call(mcp, "memtrace_recall", {"new_only": True, "limit": 5})
+        assert [m["content"] for m in data(last)["memories"]] == ["deployed"]
+        # the plain recall is unchanged: the agent's own memories
+        own = await call(mcp, "memtrace_recall", {})
+        assert [m["content"] for m in data(own)["memories"]] == ["bob's own note"]
 
 
 async def test_duplicate_remember_is_reported_as_success(ops: ServiceOps) -> None:
@@ -235,6 +313,25 @@ BAD_INPUT = [
     ("memtrace_forget", {}, "memory_id"),
     ("memtrace_forget", {"memory_id": "not-an-id"}, "memory_id"),
     ("memtrace_forget", {"memory_id": "mem_01ARZ3NDEKTSV4RRFFQ69G5FAV"}, "not found"),
+    ("memtrace_timeline", {"bucket": "hourly"}, "bucket"),
+    ("memtrace_timeline", {"since": "30d", "bucket": "1m"}, "bucket"),
+    ("memtrace_timeline", {"group_by": "colour"}, "group_by"),
+    ("memtrace_timeline", {"event_types": ["not valid"]}, "event_types"),
+    (
+        "memtrace_outcome",
+        {"decision_id": "not-an-id", "outcome": "success", "content": "x"},
+        "decision_id",
+    ),
+    (
+        "memtrace_outcome",
+        {"decision_id": "mem_01ARZ3NDEKTSV4RRFFQ69G5FAV", "outcome": "great", "content": "x"},
+        "outcome",
+    ),
+    (
+        "memtrace_outcome",
+        {"decision_id": "mem_01ARZ3NDEKTSV4RRFFQ69G5FAV", "outcome": "success", "content": "x"},
+        "not found",
+    ),
 ]
 
 

@@ -115,3 +115,27 @@ async def test_store_version_1_reindexes_contents_with_a_nul(tmp_path: Path) -> 
     conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA user_version").fetchone()[0] == embedded.SCHEMA_VERSION
     conn.close()
+
+
+async def test_store_version_2_gets_change_positions(tmp_path: Path) -> None:
+    """A store file from before change positions (docs/feed.md) keeps its rowids as positions,
+    and new memories continue after them."""
+    path = tmp_path / "memories.db"
+    store = embedded.EmbeddedStore(path, "org_x", synchronous="NORMAL")
+    await store.open()
+    await store.write([arc_memory("a", time_us=2), arc_memory("b", time_us=1)], None)
+    await store.close()
+    conn = sqlite3.connect(path, isolation_level=None)
+    with transaction(conn):  # put the file back as version 2 wrote it
+        conn.execute("DROP TABLE change_seq")
+        conn.execute("PRAGMA user_version = 2")
+    conn.close()
+    reopened = embedded.EmbeddedStore(path, "org_x", synchronous="NORMAL")
+    await reopened.open()
+    try:
+        assert await reopened.change_head() == 2
+        await reopened.write([arc_memory("c", time_us=0)], None)
+        page = await reopened.changes(0, MemoryQuery(org_id="org_x"), 10)
+        assert [(p, r.content) for p, r in page.entries] == [(1, "a"), (2, "b"), (3, "c")]
+    finally:
+        await reopened.close()

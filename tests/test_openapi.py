@@ -22,6 +22,10 @@ async def test_openapi_uses_the_wire_models(client: httpx.AsyncClient) -> None:
         models.Session,
         models.SessionContext,
         models.ErrorBody,
+        models.FeedPage,
+        models.FeedCursor,
+        models.Timeline,
+        models.OutcomeCreate,
     ):
         assert set(components[model.__name__]["properties"]) == set(model.model_fields), model
     assert "HTTPValidationError" not in components
@@ -47,6 +51,12 @@ async def test_openapi_uses_the_wire_models(client: httpx.AsyncClient) -> None:
         ("put", "/api/v1/sessions/{session_id}"),
         ("get", "/api/v1/sessions/{session_id}/memories"),
         ("post", "/api/v1/sessions/{session_id}/context"),
+        ("get", "/api/v1/feed"),
+        ("post", "/api/v1/feed/confirm"),
+        ("get", "/api/v1/feed/cursor"),
+        ("get", "/api/v1/stream"),
+        ("get", "/api/v1/timeline"),
+        ("post", "/api/v1/memories/{decision_id}/outcome"),
     }
     assert {(m, p) for p, ops in paths.items() for m in ops} >= expected
     write = paths["/api/v1/memories"]["post"]

@@ -34,7 +34,12 @@ EXAMPLES = int(os.environ.get("MEMTRACE_FUZZ_EXAMPLES", "15"))
 
 @pytest.fixture
 def fuzz_server(tmp_path: Any) -> Iterator[ServerProcess]:
-    proc = ServerProcess(tmp_path / "fuzz", env={"MEMTRACE_LIMITS_RATE_PER_S": "0"}).start()
+    env = {
+        "MEMTRACE_LIMITS_RATE_PER_S": "0",
+        # GET /api/v1/stream answers 200 and stays open: let each fuzzed stream end quickly
+        "MEMTRACE_LIMITS_STREAM_IDLE_S": "0.3",
+    }
+    proc = ServerProcess(tmp_path / "fuzz", env=env).start()
     yield proc
     proc.stop()
 

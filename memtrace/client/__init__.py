@@ -1,6 +1,7 @@
 """The Python client SDK: :class:`Memtrace` and :class:`AsyncMemtrace`, with the models and
 exceptions of the published ``memtrace-sdk`` 0.2.0 under the same names."""
 
+from memtrace.client._endpoints import StreamEvent
 from memtrace.client.async_ import AsyncMemtrace
 from memtrace.client.models import (
     AddMemoryRequest,
@@ -11,20 +12,26 @@ from memtrace.client.models import (
     ContextOptions,
     CreateSessionRequest,
     ExportParams,
+    FeedCursor,
+    FeedPage,
     ForgetRequest,
     ForgetResult,
     ListOptions,
     Memory,
     MemoryBatchResult,
     MemoryList,
+    OutcomeRequest,
     RegisterAgentRequest,
     SearchQuery,
     SearchResult,
     Session,
     SessionContext,
     SessionList,
+    Timeline,
+    TimelineOptions,
     UpdateSessionRequest,
 )
+from memtrace.client.streaming import AsyncMemoryStream, MemoryStream
 from memtrace.client.sync import Memtrace
 from memtrace.domain.errors import (
     AgentExists,
@@ -49,6 +56,7 @@ __all__ = [
     "AgentExists",
     "AgentList",
     "AgentStats",
+    "AsyncMemoryStream",
     "AsyncMemtrace",
     "AuthenticationError",
     "ConflictError",
@@ -56,6 +64,8 @@ __all__ = [
     "CreateSessionRequest",
     "DuplicateMemory",
     "ExportParams",
+    "FeedCursor",
+    "FeedPage",
     "Forbidden",
     "ForgetRequest",
     "ForgetResult",
@@ -64,11 +74,13 @@ __all__ = [
     "Memory",
     "MemoryBatchResult",
     "MemoryList",
+    "MemoryStream",
     "Memtrace",
     "MemtraceConnectionError",
     "MemtraceError",
     "NoArcInstanceError",
     "NotFoundError",
+    "OutcomeRequest",
     "PayloadTooLarge",
     "RateLimited",
     "RegisterAgentRequest",
@@ -78,5 +90,8 @@ __all__ = [
     "SessionContext",
     "SessionList",
     "StorageUnavailable",
+    "StreamEvent",
+    "Timeline",
+    "TimelineOptions",
     "UpdateSessionRequest",
 ]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import orjson
@@ -13,13 +14,19 @@ from memtrace.client.models import (
     ContextOptions,
     CreateSessionRequest,
     ExportParams,
+    FeedCursor,
+    FeedPage,
+    FeedParams,
     ForgetRequest,
     ListOptions,
     Memory,
     MemoryList,
+    OutcomeRequest,
     RegisterAgentRequest,
     SearchQuery,
     SearchResult,
+    StreamParams,
+    TimelineOptions,
     UpdateSessionRequest,
 )
 from memtrace.domain.errors import AgentExists, DuplicateMemory, MemtraceError
@@ -205,6 +212,36 @@ def update_session(session_id: str, req: UpdateSessionRequest) -> Call:
     return Call("PUT", path("sessions", session_id), body=dump(req))
 
 
+# --- timelines and decision outcomes -------------------------------------------------------
+
+
+def timeline(opts: TimelineOptions | None) -> Call:
+    return Call("GET", path("timeline"), params=query(opts))
+
+
+def outcome_request(
+    outcome: str,
+    content: str,
+    *,
+    metrics: dict[str, float] | None = None,
+    agent_id: str | None = None,
+) -> OutcomeRequest:
+    """The request of ``record_outcome`` (validated here, like the server would)."""
+    data = {"outcome": outcome, "content": content, "metrics": metrics, "agent_id": agent_id}
+    return OutcomeRequest.model_validate(data)
+
+
+def record_outcome(decision_id: str, req: OutcomeRequest) -> Call:
+    # A resent outcome is a duplicate (409 with existing_id), never a second outcome.
+    return Call(
+        "POST",
+        path("memories", decision_id, "outcome"),
+        body=dump(req),
+        idempotent=False,
+        conflict=DuplicateMemory,
+    )
+
+
 # --- data lifecycle -------------------------------------------------------------------------
 
 
@@ -263,3 +300,94 @@ def _advance(current: M, cursor: str | None, got: int) -> M:
     if cursor:
         return current.model_copy(update={"cursor": cursor, "offset": 0})
     return current.model_copy(update={"offset": current.offset + got})
+
+
+# --- the feed and the live stream (docs/feed.md) ---------------------------------------------
+
+
+def feed_params(reader: str, **options: Any) -> FeedParams:
+    """The query of a feed read (validated here, like the server would)."""
+    return FeedParams.model_validate(
+        {"reader": reader, **{k: v for k, v in options.items() if v is not None}}
+    )
+
+
+def read_feed(params: FeedParams) -> Call:
+    # An auto-advancing read is not resent after a lost response: the page would be skipped.
+    return Call("GET", path("feed"), params=query(params), idempotent=not params.auto_advance)
+
+
+def confirm_feed(reader: str, cursor: str) -> Call:
+    # Safe to resend: a confirm never moves a cursor back.
+    return Call("POST", path("feed", "confirm"), body={"reader": reader, "cursor": cursor})
+
+
+def feed_cursor(reader: str) -> Call:
+    return Call("GET", path("feed", "cursor"), params={"reader": reader})
+
+
+def feed_page(data: Any) -> FeedPage:
+    return parse(FeedPage, data)
+
+
+def cursor_state(data: Any) -> FeedCursor:
+    return parse(FeedCursor, data)
+
+
+def stream_params(**filters: Any) -> StreamParams:
+    return StreamParams.model_validate({k: v for k, v in filters.items() if v is not None})
+
+
+def stream_request(params: StreamParams, last_event_id: str | None) -> Call:
+    """The request of ``GET /api/v1/stream``: resumes after ``last_event_id`` when set."""
+    headers = {"accept": "text/event-stream"}
+    if last_event_id:
+        headers["last-event-id"] = last_event_id
+    return Call("GET", path("stream"), params=query(params), headers=headers)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEvent:
+    """One memory of the live stream; ``id`` is its position (resume after it)."""
+
+    id: str
+    memory: Memory
+
+
+class SseParser:
+    """Server-Sent Events from lines (without their line ends): ``memory`` events out, comments
+    (heartbeats) and other events skipped; ``last_id`` is the id of the last event (of any
+    type: the server's ``open`` event carries the stream's start), ``retry_s`` follows the
+    server's ``retry:``."""
+
+    def __init__(self) -> None:
+        self.retry_s = 2.0
+        self.last_id: str | None = None
+        self._id: str | None = None
+        self._event = "message"
+        self._data: list[str] = []
+
+    def feed(self, line: str) -> Iterator[StreamEvent]:
+        if line == "":
+            yield from self._dispatch()
+            return
+        if line.startswith(":"):
+            return
+        name, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if name == "id":
+            self._id = value
+        elif name == "event":
+            self._event = value
+        elif name == "data":
+            self._data.append(value)
+        elif name == "retry" and value.isdigit():
+            self.retry_s = int(value) / 1000
+
+    def _dispatch(self) -> Iterator[StreamEvent]:
+        event, data, event_id = self._event, "\n".join(self._data), self._id
+        self._event, self._data, self._id = "message", [], None
+        if event_id:
+            self.last_id = event_id
+        if event == "memory" and data and event_id:
+            yield StreamEvent(event_id, parse(Memory, orjson.loads(data)))

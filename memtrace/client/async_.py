@@ -30,6 +30,8 @@ from memtrace.client.models import (
     ContextOptions,
     CreateSessionRequest,
     ExportParams,
+    FeedCursor,
+    FeedPage,
     ForgetRequest,
     ForgetResult,
     ListOptions,
@@ -42,8 +44,11 @@ from memtrace.client.models import (
     Session,
     SessionContext,
     SessionList,
+    Timeline,
+    TimelineOptions,
     UpdateSessionRequest,
 )
+from memtrace.client.streaming import DEFAULT_READ_TIMEOUT, AsyncMemoryStream
 from memtrace.domain.models import JsonObject
 
 
@@ -219,6 +224,84 @@ class AsyncMemtrace:
         """One memory by id."""
         return parse(Memory, await self.request(ep.get_memory(memory_id)))
 
+    # --- the feed and the live stream (docs/feed.md) -------------------------------------------
+
+    async def feed(
+        self,
+        reader: str,
+        *,
+        limit: int | None = None,
+        auto_advance: bool = False,
+        include_own: bool = False,
+        agent_id: str | None = None,
+        session_id: str | None = None,
+        memory_type: str | None = None,
+        event_type: str | None = None,
+        tags: Sequence[str] | None = None,
+        min_importance: float | None = None,
+        content_contains: str | None = None,
+    ) -> FeedPage:
+        """What other agents wrote since ``reader`` last confirmed, in commit order. Confirm
+        the page's ``cursor`` with :meth:`confirm_feed` once handled, or read with
+        ``auto_advance=True`` (the cursor moves now; a lost page is not read again)."""
+        params = ep.feed_params(
+            reader,
+            limit=limit,
+            auto_advance=auto_advance,
+            include_own=include_own,
+            agent_id=agent_id,
+            session_id=session_id,
+            memory_type=memory_type,
+            event_type=event_type,
+            tags=",".join(tags) if tags else None,
+            min_importance=min_importance,
+            content_contains=content_contains,
+        )
+        return ep.feed_page(await self.request(ep.read_feed(params)))
+
+    async def confirm_feed(self, reader: str, cursor: str) -> FeedCursor:
+        """Move ``reader``'s cursor up to ``cursor`` (a feed page's, or a stream event id)."""
+        return ep.cursor_state(await self.request(ep.confirm_feed(reader, cursor)))
+
+    async def feed_cursor(self, reader: str) -> FeedCursor:
+        """``reader``'s confirmed cursor, and the org's head."""
+        return ep.cursor_state(await self.request(ep.feed_cursor(reader)))
+
+    def stream(
+        self,
+        *,
+        agent_id: str | None = None,
+        session_id: str | None = None,
+        memory_type: str | None = None,
+        event_type: str | None = None,
+        tags: Sequence[str] | None = None,
+        min_importance: float | None = None,
+        content_contains: str | None = None,
+        after: str | None = None,
+        last_event_id: str | None = None,
+        max_retries: int = 5,
+        read_timeout: float = DEFAULT_READ_TIMEOUT,
+    ) -> AsyncMemoryStream:
+        """The org's new memories matching the filters, live, in commit order (from now, or
+        after ``last_event_id``/``after``); reconnects and resumes by itself."""
+        params = ep.stream_params(
+            agent_id=agent_id,
+            session_id=session_id,
+            memory_type=memory_type,
+            event_type=event_type,
+            tags=",".join(tags) if tags else None,
+            min_importance=min_importance,
+            content_contains=content_contains,
+            after=after,
+        )
+        return AsyncMemoryStream(
+            self._client,
+            params,
+            last_event_id=last_event_id,
+            max_retries=max_retries,
+            read_timeout=read_timeout,
+        )
+
     async def list_memories(self, opts: ListOptions | None = None) -> MemoryList:
         """One page of memories matching the filters."""
         return parse(MemoryList, await self.request(ep.list_memories(opts)))
@@ -247,6 +330,34 @@ class AsyncMemtrace:
             for memory in page.results:
                 yield memory
             next_query = ep.next_search_page(next_query, page)
+
+    # --- timelines and decision outcomes ---------------------------------------------------
+
+    async def timeline(self, opts: TimelineOptions | None = None, **filters: Any) -> Timeline:
+        """Memories per time bucket, counted by the server: ``timeline(since="7d",
+        bucket="1h", group_by="event_type", event_type="error")`` or ``timeline(TimelineOptions)``.
+        """
+        req = opts or TimelineOptions.model_validate(filters)
+        return parse(Timeline, await self.request(ep.timeline(req)))
+
+    async def record_outcome(
+        self,
+        decision_id: str,
+        outcome: str,
+        content: str,
+        *,
+        metrics: dict[str, float] | None = None,
+        agent_id: str | None = None,
+    ) -> Memory:
+        """Record how a decision turned out (``success``, ``failure`` or ``partial``): an
+        outcome memory linked to the decision by ``parent_id``.
+
+        Raises:
+            NotFound: no such memory in the org.  InvalidInput: it is not a decision.
+            DuplicateMemory: this outcome is already recorded (``existing_id``).
+        """
+        req = ep.outcome_request(outcome, content, metrics=metrics, agent_id=agent_id)
+        return parse(Memory, await self.request(ep.record_outcome(decision_id, req)))
 
     # --- data lifecycle ---------------------------------------------------------------------
 

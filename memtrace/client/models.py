@@ -14,6 +14,9 @@ from memtrace.domain.models import (
     AgentStats,
     DuplicateEntry,
     ExportParams,
+    FeedCursor,
+    FeedPage,
+    FeedParams,
     ForgetRequest,
     ForgetResult,
     Memory,
@@ -23,14 +26,18 @@ from memtrace.domain.models import (
     Session,
     SessionContext,
     SessionList,
+    StreamParams,
+    Timeline,
 )
 from memtrace.domain.models import AgentCreate as RegisterAgentRequest
 from memtrace.domain.models import ContextRequest as ContextOptions
 from memtrace.domain.models import ListParams as ListOptions
 from memtrace.domain.models import MemoryCreate as AddMemoryRequest
+from memtrace.domain.models import OutcomeCreate as OutcomeRequest
 from memtrace.domain.models import SearchRequest as SearchQuery
 from memtrace.domain.models import SessionCreate as CreateSessionRequest
 from memtrace.domain.models import SessionUpdate as UpdateSessionRequest
+from memtrace.domain.models import TimelineParams as TimelineOptions
 
 __all__ = [
     "AddMemoryRequest",
@@ -42,17 +49,24 @@ __all__ = [
     "CreateSessionRequest",
     "DuplicateEntry",
     "ExportParams",
+    "FeedCursor",
+    "FeedPage",
+    "FeedParams",
     "ForgetRequest",
     "ForgetResult",
     "ListOptions",
     "Memory",
     "MemoryBatchResult",
     "MemoryList",
+    "OutcomeRequest",
     "RegisterAgentRequest",
     "SearchQuery",
     "SearchResult",
     "Session",
     "SessionContext",
     "SessionList",
+    "StreamParams",
+    "Timeline",
+    "TimelineOptions",
     "UpdateSessionRequest",
 ]

@@ -12,10 +12,13 @@ from memtrace.client.async_ import AsyncMemtrace
 from memtrace.domain.models import (
     AgentCreate,
     ContextRequest,
+    FeedParams,
     ListParams,
     MemoryCreate,
+    OutcomeCreate,
     SearchRequest,
     SessionCreate,
+    TimelineParams,
 )
 from memtrace.tools import Json
 
@@ -56,3 +59,12 @@ class ClientOps:
 
     async def delete_memory(self, memory_id: str) -> None:
         await self.client.request(ep.delete_memory(memory_id))
+
+    async def read_feed(self, params: FeedParams) -> Json:
+        return _object(await self.client.request(ep.read_feed(params)))
+
+    async def timeline(self, params: TimelineParams) -> Json:
+        return _object(await self.client.request(ep.timeline(params)))
+
+    async def record_outcome(self, decision_id: str, body: OutcomeCreate) -> Json:
+        return _object(await self.client.request(ep.record_outcome(decision_id, body)))

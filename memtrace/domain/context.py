@@ -5,7 +5,8 @@ newest first inside each section. Tokens are estimated as ``ceil(characters / 4)
 rule of thumb for English text with GPT/Claude tokenizers. When the whole context does not fit
 ``max_tokens``, items longer than 500 characters are cut with ``…`` and items are kept by
 priority (errors and decisions, then higher importance, then newer) until the budget is used;
-a footer says how many memories were left out.
+a footer says how many memories were left out. A decision's outcome (an ``outcome`` memory
+whose ``parent_id`` is the decision) is shown on the decision's line, not as a line of its own.
 """
 
 from __future__ import annotations
@@ -60,17 +61,74 @@ def section_of(memory: MemoryRecord) -> str:
     return _SECTION_OF_TYPE.get(memory.memory_type, "actions")
 
 
-def _body(memory: MemoryRecord) -> str:
+OUTCOME_EVENT = "outcome"
+_OUTCOME_LABELS = ("success", "failure", "partial")
+_METRICS_SHOWN = 8
+
+
+@dataclass(frozen=True, slots=True)
+class _Item:
+    """One line of the context: a memory, and for a decision its latest outcome; ``weight``
+    is how many memories the line stands for (a decision and the outcomes folded into it)."""
+
+    memory: MemoryRecord
+    outcome: MemoryRecord | None = None
+    weight: int = 1
+
+
+def _label(memory: MemoryRecord) -> str | None:
+    """The outcome label of an outcome memory (docs/context.md, "Decision outcomes")."""
+    label = (memory.metadata or {}).get("outcome")
+    if memory.event_type == OUTCOME_EVENT and label in _OUTCOME_LABELS:
+        return str(label)
+    return None
+
+
+def _items(memories: Sequence[MemoryRecord]) -> list[_Item]:
+    """The memories as lines: each outcome of a decision that is shown is folded into the
+    decision's line (the latest one is shown), every other memory is a line of its own."""
+    decisions = {m.id for m in memories if m.memory_type == "decision"}
+    folded: dict[str, list[MemoryRecord]] = {}
+    rest: list[MemoryRecord] = []
+    for m in memories:
+        if m.parent_id is not None and m.parent_id in decisions and _label(m) is not None:
+            folded.setdefault(m.parent_id, []).append(m)
+        else:
+            rest.append(m)
+    items = []
+    for m in rest:
+        outcomes = folded.get(m.id, [])
+        latest = max(outcomes, key=lambda o: (o.time, o.id)) if outcomes else None
+        items.append(_Item(m, latest, 1 + len(outcomes)))
+    return items
+
+
+def _outcome_text(outcome: MemoryRecord) -> str:
+    text = f"{_label(outcome)} ({outcome.content})"
+    metrics = (outcome.metadata or {}).get("metrics")
+    if isinstance(metrics, dict) and metrics:
+        shown = list(metrics.items())[:_METRICS_SHOWN]
+        text += " [" + ", ".join(f"{k}={v}" for k, v in shown) + "]"
+    return text
+
+
+def _body(memory: MemoryRecord, outcome: MemoryRecord | None = None) -> str:
+    label = _label(memory)
+    if label is not None:  # an outcome whose decision is not shown
+        return _outcome_text(memory)
     body = memory.content
     if memory.memory_type == "decision" and memory.metadata:
         reasoning = memory.metadata.get("reasoning")
         if reasoning not in (None, ""):
             body += f" — reasoning: {reasoning}"
+    if outcome is not None:
+        body += f" — outcome: {_outcome_text(outcome)}"
     return body
 
 
-def _line(memory: MemoryRecord, *, cut: bool) -> str:
-    body = _body(memory)
+def _line(item: _Item, *, cut: bool) -> str:
+    memory = item.memory
+    body = _body(memory, item.outcome)
     if cut and len(body) > ITEM_CUT:
         body = body[:ITEM_CUT] + "…"
     # Continuation lines are indented so a multi-line memory stays one list item.
@@ -98,7 +156,8 @@ def footer(omitted: int) -> str:
     return f"_({omitted} older memories omitted)_"
 
 
-def _priority(memory: MemoryRecord) -> tuple[int, float, int, str]:
+def _priority(item: _Item) -> tuple[int, float, int, str]:
+    memory = item.memory
     important_kind = memory.event_type == "error" or memory.memory_type == "decision"
     importance = memory.importance if memory.importance is not None else NEUTRAL_IMPORTANCE
     return (0 if important_kind else 1, -importance, -memory.time, memory.id)
@@ -110,12 +169,12 @@ def _whole(header: str, memories: Sequence[MemoryRecord], max_tokens: int) -> st
     budget = max_tokens * CHARS_PER_TOKEN
     size = len(header)
     lines = []
-    for memory in memories:
-        line = _line(memory, cut=False)
+    for item in _items(memories):
+        line = _line(item, cut=False)
         size += len(line) + 1  # a lower bound of the rendered size
         if size > budget:
             return None
-        lines.append((memory, line))
+        lines.append((item.memory, line))
     text = _render(header, lines, 0)
     return text if estimate_tokens(text) <= max_tokens else None
 
@@ -129,8 +188,8 @@ def previews_to_complete(
     indexes of the previews that were cut, whose full content decides whether it fits."""
     budget = max_tokens * CHARS_PER_TOKEN
     size = len(header)
-    for memory in previews:
-        size += len(_line(memory, cut=False)) + 1
+    for item in _items(previews):
+        size += len(_line(item, cut=False)) + 1
         if size > budget:
             return None
     return size, [i for i, m in enumerate(previews) if len(m.content) >= PREVIEW_CHARS]
@@ -166,18 +225,20 @@ def render_context(
     section_cost = {key: len(f"\n\n### {title} (000000)\n") for key, title in SECTIONS}
     opened: set[str] = set()
     kept: list[tuple[MemoryRecord, str]] = []
+    shown = 0
     cut_any = False
-    for memory in sorted(memories, key=_priority):
-        line = _line(memory, cut=True)
-        section = section_of(memory)
+    for item in sorted(_items(memories), key=_priority):
+        line = _line(item, cut=True)
+        section = section_of(item.memory)
         cost = len(line) + 1 + (0 if section in opened else section_cost[section])
         if used + cost > budget:
             break
         used += cost
         opened.add(section)
-        kept.append((memory, line))
-        cut_any = cut_any or len(_body(memory)) > ITEM_CUT
-    omitted = total - len(kept)
+        kept.append((item.memory, line))
+        shown += item.weight
+        cut_any = cut_any or len(_body(item.memory, item.outcome)) > ITEM_CUT
+    omitted = total - shown
     text = _render(header, kept, omitted)
     truncated = cut_any or omitted > 0
-    return RenderedContext(text, len(kept), estimate_tokens(text), truncated, omitted)
+    return RenderedContext(text, shown, estimate_tokens(text), truncated, omitted)

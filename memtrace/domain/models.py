@@ -487,6 +487,16 @@ class AgentStats(BaseModel):
     active_sessions: int
     last_active_at: Timestamp | None = None
     memory_types: dict[str, int]
+    decisions_with_outcome: int = Field(
+        default=0, description="The agent's decisions with a recorded outcome (the latest counts)."
+    )
+    decision_successes: int = Field(
+        default=0, description="Of those, how many turned out a success."
+    )
+    decision_success_rate: float | None = Field(
+        default=None,
+        description="decision_successes / decisions_with_outcome; absent when that is 0.",
+    )
 
 
 class PageParams(_QueryParams):
@@ -560,6 +570,86 @@ class AgentContext(_ContextResult):
     agent_id: str
 
 
+# --- timelines and decision outcomes ----------------------------------------------------------
+
+TimelineGroupBy = Literal["event_type", "memory_type", "agent_id", "tag"]
+Outcome = Literal["success", "failure", "partial"]
+OUTCOMES: tuple[str, ...] = ("success", "failure", "partial")
+OUTCOME_EVENT = "outcome"  # the event type of a decision's outcome memory
+MAX_METRICS = 64
+MetricName = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+_SAFE = 2**53  # the integers every JSON parser reads exactly
+# A number as sent (3 stays 3, 0.5 stays 0.5), never a string or a boolean.
+MetricValue = (
+    Annotated[int, Field(strict=True, ge=-_SAFE, le=_SAFE)]
+    | Annotated[float, Field(strict=True, ge=-_SAFE, le=_SAFE, allow_inf_nan=False)]
+)
+TypeList = Annotated[
+    Annotated[str, StringConstraints(max_length=512)] | None,
+    BeforeValidator(_blank_to_none),
+    BlankMeansAbsent,
+    Field(description="One value or a comma list; any may match."),
+]
+
+
+class TimelineParams(_QueryParams):
+    """Query of ``GET /timeline``: the window, the bucket width, a grouping and the filters."""
+
+    since: str | None = Field(default=None, description="Start of the window; default 24h.")
+    until: str | None = Field(default=None, description="End (exclusive); default now.")
+    bucket: Annotated[
+        str, BeforeValidator(_blank_to("1h")), Field(max_length=16, description="e.g. 5m, 1h, 1d")
+    ] = "1h"
+    group_by: Annotated[
+        TimelineGroupBy | None, BeforeValidator(_blank_to_none), BlankMeansAbsent
+    ] = None
+    agent_id: OptionalRef = None
+    session_id: OptionalRef = None
+    memory_type: TypeList = None
+    event_type: TypeList = None
+    tags: Annotated[
+        str | None, Field(max_length=MAX_TAGS * 65, description="Comma list; all must match.")
+    ] = None
+    min_importance: Annotated[float | None, Field(ge=0.0, le=1.0)] = None
+    content_contains: Annotated[
+        Needle | None,
+        BeforeValidator(_blank_to_none),
+        BlankMeansAbsent,
+        Field(description="Case-insensitive substring of content."),
+    ] = None
+
+
+class TimelineBucketCount(BaseModel):
+    start: Timestamp
+    count: int
+    groups: dict[str, int] = Field(description="Count per group value; {} without group_by.")
+
+
+class Timeline(BaseModel):
+    """Memories per time bucket (docs/api.md, "Timeline")."""
+
+    since: Timestamp
+    until: Timestamp
+    bucket: str
+    bucket_seconds: int
+    group_by: TimelineGroupBy | None = None
+    total: int
+    buckets: list[TimelineBucketCount]
+
+
+class OutcomeCreate(_Request):
+    """How a decision turned out (``POST /memories/{decision_id}/outcome``)."""
+
+    outcome: Outcome
+    content: str = Field(min_length=1, description="What happened, at most 64 KiB UTF-8.")
+    metrics: Annotated[dict[MetricName, MetricValue] | None, Field(max_length=MAX_METRICS)] = Field(
+        default=None, description='Optional numbers, e.g. {"latency_ms": 120}.'
+    )
+    agent_id: OptionalRef = Field(default=None, description="Default: the decision's agent.")
+
+
 class ErrorBody(BaseModel):
     """Every error response: ``error`` always, the other fields when they apply."""
 
@@ -586,7 +676,10 @@ def error_field(loc: Sequence[int | str]) -> str:
     return out or "body"
 
 
-_BRANCH_LABELS = {"str", "int", "float", "bool", "list", "dict", "none", "constrained-str"}
+_BRANCH_LABELS = {
+    "str", "int", "float", "bool", "list", "dict", "none",
+    "constrained-str", "constrained-int", "constrained-float",
+}  # fmt: skip
 
 
 def invalid_input(errors: Sequence[Mapping[str, Any]]) -> InvalidInput:
@@ -613,3 +706,97 @@ def parse_model(model: type[M], data: Any) -> M:
         return model.model_validate(data)
     except ValidationError as exc:
         raise invalid_input(exc.errors(include_url=False, include_input=False)) from None
+
+
+# --- the feed and the live stream (docs/feed.md) ---------------------------------------------
+
+# An opaque change position returned by this server (a feed cursor or a stream event id).
+Position = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+class _ChangeFilters(_QueryParams):
+    """The list filters a feed read and a stream take (no time window: they follow commit
+    order, not memory time)."""
+
+    agent_id: OptionalRef = None
+    session_id: OptionalRef = None
+    memory_type: Annotated[MemoryType | None, BeforeValidator(_blank_to_none), BlankMeansAbsent] = (
+        None
+    )
+    event_type: Annotated[EventType | None, BeforeValidator(_blank_to_none), BlankMeansAbsent] = (
+        None
+    )
+    tags: Annotated[
+        str | None, Field(max_length=MAX_TAGS * 65, description="Comma list; all must match.")
+    ] = None
+    min_importance: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        allow_inf_nan=False,
+        description="Only memories at least this important.",
+    )
+    content_contains: Annotated[
+        Needle | None,
+        BeforeValidator(_blank_to_none),
+        BlankMeansAbsent,
+        Field(description="Case-insensitive substring of content."),
+    ] = None
+
+
+class FeedParams(_ChangeFilters):
+    """``GET /api/v1/feed``: what other agents wrote since the reader's confirmed cursor."""
+
+    reader: AgentId = Field(
+        description="The reading agent: its cursor, and its own memories "
+        "are left out (unless include_own)."
+    )
+    limit: int = Field(default=DEFAULT_LIST_LIMIT, ge=1, le=MAX_LIMIT)
+    include_own: bool = False
+    auto_advance: bool = Field(
+        default=False,
+        description="Move the cursor to this page's end now (at-most-once: a reader that "
+        "crashes before using the page does not see it again); otherwise POST /feed/confirm.",
+    )
+
+
+class FeedPage(BaseModel):
+    reader: str
+    memories: list[Memory]
+    count: int
+    cursor: str = Field(description="The position after this page: confirm it, or read on.")
+    has_more: bool
+    advanced: bool = Field(description="True when auto_advance moved the cursor to `cursor`.")
+
+
+class FeedConfirm(_Request):
+    """``POST /api/v1/feed/confirm``: the reader has handled everything up to ``cursor``."""
+
+    reader: AgentId
+    cursor: Position = Field(description="A feed page's cursor, a stream event id, or a head.")
+
+
+class FeedCursor(BaseModel):
+    reader: str
+    cursor: str | None = Field(
+        description="The confirmed position; null before the first "
+        "confirm (the feed then starts at the org's first memory)."
+    )
+    head: str = Field(
+        description="The position of the org's newest memory: confirm it to "
+        "skip everything written so far."
+    )
+
+
+class FeedCursorParams(_QueryParams):
+    reader: AgentId
+
+
+class StreamParams(_ChangeFilters):
+    """``GET /api/v1/stream``: the filters, and where to start when no ``Last-Event-ID``."""
+
+    after: Annotated[Position | None, BeforeValidator(_blank_to_none), BlankMeansAbsent] = Field(
+        default=None,
+        description="Start after this position (an event id) when the request has no "
+        "Last-Event-ID header; default: from now.",
+    )

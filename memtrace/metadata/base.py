@@ -134,6 +134,21 @@ class MetadataStore(Protocol):
 
     # -- data lifecycle (docs/api.md, "Data lifecycle") ---------------------------------------
 
+    async def get_feed_cursor(self, org_id: str, reader: str) -> int | None:
+        """The change position ``reader`` confirmed, or ``None`` before its first confirm."""
+        ...
+
+    async def confirm_feed_cursor(self, org_id: str, reader: str, position: int, now: int) -> int:
+        """Move the reader's cursor up to ``position`` (never back); returns where it is."""
+        ...
+
+    async def advance_feed_cursor(
+        self, org_id: str, reader: str, expected: int, position: int, now: int
+    ) -> bool:
+        """Move the cursor from ``expected`` (0: none yet) to ``position``, atomically; False
+        when it was not at ``expected`` any more."""
+        ...
+
     async def get_retention(self, org_id: str) -> RetentionPolicy | None:
         """The org's own retention policy (without the configured defaults), if it has one."""
         ...

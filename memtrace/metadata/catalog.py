@@ -27,6 +27,7 @@ from memtrace.domain.errors import StorageUnavailable
 from memtrace.domain.ids import new_session_id
 from memtrace.domain.lifecycle import AuditEntry, RetentionPolicy
 from memtrace.metadata import bindings, goimport
+from memtrace.metadata import feed as feeds
 from memtrace.metadata import lifecycle as lc
 from memtrace.metadata import sqlite as md
 from memtrace.metadata.activity import AGENT_CACHE_SIZE, AgentActivity
@@ -287,6 +288,21 @@ class Catalog:
 
     async def delete_session(self, org_id: str, session_id: str) -> bool:
         return await self.db.write(lambda conn: lc.delete_session(conn, org_id, session_id))
+
+    # -- feed cursors (docs/feed.md) ----------------------------------------------------------
+
+    async def get_feed_cursor(self, org_id: str, reader: str) -> int | None:
+        return await self.db.read(lambda conn: feeds.get_cursor(conn, org_id, reader), lane=org_id)
+
+    async def confirm_feed_cursor(self, org_id: str, reader: str, position: int, now: int) -> int:
+        return await self.db.write(lambda conn: feeds.confirm(conn, org_id, reader, position, now))
+
+    async def advance_feed_cursor(
+        self, org_id: str, reader: str, expected: int, position: int, now: int
+    ) -> bool:
+        return await self.db.write(
+            lambda conn: feeds.advance(conn, org_id, reader, expected, position, now)
+        )
 
     # -- data lifecycle -----------------------------------------------------------------------
 

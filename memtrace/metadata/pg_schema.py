@@ -107,4 +107,15 @@ CREATE TABLE audit_log (
 CREATE INDEX audit_log_org_at ON audit_log (org_id, at);
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2)
+# feed cursors: the change position each reader of an org confirmed (docs/feed.md)
+_V3 = """
+CREATE TABLE feed_cursors (
+    org_id text NOT NULL,
+    reader text NOT NULL,
+    position bigint NOT NULL,
+    updated_at bigint NOT NULL,
+    PRIMARY KEY (org_id, reader)
+);
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)

@@ -17,6 +17,7 @@ from memtrace.auth.keys import ApiKeyRecord
 from memtrace.domain.errors import Conflict, NotFound
 from memtrace.domain.ids import DEFAULT_ORG_ID, new_session_id
 from memtrace.metadata import bindings
+from memtrace.metadata import feed as feeds
 from memtrace.metadata.activity import AgentActivity
 from memtrace.metadata.base import AdminSnapshot
 from memtrace.metadata.bindings import ArcBinding
@@ -42,6 +43,12 @@ from memtrace.storage.arc.target import DEFAULT_MEASUREMENT
 from memtrace.storage.postgres.db import PgDatabase
 
 _BOOTSTRAP_LOCK = 0x6D656D7472616366  # replicas starting at once create one admin key
+
+
+def _pg(sql: str) -> str:
+    """A statement of :mod:`memtrace.metadata.feed` with PostgreSQL's ``$n`` placeholders."""
+    parts = sql.split("?")
+    return parts[0] + "".join(f"${i}{part}" for i, part in enumerate(parts[1:], start=1))
 
 
 async def migrate(db: PgDatabase) -> None:
@@ -156,7 +163,14 @@ class PgCatalog(PgLifecycleCatalog):
         async with self.pg.transaction() as conn:
             if not await conn.fetchval("SELECT 1 FROM orgs WHERE id = $1", org_id):
                 raise NotFound(f"org {org_id!r} not found")
-            for table in ("api_keys", "agents", "sessions", "arc_bindings", "retention_policies"):
+            for table in (
+                "api_keys",
+                "agents",
+                "sessions",
+                "arc_bindings",
+                "retention_policies",
+                "feed_cursors",
+            ):
                 await conn.execute(f"DELETE FROM {table} WHERE org_id = $1", org_id)  # noqa: S608
             await conn.execute("DELETE FROM orgs WHERE id = $1", org_id)
 
@@ -341,6 +355,33 @@ class PgCatalog(PgLifecycleCatalog):
                 row.closed_at,
             )
         return row
+
+    # -- feed cursors (docs/feed.md; the statements of memtrace.metadata.feed) -----------------
+
+    async def get_feed_cursor(self, org_id: str, reader: str) -> int | None:
+        async with self.pg.connection() as conn:
+            value = await conn.fetchval(_pg(feeds.GET), org_id, reader)
+        return int(value) if value is not None else None
+
+    async def confirm_feed_cursor(self, org_id: str, reader: str, position: int, now: int) -> int:
+        async with self.pg.connection() as conn:
+            await conn.execute(_pg(feeds.CONFIRM), org_id, reader, position, now)
+            value = await conn.fetchval(_pg(feeds.GET), org_id, reader)
+        return int(value) if value is not None else position
+
+    async def advance_feed_cursor(
+        self, org_id: str, reader: str, expected: int, position: int, now: int
+    ) -> bool:
+        async with self.pg.connection() as conn:
+            if expected == 0:
+                status = await conn.execute(
+                    _pg(feeds.ADVANCE), org_id, reader, position, now, expected
+                )
+            else:
+                status = await conn.execute(
+                    _pg(feeds.UPDATE), position, now, org_id, reader, expected
+                )
+        return str(status).endswith(" 1")
 
     async def get_session(self, org_id: str, session_id: str) -> SessionRow | None:
         async with self.pg.connection() as conn:

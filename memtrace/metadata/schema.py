@@ -131,12 +131,23 @@ def _v5_lifecycle(db: sqlite_utils.Database) -> None:
     db.table("audit_log").create_index(["org_id", "at"], index_name="audit_log_org_at")
 
 
+def _v6_feed_cursors(db: sqlite_utils.Database) -> None:
+    """Feed cursors: the change position each reader of an org confirmed (docs/feed.md)."""
+    db.create_table(
+        "feed_cursors",
+        {"org_id": str, "reader": str, "position": int, "updated_at": int},
+        pk=("org_id", "reader"),
+        not_null={"position", "updated_at"},
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v1_core,
     _v2_arc_bindings,
     _v3_agent_names,
     _v4_counters,
     _v5_lifecycle,
+    _v6_feed_cursors,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -65,7 +65,14 @@ def delete_org(conn: sqlite3.Connection, org_id: str) -> None:
     """Remove the org and everything that hangs off it (keys, agents, sessions, binding)."""
     if not conn.execute("SELECT 1 FROM orgs WHERE id = ?", (org_id,)).fetchone():
         raise NotFound(f"org {org_id!r} not found")
-    for table in ("api_keys", "agents", "sessions", "arc_bindings", "retention_policies"):
+    for table in (
+        "api_keys",
+        "agents",
+        "sessions",
+        "arc_bindings",
+        "retention_policies",
+        "feed_cursors",
+    ):
         conn.execute(f"DELETE FROM {table} WHERE org_id = ?", (org_id,))  # noqa: S608
     conn.execute("DELETE FROM orgs WHERE id = ?", (org_id,))
 

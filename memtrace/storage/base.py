@@ -7,15 +7,23 @@ Positions: memories are ordered by ``(time, id)`` on every backend. A position i
 ``MemoryQuery.after`` continues a walk strictly after one (in the query's order), which is what
 cursor paging (docs/api.md, "Cursor paging") is built on: a position never moves when other
 memories are written or deleted, so a walk neither skips nor repeats a memory.
+
+Change positions: besides ``(time, id)``, every store numbers the memories it commits in
+*commit order*, per org (``changes``): an integer that only grows, assigned so that a memory
+committed after a reader read up to position P always gets a position above P, even when its
+``time`` is older or a concurrent write took its position first (docs/feed.md). Feed cursors
+and the live stream are built on it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from memtrace.domain.memory import MemoryRecord, WriteOutcome
+
+CHANGE_SCAN = 2000  # committed memories one ``changes`` call looks at, matching or not
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +63,18 @@ class QueryPage:
     complete: bool = True
 
 
+@dataclass(frozen=True, slots=True)
+class ChangePage:
+    """Memories after a change position, in commit order: ``entries`` are (position, record)
+    pairs that match the query; ``position`` is how far the store looked (the last entry's
+    position, or further when the memories after it did not match), so the next read continues
+    from there; ``complete`` is True when nothing committed after ``position`` was left."""
+
+    entries: list[tuple[int, MemoryRecord]]
+    position: int
+    complete: bool
+
+
 @dataclass(slots=True)
 class NewMemory:
     """A validated memory about to be stored; the store assigns ``id`` unless one is given.
@@ -85,6 +105,21 @@ class AgentMemoryStats:
     memories_since: int
     errors_since: int
     memory_types: dict[str, int] = field(default_factory=dict)
+
+
+TimelineGroup = Literal["event_type", "memory_type", "agent_id", "tag"]
+TIMELINE_GROUPS: tuple[TimelineGroup, ...] = ("event_type", "memory_type", "agent_id", "tag")
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineBucket:
+    """Memories of one time bucket: ``count`` of them, and per value of the grouping (when
+    grouped) how many carry it. By tag, a memory with two tags counts in both groups and one
+    without tags in none, so the groups need not add up to ``count``."""
+
+    start: int  # microseconds, a multiple of the bucket width
+    count: int
+    groups: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +188,28 @@ class MemoryStore(Protocol):
         than all of them (the caller deletes the rest by id) and may return 0."""
         ...
 
+    async def changes(self, after: int, q: MemoryQuery, limit: int) -> ChangePage:
+        """Up to ``limit`` memories committed after change position ``after`` (0: from the
+        start) that match ``q``'s filters (its limit, offset, order and ``after`` ignored),
+        in commit order. Looks at no more than ``CHANGE_SCAN`` committed memories per call,
+        so a selective filter cannot make one call read the whole org."""
+        ...
+
+    async def change_head(self) -> int:
+        """The position of the last memory committed (0 when none): a reader starting here
+        sees only what is committed from now on."""
+        ...
+
+    async def timeline(
+        self, q: MemoryQuery, bucket_us: int, group_by: TimelineGroup | None
+    ) -> list[TimelineBucket]:
+        """Counts of the memories matching ``q`` per time bucket, computed by the backend
+        (never by reading the rows out): buckets start at multiples of ``bucket_us`` since the
+        epoch; ``q.since`` and ``q.until`` are set; only buckets holding a memory are returned,
+        ascending (the service fills the empty ones). Limit, offset and order are ignored.
+        """
+        ...
+
     async def agent_stats(self, agent_id: str, since: int) -> AgentMemoryStats:
         """Totals for one agent; ``memories_since``/``errors_since`` count times >= ``since``."""
         ...
@@ -163,4 +220,17 @@ class MemoryStore(Protocol):
 
     async def close(self) -> None:
         """Finish pending writes and release files and connections."""
+        ...
+
+
+@runtime_checkable
+class ChangeFollower(Protocol):
+    """Live delivery of an org's new memories (the tenancy layer's stores: one shared reader
+    per org and process, woken by local writes, :mod:`memtrace.storage.changes`)."""
+
+    def follow(
+        self, after: int, q: MemoryQuery, wait_s: float
+    ) -> AsyncIterator[list[tuple[int, MemoryRecord]]]:
+        """Memories committed after ``after`` matching ``q``, in commit order, as they come;
+        an empty list after ``wait_s`` seconds without any."""
         ...

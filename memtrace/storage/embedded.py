@@ -19,10 +19,22 @@ from typing import Any
 
 from memtrace.domain.ids import memory_ids
 from memtrace.domain.memory import MemoryRecord, WriteOutcome
-from memtrace.storage.base import AgentMemoryStats, MemoryQuery, NewMemory, QueryPage, StoreHealth
+from memtrace.storage.base import (
+    CHANGE_SCAN,
+    AgentMemoryStats,
+    ChangePage,
+    MemoryQuery,
+    NewMemory,
+    QueryPage,
+    StoreHealth,
+    TimelineBucket,
+    TimelineGroup,
+)
 from memtrace.storage.contains import contains_clause
 from memtrace.storage.contains import prepare as prepare_contains
 from memtrace.storage.embedded_delete import IDS_PER_STATEMENT, delete_rows
+from memtrace.storage.embedded_timeline import add_counts, count_rows, create_rollup
+from memtrace.storage.embedded_timeline import timeline as rows_timeline
 from memtrace.storage.erase import Purger
 from memtrace.storage.readpool import SYSTEM_LANE
 from memtrace.storage.rows import (
@@ -38,7 +50,9 @@ from memtrace.storage.schema import create_schema
 from memtrace.storage.sqlite import SQLiteDatabase, Synchronous, load_dedup_window
 from memtrace.storage.sqlite_limits import ScanBudget
 
-SCHEMA_VERSION = 2  # 2: memories with a NUL in their content are indexed in full
+# 2: memories with a NUL in their content are indexed in full; 3: the change sequence;
+# 4: hourly counts
+SCHEMA_VERSION = 4
 
 _SCHEMA_V1 = f"""
 CREATE TABLE memories (
@@ -68,6 +82,13 @@ CREATE TABLE agent_type_counts (
 """
 
 _COLUMNS = f"rowid, {COLUMN_LIST}"
+# Positions in a stored row (rowid first) of what the hourly timeline counts keep.
+_TIMELINE_FIELDS = (
+    1 + RECORD_COLUMNS.index("time"),
+    1 + RECORD_COLUMNS.index("event_type"),
+    1 + RECORD_COLUMNS.index("memory_type"),
+    1 + RECORD_COLUMNS.index("agent_id"),
+)
 _M_COLUMNS = ", ".join(f"m.{name}" for name in ("rowid", *RECORD_COLUMNS))
 _INSERT = f"INSERT INTO memories ({_COLUMNS}) VALUES (?, {PLACEHOLDERS})"  # noqa: S608
 # Page cache of the writer connection, in KiB (SQLite's default is 2 MiB). Every insert updates
@@ -78,11 +99,38 @@ _INSERT = f"INSERT INTO memories ({_COLUMNS}) VALUES (?, {PLACEHOLDERS})"  # noq
 WRITER_CACHE_KIB = 64 * 1024
 
 
+# The change order of the feed and the stream (docs/feed.md) is the rowid: the writer assigns
+# rowids under the write lock, so they grow in commit order. ``change_seq`` remembers the highest
+# rowid ever assigned, so deleting the newest memory never hands its rowid (a position a reader
+# may already hold) to the next one.
+_SCHEMA_V3 = """
+CREATE TABLE IF NOT EXISTS change_seq (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    last INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO change_seq (id, last) SELECT 1, coalesce(max(rowid), 0) FROM memories;
+"""
+
+
 def _migrate(conn: sqlite3.Connection) -> None:
     """Bring a new or older store file to ``SCHEMA_VERSION`` (versions in ``user_version``)."""
     create_schema(
-        conn, _SCHEMA_V1, version=SCHEMA_VERSION, what="store", upgrades=[_v2_reindex_nul_rows]
+        conn,
+        _SCHEMA_V1,
+        version=SCHEMA_VERSION,
+        what="store",
+        upgrades=[_v2_reindex_nul_rows, _SCHEMA_V3, create_rollup],
     )
+
+
+def _next_rowid(conn: sqlite3.Connection) -> tuple[int, str | None]:
+    """Inside the writer's transaction: the rowid of the next memory (above every rowid ever
+    assigned) and the id of the newest stored memory."""
+    last = conn.execute("SELECT rowid, id FROM memories ORDER BY rowid DESC LIMIT 1").fetchone()
+    high = conn.execute("SELECT last FROM change_seq").fetchone()[0]
+    if last is None:
+        return high + 1, None
+    return max(last[0], high) + 1, last[1]
 
 
 def _v2_reindex_nul_rows(conn: sqlite3.Connection) -> None:
@@ -314,11 +362,9 @@ class EmbeddedStore:
         # The writer holds the write lock, so rowids can be assigned up front for bulk inserts
         # (rows are appended above every existing rowid, so "rowid >= first" is this group's).
         # Ids continue after the newest stored one, whichever process wrote it.
-        last = conn.execute("SELECT rowid, id FROM memories ORDER BY rowid DESC LIMIT 1").fetchone()
-        next_rowid = 1
-        if last is not None:
-            next_rowid = last[0] + 1
-            memory_ids.observe(last[1])
+        next_rowid, newest = _next_rowid(conn)
+        if newest is not None:
+            memory_ids.observe(newest)
         results: list[list[WriteOutcome]] = []
         rows: list[tuple[Any, ...]] = []
         tag_rows: list[tuple[str, int, int]] = []
@@ -358,6 +404,7 @@ class EmbeddedStore:
         if not rows:
             return
         conn.executemany(_INSERT, rows)
+        conn.execute("UPDATE change_seq SET last = max(last, ?)", (rows[-1][0],))
         if self._fts_from is None:
             self._fts_from = rows[0][0]
         if tag_rows:
@@ -367,13 +414,14 @@ class EmbeddedStore:
             "ON CONFLICT (agent_id, memory_type) DO UPDATE SET n = n + excluded.n",
             [(agent, mtype, n) for (agent, mtype), n in counts.items()],
         )
+        add_counts(conn, count_rows(rows, _TIMELINE_FIELDS, [(t, at) for t, at, _ in tag_rows]))
 
     async def insert_records(self, items: Sequence[NewMemory]) -> list[str]:
         return await self._db.write(lambda conn: self._insert_records(conn, items))
 
     def _insert_records(self, conn: sqlite3.Connection, items: Sequence[NewMemory]) -> list[str]:
         present = _existing_ids(conn, [item.id for item in items if item.id])
-        next_rowid = conn.execute("SELECT coalesce(max(rowid), 0) + 1 FROM memories").fetchone()[0]
+        next_rowid = _next_rowid(conn)[0]
         rows: list[tuple[Any, ...]] = []
         tag_rows: list[tuple[str, int, int]] = []
         counts: Counter[tuple[str, str]] = Counter()
@@ -475,6 +523,30 @@ class EmbeddedStore:
 
         return await self._db.read(run)
 
+    async def changes(self, after: int, q: MemoryQuery, limit: int) -> ChangePage:
+        where, params = build_where(replace(q, after=None))
+        sql = (
+            f"SELECT {_COLUMNS} FROM memories m WHERE m.rowid > ? AND m.rowid <= ? "  # noqa: S608
+            f"AND {where} ORDER BY m.rowid LIMIT ?"
+        )
+
+        def run(conn: sqlite3.Connection) -> ChangePage:
+            # Every rowid up to the committed ``last`` is committed (one writer, rowids in
+            # commit order), so the scan may claim that range even where nothing matched.
+            head = int(conn.execute("SELECT last FROM change_seq").fetchone()[0])
+            high = min(after + CHANGE_SCAN, head)
+            rows = conn.execute(sql, (after, high, *params, limit)).fetchall()
+            entries = [(int(row[0]), _row_to_record(row)) for row in rows]
+            position = entries[-1][0] if len(entries) == limit else max(high, after)
+            return ChangePage(entries, position, complete=position >= head)
+
+        return await self._db.read(run)
+
+    async def change_head(self) -> int:
+        return await self._db.read(
+            lambda conn: int(conn.execute("SELECT last FROM change_seq").fetchone()[0])
+        )
+
     async def count(self, q: MemoryQuery) -> int:
         where, params = build_where(q)
         sql = f"SELECT count(*) FROM memories m WHERE {where}"  # noqa: S608 (placeholders only)
@@ -488,6 +560,13 @@ class EmbeddedStore:
             return _row_to_record(row) if row else None
 
         return await self._db.read(run)
+
+    async def timeline(
+        self, q: MemoryQuery, bucket_us: int, group_by: TimelineGroup | None
+    ) -> list[TimelineBucket]:
+        return await self._db.read(
+            lambda conn: rows_timeline(conn, q, bucket_us, group_by, build_where)
+        )
 
     async def agent_stats(self, agent_id: str, since: int) -> AgentMemoryStats:
         def run(conn: sqlite3.Connection) -> AgentMemoryStats:

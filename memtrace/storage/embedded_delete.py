@@ -1,8 +1,9 @@
 """Deleting memories from the embedded store's tables (a job of its writer transaction).
 
-A memory lives in four places: its ``memories`` row, its ``memory_tags`` rows, its share of
-``agent_type_counts`` and its FTS entry. They go together, in one savepoint; completing the
-erasure in the files (FTS compaction, WAL truncation) is :mod:`memtrace.storage.erase`'s.
+A memory lives in five places: its ``memories`` row, its ``memory_tags`` rows, its share of
+``agent_type_counts`` and of ``timeline_counts``, and its FTS entry. They go together, in one
+savepoint; completing the erasure in the files (FTS compaction, WAL truncation) is
+:mod:`memtrace.storage.erase`'s.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import sqlite3
 from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
+
+from memtrace.storage.embedded_timeline import count_rows, subtract_counts
 
 IDS_PER_STATEMENT = 500  # "id IN (…)" chunks, far below SQLite's 32766 variables
 
@@ -34,7 +37,8 @@ def delete_rows(
     for start in range(0, len(ids), IDS_PER_STATEMENT):
         chunk = list(ids[start : start + IDS_PER_STATEMENT])
         found += conn.execute(
-            "SELECT rowid, id, time, agent_id, memory_type, tags, content FROM memories "  # noqa: S608
+            "SELECT rowid, id, time, agent_id, memory_type, tags, content, event_type "  # noqa: S608
+            "FROM memories "
             f"WHERE org_id = ? AND id IN ({', '.join('?' * len(chunk))})",
             [org_id, *chunk],
         ).fetchall()
@@ -59,5 +63,7 @@ def delete_rows(
         [(n, agent, mtype) for (agent, mtype), n in counts.items()],
     )
     conn.execute("DELETE FROM agent_type_counts WHERE n <= 0")
+    tag_rows = [(tag, row[2]) for row in found if row[5] for tag in row[5].split(",")]
+    subtract_counts(conn, count_rows(found, (2, 7, 4, 3), tag_rows))
     conn.executemany("DELETE FROM memories WHERE rowid = ?", [(row[0],) for row in found])
     return [str(row[1]) for row in found]

@@ -71,6 +71,27 @@ async def test_every_tool_through_client_ops(aclient: AsyncMemtrace) -> None:
     assert "skip robots-blocked pages" in context.text
     assert context.data["session_id"] == sid
 
+    judged = await call_tool(
+        "memtrace_outcome",
+        {"decision_id": decided.data["id"], "outcome": "partial", "content": "2 pages missed"},
+        ops,
+    )
+    assert judged.data["memory"]["parent_id"] == decided.data["id"]
+    again = await call_tool(
+        "memtrace_outcome",
+        {"decision_id": decided.data["id"], "outcome": "partial", "content": "2 pages missed"},
+        ops,
+    )
+    assert again.data == {"id": judged.data["id"], "duplicate": True}
+    context = await call_tool("memtrace_session_context", {"session_id": sid}, ops)
+    assert "skip robots-blocked pages — reasoning: policy — outcome: partial" in context.text
+
+    timeline = await call_tool(
+        "memtrace_timeline", {"since": "1h", "bucket": "15m", "group_by": "event_type"}, ops
+    )
+    assert timeline.data["total"] == 3 and timeline.data["bucket_seconds"] == 900
+    assert "| bucket start (UTC) | count |" in timeline.text
+
 
 async def test_duplicate_remember_raises_conflict_with_existing_id(
     aclient: AsyncMemtrace,

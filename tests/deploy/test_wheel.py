@@ -141,6 +141,11 @@ async def test_serve_walkthrough_sdk_and_mcp_from_the_wheel(venv: Path, tmp_path
         assert found, log_path.read_text()
         key = found.group(0)
         check_walkthrough(port, key)
+        # the operator page's files come from the installed package (docs/ui.md)
+        for path in ("/ui", "/ui/app.js", "/ui/app.css"):
+            page = httpx.get(f"http://127.0.0.1:{port}{path}")
+            assert page.status_code == 200 and page.content, path
+            assert page.headers["content-security-policy"].startswith("default-src 'none'")
 
         example = re.search(
             r"<!-- sdk-example:start -->\n```python\n(.*?)```",

@@ -70,14 +70,29 @@ ALTER TABLE dedup_index ADD COLUMN written_at INTEGER NOT NULL DEFAULT 0;
 UPDATE dedup_index SET written_at = CAST(strftime('%s', 'now') AS INTEGER) * 1000000;
 CREATE INDEX dedup_index_written ON dedup_index(written_at);
 """
-SCHEMA_VERSION = 2
+# v3: the change log of the feed and the stream (docs/feed.md): every row appended here gets a
+# position in commit order (the one writer assigns it under the write lock), kept after the row
+# is shipped and verified (the record is then read from Arc). AUTOINCREMENT: a position is never
+# handed out twice, even after the newest entry was erased.
+_SCHEMA_V3 = """
+CREATE TABLE IF NOT EXISTS changes (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL,
+    time INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS changes_id ON changes(id);
+"""
+SCHEMA_VERSION = 3
+_CHANGES_HEAD = "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'changes'), 0)"
 _IDS_PER_STATEMENT = 500
 _NOT_PARKED = "parked_at IS NULL"
 _PENDING = f"shipped_at IS NULL AND {_NOT_PARKED}"
 
 
 def _migrate(conn: sqlite3.Connection) -> None:
-    create_schema(conn, _SCHEMA_V1, version=SCHEMA_VERSION, what="outbox", upgrades=[_SCHEMA_V2])
+    create_schema(
+        conn, _SCHEMA_V1, version=SCHEMA_VERSION, what="outbox", upgrades=[_SCHEMA_V2, _SCHEMA_V3]
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +186,7 @@ class Outbox:
                 f"VALUES ({PLACEHOLDERS}, ?)",
                 [(*record_to_row(r), now) for r in records],
             )
+            _log_changes(conn, [(r.id, r.time) for r in records])
             _remember(conn, [(r.dedup_key, r.time, r.id) for r in records], now)
         return outcomes
 
@@ -179,11 +195,14 @@ class Outbox:
         left as it is, so a rerun adds nothing twice)."""
 
         def run(conn: sqlite3.Connection) -> None:
+            held = _held_ids(conn, [r.id for r in records])
+            fresh = list({r.id: r for r in records if r.id not in held}.values())
             conn.executemany(
-                f"INSERT OR IGNORE INTO outbox ({COLUMN_LIST}, enqueued_at, parked_at, "  # noqa: S608
+                f"INSERT INTO outbox ({COLUMN_LIST}, enqueued_at, parked_at, "  # noqa: S608
                 f"park_reason) VALUES ({PLACEHOLDERS}, ?, ?, ?)",
-                [(*record_to_row(r), now, now, reason) for r in records],
+                [(*record_to_row(r), now, now, reason) for r in fresh],
             )
+            _log_changes(conn, [(r.id, r.time) for r in fresh])
 
         await self.db.write(run)
 
@@ -402,6 +421,8 @@ class Outbox:
                 "DELETE FROM dedup_index WHERE dedup_key = ? AND time = ? AND id = ?",
                 [*gone, *keys],
             )
+            erased = {*ids, *(memory_id for _, _, memory_id in keys)}
+            conn.executemany("DELETE FROM changes WHERE id = ?", [(i,) for i in erased])
             return [str(row[2]) for row in gone]
 
         return await self.db.write(run)
@@ -416,6 +437,41 @@ class Outbox:
                 (memory_id,),
             ).fetchone()
             return row_to_record(row) if row else None
+
+        return await self.db.read(run)
+
+    async def changes(self, after: int, scan: int) -> tuple[list[tuple[int, str, int]], int]:
+        """``(seq, id, time)`` of the change log after ``after`` (at most ``scan`` positions
+        on), and the log's head: every position up to it is committed."""
+
+        def run(conn: sqlite3.Connection) -> tuple[list[tuple[int, str, int]], int]:
+            head = int(conn.execute(_CHANGES_HEAD).fetchone()[0])
+            rows = conn.execute(
+                "SELECT seq, id, time FROM changes WHERE seq > ? AND seq <= ? ORDER BY seq",
+                (after, min(after + scan, head)),
+            ).fetchall()
+            return [(int(r[0]), str(r[1]), int(r[2])) for r in rows], head
+
+        return await self.db.read(run)
+
+    async def change_head(self) -> int:
+        return await self.db.read(lambda conn: int(conn.execute(_CHANGES_HEAD).fetchone()[0]))
+
+    async def records(self, ids: Sequence[str]) -> dict[str, MemoryRecord]:
+        """The rows among ``ids`` still here, by id."""
+
+        def run(conn: sqlite3.Connection) -> dict[str, MemoryRecord]:
+            found: dict[str, MemoryRecord] = {}
+            for start in range(0, len(ids), _IDS_PER_STATEMENT):
+                chunk = list(ids[start : start + _IDS_PER_STATEMENT])
+                sql = (
+                    f"SELECT {COLUMN_LIST} FROM outbox "  # noqa: S608 (placeholders only)
+                    f"WHERE id IN ({', '.join('?' * len(chunk))})"
+                )
+                for row in conn.execute(sql, chunk):
+                    record = row_to_record(row)
+                    found[record.id] = record
+            return found
 
         return await self.db.read(run)
 
@@ -440,6 +496,21 @@ class Outbox:
             return OutboxCounts(int(pending), int(unverified), int(parked))
 
         return await self.db.read(run, lane=SYSTEM_LANE)
+
+
+def _log_changes(conn: sqlite3.Connection, entries: Sequence[tuple[str, int]]) -> None:
+    """Give rows just appended their positions in the change log (in the append's
+    transaction, so the positions follow commit order)."""
+    conn.executemany("INSERT INTO changes (id, time) VALUES (?, ?)", entries)
+
+
+def _held_ids(conn: sqlite3.Connection, ids: Sequence[str]) -> set[str]:
+    held: set[str] = set()
+    for start in range(0, len(ids), _IDS_PER_STATEMENT):
+        chunk = list(ids[start : start + _IDS_PER_STATEMENT])
+        sql = f"SELECT id FROM outbox WHERE id IN ({', '.join('?' * len(chunk))})"  # noqa: S608
+        held.update(str(row[0]) for row in conn.execute(sql, chunk))
+    return held
 
 
 def _remember(conn: sqlite3.Connection, entries: Sequence[tuple[str, int, str]], now: int) -> None:

@@ -26,7 +26,9 @@ from collections.abc import Sequence
 from memtrace.domain.memory import MemoryRecord, WriteOutcome
 from memtrace.storage.arc.outbox import OutboxCounts, ParkedRow, ShippedRow
 from memtrace.storage.base import MemoryQuery, NewMemory
+from memtrace.storage.postgres import changes as change_log
 from memtrace.storage.postgres import sql as pg_sql
+from memtrace.storage.postgres.changes import log_changes_of
 from memtrace.storage.postgres.db import PRESENCE_CLASS, Connection, PgDatabase
 from memtrace.storage.postgres.schema import (
     COLUMN_LIST,
@@ -66,7 +68,8 @@ CREATE TABLE arc_dedup_index (
 );
 CREATE INDEX arc_dedup_index_time ON arc_dedup_index (org_id, time);
 """
-MIGRATIONS: tuple[str, ...] = (_V1,)
+# v2: the change log of the feed and the stream (memtrace.storage.postgres.changes)
+MIGRATIONS: tuple[str, ...] = (_V1, log_changes_of("arc_outbox"))
 
 _NOW = "(extract(epoch FROM clock_timestamp()) * 1000000)::bigint"  # the database's clock, µs
 _PENDING = "shipped_at IS NULL AND parked_at IS NULL"
@@ -349,6 +352,8 @@ class PgOutbox:
                     [t for _, t, _ in entries],
                     [i for _, _, i in entries],
                 )
+            erased = {*ids, *(memory_id for _, _, memory_id in keys)}
+            await change_log.forget(conn, self.org_id, sorted(erased))
         return [str(row[2]) for row in gone]
 
     def purger(self) -> Vacuum:
@@ -362,6 +367,29 @@ class PgOutbox:
                 memory_id,
             )
         return row_to_record(row) if row else None
+
+    async def changes(self, after: int, scan: int) -> tuple[list[tuple[int, str, int]], int]:
+        async with self.db.connection() as conn:
+            head = await change_log.head(conn, self.org_id)
+            high = min(after + scan, head)
+            entries = (
+                await change_log.window(conn, self.org_id, after, high) if high > after else []
+            )
+        return entries, head
+
+    async def change_head(self) -> int:
+        async with self.db.connection() as conn:
+            return await change_log.head(conn, self.org_id)
+
+    async def records(self, ids: Sequence[str]) -> dict[str, MemoryRecord]:
+        async with self.db.connection() as conn:
+            rows = await conn.fetch(
+                f"SELECT {COLUMN_LIST} FROM arc_outbox "  # noqa: S608 (constants only)
+                "WHERE org_id = $1 AND id = ANY($2::text[])",
+                self.org_id,
+                list(ids),
+            )
+        return {r.id: r for r in (row_to_record(row) for row in rows)}
 
     async def pending_count(self) -> int:
         async with self.db.connection() as conn:

@@ -17,7 +17,7 @@ from memtrace.domain.errors import InvalidInput
 from memtrace.domain.ids import memory_id_ms
 from memtrace.storage.arc.layouts import ArcLayout
 from memtrace.storage.arc.target import MEASUREMENT_RE
-from memtrace.storage.base import MemoryQuery
+from memtrace.storage.base import MemoryQuery, TimelineGroup
 from memtrace.storage.rows import RECORD_COLUMNS
 
 MAX_SQL_CHARS = 10_000  # Arc rejects longer statements
@@ -171,6 +171,45 @@ def count_sql(measurement: str, q: MemoryQuery, layout: ArcLayout = OURS) -> str
     )
 
 
+def timeline_sql(
+    measurement: str,
+    q: MemoryQuery,
+    origin: int,
+    width: int,
+    group_by: TimelineGroup | None,
+    layout: ArcLayout = OURS,
+    exclude: Sequence[str] = (),
+) -> str:
+    """``(bucket index, group, count)`` rows of ``q`` (:mod:`memtrace.storage.timeline`),
+    bucketed by DuckDB in integer microseconds, each row counted once (``DISTINCT``: Arc
+    may hold a batch twice after a crash), leaving out the memtrace rows with an id in
+    ``exclude`` (the outbox rows the store counts itself). By tag, one row per tag of a
+    bucket; the totals then come from the query without ``group_by``."""
+    bucket = f"(epoch_us(time) - {number(origin)}) // {number(width)}"
+    key = layout.row_key
+    table = quote_ident(measurement)
+    where = where_clause(q, layout)
+    if exclude:
+        where += f" AND ({'id IS NULL OR ' if layout.go else ''}id NOT IN {_in_list(exclude)})"
+    if group_by == "tag":
+        tags = f"unnest(string_split({layout.tags}, ','))"
+        inner = f"SELECT {bucket} AS b, {tags} AS g, {key} AS k FROM {table} WHERE {where}"  # noqa: S608
+        return _checked(
+            f"SELECT b, g, count(DISTINCT k) AS n FROM ({inner}) "  # noqa: S608
+            "WHERE g IS NOT NULL AND g <> '' GROUP BY b, g"
+        )
+    if group_by is None:
+        return _checked(
+            f"SELECT {bucket} AS b, NULL AS g, count(DISTINCT {key}) AS n "  # noqa: S608
+            f"FROM {table} WHERE {where} GROUP BY b"
+        )
+    column = {"event_type": "event_type", "memory_type": "memory_type", "agent_id": "agent_id"}
+    return _checked(
+        f"SELECT {bucket} AS b, {column[group_by]} AS g, count(DISTINCT {key}) AS n "  # noqa: S608
+        f"FROM {table} WHERE {where} GROUP BY b, g"
+    )
+
+
 def ids_present_sql(
     measurement: str,
     org_id: str,
@@ -268,6 +307,18 @@ def rows_present_sql(measurement: str, org_id: str, ids: Iterable[str]) -> str:
         "SELECT DISTINCT id, epoch_us(time) AS time_us, dedup_key "  # noqa: S608
         f"FROM {quote_ident(measurement)} "
         f"WHERE org_id = {quote_literal(org_id)} AND id IN {_in_list(ids)}"
+    )
+
+
+def records_sql(
+    measurement: str, org_id: str, rows: Sequence[tuple[str, int]], layout: ArcLayout = OURS
+) -> str:
+    """The memtrace rows of these (id, time) pairs, bounded by their times so Arc reads only
+    the partitions that hold them (the change log's records that left the outbox)."""
+    ids = [memory_id for memory_id, _ in rows]
+    return _checked(
+        f"SELECT {_select_list(layout)} FROM {quote_ident(measurement)} "  # noqa: S608
+        f"WHERE org_id = {quote_literal(org_id)} AND id IN {_in_list(ids)} AND {_span(rows)}"
     )
 
 

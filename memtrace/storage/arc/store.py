@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 
 from memtrace.config import ArcSettings
-from memtrace.domain.errors import StorageUnavailable
+from memtrace.domain.errors import InvalidInput, StorageUnavailable
 from memtrace.domain.memory import MemoryRecord, WriteOutcome
 from memtrace.domain.timestamps import now_us
 from memtrace.storage.arc import sql as arc_sql
@@ -30,15 +30,28 @@ from memtrace.storage.arc.outbox_base import OutboxStore
 from memtrace.storage.arc.retention import expire_with_policy
 from memtrace.storage.arc.shipper import Shipper, shown_by_arc
 from memtrace.storage.arc.target import ArcTarget
-from memtrace.storage.base import AgentMemoryStats, MemoryQuery, NewMemory, QueryPage, StoreHealth
+from memtrace.storage.base import (
+    CHANGE_SCAN,
+    AgentMemoryStats,
+    ChangePage,
+    MemoryQuery,
+    NewMemory,
+    QueryPage,
+    StoreHealth,
+    TimelineBucket,
+    TimelineGroup,
+)
 from memtrace.storage.erase import ErasureFinisher
 from memtrace.storage.rows import after, matches, sort_key
 from memtrace.storage.sqlite import Synchronous
+from memtrace.storage.timeline import BucketCounts, origin_of
 from memtrace.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
 _OVERLAY_CHUNK = 500  # outbox rows read per step of a paged overlay
+_CHANGES_CHUNK = 250  # change log entries whose records are read at once
+_EXCLUDED_MAX = 150  # outbox rows a timeline leaves out of Arc's counts by id (one statement)
 
 
 class ArcStore:
@@ -326,6 +339,48 @@ class ArcStore:
                 self.purger.schedule()
         return deleted + sum(1 for _, shipped in held if not shipped)
 
+    async def changes(self, after: int, q: MemoryQuery, limit: int) -> ChangePage:
+        """The outbox's change log (positions in the outbox's commit order, kept after rows
+        are shipped): records still in the outbox are read there, the others from Arc by id
+        and time; erased memories are skipped; filters are checked in Python."""
+        entries, head = await self.outbox.changes(after, CHANGE_SCAN)
+        q = replace(q, after=None)
+        found: list[tuple[int, MemoryRecord]] = []
+        for start in range(0, len(entries), _CHANGES_CHUNK):
+            chunk = entries[start : start + _CHANGES_CHUNK]
+            records = await self._records([(memory_id, at) for _, memory_id, at in chunk])
+            for seq, memory_id, _ in chunk:
+                record = records.get(memory_id)
+                if record is not None and matches(record, q):
+                    found.append((seq, record))
+                    if len(found) == limit:
+                        return ChangePage(found, seq, complete=seq >= head)
+        position = max(min(after + CHANGE_SCAN, head), after)
+        return ChangePage(found, position, complete=position >= head)
+
+    async def _records(self, wanted: Sequence[tuple[str, int]]) -> dict[str, MemoryRecord]:
+        """Records by id: from the outbox first, then (what was shipped and verified since)
+        from Arc. The outbox deletes a row only once Arc showed it, so reading the outbox
+        first never misses one."""
+        records = await self.outbox.records([memory_id for memory_id, _ in wanted])
+        missing = {memory_id: at for memory_id, at in wanted if memory_id not in records}
+        if not missing:
+            return records
+        layout = await self._layout()
+        if not layout.ours:
+            return records
+        for chunk in arc_sql.literal_chunks(list(missing)):
+            rows = [(memory_id, missing[memory_id]) for memory_id in chunk]
+            sql = arc_sql.records_sql(self.target.measurement, self.org_id, rows, layout)
+            for row in await self._arc(sql):
+                record = layout.record(row)
+                if record.id in missing:
+                    records.setdefault(record.id, record)
+        return records
+
+    async def change_head(self) -> int:
+        return await self.outbox.change_head()
+
     async def get(self, memory_id: str) -> MemoryRecord | None:
         local = await self.outbox.get(memory_id)
         if local is not None:
@@ -334,6 +389,63 @@ class ArcStore:
         sql = arc_sql.get_sql(self.target.measurement, self.org_id, memory_id, layout)
         found = (layout.record(row) for row in await self._arc(sql))
         return next((record for record in found if record.id == memory_id), None)
+
+    async def timeline(
+        self, q: MemoryQuery, bucket_us: int, group_by: TimelineGroup | None
+    ) -> list[TimelineBucket]:
+        """Arc buckets and counts (DuckDB ``GROUP BY``) plus the outbox's rows.
+
+        Up to ``_EXCLUDED_MAX`` outbox rows are counted here and left out of Arc's counts by
+        id, so a row the shipper moves into Arc during the read is counted exactly once.
+        Past that (a backlog), Arc is asked which of them it holds after counting, as
+        :meth:`count` does: a row Arc starts to show between the two queries is then missed
+        by that one read."""
+        assert q.since is not None
+        extra = await self._overlay(q)
+        layout = await self._layout()
+        counts = BucketCounts(origin_of(q.since, bucket_us), bucket_us)
+        groupings: list[TimelineGroup | None] = []
+        if group_by is None or group_by == "tag":
+            groupings.append(None)
+        if group_by is not None:
+            groupings.append(group_by)
+        exclude = [r.id for r in extra] if layout.ours and len(extra) <= _EXCLUDED_MAX else []
+        statements = self._timeline_sql(q, counts, groupings, layout, exclude)
+        if statements is None:  # the ids do not fit one statement: the backlog way
+            exclude = []
+            statements = self._timeline_sql(q, counts, groupings, layout, exclude)
+            assert statements is not None
+        for grouping, sql in zip(groupings, statements, strict=True):
+            for index, value, n in await self._arc(sql):
+                if grouping is None or grouping != "tag":
+                    counts.total(int(index), n)
+                if grouping is not None:
+                    counts.group(int(index), str(value), n)
+        if extra:
+            present = set() if exclude else await self._present(extra)
+            counts.records([r for r in extra if r.id not in present], group_by)
+        return counts.buckets()
+
+    def _timeline_sql(
+        self,
+        q: MemoryQuery,
+        counts: BucketCounts,
+        groupings: list[TimelineGroup | None],
+        layout: ArcLayout,
+        exclude: list[str],
+    ) -> list[str] | None:
+        """The timeline statements, or ``None`` when ``exclude`` makes one too long."""
+        try:
+            return [
+                arc_sql.timeline_sql(
+                    self.target.measurement, q, counts.origin, counts.width, g, layout, exclude
+                )
+                for g in groupings
+            ]
+        except InvalidInput:
+            if exclude:
+                return None
+            raise
 
     async def agent_stats(self, agent_id: str, since: int) -> AgentMemoryStats:
         layout = await self._layout()

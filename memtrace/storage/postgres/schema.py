@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from memtrace.domain.memory import MEMORY_FIELDS, MemoryRecord
+from memtrace.storage.postgres.changes import log_changes_of
 
 _PG_TYPES = {"TEXT": "text", "INTEGER": "bigint", "REAL": "double precision"}
 COLUMNS: tuple[str, ...] = tuple(field.name for field in MEMORY_FIELDS)
@@ -191,4 +192,5 @@ BEGIN
 END $$;
 """  # noqa: S608 (constants only)
 
-MIGRATIONS: tuple[str, ...] = (_V1,)
+# v2: the change log of the feed and the stream (memtrace.storage.postgres.changes)
+MIGRATIONS: tuple[str, ...] = (_V1, log_changes_of("memories"))

@@ -9,9 +9,10 @@ matches a superset of the rows (ASCII letters fold the same in every collation).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
-from memtrace.storage.base import MemoryQuery
+from memtrace.storage.base import MemoryQuery, TimelineGroup
 from memtrace.storage.postgres.schema import COLUMN_LIST, encode_text
 
 
@@ -78,3 +79,52 @@ def count_sql(q: MemoryQuery, *, collation: str | None) -> tuple[str, list[Any]]
     p = Params()
     where = where_clause(q, p, collation=collation)
     return f"SELECT count(*) FROM memories WHERE {where}", p.values  # noqa: S608
+
+
+def changes_sql(
+    q: MemoryQuery, after: int, high: int, limit: int, *, collation: str | None
+) -> tuple[str, list[Any]]:
+    """Memories of the change log's ``(after, high]`` matching ``q``, in commit order, each
+    with its position first: the log's range drives, each entry finds its row by the primary
+    key ``(org_id, time, id)`` (erased memories are gone from both)."""
+    p = Params()
+    where = where_clause(replace(q, after=None), p, collation=collation)
+    sql = (
+        f"SELECT c.seq, f.* FROM memory_changes c "  # noqa: S608 (placeholders only)
+        f"JOIN (SELECT {COLUMN_LIST} FROM memories WHERE {where}) f "
+        "ON f.time = c.time AND f.id = c.id "
+        f"WHERE c.org_id = {p(q.org_id)} AND c.seq > {p(after)} AND c.seq <= {p(high)} "
+        f"ORDER BY c.seq LIMIT {p(limit)}"
+    )
+    return sql, p.values
+
+
+def timeline_sql(
+    q: MemoryQuery,
+    origin: int,
+    width: int,
+    group_by: TimelineGroup | None,
+    *,
+    collation: str | None,
+) -> tuple[str, list[Any]]:
+    """``(bucket index, group, count)`` rows of ``q`` (:mod:`memtrace.storage.timeline`); the
+    group is NULL without ``group_by``; by tag, one row per tag of the bucket (a memory counts
+    in each of its tags' groups), so the totals come from a query without ``group_by``."""
+    p = Params()
+    where = where_clause(q, p, collation=collation)
+    bucket = f"(time - {p(origin)}::bigint) / {p(width)}::bigint"
+    # (placeholders and fixed column names only: no value is ever written into the text)
+    if group_by is None:
+        sql = f"SELECT {bucket}, NULL, count(*) FROM memories WHERE {where} GROUP BY 1"  # noqa: S608
+    elif group_by == "tag":
+        sql = (
+            f"SELECT {bucket}, tag, count(*) FROM memories, unnest(tags) AS tag "  # noqa: S608
+            f"WHERE {where} GROUP BY 1, 2"
+        )
+    else:
+        column = {"event_type": "event_type", "memory_type": "memory_type", "agent_id": "agent_id"}
+        sql = (
+            f"SELECT {bucket}, {column[group_by]}, count(*) FROM memories "  # noqa: S608
+            f"WHERE {where} GROUP BY 1, 2"
+        )
+    return sql, p.values

@@ -23,12 +23,17 @@ from memtrace.domain.dedup import DedupWindow
 from memtrace.domain.ids import memory_ids
 from memtrace.domain.memory import MemoryRecord, WriteOutcome
 from memtrace.storage.base import (
+    CHANGE_SCAN,
     AgentMemoryStats,
+    ChangePage,
     MemoryQuery,
     NewMemory,
     QueryPage,
     StoreHealth,
+    TimelineBucket,
+    TimelineGroup,
 )
+from memtrace.storage.postgres import changes as change_log
 from memtrace.storage.postgres import sql as pg_sql
 from memtrace.storage.postgres.db import Connection, PgDatabase
 from memtrace.storage.postgres.schema import (
@@ -43,6 +48,7 @@ from memtrace.storage.postgres.schema import (
 )
 from memtrace.storage.postgres.vacuum import Vacuum
 from memtrace.storage.rows import admit, record_from_new
+from memtrace.storage.timeline import BucketCounts, origin_of
 
 T = TypeVar("T")
 
@@ -166,7 +172,7 @@ async def purge_org(db: PgDatabase, org_id: str) -> int:
     """Delete every memory of an org (``memtrace org delete --purge``); returns how many."""
     async with db.transaction() as conn:
         status = await conn.execute("DELETE FROM memories WHERE org_id = $1", org_id)
-        for table in ("agent_type_counts", "dedup_stripes", "org_state"):
+        for table in ("agent_type_counts", "dedup_stripes", "org_state", "memory_changes"):
             await conn.execute(f"DELETE FROM {table} WHERE org_id = $1", org_id)  # noqa: S608
     return int(status.split()[-1])
 
@@ -303,6 +309,7 @@ class PostgresStore:
                 await conn.execute(
                     "DELETE FROM agent_type_counts WHERE org_id = $1 AND n <= 0", self.org_id
                 )
+                await change_log.forget(conn, self.org_id, [str(r[0]) for r in rows])
         self.vacuum.schedule(str(r[3]) for r in rows)
         gone = {str(r[0]) for r in rows}
         return [memory_id for memory_id in wanted if memory_id in gone]
@@ -349,6 +356,22 @@ class PostgresStore:
                 )
         return [row_to_record(row) for row in rows]
 
+    async def changes(self, after: int, q: MemoryQuery, limit: int) -> ChangePage:
+        async with self.db.connection() as conn:
+            head = await change_log.head(conn, self.org_id)
+            high = min(after + CHANGE_SCAN, head)
+            sql, params = pg_sql.changes_sql(
+                q, after, high, limit, collation=self.db.lower_collation
+            )
+            rows = await conn.fetch(sql, *params) if high > after else []
+        entries = [(int(row[0]), row_to_record(row[1:])) for row in rows]
+        position = entries[-1][0] if len(entries) == limit else max(high, after)
+        return ChangePage(entries, position, complete=position >= head)
+
+    async def change_head(self) -> int:
+        async with self.db.connection() as conn:
+            return await change_log.head(conn, self.org_id)
+
     async def count(self, q: MemoryQuery) -> int:
         sql, params = pg_sql.count_sql(q, collation=self.db.lower_collation)
         async with self.db.connection() as conn:
@@ -362,6 +385,29 @@ class PostgresStore:
                 self.org_id,
             )
         return row_to_record(row) if row else None
+
+    async def timeline(
+        self, q: MemoryQuery, bucket_us: int, group_by: TimelineGroup | None
+    ) -> list[TimelineBucket]:
+        assert q.since is not None
+        counts = BucketCounts(origin_of(q.since, bucket_us), bucket_us)
+        collation = self.db.lower_collation
+        async with self.db.connection() as conn:
+            if group_by is None or group_by == "tag":
+                sql, params = pg_sql.timeline_sql(
+                    q, counts.origin, bucket_us, None, collation=collation
+                )
+                for index, _, n in await conn.fetch(sql, *params):
+                    counts.total(index, n)
+            if group_by is not None:
+                sql, params = pg_sql.timeline_sql(
+                    q, counts.origin, bucket_us, group_by, collation=collation
+                )
+                for index, value, n in await conn.fetch(sql, *params):
+                    if group_by != "tag":
+                        counts.total(index, n)
+                    counts.group(index, decode_text(value), n)
+        return counts.buckets()
 
     async def agent_stats(self, agent_id: str, since: int) -> AgentMemoryStats:
         async with self.db.connection() as conn:
