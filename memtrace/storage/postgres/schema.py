@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from memtrace.domain.memory import MEMORY_FIELDS, MemoryRecord
+from memtrace.domain.models import OUTCOME_EVENT
 
 _PG_TYPES = {"TEXT": "text", "INTEGER": "bigint", "REAL": "double precision"}
 COLUMNS: tuple[str, ...] = tuple(field.name for field in MEMORY_FIELDS)
@@ -191,4 +192,11 @@ BEGIN
 END $$;
 """  # noqa: S608 (constants only)
 
-MIGRATIONS: tuple[str, ...] = (_V1,)
+# Decision outcomes of an agent (its stats' success rate, its context) without walking every
+# memory of the agent; the planner uses a partial index for the literal that sql.py writes.
+_V2 = f"""
+CREATE INDEX IF NOT EXISTS memories_outcomes ON memories (org_id, agent_id, time)
+    WHERE event_type = '{OUTCOME_EVENT}';
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2)
