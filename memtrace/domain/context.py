@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from memtrace.domain.memory import MemoryRecord
+from memtrace.domain.models import OUTCOME_EVENT, OUTCOMES
 from memtrace.domain.timestamps import format_seconds
 
 SECTIONS: tuple[tuple[str, str], ...] = (
@@ -61,8 +62,6 @@ def section_of(memory: MemoryRecord) -> str:
     return _SECTION_OF_TYPE.get(memory.memory_type, "actions")
 
 
-OUTCOME_EVENT = "outcome"
-_OUTCOME_LABELS = ("success", "failure", "partial")
 _METRICS_SHOWN = 8
 
 
@@ -79,7 +78,7 @@ class _Item:
 def _label(memory: MemoryRecord) -> str | None:
     """The outcome label of an outcome memory (docs/context.md, "Decision outcomes")."""
     label = (memory.metadata or {}).get("outcome")
-    if memory.event_type == OUTCOME_EVENT and label in _OUTCOME_LABELS:
+    if memory.event_type == OUTCOME_EVENT and label in OUTCOMES:
         return str(label)
     return None
 

@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from memtrace.domain.memory import MEMORY_FIELDS, MemoryRecord
+from memtrace.domain.models import OUTCOME_EVENT
 from memtrace.storage.postgres.changes import log_changes_of
 
 _PG_TYPES = {"TEXT": "text", "INTEGER": "bigint", "REAL": "double precision"}
@@ -192,5 +193,13 @@ BEGIN
 END $$;
 """  # noqa: S608 (constants only)
 
-# v2: the change log of the feed and the stream (memtrace.storage.postgres.changes)
-MIGRATIONS: tuple[str, ...] = (_V1, log_changes_of("memories"))
+# Decision outcomes of an agent (its stats' success rate, its context) without walking every
+# memory of the agent; the planner uses a partial index for the literal that sql.py writes.
+_V3_OUTCOMES = f"""
+CREATE INDEX IF NOT EXISTS memories_outcomes ON memories (org_id, agent_id, time)
+    WHERE event_type = '{OUTCOME_EVENT}';
+"""
+
+# v2: the change log of the feed and the stream (memtrace.storage.postgres.changes);
+# v3: the outcomes' partial index
+MIGRATIONS: tuple[str, ...] = (_V1, log_changes_of("memories"), _V3_OUTCOMES)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from memtrace.domain.models import OUTCOME_EVENT
 from memtrace.storage.base import MemoryQuery, TimelineGroup
 from memtrace.storage.postgres.schema import COLUMN_LIST, encode_text
 
@@ -40,7 +41,9 @@ def where_clause(q: MemoryQuery, p: Params, *, collation: str | None) -> str:
         clauses.append(f"session_id = {p(q.session_id)}")
     if q.memory_types:
         clauses.append(f"memory_type = ANY({p(list(q.memory_types))}::text[])")
-    if q.event_types:
+    if q.event_types == (OUTCOME_EVENT,):  # a literal: the partial memories_outcomes serves it
+        clauses.append(f"event_type = '{OUTCOME_EVENT}'")
+    elif q.event_types:
         clauses.append(f"event_type = ANY({p(list(q.event_types))}::text[])")
     if q.since is not None:
         clauses.append(f"time >= {p(q.since)}")
