@@ -123,8 +123,11 @@ def test_round_robin_read_your_writes_and_revocation_via_cli(cluster: Cluster) -
 def test_cross_replica_dedup_under_concurrency(cluster: Cluster) -> None:
     replicas = cluster.start(3)
     _, headers = cluster.org_key("acme")
-    with httpx.Client(timeout=10) as http:
-        wait_until(lambda: http.get(f"{replicas[2].url}{MEM}", headers=headers).status_code == 200)
+    with httpx.Client(timeout=10) as http:  # a new key reaches each replica within 2 s
+        wait_until(
+            lambda: all(http.get(f"{r.url}{MEM}", headers=headers).status_code == 200
+                        for r in replicas)
+        )  # fmt: skip
     barrier = threading.Barrier(3)
     results: list[list[httpx.Response]] = [[], [], []]
 
