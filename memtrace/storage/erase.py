@@ -12,9 +12,9 @@ Deleting a row is not enough to make its content unrecoverable from the files:
 - the WAL holds earlier versions of the pages (the row as inserted) until it is checkpointed
   and reset: :func:`checkpoint` copies it into the database and truncates it to zero bytes.
 
-The purge runs in the background once deletes pause (``QUIET_S``; a forget or a retention sweep
-deletes batch after batch and gets one purge at the end); ``Purger.idle()`` waits for it
-(tests), and closing a store finishes it.
+The purge runs in the background once deletes pause (``memtrace.storage.pause``: a forget or
+a retention sweep deletes batch after batch and gets one purge at the end); ``Purger.idle()``
+waits for it (tests), and closing a store finishes it.
 """
 
 from __future__ import annotations
@@ -27,15 +27,12 @@ from functools import partial
 from pathlib import Path
 from typing import Protocol
 
+from memtrace.storage.pause import Pause
 from memtrace.storage.sqlite import SQLiteDatabase
 
 log = logging.getLogger(__name__)
 
 MERGE_PAGES = 50  # pages written per merge slice: a bounded write lock per slice
-# A purge waits until deletes have paused this long (a sweep or a forget deletes batch after
-# batch: one purge after the last batch, not one per batch), but never more than MAX_DELAY_S.
-QUIET_S = 0.5
-MAX_DELAY_S = 30.0
 _CHECKPOINT_TRIES = 50
 
 
@@ -96,14 +93,13 @@ class Purger:
         self._task: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
         self._idle.set()
-        self._last = 0.0
-        self._closing = False
+        self._pause = Pause()
         self.runs = 0  # completed purges (tests)
 
     def schedule(self) -> None:
         """Something was deleted: purge soon (a running purge is followed by another)."""
         self._dirty = True
-        self._last = time.monotonic()
+        self._pause.touch()
         self._idle.clear()
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name=f"purge:{self._db.path.name}")
@@ -115,24 +111,14 @@ class Purger:
     async def close(self) -> None:
         """Finish the pending purge now (a store closes only after its erasures are
         complete)."""
-        self._closing = True
+        self._pause.close()
         if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)
-
-    async def _quiet(self) -> None:
-        """Wait for a pause in deletes (bounded by ``MAX_DELAY_S``)."""
-        first = time.monotonic()
-        while not self._closing:
-            now = time.monotonic()
-            wait = min(self._last + QUIET_S, first + MAX_DELAY_S) - now
-            if wait <= 0:
-                return
-            await asyncio.sleep(wait)
 
     async def _run(self) -> None:
         try:
             while self._dirty:
-                await self._quiet()
+                await self._pause.wait()
                 self._dirty = False
                 if self._fts_table is not None:
                     await self._merge(self._fts_table)

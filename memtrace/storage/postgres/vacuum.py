@@ -13,15 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Iterable
 
+from memtrace.storage.pause import Pause
 from memtrace.storage.postgres.db import PgDatabase
 
 log = logging.getLogger(__name__)
-
-QUIET_S = 0.5
-MAX_DELAY_S = 30.0
 
 
 def quote_table(name: str) -> str:
@@ -43,8 +40,7 @@ class Vacuum:
         self._task: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
         self._idle.set()
-        self._last = 0.0
-        self._closing = False
+        self._pause = Pause()
         self.runs = 0  # completed vacuums (tests)
 
     def schedule(self, tables: Iterable[str] = ()) -> None:
@@ -53,7 +49,7 @@ class Vacuum:
         self._tables.update([quote_table(t) for t in tables] or self._default)
         if not self._tables:
             return
-        self._last = time.monotonic()
+        self._pause.touch()
         self._idle.clear()
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="pg-vacuum")
@@ -64,22 +60,14 @@ class Vacuum:
 
     async def close(self) -> None:
         """Finish the pending vacuum now."""
-        self._closing = True
+        self._pause.close()
         if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)
-
-    async def _quiet(self) -> None:
-        first = time.monotonic()
-        while not self._closing:
-            wait = min(self._last + QUIET_S, first + MAX_DELAY_S) - time.monotonic()
-            if wait <= 0:
-                return
-            await asyncio.sleep(wait)
 
     async def _run(self) -> None:
         try:
             while self._tables:
-                await self._quiet()
+                await self._pause.wait()
                 tables, self._tables = sorted(self._tables), set()
                 async with self._db.connection() as conn:  # VACUUM runs outside a transaction
                     await conn.execute(f"VACUUM {', '.join(tables)}")
