@@ -34,8 +34,10 @@ TEST_WORKERS ?= 4
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) $(ARGS)
 
+# The fast tier waits on threads and in-process servers too: on a quiet 2-core machine 3 workers
+# took 54 s, 2 took 64 s and 4 took 59 s (docs/testing.md).
 test-fast: $(VENV)/.installed-dev
-	$(BIN)/python -m pytest -m "not slow" -n 2 $(ARGS)
+	$(BIN)/python -m pytest -m "not slow" -n 3 $(ARGS)
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
