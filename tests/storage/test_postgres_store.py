@@ -134,3 +134,31 @@ async def test_a_delete_vacuums_exactly_the_partitions_it_touched(store: Postgre
     assert dead == 0
     stats = await store.agent_stats("crawler", 0)
     assert stats.memory_count == 1 and stats.memory_types == {"episodic": 1}
+
+
+async def test_the_pool_holds_at_most_pool_max_connections(pg_url: str) -> None:
+    """20 requests at once on a pool of 3 share its 3 server connections; a request that cannot
+    get one within acquire_timeout_s is a clear 503, not a new connection."""
+    settings = PostgresSettings(url=pg_url, pool_min=3, pool_max=3, acquire_timeout_s=0.3)
+    db = PgDatabase(settings, presence=False)
+    await db.open()
+    seen: list[int] = []
+
+    async def hold(seconds: float) -> None:
+        async with db.connection() as conn:
+            seen.append(
+                await conn.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE application_name = 'memtrace' AND datname = current_database()"
+                )
+            )
+            await conn.execute(f"SELECT pg_sleep({seconds})")
+
+    try:
+        results = await asyncio.gather(*(hold(1.0) for _ in range(20)), return_exceptions=True)
+        assert seen and max(seen) <= 3
+        refused = [r for r in results if isinstance(r, BaseException)]
+        assert refused and all(isinstance(r, StorageUnavailable) for r in refused)
+        await hold(0)  # and serves again once they are back
+    finally:
+        await db.close()
