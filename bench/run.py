@@ -116,8 +116,12 @@ async def ingest_figure(server: Server, memories: int, clients: int) -> dict[str
     }
 
 
-async def remember_figure(server: Server, requests: int, clients: int) -> dict[str, Any]:
-    headers = {"x-api-key": server.key}
+async def remember_figure(
+    server: Server, requests: int, clients: int, keys: list[str] | None = None
+) -> dict[str, Any]:
+    """Single remembers in a closed loop; with ``keys``, request i goes to the org of
+    ``keys[i % len(keys)]`` (writes of different orgs take different SQLite writers)."""
+    all_headers = [{"x-api-key": key} for key in keys or [server.key]]
     tag = os.urandom(4).hex()
     offset = 0  # the warm-up and the measured run send different contents (no 409)
 
@@ -131,6 +135,7 @@ async def remember_figure(server: Server, requests: int, clients: int) -> dict[s
                 "tags": ["bench"],
             }
         )
+        headers = all_headers[i % len(all_headers)]
         status, payload = await conn.request("POST", "/api/v1/memories", body, headers)
         if status != 201:
             raise RuntimeError(f"remember -> {status}: {payload[:300]!r}")
