@@ -15,6 +15,8 @@ from hypothesis import strategies as st
 
 from memtrace.domain.errors import InvalidInput
 from memtrace.storage.arc import sql as arc_sql
+from memtrace.storage.arc.layouts import ArcLayout
+from memtrace.storage.base import MemoryQuery
 from tests.storage.test_arc_sql_property import adversarial
 
 prop = settings(
@@ -146,3 +148,40 @@ def test_agent_stats_and_dedup_seed_select_exactly(
         for r in rows
         if r["org_id"] == org and r["time"] >= since
     )
+
+
+def test_a_read_of_gos_layout_keeps_to_gos_rows(duck: duckdb.DuckDBPyConnection) -> None:
+    """A measurement that held only Go's rows when its layout was read gets memtrace's first rows
+    before the next read: a statement built for Go's layout must not read them as Go rows (they
+    would come back with derived ids, beside their outbox copies: one memory seen twice)."""
+    duck.execute(
+        f"CREATE OR REPLACE TABLE events ({COLUMNS}, metadata_json VARCHAR, tags_csv VARCHAR)"
+    )
+    go = "(NULL, make_timestamp(?), 'org_a', 'crawler', '', 'episodic', 'general', 'go row', "
+    ours = "('mem_1', make_timestamp(?), 'org_a', 'crawler', '', 'episodic', 'general', 'ours', "
+    duck.execute(f"INSERT INTO events VALUES {go}NULL, NULL, 0.0, 'k1', '', '{{}}', 'a')", [T0])
+    duck.execute(
+        f"INSERT INTO events VALUES {ours}'{{}}', 'a', NULL, 'k2', NULL, NULL, NULL)", [T0]
+    )
+    layout = ArcLayout(ours=False, go=True)  # as read before memtrace's rows landed
+    q = MemoryQuery(org_id="org_a", limit=10)
+    contents = [
+        row[7]
+        for row in duck.execute(
+            arc_sql.select_sql("events", q, limit=10, offset=0, layout=layout)
+        ).fetchall()
+    ]
+    assert contents == ["go row"]
+    assert duck.execute(arc_sql.count_sql("events", q, layout)).fetchone() == (1,)
+    stats = duck.execute(arc_sql.agent_stats_sql("events", "org_a", "crawler", T0, layout))
+    assert [row[1] for row in stats.fetchall()] == [1]
+    for sql in (
+        arc_sql.dedup_seed_sql("events", "org_a", T0, layout),
+        arc_sql.dedup_lookup_sql("events", "org_a", ["k1", "k2"], T0 - 1, T0 + 1, layout),
+        arc_sql.go_rows_sql("events", "org_a", T0, T0 + 1, layout),
+    ):
+        assert [row[7] for row in duck.execute(sql).fetchall()] == ["go row"]
+    # with both column sets known, each row is read as what it is
+    both = ArcLayout(ours=True, go=True)
+    rows = duck.execute(arc_sql.select_sql("events", q, limit=10, offset=0, layout=both))
+    assert sorted(row[7] for row in rows.fetchall()) == ["go row", "ours"]

@@ -58,6 +58,15 @@ class ArcLayout:
         return cls(ours="id" in names or not go, go=go)
 
     @property
+    def go_only_rows(self) -> str:
+        """A ``WHERE`` term keeping a read of Go's layout to Go's rows: once memtrace ships into
+        a measurement that held only Go's rows, our rows can land between the layout read and
+        the query, and would be read as Go rows with derived ids (a memory seen twice, beside
+        its outbox copy). Go always wrote ``metadata_json`` ("{}" when empty); ours never do.
+        Empty when the layout has memtrace's columns (then ``id`` tells them apart)."""
+        return "metadata_json IS NOT NULL" if self.go and not self.ours else ""
+
+    @property
     def settled(self) -> bool:
         """Both column sets exist: columns are never dropped, so this cannot change."""
         return self.ours and self.go

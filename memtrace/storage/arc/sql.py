@@ -86,6 +86,10 @@ def literal_chunks(
         yield run
 
 
+def _and(term: str) -> str:
+    return f" AND {term}" if term else ""
+
+
 def _in_list(values: Iterable[str]) -> str:
     return "(" + ", ".join(quote_literal(v) for v in values) + ")"
 
@@ -93,6 +97,8 @@ def _in_list(values: Iterable[str]) -> str:
 def where_clause(q: MemoryQuery, layout: ArcLayout = OURS) -> str:
     """The ``WHERE`` body for ``q`` (always filtered on the org)."""
     clauses = [f"org_id = {quote_literal(q.org_id)}"]
+    if layout.go_only_rows:
+        clauses.append(layout.go_only_rows)
     if q.agent_id is not None:
         clauses.append(f"agent_id = {quote_literal(q.agent_id)}")
     if q.session_id is not None:
@@ -249,7 +255,8 @@ def get_sql(measurement: str, org_id: str, memory_id: str, layout: ArcLayout = O
         found.append(f"({'id IS NULL AND ' if layout.ours else ''}{window})")
     return (
         f"SELECT {layout.select_list()} FROM {quote_ident(measurement)} "  # noqa: S608
-        f"WHERE org_id = {quote_literal(org_id)} AND ({' OR '.join(found) or 'false'})"
+        f"WHERE org_id = {quote_literal(org_id)}{_and(layout.go_only_rows)} "
+        f"AND ({' OR '.join(found) or 'false'})"
     )
 
 
@@ -264,7 +271,8 @@ def agent_stats_sql(
         f"SELECT memory_type, count(DISTINCT {key}) AS n, "  # noqa: S608
         f"count(DISTINCT {key}) FILTER (WHERE time >= {bound}) AS recent, "
         f"count(DISTINCT {key}) FILTER (WHERE time >= {bound} AND event_type = 'error') AS errors "
-        f"FROM {quote_ident(measurement)} WHERE org_id = {quote_literal(org_id)} "
+        f"FROM {quote_ident(measurement)} WHERE org_id = {quote_literal(org_id)}"
+        f"{_and(layout.go_only_rows)} "
         f"AND agent_id = {quote_literal(agent_id)} GROUP BY memory_type ORDER BY memory_type"
     )
 
@@ -275,7 +283,8 @@ def dedup_seed_sql(measurement: str, org_id: str, since: int, layout: ArcLayout 
     if layout.go:
         return (
             f"SELECT {layout.select_list()} FROM {quote_ident(measurement)} "  # noqa: S608
-            f"WHERE org_id = {quote_literal(org_id)} AND time >= make_timestamp({number(since)})"
+            f"WHERE org_id = {quote_literal(org_id)}{_and(layout.go_only_rows)} "
+            f"AND time >= make_timestamp({number(since)})"
         )
     return (
         f"SELECT dedup_key, epoch_us(time) AS time_us, id FROM {quote_ident(measurement)} "  # noqa: S608
@@ -296,7 +305,8 @@ def dedup_lookup_sql(
     columns = layout.select_list() if layout.go else "dedup_key, epoch_us(time) AS time_us, id"
     return _checked(
         f"SELECT {columns} FROM {quote_ident(measurement)} "  # noqa: S608
-        f"WHERE org_id = {quote_literal(org_id)} AND dedup_key IN {_in_list(keys)} "
+        f"WHERE org_id = {quote_literal(org_id)}{_and(layout.go_only_rows)} "
+        f"AND dedup_key IN {_in_list(keys)} "
         f"AND time > make_timestamp({number(since)}) AND time < make_timestamp({number(until)})"
     )
 
@@ -325,7 +335,7 @@ def records_sql(
 def go_rows_sql(measurement: str, org_id: str, since: int, until: int, layout: ArcLayout) -> str:
     """The Go memtrace's rows (no id) with ``since <= time < until``, in the layout's select
     list (their ids are derived in Python)."""
-    ours = "id IS NULL AND " if layout.ours else ""
+    ours = "id IS NULL AND " if layout.ours else f"{layout.go_only_rows} AND "
     return (
         f"SELECT {layout.select_list()} FROM {quote_ident(measurement)} "  # noqa: S608
         f"WHERE org_id = {quote_literal(org_id)} AND {ours}"
