@@ -12,13 +12,15 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
+from typing import Any, Generic, TypeVar
 
 import httpx
 
 from memtrace.client import _endpoints as ep
-from memtrace.client._base import decode, wrap_transport_error
+from memtrace.client._base import Call, decode, wrap_transport_error
 from memtrace.client.models import StreamParams
 
+C = TypeVar("C", httpx.Client, httpx.AsyncClient)
 DEFAULT_READ_TIMEOUT = 60.0  # > the server's heartbeat (15 s by default)
 
 
@@ -26,20 +28,19 @@ def _timeout(client: httpx.Client | httpx.AsyncClient, read_timeout: float) -> h
     return httpx.Timeout(client.timeout.connect, read=read_timeout, write=None, pool=None)
 
 
-class MemoryStream:
-    """Iterate for :class:`~memtrace.client._endpoints.StreamEvent` s; ``last_event_id`` is
-    where a new stream would resume. Ends only when closed (or on an error answer)."""
+class _Resuming(Generic[C]):
+    """What both iterators keep: the request, where to resume, the retry policy."""
 
     def __init__(
         self,
-        client: httpx.Client,
+        client: C,
         params: StreamParams,
         *,
         last_event_id: str | None = None,
         max_retries: int = 5,
         read_timeout: float = DEFAULT_READ_TIMEOUT,
     ) -> None:
-        self._client = client
+        self._client: C = client
         self.params = params
         self.last_event_id = last_event_id
         self.max_retries = max_retries
@@ -51,19 +52,28 @@ class MemoryStream:
         """Stop after the current event (the connection closes with the iterator)."""
         self._closed = True
 
+    def _request(self) -> tuple[Call, dict[str, Any]]:
+        """The next connection's request: it resumes after ``last_event_id``."""
+        call = ep.stream_request(self.params, self.last_event_id)
+        options = {
+            "params": call.params,
+            "headers": dict(call.headers),
+            "timeout": _timeout(self._client, self.read_timeout),
+        }
+        return call, options
+
+
+class MemoryStream(_Resuming[httpx.Client]):
+    """Iterate for :class:`~memtrace.client._endpoints.StreamEvent` s; ``last_event_id`` is
+    where a new stream would resume. Ends only when closed (or on an error answer)."""
+
     def __iter__(self) -> Iterator[ep.StreamEvent]:
         failures = 0
         while not self._closed:
             parser = ep.SseParser()
-            call = ep.stream_request(self.params, self.last_event_id)
+            call, options = self._request()
             try:
-                with self._client.stream(
-                    "GET",
-                    call.path,
-                    params=call.params,
-                    headers=dict(call.headers),
-                    timeout=_timeout(self._client, self.read_timeout),
-                ) as response:
+                with self._client.stream("GET", call.path, **options) as response:
                     if response.status_code >= 400:
                         response.read()
                         decode(response, call)
@@ -84,42 +94,16 @@ class MemoryStream:
                 time.sleep(parser.retry_s)
 
 
-class AsyncMemoryStream:
+class AsyncMemoryStream(_Resuming[httpx.AsyncClient]):
     """The async twin of :class:`MemoryStream` (``async for event in stream``)."""
-
-    def __init__(
-        self,
-        client: httpx.AsyncClient,
-        params: StreamParams,
-        *,
-        last_event_id: str | None = None,
-        max_retries: int = 5,
-        read_timeout: float = DEFAULT_READ_TIMEOUT,
-    ) -> None:
-        self._client = client
-        self.params = params
-        self.last_event_id = last_event_id
-        self.max_retries = max_retries
-        self.read_timeout = read_timeout
-        self.connections = 0
-        self._closed = False
-
-    def close(self) -> None:
-        self._closed = True
 
     async def __aiter__(self) -> AsyncIterator[ep.StreamEvent]:
         failures = 0
         while not self._closed:
             parser = ep.SseParser()
-            call = ep.stream_request(self.params, self.last_event_id)
+            call, options = self._request()
             try:
-                async with self._client.stream(
-                    "GET",
-                    call.path,
-                    params=call.params,
-                    headers=dict(call.headers),
-                    timeout=_timeout(self._client, self.read_timeout),
-                ) as response:
+                async with self._client.stream("GET", call.path, **options) as response:
                     if response.status_code >= 400:
                         await response.aread()
                         decode(response, call)
