@@ -293,18 +293,26 @@ Cursor = Annotated[
 MEMORY_ID_PATTERN = r"^mem_[0-9A-HJKMNP-TV-Z]{26}$"
 
 
+# Filter fields several query models share, declared once (their OpenAPI schema included).
+OptionalMemoryType = Annotated[MemoryType | None, BeforeValidator(_blank_to_none), BlankMeansAbsent]
+OptionalEventType = Annotated[EventType | None, BeforeValidator(_blank_to_none), BlankMeansAbsent]
+TagsParam = Annotated[
+    str | None, Field(max_length=MAX_TAGS * 65, description="Comma list; all must match.")
+]
+ContentNeedle = Annotated[
+    Needle | None,
+    BeforeValidator(_blank_to_none),
+    BlankMeansAbsent,
+    Field(description="Case-insensitive substring of content."),
+]
+
+
 class _MemoryFilterFields(_QueryParams):
     """Type, event, tag and time filters of memory listings and of the export."""
 
-    memory_type: Annotated[MemoryType | None, BeforeValidator(_blank_to_none), BlankMeansAbsent] = (
-        None
-    )
-    event_type: Annotated[EventType | None, BeforeValidator(_blank_to_none), BlankMeansAbsent] = (
-        None
-    )
-    tags: Annotated[
-        str | None, Field(max_length=MAX_TAGS * 65, description="Comma list; all must match.")
-    ] = None
+    memory_type: OptionalMemoryType = None
+    event_type: OptionalEventType = None
+    tags: TagsParam = None
     since: str | None = None
     until: str | None = None
 
@@ -342,12 +350,7 @@ class ExportParams(_MemoryFilterFields):
 
     agent_id: OptionalRef = None
     session_id: OptionalRef = None
-    content_contains: Annotated[
-        Needle | None,
-        BeforeValidator(_blank_to_none),
-        BlankMeansAbsent,
-        Field(description="Case-insensitive substring of content."),
-    ] = None
+    content_contains: ContentNeedle = None
     order: OrderParam = "asc"
 
 
@@ -359,12 +362,7 @@ class MemoryMatch(_Request):
     memory_types: list[MemoryType] | None = Field(default=None, max_length=len(MEMORY_TYPES))
     event_types: list[EventType] | None = Field(default=None, max_length=64)
     tags: TagList = None
-    content_contains: Annotated[
-        Needle | None,
-        BeforeValidator(_blank_to_none),
-        BlankMeansAbsent,
-        Field(description="Case-insensitive substring of content."),
-    ] = None
+    content_contains: ContentNeedle = None
     since: str | None = None
     until: str | None = None
 
@@ -609,16 +607,9 @@ class TimelineParams(_QueryParams):
     session_id: OptionalRef = None
     memory_type: TypeList = None
     event_type: TypeList = None
-    tags: Annotated[
-        str | None, Field(max_length=MAX_TAGS * 65, description="Comma list; all must match.")
-    ] = None
+    tags: TagsParam = None
     min_importance: Annotated[float | None, Field(ge=0.0, le=1.0)] = None
-    content_contains: Annotated[
-        Needle | None,
-        BeforeValidator(_blank_to_none),
-        BlankMeansAbsent,
-        Field(description="Case-insensitive substring of content."),
-    ] = None
+    content_contains: ContentNeedle = None
 
 
 class TimelineBucketCount(BaseModel):
@@ -720,15 +711,9 @@ class _ChangeFilters(_QueryParams):
 
     agent_id: OptionalRef = None
     session_id: OptionalRef = None
-    memory_type: Annotated[MemoryType | None, BeforeValidator(_blank_to_none), BlankMeansAbsent] = (
-        None
-    )
-    event_type: Annotated[EventType | None, BeforeValidator(_blank_to_none), BlankMeansAbsent] = (
-        None
-    )
-    tags: Annotated[
-        str | None, Field(max_length=MAX_TAGS * 65, description="Comma list; all must match.")
-    ] = None
+    memory_type: OptionalMemoryType = None
+    event_type: OptionalEventType = None
+    tags: TagsParam = None
     min_importance: float | None = Field(
         default=None,
         ge=0.0,
@@ -736,12 +721,7 @@ class _ChangeFilters(_QueryParams):
         allow_inf_nan=False,
         description="Only memories at least this important.",
     )
-    content_contains: Annotated[
-        Needle | None,
-        BeforeValidator(_blank_to_none),
-        BlankMeansAbsent,
-        Field(description="Case-insensitive substring of content."),
-    ] = None
+    content_contains: ContentNeedle = None
 
 
 class FeedParams(_ChangeFilters):
