@@ -36,10 +36,26 @@ def fingerprint(parts: Iterable[object]) -> str:
     return hashlib.sha256(repr(tuple(parts)).encode()).hexdigest()[:12]
 
 
+def wrap_token(prefix: str, raw: str) -> str:
+    """An opaque wire token: ``prefix`` + unpadded base64url of ``raw`` (cursors here, change
+    positions in :mod:`memtrace.domain.positions`)."""
+    return prefix + base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def unwrap_token(text: str, prefix: str, max_chars: int) -> str | None:
+    """The ``raw`` of :func:`wrap_token`, or ``None`` when ``text`` is not such a token."""
+    if len(text) > max_chars or not text.startswith(prefix):
+        return None
+    body = text[len(prefix) :]
+    try:
+        return base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)).decode("ascii")
+    except (binascii.Error, ValueError):
+        return None
+
+
 def encode_cursor(position: Position, query: str) -> str:
     """The cursor after ``position`` for the query with fingerprint ``query``."""
-    raw = f"{position[0]}|{position[1]}|{query}".encode()
-    return PREFIX + base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return wrap_token(PREFIX, f"{position[0]}|{position[1]}|{query}")
 
 
 def decode_cursor(text: str, query: str) -> Position:
@@ -51,13 +67,9 @@ def decode_cursor(text: str, query: str) -> Position:
     malformed = InvalidInput(
         "cursor: malformed; pass the next_cursor of the previous page unchanged"
     )
-    if len(text) > MAX_CURSOR_CHARS or not text.startswith(PREFIX):
+    raw = unwrap_token(text, PREFIX, MAX_CURSOR_CHARS)
+    if raw is None:
         raise malformed
-    body = text[len(PREFIX) :]
-    try:
-        raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)).decode("ascii")
-    except (binascii.Error, ValueError):
-        raise malformed from None
     parts = raw.split("|")
     if len(parts) != 3 or not parts[0].isdigit() or not _ID.match(parts[1]):
         raise malformed

@@ -11,9 +11,7 @@ decimal position.
 
 from __future__ import annotations
 
-import base64
-import binascii
-
+from memtrace.domain.cursor import unwrap_token, wrap_token
 from memtrace.domain.errors import InvalidInput
 
 PREFIX = "p1."
@@ -23,7 +21,7 @@ _MAX = 1 << 62
 
 def encode_position(position: int) -> str:
     """The wire form of a change position (0: before the org's first memory)."""
-    return PREFIX + base64.urlsafe_b64encode(str(position).encode()).decode().rstrip("=")
+    return wrap_token(PREFIX, str(position))
 
 
 def decode_position(text: str, field: str = "cursor") -> int:
@@ -36,14 +34,8 @@ def decode_position(text: str, field: str = "cursor") -> int:
         f"{field}: malformed; pass a position this server returned (cursor, or an event id) "
         "unchanged"
     )
-    if len(text) > MAX_POSITION_CHARS or not text.startswith(PREFIX):
-        raise malformed
-    body = text[len(PREFIX) :]
-    try:
-        raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)).decode("ascii")
-    except (binascii.Error, ValueError):
-        raise malformed from None
-    if not raw.isdigit() or len(raw) > 19:
+    raw = unwrap_token(text, PREFIX, MAX_POSITION_CHARS)
+    if raw is None or not raw.isdigit() or len(raw) > 19:
         raise malformed
     position = int(raw)
     if position >= _MAX or encode_position(position) != text:
