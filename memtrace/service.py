@@ -40,6 +40,8 @@ from memtrace.domain.models import (
     AgentStats,
     ContextRequest,
     DuplicateEntry,
+    ExportParams,
+    FeedParams,
     MemoryCreate,
     MemoryFilters,
     MemoryMatch,
@@ -50,6 +52,7 @@ from memtrace.domain.models import (
     SessionCreate,
     SessionListParams,
     SessionUpdate,
+    StreamParams,
     TimelineParams,
     parse_model,
 )
@@ -191,6 +194,24 @@ def parse_tags(text: str | None) -> tuple[str, ...]:
         if not _TAG.match(tag):
             raise InvalidInput(f"tags: {tag!r} is not a valid tag (letters, digits, _ . -)")
     return tags
+
+
+def filters_query(
+    org_id: str, params: ExportParams | FeedParams | StreamParams, **rest: Any
+) -> MemoryQuery:
+    """The store query of the list filters an export, a feed read or a stream takes (one
+    agent, session, memory type and event type, all of ``tags``, a content needle); ``rest``
+    adds the window, limit, order or importance of the caller."""
+    return MemoryQuery(
+        org_id=org_id,
+        agent_id=params.agent_id,
+        session_id=params.session_id,
+        memory_types=(params.memory_type,) if params.memory_type else (),
+        event_types=(params.event_type,) if params.event_type else (),
+        tags=parse_tags(params.tags),
+        content_contains=params.content_contains,
+        **rest,
+    )
 
 
 def parse_types(text: str | None, field: str) -> tuple[str, ...]:

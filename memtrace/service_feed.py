@@ -19,7 +19,7 @@ from memtrace.domain.memory import MemoryRecord
 from memtrace.domain.models import FeedConfirm, FeedParams, StreamParams
 from memtrace.domain.positions import decode_position, encode_position
 from memtrace.domain.timestamps import now_us
-from memtrace.service import MemoryService, parse_tags
+from memtrace.service import MemoryService, filters_query
 from memtrace.storage.base import ChangeFollower, MemoryQuery
 
 Entry = tuple[int, MemoryRecord]
@@ -88,16 +88,7 @@ class FeedService:
         self.catalog = service.catalog
 
     def _query(self, params: FeedParams | StreamParams) -> MemoryQuery:
-        return MemoryQuery(
-            org_id=self.org_id,
-            agent_id=params.agent_id,
-            session_id=params.session_id,
-            memory_types=(params.memory_type,) if params.memory_type else (),
-            event_types=(params.event_type,) if params.event_type else (),
-            tags=parse_tags(params.tags),
-            content_contains=params.content_contains,
-            min_importance=params.min_importance,
-        )
+        return filters_query(self.org_id, params, min_importance=params.min_importance)
 
     async def read(self, params: FeedParams) -> FeedResult:
         """The memories after the reader's confirmed cursor (other agents' only, unless

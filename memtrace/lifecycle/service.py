@@ -23,7 +23,7 @@ from memtrace.domain.models import MEMORY_TYPES, ExportParams, ForgetRequest, Fo
 from memtrace.domain.timestamps import now_us
 from memtrace.domain.windows import parse_window
 from memtrace.metadata.base import MetadataStore
-from memtrace.service import MemoryService, match_query, parse_tags
+from memtrace.service import MemoryService, filters_query, match_query
 from memtrace.storage.base import MemoryQuery, MemoryStore, NewMemory
 
 log = logging.getLogger(__name__)
@@ -148,18 +148,8 @@ class Lifecycle:
 
     def _export_query(self, params: ExportParams) -> MemoryQuery:
         since, until = parse_window(params.since, params.until, now_us())
-        return MemoryQuery(
-            org_id=self.org_id,
-            agent_id=params.agent_id,
-            session_id=params.session_id,
-            memory_types=(params.memory_type,) if params.memory_type else (),
-            event_types=(params.event_type,) if params.event_type else (),
-            tags=parse_tags(params.tags),
-            content_contains=params.content_contains,
-            since=since,
-            until=until,
-            limit=EXPORT_PAGE,
-            order=params.order,
+        return filters_query(
+            self.org_id, params, since=since, until=until, limit=EXPORT_PAGE, order=params.order
         )
 
     async def import_batch(self, items: Sequence[NewMemory]) -> int:
