@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from memtrace.domain.errors import InvalidInput
 from memtrace.domain.models import MEMORY_TYPES
 
@@ -88,3 +90,9 @@ class AuditEntry:
     filter: dict[str, Any] | None = None
     detail: str | None = None
     seq: int | None = None
+
+    def row(self) -> tuple[Any, ...]:
+        """The values of audit_log's (org_id, at, actor, action, filter, count, detail), the
+        filter as JSON text (both metadata backends store it so)."""
+        text = orjson.dumps(self.filter).decode() if self.filter is not None else None
+        return (self.org_id, self.at, self.actor, self.action, text, self.count, self.detail)

@@ -44,15 +44,7 @@ def append_audit(conn: sqlite3.Connection, entry: AuditEntry) -> None:
     conn.execute(
         "INSERT INTO audit_log (org_id, at, actor, action, filter, count, detail) "
         "VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (
-            entry.org_id,
-            entry.at,
-            entry.actor,
-            entry.action,
-            orjson.dumps(entry.filter).decode() if entry.filter is not None else None,
-            entry.count,
-            entry.detail,
-        ),
+        entry.row(),
     )
 
 

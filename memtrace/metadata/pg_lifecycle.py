@@ -64,13 +64,7 @@ class PgLifecycleCatalog:
             await conn.execute(
                 "INSERT INTO audit_log (org_id, at, actor, action, filter, count, detail) "
                 "VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                entry.org_id,
-                entry.at,
-                entry.actor,
-                entry.action,
-                orjson.dumps(entry.filter).decode() if entry.filter is not None else None,
-                entry.count,
-                entry.detail,
+                *entry.row(),
             )
 
     async def list_audit(
